@@ -1,0 +1,96 @@
+"""The `catdog` command: a thin argparse layer over the library functions."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from catdog.config import DTYPES, INTERPOLATIONS, PRECISIONS, PREPROCESSING, ExtractConfig
+from catdog.errors import CatdogError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CatdogError as exc:
+        print(f"catdog: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("catdog: interrupted; committed shards are kept, re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="catdog", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    extract = commands.add_parser("extract", help="image folder -> VGG16 features in Parquet, on Ray")
+    extract.add_argument("root", help="image folder (local path or s3://, gs://, ... URI)")
+    extract.add_argument("--out", required=True, help="output folder (path or URI)")
+    add_extract_options(extract)
+    extract.set_defaults(func=cmd_extract)
+
+    demo = commands.add_parser("demo", help="generate a small synthetic folder and extract it on local Ray")
+    demo.add_argument("--dir", default="demo", help="where to put the images and features (default: ./demo)")
+    demo.add_argument("--per-class", type=int, default=40)
+    demo.add_argument("--weights", default="none", help="default none: random weights, works offline")
+    demo.add_argument("--image-size", type=int, default=150)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def add_extract_options(p: argparse.ArgumentParser) -> None:
+    d = ExtractConfig(root="", out="")
+    p.add_argument("--weights", default=d.weights, help="imagenet (default), none (random, --seed), or a VGG16 notop weights file")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the random weights with --weights none")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="input side S (default 150: 4x4x512 = 8192 features)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per model call")
+    p.add_argument("--preprocess", choices=PREPROCESSING, default=d.preprocess, help="vgg16 (caffe, for ImageNet weights) or rescale (1/255, the tutorial's)")
+    p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation)
+    p.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="stored feature type")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision, help="compute precision of the conv base")
+    p.add_argument("--shard-size", type=int, default=d.shard_size, help="images per output file (and per unit of resume)")
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="refuse larger images (decompression bombs)")
+    p.add_argument("--num-actors", type=int, default=None, help="default: one per GPU, else CPU actors filling the cluster")
+    p.add_argument("--gpus-per-actor", type=float, default=None, help="fractions share a GPU (default 1 when the cluster has GPUs)")
+    p.add_argument("--cpus-per-actor", type=float, default=None)
+    p.add_argument("--address", default=None, help="Ray address; 'auto' joins a running cluster (default: RAY_ADDRESS, else local Ray)")
+    p.add_argument("--overwrite", action="store_true", help="replace an OUT made with other settings")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace, root: str, out: str) -> ExtractConfig:
+    names = ExtractConfig.__dataclass_fields__.keys() - {"root", "out"}
+    return ExtractConfig(root=root, out=out, **{n: getattr(args, n) for n in names if hasattr(args, n)})
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from catdog import extract
+
+    summary = extract.run(config_from_args(args, args.root, args.out))
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from catdog import demo, extract
+
+    images = os.path.join(args.dir, "images")
+    if not os.path.isdir(images):
+        demo.make_demo_folder(images, per_class=args.per_class)
+    print(f"demo images: {images} (synthetic, 2 classes, {args.per_class} per class)")
+    if args.weights == "none":
+        print("weights: none (random init, seed 0) - offline demo; features are not ImageNet features")
+    config = ExtractConfig(
+        root=images, out=os.path.join(args.dir, "features"), weights=args.weights, image_size=args.image_size, overwrite=True
+    )
+    summary = extract.run(config)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The VGG16 conv base: where its weights come from, how it is placed on a device, how it embeds.
+
+TensorFlow is imported inside functions only: Ray workers that merely decode or write must not
+pay its import time and memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from catdog import storage
+from catdog.config import ExtractConfig
+from catdog.errors import CatdogError
+
+CHANNELS = 512
+# Keras' own VGG16 "notop" file and the md5 its loader verifies (keras/src/applications/vgg16.py).
+IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_FILE
+IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
+_CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Weights resolved once on the driver: Keras-native bytes shipped to every actor."""
+
+    data: bytes
+    identity: dict
+
+
+def feature_shape(image_size: int) -> tuple[int, int, int]:
+    side = image_size
+    for _ in range(5):  # VGG16's five 2x2/stride-2 'valid' max-poolings floor the side each time
+        side //= 2
+    return (side, side, CHANNELS)
+
+
+def feature_dim(image_size: int) -> int:
+    h, w, c = feature_shape(image_size)
+    return h * w * c
+
+
+def resolve_weights(config: ExtractConfig) -> Weights:
+    """Fetch or build the conv base weights on the driver, failing here rather than in a worker."""
+    _quiet_tensorflow()
+    import keras
+
+    if config.weights == "none":
+        keras.utils.set_random_seed(config.seed)
+        model = _vgg16(keras, config.image_size, None)
+        return Weights(_weights_bytes(model), {"source": "none", "seed": config.seed})
+    if config.weights == "imagenet":
+        path = _download_imagenet(keras)
+        identity = {"source": "imagenet", "file": IMAGENET_FILE}
+    else:
+        path = _local_copy(config.weights)
+        identity = {"source": "file", "file": os.path.basename(config.weights)}
+    identity["sha256"] = _sha256(path)
+    try:
+        with warnings.catch_warnings():
+            # Keras only warns when a .weights.h5 file lacks some layers, keeping their random init.
+            warnings.simplefilter("error")
+            model = _vgg16(keras, config.image_size, path)
+    except Exception as exc:  # Keras raises ValueError, KeyError or OSError for a foreign file
+        raise CatdogError(f"--weights {config.weights} is not a VGG16 notop weights file ({exc})") from None
+    return Weights(_weights_bytes(model), identity)
+
+
+def _download_imagenet(keras) -> str:
+    try:
+        return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5)
+    except Exception as exc:
+        raise CatdogError(
+            f"cannot get the ImageNet weights ({str(exc).splitlines()[0]}). Download {IMAGENET_URL} "
+            f"where there is internet and pass --weights PATH (or put it in ~/.keras/models/), "
+            "or use --weights none for random weights"
+        ) from None
+
+
+def _local_copy(location: str) -> str:
+    fs, path = storage.resolve(location)
+    if not storage.exists(fs, path):
+        raise CatdogError(f"weights file not found: {location}")
+    if isinstance(fs, storage.pafs.LocalFileSystem):
+        return path
+    suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
+    handle, local = tempfile.mkstemp(suffix=suffix)
+    with os.fdopen(handle, "wb") as out:
+        out.write(storage.read_bytes(fs, path))
+    return local
+
+
+def keras_version() -> str:
+    import keras
+
+    return keras.__version__
+
+
+def _vgg16(keras, image_size: int, weights: str | None):
+    return keras.applications.VGG16(weights=weights, include_top=False, input_shape=(image_size, image_size, 3))
+
+
+def _weights_bytes(model) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "vgg16_notop.weights.h5")
+        model.save_weights(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """uint8 RGB -> the float input the weights expect.
+
+    'vgg16' is keras.applications.vgg16.preprocess_input (caffe: RGB->BGR, minus the ImageNet
+    mean), written in numpy so decode-side code needs no TensorFlow; 'rescale' is the tutorial's 1/255.
+    """
+    x = pixels.astype(np.float32)
+    if mode == "rescale":
+        return x * np.float32(1.0 / 255.0)
+    return x[..., ::-1] - _CAFFE_BGR_MEAN
+
+
+def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
+    """Set TensorFlow's threads from the actor's CPU allotment and turn on GPU memory growth.
+
+    Must run before TensorFlow executes anything in this process. Ray has already narrowed
+    CUDA_VISIBLE_DEVICES to the GPU ids it assigned to this actor, so TensorFlow sees only those.
+    """
+    _quiet_tensorflow()
+    import ray
+    import tensorflow as tf
+
+    intra = max(1, int(round(cpus)))
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    return {
+        "ray_gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "tf_gpus": [g.name for g in gpus],
+        "memory_growth": all(tf.config.experimental.get_memory_growth(g) for g in gpus),
+        "intra_op_threads": intra,
+        "inter_op_threads": inter_op_threads,
+    }
+
+
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+class Embedder:
+    """Ray Data actor: one conv base per actor, loaded once, applied to whole shards."""
+
+    def __init__(self, weights: "ray.ObjectRef", config: ExtractConfig, cpus: float) -> None:
+        self.devices = configure_devices(cpus)
+        import keras
+        import ray
+
+        keras.mixed_precision.set_global_policy(POLICIES[config.precision])
+        self.model = _vgg16(keras, config.image_size, None)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "vgg16_notop.weights.h5")
+            with open(path, "wb") as f:
+                f.write(ray.get(weights))  # Ray Data does not resolve refs in constructor kwargs
+            self.model.load_weights(path)
+        self.config = config
+        self.dim = feature_dim(config.image_size)
+        # Travels with each shard to the driver, which reports which actors and devices did the work.
+        self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), **self.devices})
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, S, S, 3) uint8 -> (n, dim) float32: the conv output flattened in C order."""
+        out = np.empty((len(pixels), self.dim), dtype=np.float32)
+        step = self.config.batch_size
+        for start in range(0, len(pixels), step):
+            batch = preprocess(pixels[start : start + step], self.config.preprocess)
+            maps = self.model.predict_on_batch(batch)
+            out[start : start + len(batch)] = np.asarray(maps, dtype=np.float32).reshape(len(batch), -1)
+        return out
+
+    def __call__(self, row: dict) -> dict:
+        size = self.config.image_size
+        pixels = np.frombuffer(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
+        features = self.embed(pixels).astype(self.config.dtype, copy=False)
+        row = {k: v for k, v in row.items() if k != "pixels"}
+        row["features"] = features.tobytes()
+        row["embedder"] = self.identity
+        return row

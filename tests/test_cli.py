@@ -1,0 +1,49 @@
+"""The command line: thin over the library, one-line errors for user mistakes."""
+
+import pytest
+
+from catdog import cli, features
+from tests.conftest import random_pixels, save_image
+
+
+@pytest.fixture
+def tiny_root(tmp_path):
+    save_image(str(tmp_path / "in" / "cats" / "a.jpg"), random_pixels(0))
+    return str(tmp_path / "in")
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["extract", "/nonexistent/images", "--out", "/tmp/x"], "input folder not found"),
+        (["extract", "ROOT", "--out", "/tmp/x", "--image-size", "16"], "--image-size must be at least 32"),
+        (["extract", "ROOT", "--out", "/tmp/x", "--weights", "/nonexistent/w.h5"], "weights file not found"),
+    ],
+)
+def test_user_mistakes_are_one_line(capsys, tiny_root, argv, message):
+    code, _, err = run(capsys, *[tiny_root if a == "ROOT" else a for a in argv])
+    assert code == 2
+    assert err.startswith("catdog: error: ") and message in err and err.count("\n") == 1
+
+
+def test_weights_file_that_is_not_vgg16_is_refused(capsys, tiny_root, tmp_path):
+    import keras
+
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other.save_weights(str(tmp_path / "other.weights.h5"))
+    code, _, err = run(capsys, "extract", tiny_root, "--out", str(tmp_path / "o"),
+                       "--weights", str(tmp_path / "other.weights.h5"), "--image-size", "32")
+    assert code == 2 and "is not a VGG16 notop weights file" in err and err.count("\n") == 1
+
+
+def test_demo_runs_end_to_end(capsys, ray_local, tmp_path):
+    code, out, _ = run(capsys, "demo", "--dir", str(tmp_path / "demo"), "--per-class", "4", "--image-size", "32")
+    assert code == 0
+    assert "weights: none" in out and "images      8" in out
+    assert len(features.load(str(tmp_path / "demo" / "features")).paths) == 8

@@ -1,0 +1,86 @@
+import os
+
+import pytest
+
+from catdog import dataset
+from catdog.errors import CatdogError
+from tests.conftest import random_pixels, save_image
+
+
+def make(root, names):
+    for i, name in enumerate(names):
+        save_image(os.path.join(root, name), random_pixels(i), format="PNG")
+
+
+def test_split_layout_labels_follow_sorted_class_names(tmp_path):
+    make(tmp_path, ["train/dogs/b.jpg", "train/cats/a.jpg", "test/dogs/c.jpg", "test/cats/d.jpg", "validation/cats/e.jpg"])
+    images = dataset.scan(str(tmp_path))
+    assert images.layout == "split"
+    assert images.classes == ("cats", "dogs")
+    by_path = dict(zip(images.paths, zip(images.splits, images.labels)))
+    assert by_path["train/cats/a.jpg"] == ("train", 0)
+    assert by_path["train/dogs/b.jpg"] == ("train", 1)
+    assert by_path["test/dogs/c.jpg"] == ("test", 1)
+    assert list(images.paths) == sorted(images.paths)
+
+
+def test_class_layout_and_recursion(tmp_path):
+    make(tmp_path, ["dogs/x/deep/1.jpg", "cats/2.jpg", "birds/3.jpg"])
+    images = dataset.scan(str(tmp_path))
+    assert images.layout == "class"
+    assert images.classes == ("birds", "cats", "dogs")
+    assert dict(zip(images.paths, images.labels)) == {"birds/3.jpg": 0, "cats/2.jpg": 1, "dogs/x/deep/1.jpg": 2}
+    assert set(images.splits) == {"all"}
+
+
+def test_flat_folder_is_unlabeled(tmp_path):
+    make(tmp_path, ["1.jpg", "sub/2.jpg"])
+    images = dataset.scan(str(tmp_path))
+    assert images.layout == "flat"
+    assert images.labels == (dataset.NO_LABEL, dataset.NO_LABEL)
+    assert images.classes == ()
+
+
+def test_extensions_any_case_hidden_and_non_images_skipped(tmp_path):
+    make(tmp_path, ["cats/a.JPG", "cats/b.Jpeg", "cats/c.png", "cats/d.BMP", "cats/e.gif", "cats/f.webp"])
+    make(tmp_path, ["cats/.hidden.jpg", "cats/._a.jpg", ".git/x.jpg", "cats/.thumbs/y.jpg"])
+    (tmp_path / "cats" / "notes.txt").write_text("not an image")
+    (tmp_path / "cats" / "Thumbs.db").write_bytes(b"\0")
+    images = dataset.scan(str(tmp_path))
+    assert [os.path.basename(p) for p in images.paths] == ["a.JPG", "b.Jpeg", "c.png", "d.BMP", "e.gif", "f.webp"]
+
+
+def test_symlink_loop_terminates_without_duplicates(tmp_path):
+    make(tmp_path, ["cats/a.jpg"])
+    os.symlink("..", tmp_path / "cats" / "loop")
+    images = dataset.scan(str(tmp_path))
+    assert images.paths == ("cats/a.jpg",)
+
+
+def test_labels_in_some_splits_only_is_refused(tmp_path):
+    make(tmp_path, ["train/cats/a.jpg", "test/b.jpg"])
+    with pytest.raises(CatdogError, match="labels in some splits only"):
+        dataset.scan(str(tmp_path))
+
+
+@pytest.mark.parametrize("setup, message", [(None, "not found"), ("empty", "no images")])
+def test_missing_or_empty_folder(tmp_path, setup, message):
+    root = tmp_path / "in"
+    if setup == "empty":
+        (root / "cats").mkdir(parents=True)
+        (root / "cats" / "readme.txt").write_text("x")
+    with pytest.raises(CatdogError, match=message):
+        dataset.scan(str(root))
+
+
+def test_shards_are_fixed_size_per_split_and_named_by_content(tmp_path):
+    make(tmp_path, [f"train/cats/{i}.jpg" for i in range(7)] + [f"test/dogs/{i}.jpg" for i in range(3)])
+    images = dataset.scan(str(tmp_path))
+    shards = dataset.plan_shards(images, 3)
+    assert [(s.split, len(s.paths)) for s in shards] == [("test", 3), ("train", 3), ("train", 3), ("train", 1)]
+    assert sorted(p for s in shards for p in s.paths) == sorted(images.paths)
+    again = dataset.plan_shards(dataset.scan(str(tmp_path)), 3)
+    assert [s.name for s in again] == [s.name for s in shards]
+    make(tmp_path, ["train/cats/00.jpg"])  # a new file moves shard boundaries: names must change
+    moved = dataset.plan_shards(dataset.scan(str(tmp_path)), 3)
+    assert {s.name for s in moved if s.split == "train"}.isdisjoint({s.name for s in shards if s.split == "train"})

@@ -1,0 +1,125 @@
+"""The extraction job on an embedded local Ray, checked against Keras called directly."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catdog import demo, extract, features
+from catdog.config import ExtractConfig
+from catdog.errors import CatdogError
+
+SIZE = 64  # 2x2x512: small, yet the flatten order still matters
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    demo.make_demo_folder(str(root), per_class=8, size=48)
+    (root / "train" / "cats" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return root
+
+
+@pytest.fixture(scope="module")
+def extracted(ray_local, folder, weights_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "f"
+    config = ExtractConfig(root=str(folder), out=str(out), weights=weights_file, image_size=SIZE, shard_size=3, progress=False)
+    return config, extract.run(config)
+
+
+def keras_features(weights_file, folder, paths):
+    """The tutorial's way: load_img -> preprocess_input -> conv_base.predict -> reshape."""
+    model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    model.load_weights(weights_file)
+    x = np.stack(
+        [keras.utils.img_to_array(keras.utils.load_img(folder / p, target_size=(SIZE, SIZE), interpolation="bilinear")) for p in paths]
+    )
+    maps = model.predict(keras.applications.vgg16.preprocess_input(x), verbose=0)
+    return maps, maps.reshape(len(paths), -1)
+
+
+def test_rows_labels_and_summary(extracted, folder):
+    config, summary = extracted
+    good = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg") if p.name != "corrupt.jpg")
+    X, y, paths = features.load(config.out)
+    assert sorted(paths) == good and len(set(paths)) == len(good)
+    assert X.shape == (len(good), 2 * 2 * 512) and X.dtype == np.float32
+    assert list(y) == [0 if "/cats/" in p else 1 for p in paths]
+    assert (summary.images, summary.errors, summary.processed) == (len(good), 1, len(good) + 1)
+
+
+def test_features_equal_keras_called_directly_in_c_order(extracted, folder, weights_file):
+    config, _ = extracted
+    X, _, paths = features.load(config.out, split="test")
+    maps, flat = keras_features(weights_file, folder, paths)
+    np.testing.assert_allclose(X, flat, rtol=1e-4, atol=1e-3)
+    assert maps.shape[1:] == (2, 2, 512)
+    # Element (i, j, c) of the 2x2x512 map sits at i*1024 + j*512 + c in the stored vector.
+    np.testing.assert_allclose(X[:, 1 * 1024 + 0 * 512 + 7], maps[:, 1, 0, 7], rtol=1e-4, atol=1e-3)
+
+
+def test_schema_and_file_metadata(extracted):
+    config, _ = extracted
+    files = sorted(features.dataset(config.out).files)
+    assert len(files) == 2 + 3 + 2  # ceil(4/3) test + ceil(9/3) train + ceil(4/3) validation shards
+    schema = pq.read_schema(files[0])
+    assert schema.names == ["path", "label", "label_name", "features"]
+    ftype = schema.field("features").type
+    assert pa.types.is_fixed_size_list(ftype) and ftype.value_type == pa.float32() and ftype.list_size == 2048
+    meta = json.loads(schema.metadata[b"catdog"])
+    assert meta["input_size"] == [SIZE, SIZE, 3] and meta["feature_shape"] == [2, 2, 512]
+    assert meta["weights"]["source"] == "file" and len(meta["weights"]["sha256"]) == 64
+    assert (meta["preprocess"], meta["interpolation"], meta["dtype"], meta["flatten_order"]) == ("vgg16", "bilinear", "float32", "C")
+    assert meta["classes"] == ["cats", "dogs"] and meta["catdog_version"]
+    assert features.read_metadata(config.out) == meta
+    manifest = json.loads(open(os.path.join(config.out, "manifest.json")).read())
+    assert manifest["status"] == "complete" and manifest["totals"]["images"] == 16
+
+
+def test_corrupt_file_is_an_error_row(extracted):
+    config, _ = extracted
+    errors = features.dataset(config.out, "errors").to_table().to_pylist()
+    assert [(e["path"], e["split"], e["error"]) for e in errors] == [("train/cats/corrupt.jpg", "train", "OSError")]
+    assert errors[0]["message"]  # Pillow says what is wrong, e.g. "image file is truncated"
+
+
+def test_pandas_and_ray_data_read_the_same_rows(extracted):
+    config, _ = extracted
+    frame = pd.read_parquet(os.path.join(config.out, "features"))
+    assert len(frame) == 16 and set(frame["split"]) == {"train", "validation", "test"}
+    assert len(frame["features"].iloc[0]) == 2048
+    import ray
+
+    rows = ray.data.read_parquet(os.path.join(config.out, "features")).select_columns(["path", "split"]).take_all()
+    assert sorted(r["path"] for r in rows) == sorted(frame["path"])
+
+
+def test_rerun_resumes_nothing_and_other_settings_are_refused(extracted):
+    config, _ = extracted
+    again = extract.run(config)
+    assert (again.processed, again.images, again.resumed_shards) == (0, 16, 7)
+    with pytest.raises(CatdogError, match="other settings.*preprocess"):
+        extract.run(config.replace(preprocess="rescale"))
+
+
+def test_two_actors_and_float16_at_150(ray_local, tmp_path):
+    """The 8192 contract at the default size, with two CPU actors sharing the work."""
+    root = tmp_path / "in"
+    demo.make_demo_folder(str(root), per_class=4, size=40, splits={"train": 1.0})
+    config = ExtractConfig(
+        root=str(root), out=str(tmp_path / "out"), weights="none", dtype="float16",
+        shard_size=2, num_actors=2, cpus_per_actor=1, progress=False,
+    )
+    summary = extract.run(config)
+    assert len({e["pid"] for e in summary.embedders}) == 2
+    X, y, paths = features.load(config.out, split="train")
+    assert X.shape == (8, 8192) and sorted(y) == [0] * 4 + [1] * 4
+    ftype = pq.read_schema(features.dataset(config.out).files[0]).field("features").type
+    assert ftype.value_type == pa.float16() and ftype.list_size == 8192
+    meta = features.read_metadata(config.out)
+    assert meta["feature_shape"] == [4, 4, 512] and meta["weights"] == {"source": "none", "seed": 0}

@@ -1,0 +1,70 @@
+import io
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from catdog import images
+from tests.conftest import random_pixels
+
+
+def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_decode_matches_keras_load_img(tmp_path, interpolation):
+    path = tmp_path / "x.png"
+    Image.fromarray(random_pixels(0, 70, 90)).save(path)
+    expected = keras.utils.img_to_array(keras.utils.load_img(path, target_size=(32, 32), interpolation=interpolation))
+    got = images.decode(path.read_bytes(), 32, interpolation, 10**8)
+    assert got.dtype == np.uint8 and got.shape == (32, 32, 3)
+    np.testing.assert_array_equal(got, expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "LA", "1"])
+def test_every_mode_becomes_rgb(mode):
+    src = Image.fromarray(random_pixels(1, 16, 16)).convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    got = images.decode(encode(src, fmt), 16, "nearest", 10**8)
+    assert got.shape == (16, 16, 3)
+    np.testing.assert_array_equal(got, np.asarray(Image.open(io.BytesIO(encode(src, fmt))).convert("RGB")))
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped():
+    wide = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 256).astype(np.uint16)
+    got = images.decode(encode(Image.fromarray(wide), "PNG"), 16, "nearest", 10**8)
+    np.testing.assert_array_equal(got[..., 0], (wide >> 8).astype(np.uint8))
+    assert np.array_equal(got[..., 0], got[..., 2])
+
+
+def test_exif_orientation_is_applied():
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display needs a 90 degree clockwise turn
+    data = encode(Image.fromarray(pixels), "JPEG", exif=exif, quality=100)
+    got = images.decode(data, 40, "nearest", 10**8)
+    # After a clockwise turn the white left half is on top.
+    assert got[:20].mean() > 200 and got[20:].mean() < 50
+
+
+def test_decompression_bomb_refused_from_header():
+    data = encode(Image.new("L", (3000, 3000)), "PNG")
+    with pytest.raises(images.ImageTooLarge):
+        images.decode(data, 32, "bilinear", max_pixels=1_000_000)
+
+
+def test_decode_shard_records_bad_files_and_keeps_good_ones(tmp_path):
+    Image.fromarray(random_pixels(2)).save(tmp_path / "good.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"this is not a jpeg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    row = {"split": "train", "name": "p", "paths": ["bad.jpg", "empty.png", "good.jpg"], "labels": [0, 1, 1]}
+    out = images.decode_shard(row, root=str(tmp_path), size=32, interpolation="bilinear", max_pixels=10**8)
+    assert out["paths"] == ["good.jpg"] and out["labels"] == [1]
+    assert len(out["pixels"]) == 32 * 32 * 3
+    assert out["error_paths"] == ["bad.jpg", "empty.png"]
+    assert all(t == "UnidentifiedImageError" for t in out["error_types"])

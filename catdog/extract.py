@@ -24,6 +24,9 @@ from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 
 MAX_CPUS_PER_ACTOR = 8  # past this a single VGG16 gains little from more threads; run another actor
+# All actors load their model before the first shard is dispatched (else the first one up takes
+# everything small); generous, since an autoscaler may first have to start GPU nodes.
+ACTOR_START_TIMEOUT_S = 1800
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ def _process(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # one images-level bar below instead of one per operator
     context.execution_options.preserve_order = False
+    context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
     schema = features.feature_schema(metadata["feature_dim"], config.dtype, metadata)
     pipeline = (
         ray.data.from_items([s.to_row() for s in pending], override_num_blocks=len(pending))

@@ -168,25 +168,22 @@ def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
-class Embedder:
-    """Ray Data actor: one conv base per actor, loaded once, applied to whole shards."""
+class ConvBase:
+    """One loaded VGG16 conv base that turns uint8 pixels into flattened features."""
 
-    def __init__(self, weights: "ray.ObjectRef", config: ExtractConfig, cpus: float) -> None:
-        self.devices = configure_devices(cpus)
+    def __init__(self, weights: bytes, config: ExtractConfig) -> None:
+        _quiet_tensorflow()
         import keras
-        import ray
 
         keras.mixed_precision.set_global_policy(POLICIES[config.precision])
         self.model = _vgg16(keras, config.image_size, None)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "vgg16_notop.weights.h5")
             with open(path, "wb") as f:
-                f.write(ray.get(weights))  # Ray Data does not resolve refs in constructor kwargs
+                f.write(weights)
             self.model.load_weights(path)
         self.config = config
         self.dim = feature_dim(config.image_size)
-        # Travels with each shard to the driver, which reports which actors and devices did the work.
-        self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), **self.devices})
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """(n, S, S, 3) uint8 -> (n, dim) float32: the conv output flattened in C order."""
@@ -198,10 +195,22 @@ class Embedder:
             out[start : start + len(batch)] = np.asarray(maps, dtype=np.float32).reshape(len(batch), -1)
         return out
 
+
+class Embedder:
+    """Ray Data actor: one conv base per actor, loaded once, applied to whole shards."""
+
+    def __init__(self, weights: "ray.ObjectRef", config: ExtractConfig, cpus: float) -> None:
+        import ray
+
+        devices = configure_devices(cpus)
+        self.base = ConvBase(ray.get(weights), config)  # Ray Data does not resolve refs in constructor kwargs
+        # Travels with each shard to the driver, which reports which actors and devices did the work.
+        self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), **devices})
+
     def __call__(self, row: dict) -> dict:
-        size = self.config.image_size
+        size = self.base.config.image_size
         pixels = np.frombuffer(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
-        features = self.embed(pixels).astype(self.config.dtype, copy=False)
+        features = self.base.embed(pixels).astype(self.base.config.dtype, copy=False)
         row = {k: v for k, v in row.items() if k != "pixels"}
         row["features"] = features.tobytes()
         row["embedder"] = self.identity

@@ -8,6 +8,19 @@ import sys
 
 from catdog.config import DTYPES, INTERPOLATIONS, PRECISIONS, PREPROCESSING, ExtractConfig
 from catdog.errors import CatdogError
+from catdog.head import MODELS, HeadConfig
+
+UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_bytes(text: str) -> int:
+    number, unit = text.upper().rstrip("IB"), ""
+    if number and number[-1] in UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        return int(float(number) * UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M or 2G)") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--out", required=True, help="output folder (path or URI)")
     add_extract_options(extract)
     extract.set_defaults(func=cmd_extract)
+
+    fit = commands.add_parser("head", help="train and evaluate a classifier on extracted features")
+    fit.add_argument("features", help="the OUT folder of `catdog extract`")
+    fit.add_argument("--model", choices=MODELS, default="logreg")
+    fit.add_argument("--model-dir", required=True, help="where the model, report and figures go")
+    h = HeadConfig(features="", model_dir="")
+    fit.add_argument("--epochs", type=int, default=h.epochs)
+    fit.add_argument("--batch-size", type=int, default=h.batch_size)
+    fit.add_argument("--learning-rate", type=float, default=h.learning_rate)
+    fit.add_argument("--units", type=int, default=h.units)
+    fit.add_argument("--dropout", type=float, default=h.dropout)
+    fit.add_argument("--max-memory", type=parse_bytes, default=h.max_memory, help="e.g. 2G; above it, stream from Parquet")
+    fit.add_argument("--seed", type=int, default=h.seed)
+    fit.set_defaults(func=cmd_head)
+
+    predict = commands.add_parser("predict", help="classify images with a saved model")
+    predict.add_argument("model_dir")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    predict.add_argument("--out", help="write a CSV here instead of printing")
+    predict.add_argument("--weights", help="where the conv base weights are now, if moved since training")
+    predict.add_argument("--address", default=None, help="Ray address for folders (default: local Ray)")
+    predict.set_defaults(func=cmd_predict)
 
     demo = commands.add_parser("demo", help="generate a small synthetic folder and extract it on local Ray")
     demo.add_argument("--dir", default="demo", help="where to put the images and features (default: ./demo)")
@@ -72,6 +107,34 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     summary = extract.run(config_from_args(args, args.root, args.out))
     print("\n".join(summary.lines()))
+    return 0
+
+
+def cmd_head(args: argparse.Namespace) -> int:
+    from catdog import head, report
+
+    names = HeadConfig.__dataclass_fields__.keys() - {"features", "model_dir"}
+    config = HeadConfig(features=args.features, model_dir=args.model_dir, model=args.model,
+                        **{n: getattr(args, n) for n in names if n != "model"})
+    result = head.run(config)
+    print(report.table(result["splits"]))
+    print(f"chosen: {result['chosen']}")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    print(f"model, report.json and figures in {config.model_dir}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from catdog import predict
+
+    predictions = predict.predict(args.model_dir, args.inputs, weights=args.weights, address=args.address)
+    if args.out:
+        predict.write_csv(predictions, args.out)
+        print(f"{len(predictions)} predictions written to {args.out}")
+    else:
+        for p in predictions:
+            print(f"{p.path}\t{p.probability:.4f}\t{p.label}")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -124,12 +125,54 @@ def load(out: str, split: str | None = None) -> Features:
     table = data.to_table(columns=["path", "label", "features"], filter=filter_)
     if split is not None and table.num_rows == 0 and split not in splits(out):
         raise CatdogError(f"no split {split!r} in {out} (it has: {', '.join(splits(out)) or 'none'})")
-    column = table.column("features").combine_chunks()
+    X, y = arrays(table)
+    return Features(X, y, table.column("path").to_numpy(zero_copy_only=False))
+
+
+def arrays(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    """The features and label columns as (n, dim) float32 and (n,) int64 arrays."""
+    column = table.column("features")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     dim = column.type.list_size
     X = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
-    y = table.column("label").fill_null(NO_LABEL).to_numpy()
-    paths = table.column("path").to_numpy(zero_copy_only=False)
-    return Features(X, y, paths)
+    y = table.column("label").fill_null(NO_LABEL).to_numpy(zero_copy_only=False)
+    return X, y.astype(np.int64, copy=False)
+
+
+def stream(out: str, split: str, chunk_rows: int, seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(X, y) chunks of at most `chunk_rows` rows of one split, reading one file at a time.
+
+    With a seed the file order and the rows inside each chunk are shuffled: shard files follow the
+    sorted paths, so unshuffled chunks would hold one class at a time.
+    """
+    files = [f for f in dataset(out).get_fragments(filter=pads.field("split") == split)]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(files)) if seed is not None else range(len(files))
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+    rows = 0
+    for i in order:
+        for batch in files[i].to_batches(columns=["label", "features"], batch_size=chunk_rows):
+            pending.append(arrays(batch))
+            rows += batch.num_rows
+            while rows >= chunk_rows:
+                X, y = np.concatenate([p[0] for p in pending]), np.concatenate([p[1] for p in pending])
+                yield _shuffled(X[:chunk_rows], y[:chunk_rows], rng, seed)
+                pending, rows = [(X[chunk_rows:], y[chunk_rows:])], len(X) - chunk_rows
+    if rows:
+        X, y = np.concatenate([p[0] for p in pending]), np.concatenate([p[1] for p in pending])
+        yield _shuffled(X, y, rng, seed)
+
+
+def _shuffled(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, seed: int | None):
+    if seed is None:
+        return X, y
+    order = rng.permutation(len(y))
+    return X[order], y[order]
+
+
+def count_rows(out: str, split: str) -> int:
+    return dataset(out).count_rows(filter=pads.field("split") == split)
 
 
 def splits(out: str) -> list[str]:

@@ -1,0 +1,109 @@
+"""Head stage on synthetic two-class images whose classes separate even with random VGG16 weights."""
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catdog import demo, extract, features, head, predict, report
+from catdog.config import ExtractConfig
+from catdog.errors import CatdogError
+
+README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+
+
+@pytest.fixture(scope="module")
+def out(ray_local, tmp_path_factory):
+    root = tmp_path_factory.mktemp("heads") / "images"
+    demo.make_demo_folder(str(root), per_class=30, size=48)
+    # One dog filed under cats: a guaranteed, confident mistake for the grid of wrong images.
+    demo.synthetic_image(1, 48, np.random.default_rng(99)).save(root / "test" / "cats" / "misfiled.jpg")
+    # Small shards, as a large dataset has many: streaming shuffles whole files, then rows within chunks.
+    config = ExtractConfig(root=str(root), out=str(root.parent / "features"), weights="none", image_size=32, shard_size=8, progress=False)
+    extract.run(config)
+    return config
+
+
+def fit(out, tmp_path, name, **changes):
+    # Random-weight features are small in scale: the tutorial's 2e-5 would need hundreds of epochs.
+    settings = dict(epochs=15, learning_rate=1e-2) if changes.get("model") == "dense" else {}
+    config = head.HeadConfig(**{"features": out.out, "model_dir": str(tmp_path / name), **settings, **changes})
+    return config, head.run(config)
+
+
+@pytest.mark.parametrize("model", ["logreg", "dense"])
+def test_head_learns_reports_and_round_trips(out, tmp_path, model):
+    config, result = fit(out, tmp_path, model, model=model)
+    assert result["splits"]["test"]["accuracy"] >= 0.9
+    n_test = sum(len(files) for _, _, files in os.walk(os.path.join(out.root, "test")))
+    assert result["splits"]["test"]["n"] == n_test and result["streaming"] is False
+    for name in ("report.json", "curves.png", "confusion.png", "wrong.png", "head.json"):
+        assert os.path.getsize(os.path.join(config.model_dir, name)) > 0
+    with Image.open(os.path.join(config.model_dir, "curves.png")) as img:
+        assert img.size[0] > 500
+    saved = head.load(config.model_dir)
+    X, y, _ = features.load(out.out, "test")
+    again = report.metrics(saved.predict_proba(X), y)
+    reported = json.load(open(os.path.join(config.model_dir, "report.json")))["splits"]["test"]
+    assert again["log_loss"] == pytest.approx(reported["log_loss"], abs=1e-6)
+    assert again["confusion_matrix"] == reported["confusion_matrix"]
+    assert 0 < reported["confusion_matrix"][0][1]  # the misfiled dog counts as a false "dog"
+    assert saved.info["features"]["input_size"] == [32, 32, 3]
+
+
+@pytest.mark.parametrize("model", ["logreg", "dense"])
+def test_streaming_matches_in_memory(out, tmp_path, model):
+    _, memory = fit(out, tmp_path, model + "-mem", model=model)
+    _, streamed = fit(out, tmp_path, model + "-stream", model=model, max_memory=16 * 512 * 4 * 4)  # 16-row chunks
+    assert streamed["streaming"] is True
+    assert abs(streamed["splits"]["test"]["accuracy"] - memory["splits"]["test"]["accuracy"]) <= 0.02
+
+
+def test_predict_agrees_with_evaluation(out, tmp_path):
+    config, _ = fit(out, tmp_path, "logreg")
+    saved = head.load(config.model_dir)
+    X, _, paths = features.load(out.out, "test")
+    expected = dict(zip(paths, saved.predict_proba(X)))
+    test_dir = os.path.join(out.root, "test")
+    from_folder = {os.path.relpath(p.path, out.root): p.probability for p in predict.predict(config.model_dir, [test_dir])}
+    assert from_folder.keys() == expected.keys()
+    np.testing.assert_allclose([from_folder[p] for p in paths], [expected[p] for p in paths], rtol=1e-4, atol=1e-5)
+    one = os.path.join(out.root, paths[0])
+    (single,) = predict.predict(config.model_dir, [one])
+    assert single.probability == pytest.approx(expected[paths[0]], rel=1e-4, abs=1e-5)
+    csv_path = tmp_path / "preds.csv"
+    predict.write_csv([single], str(csv_path))
+    assert csv_path.read_text().splitlines()[0] == "path,probability,label"
+
+
+def test_mismatched_features_and_weights_are_refused(out, tmp_path, weights_file):
+    config, _ = fit(out, tmp_path, "logreg")
+    saved = head.load(config.model_dir)
+    other = {**features.read_metadata(out.out), "preprocess": "rescale"}
+    with pytest.raises(CatdogError, match="preprocess is 'rescale' in the features"):
+        saved.check(other)
+    with pytest.raises(CatdogError, match="not the ones the model was trained on"):
+        predict.predict(config.model_dir, [os.path.join(out.root, "test", "cats", "misfiled.jpg")], weights=weights_file)
+
+
+def test_missing_split_is_said(out, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(out.out, partial)
+    shutil.rmtree(partial / "features" / "split=test")
+    config, result = fit(out, tmp_path, "no-test", features=str(partial))
+    assert list(result["splits"]) == ["train", "validation"]
+    assert any("no test split" in n for n in result["notes"])
+
+
+def test_readme_reuse_example_runs(out):
+    text = open(README).read()
+    block = re.search(r"<!-- reuse-example -->\s*```python\n(.*?)```", text, re.S).group(1)
+    assert len(block.strip().splitlines()) < 10
+    namespace = {"OUT": out.out}
+    exec(block, namespace)
+    Xt, yt, _ = features.load(out.out, "test")
+    assert namespace["model"].score(Xt, yt) >= 0.9

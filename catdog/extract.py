@@ -152,7 +152,7 @@ def run(config: ExtractConfig) -> Summary:
             seconds=seconds,
             startup_seconds=startup,
         )
-        totals = {"images": summary.images, "errors": summary.errors, "shards": len(shards)}
+        totals = {"images": summary.images, "errors": summary.errors, "shards": len(shards), "actors": list(embedders)}
         manifest.write(config.out, {**record, "status": "complete", "totals": totals})
         manifest.clear_tmp(config.out)
     return summary

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import math
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -118,6 +119,8 @@ def compat_settings(config: ExtractConfig, metadata: dict, image_root: str) -> d
 
 def run(config: ExtractConfig) -> Summary:
     started = time.perf_counter()
+    if config.address not in (None, "auto", "local"):
+        _check_reachable(config.address)
     image_set = dataset.scan(config.root)
     shards = dataset.plan_shards(image_set, config.shard_size)
     weights = model.resolve_weights(config)
@@ -189,6 +192,17 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds: ray.init keeps retrying an address where nothing listens for minutes."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host or hostport, int(port or 6379)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        raise CatdogError(f"cannot reach Ray at {address}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def cluster_resources() -> tuple[dict, float]:

@@ -1,0 +1,220 @@
+"""Bad input, odd images, faults and misuse: nothing lost, nothing duplicated, clear errors."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catdog import cli, demo, extract, features, images, manifest, storage
+from catdog.config import ExtractConfig
+from tests.conftest import random_pixels
+
+ROOT_USER = os.geteuid() == 0
+
+
+def write(path, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def odd_folder(root) -> tuple[set, dict]:
+    """Every case of bad and odd input in one labeled folder: (paths that decode, {path: error})."""
+    rgb = Image.fromarray(random_pixels(0, 30, 50))
+    jpeg = encoded(rgb, "JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    good = {
+        "cats/alpha.png": encoded(Image.fromarray(random_pixels(1, 20, 20)).convert("RGBA"), "PNG"),
+        "cats/sixteen.png": encoded(Image.fromarray((np.arange(400, dtype=np.uint16).reshape(20, 20) * 160)), "PNG"),
+        "cats/gray.jpg": encoded(rgb.convert("L"), "JPEG"),
+        "cats/palette.gif": encoded(rgb.convert("P"), "GIF"),
+        "cats/cmyk.jpg": encoded(rgb.convert("CMYK"), "JPEG"),
+        "cats/photo.webp": encoded(rgb, "WEBP"),
+        "cats/UPPER.JPEG": jpeg,
+        "cats/rotated.jpg": encoded(rgb, "JPEG", exif=exif),
+        "cats/chat_été_猫.jpg": jpeg,
+        "dogs/deep/er/nested.png": encoded(rgb, "PNG"),
+        "dogs/locked.jpg": jpeg,
+    }
+    bad = {
+        "dogs/empty.jpg": (b"", "UnidentifiedImageError"),
+        "dogs/truncated.jpg": (jpeg[: len(jpeg) // 3], "OSError"),
+        "dogs/text.jpg": (b"hello, I am text\n" * 20, "UnidentifiedImageError"),
+        "dogs/noise.png": (np.random.default_rng(0).bytes(2048), "UnidentifiedImageError"),
+        "dogs/bomb.png": (encoded(Image.new("L", (4000, 4000)), "PNG"), "ImageTooLarge"),
+    }
+    for path, data in good.items():
+        write(os.path.join(root, path), data)
+    for path, (data, _) in bad.items():
+        write(os.path.join(root, path), data)
+    os.chmod(os.path.join(root, "dogs/locked.jpg"), 0)
+    os.symlink("..", os.path.join(root, "dogs", "deep", "loop"))
+    return set(good), {p: e for p, (_, e) in bad.items()}
+
+
+def test_odd_folder_gives_expected_rows_and_error_rows(ray_local, tmp_path):
+    root = tmp_path / "odd"
+    good, bad = odd_folder(str(root))
+    if not ROOT_USER:  # root reads any file; others cannot read this one
+        good.discard("dogs/locked.jpg")
+        bad["dogs/locked.jpg"] = "PermissionError"
+    config = ExtractConfig(root=str(root), out=str(tmp_path / "out"), weights="none", image_size=32,
+                           shard_size=4, max_pixels=4_000_000, progress=False)
+    summary = extract.run(config)
+    X, y, paths = features.load(config.out)
+    assert sorted(paths) == sorted(good) and len(set(paths)) == len(paths)
+    assert np.isfinite(X).all()
+    errors = features.dataset(config.out, "errors").to_table().to_pylist()
+    assert {e["path"]: e["error"] for e in errors} == bad
+    assert (summary.images, summary.errors) == (len(good), len(bad))
+    assert all(not p.startswith(("/", "..")) and "/../" not in p for p in paths)
+
+
+@pytest.mark.skipif(not ROOT_USER, reason="needs root to drop to another user")
+def test_unreadable_file_is_an_error_row_for_a_user_without_access(tmp_path):
+    """As root nothing is unreadable, so decode as `nobody`, for real."""
+    write(str(tmp_path / "in" / "secret.jpg"), encoded(Image.fromarray(random_pixels(3)), "JPEG"))
+    os.chmod(tmp_path / "in" / "secret.jpg", 0)
+    os.chmod(tmp_path, 0o755)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child gives up root, decodes, reports through the pipe, and exits at once
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            row = {"split": "s", "name": "n", "paths": ["secret.jpg"], "labels": [0]}
+            result = images.decode_shard(row, root=str(tmp_path / "in"), size=32, interpolation="bilinear", max_pixels=10**8)
+            os.write(writer, repr((result["error_types"], result["paths"])).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    assert os.read(reader, 1000).decode() == "(['PermissionError'], [])"
+
+
+def test_actor_killed_mid_run_is_restarted_exactly_once(ray_local, tmp_path):
+    import ray
+
+    root = tmp_path / "in"
+    demo.make_demo_folder(str(root), per_class=40, size=40, splits={"train": 1.0})
+    config = ExtractConfig(root=str(root), out=str(tmp_path / "out"), weights="none", image_size=32,
+                           shard_size=2, batch_size=2, progress=False)
+    result = {}
+    job = threading.Thread(target=lambda: result.update(summary=extract.run(config)))
+    job.start()
+    deadline = time.time() + 180
+    while len(features.committed(config.out)) < 3 and time.time() < deadline:
+        time.sleep(0.1)
+    embedders = [pid for pid in os.listdir("/proc") if pid.isdigit() and b"Embedder" in _cmdline(pid)]
+    assert len(embedders) == 1, "one live embedding actor to kill"
+    os.kill(int(embedders[0]), signal.SIGKILL)
+    killed_at = len(features.committed(config.out))
+    job.join(300)
+    assert killed_at < 40, "the kill should land mid-run"
+    X, y, paths = features.load(config.out)
+    assert sorted(paths) == sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
+    assert len(set(paths)) == 80 and result["summary"].images == 80
+    assert len({a["pid"] for a in result["summary"].embedders}) == 2  # the first actor and its restart
+    assert ray.is_initialized()
+
+
+def _cmdline(pid: str) -> bytes:
+    """Ray titles an actor's process after its class: ray::MapWorker(Map(Embedder))."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def test_crash_while_writing_leaves_nothing_visible(tmp_path, monkeypatch):
+    fs, out = storage.resolve(str(tmp_path / "out"))
+    final = storage.join(out, "features", "split=train", "part-00000-x.parquet")
+
+    def half_then_crash(tmp):
+        with fs.open_output_stream(tmp) as f:
+            f.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        storage.commit(fs, out, final, half_then_crash)
+    assert not os.path.exists(final) and features.committed(str(tmp_path / "out")) == set()
+    manifest.prepare(str(tmp_path / "out"), {}, overwrite=False)  # the next run clears the leftovers
+    assert not (tmp_path / "out" / "_tmp").exists()
+
+
+def run_cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def labeled(tmp_path):
+    root = tmp_path / "in"
+    demo.make_demo_folder(str(root), per_class=2, size=32)
+    return root
+
+
+def test_wrong_usage_is_one_line_and_non_zero(capsys, tmp_path, labeled):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("x")
+    mixed = tmp_path / "mixed"
+    demo.make_demo_folder(str(mixed), per_class=2, size=32)
+    Image.fromarray(random_pixels(0)).save(mixed / "test" / "loose.jpg")
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (["extract", tmp_path / "empty", "--out", tmp_path / "o"], "no images under"),
+        (["extract", tmp_path / "docs", "--out", tmp_path / "o"], "no images under"),
+        (["extract", mixed, "--out", tmp_path / "o"], "labels in some splits only"),
+        (["extract", labeled, "--out", tmp_path / "file" / "out", "--weights", "none"], "cannot create output folder"),
+        (["extract", labeled, "--out", tmp_path / "o", "--address", "127.0.0.1:1"], "cannot reach Ray at 127.0.0.1:1"),
+        (["predict", tmp_path / "docs", labeled / "test"], "is not a catdog model folder"),
+        (["head", tmp_path / "empty", "--model-dir", tmp_path / "m"], "no features under"),
+    ]
+    for argv, message in cases:
+        code, err = run_cli(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+
+
+def test_second_job_on_the_same_out_is_refused_and_a_stale_lock_is_taken(capsys, tmp_path, labeled):
+    out = tmp_path / "out"
+    with manifest.locked(str(out)):
+        code, err = run_cli(capsys, "extract", labeled, "--out", out, "--weights", "none")
+        assert code == 2 and "another catdog job is writing to" in err
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / manifest.LOCK).write_text(f"{os.uname().nodename} {dead.pid}")
+    with manifest.locked(str(out)):  # its owner is gone: taken over
+        assert (out / manifest.LOCK).read_text().endswith(str(os.getpid()))
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    root = tmp_path / "in"
+    demo.make_demo_folder(str(root), per_class=30, size=40)
+    out = tmp_path / "out"
+    job = subprocess.Popen([sys.executable, "-m", "catdog.cli", "extract", str(root), "--out", str(out), "--weights", "none",
+                            "--image-size", "32", "--shard-size", "2", "--no-progress"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not features.committed(str(out)) and time.time() < deadline:
+        time.sleep(0.2)
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 130
+    assert "interrupted; committed shards are kept, re-run the same command to resume" in err
+    assert not (out / manifest.LOCK).exists()

@@ -9,6 +9,7 @@ import sys
 from catdog.config import DTYPES, INTERPOLATIONS, PRECISIONS, PREPROCESSING, ExtractConfig
 from catdog.errors import CatdogError
 from catdog.head import MODELS, HeadConfig
+from catdog.train import TrainConfig
 
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -67,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--weights", help="where the conv base weights are now, if moved since training")
     predict.add_argument("--address", default=None, help="Ray address for folders (default: local Ray)")
     predict.set_defaults(func=cmd_predict)
+
+    e2e = commands.add_parser("train-e2e", help="train frozen VGG16 + head end-to-end on augmented images, on Ray Train")
+    e2e.add_argument("root", help="image folder with train/ and validation/ class folders")
+    e2e.add_argument("--out", required=True, help="run folder: checkpoints, model/ and curves")
+    t = TrainConfig(root="", out="")
+    e2e.add_argument("--num-workers", type=int, default=t.num_workers)
+    e2e.add_argument("--use-gpu", action="store_true")
+    e2e.add_argument("--epochs", type=int, default=t.epochs)
+    e2e.add_argument("--batch-size", type=int, default=t.batch_size)
+    e2e.add_argument("--learning-rate", type=float, default=t.learning_rate)
+    e2e.add_argument("--weights", default=t.weights)
+    e2e.add_argument("--seed", type=int, default=t.seed)
+    e2e.add_argument("--image-size", type=int, default=t.image_size)
+    e2e.add_argument("--preprocess", choices=PREPROCESSING, default=t.preprocess)
+    e2e.add_argument("--fine-tune-from", default=None, help="e.g. block5_conv1: then unfreeze from there")
+    e2e.add_argument("--fine-tune-epochs", type=int, default=t.fine_tune_epochs)
+    e2e.add_argument("--fine-tune-learning-rate", type=float, default=t.fine_tune_learning_rate)
+    e2e.add_argument("--address", default=None)
+    e2e.set_defaults(func=cmd_train_e2e)
 
     demo = commands.add_parser("demo", help="generate a small synthetic folder and extract it on local Ray")
     demo.add_argument("--dir", default="demo", help="where to put the images and features (default: ./demo)")
@@ -135,6 +155,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for p in predictions:
             print(f"{p.path}\t{p.probability:.4f}\t{p.label}")
+    return 0
+
+
+def cmd_train_e2e(args: argparse.Namespace) -> int:
+    from catdog import train
+
+    names = TrainConfig.__dataclass_fields__.keys() - {"root", "out"}
+    result = train.run(TrainConfig(root=args.root, out=args.out, **{n: getattr(args, n) for n in names if hasattr(args, n)}))
+    for epoch, (loss, acc, val_loss, val_acc) in enumerate(zip(*(result["history"][k] for k in ("loss", "acc", "val_loss", "val_acc"))), 1):
+        print(f"epoch {epoch:>3}  loss {loss:.4f}  acc {acc:.3f}  val_loss {val_loss:.4f}  val_acc {val_acc:.3f}")
+    print(f"model (for catdog predict) and curves.png in {result['model_dir']}; checkpoint {result['checkpoint']}")
     return 0
 
 

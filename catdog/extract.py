@@ -47,7 +47,8 @@ class Summary:
     processed: int  # images (good or bad) handled by this run
     resumed_shards: int  # shards already committed before this run
     embedders: tuple[dict, ...]  # the actors that embedded this run's shards, with their devices
-    seconds: float  # this run's pipeline time
+    seconds: float  # this run's pipeline time, actor start-up included
+    steady_images_per_second: float  # after the first shard is out: model loaded, pipeline full
     startup_seconds: float  # Ray start/connect and weights before the pipeline
 
     @property
@@ -58,7 +59,8 @@ class Summary:
         return [
             f"images      {self.images}",
             f"errors      {self.errors}",
-            f"this run    {self.processed} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)",
+            f"this run    {self.processed} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s, "
+            f"{self.steady_images_per_second:.1f} after warm-up)",
             f"resumed     {self.resumed_shards} shards already committed",
             f"actors      {len(self.embedders)} ({_devices(self.embedders)})",
             f"wall time   {self.seconds + self.startup_seconds:.1f} s (start-up {self.startup_seconds:.1f} s)",
@@ -143,7 +145,7 @@ def run(config: ExtractConfig) -> Summary:
         with ray_session(config.address):
             startup = time.perf_counter() - started
             began = time.perf_counter()
-            processed, embedders = _process(config, image_set, pending, weights, metadata) if pending else (0, ())
+            processed, steady, embedders = _process(config, image_set, pending, weights, metadata) if pending else (0, 0.0, ())
             seconds = time.perf_counter() - began
         summary = Summary(
             out=config.out,
@@ -153,6 +155,7 @@ def run(config: ExtractConfig) -> Summary:
             resumed_shards=len(shards) - len(pending),
             embedders=embedders,
             seconds=seconds,
+            steady_images_per_second=steady,
             startup_seconds=startup,
         )
         totals = {"images": summary.images, "errors": summary.errors, "shards": len(shards), "actors": list(embedders)}
@@ -215,7 +218,7 @@ def cluster_resources() -> tuple[dict, float]:
 
 def _process(
     config: ExtractConfig, image_set: dataset.ImageSet, pending: list, weights: model.Weights, metadata: dict
-) -> tuple[int, tuple[dict, ...]]:
+) -> tuple[int, float, tuple[dict, ...]]:
     import ray
 
     resources = plan_resources(config, *cluster_resources())
@@ -252,11 +255,15 @@ def _process(
         )
     )
     total = sum(len(s.paths) for s in pending)
-    processed, embedders = 0, set()
+    processed, peaks, first = 0, {}, None
     with tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
         for row in pipeline.iter_rows():
             count = int(row["rows"]) + int(row["errors"])
             processed += count
-            embedders.add(row["embedder"])
+            rss, uss = peaks.get(row["embedder"], (0, 0))
+            peaks[row["embedder"]] = (max(rss, int(row["embedder_rss"])), max(uss, int(row["embedder_uss"])))
             bar.update(count)
-    return processed, tuple(json.loads(e) for e in sorted(embedders))
+            first = first or (time.perf_counter(), processed)
+    steady_seconds = time.perf_counter() - first[0]
+    steady = (processed - first[1]) / steady_seconds if steady_seconds > 0 else 0.0
+    return processed, steady, tuple({**json.loads(e), "max_rss": rss, "max_uss": uss} for e, (rss, uss) in sorted(peaks.items()))

@@ -71,7 +71,8 @@ def write_shard(row: dict, *, out: str, schema: pa.Schema, classes: tuple[str, .
         schema=schema,
     )
     _commit_table(fs, base, shard_path(base, FEATURES_DIR, split, name), table)
-    return {"split": split, "name": name, "rows": table.num_rows, "errors": len(row["error_paths"]), "embedder": row["embedder"]}
+    return {"split": split, "name": name, "rows": table.num_rows, "errors": len(row["error_paths"]),
+            "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"]}
 
 
 def _commit_table(fs, out: str, final: str, table: pa.Table) -> None:

@@ -232,6 +232,30 @@ class DenseHead:
         return cls(config, keras.saving.load_model(os.path.join(model_dir, cls.file), safe_mode=True))
 
 
+class EndToEnd:
+    """A model from `catdog train-e2e`: conv base and head in one, fed raw pixels, not features."""
+
+    kind = "e2e"
+    file = "model.keras"
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        return self.model.predict(pixels.astype(np.float32), batch_size=32, verbose=0).reshape(-1)
+
+    @classmethod
+    def load(cls, model_dir: str, config: dict) -> "EndToEnd":
+        import keras
+
+        from catdog import train
+
+        train.shear_layer()  # registers the one custom layer the model holds
+
+        return cls(keras.saving.load_model(os.path.join(model_dir, cls.file), safe_mode=True))
+
+
+E2E_FILE = EndToEnd.file
 HEADS = {h.kind: h for h in (LogRegHead, DenseHead)}
 
 
@@ -239,8 +263,12 @@ HEADS = {h.kind: h for h in (LogRegHead, DenseHead)}
 class SavedHead:
     """A head loaded back with the feature settings it was trained on."""
 
-    head: LogRegHead | DenseHead
+    head: LogRegHead | DenseHead | EndToEnd
     info: dict
+
+    @property
+    def takes_images(self) -> bool:
+        return isinstance(self.head, EndToEnd)
 
     @property
     def feature_metadata(self) -> dict:
@@ -262,7 +290,12 @@ class SavedHead:
 def save(model_dir: str, head, config: HeadConfig, data: Data, extract_config: dict | None) -> None:
     os.makedirs(model_dir, exist_ok=True)
     head.save(model_dir)
-    info = {"kind": head.kind, "head": asdict(config), "features": data.metadata, "extract": extract_config}
+    save_info(model_dir, head.kind, asdict(config), data.metadata, extract_config)
+
+
+def save_info(model_dir: str, kind: str, settings: dict, feature_metadata: dict, extract_config: dict | None) -> None:
+    """head.json: what kind of model, how it was trained, and the feature settings it expects."""
+    info = {"kind": kind, "head": settings, "features": feature_metadata, "extract": extract_config}
     with open(os.path.join(model_dir, HEAD_JSON), "w") as f:
         json.dump(info, f, indent=2, sort_keys=True)
 
@@ -273,8 +306,9 @@ def load(model_dir: str) -> SavedHead:
         raise CatdogError(f"{model_dir} is not a catdog model folder (no {HEAD_JSON})")
     with open(path) as f:
         info = json.load(f)
-    config = HeadConfig(**info["head"])
-    return SavedHead(HEADS[info["kind"]].load(model_dir, config), info)
+    if info["kind"] == EndToEnd.kind:
+        return SavedHead(EndToEnd.load(model_dir, info["head"]), info)
+    return SavedHead(HEADS[info["kind"]].load(model_dir, HeadConfig(**info["head"])), info)
 
 
 def predict_split(head, data: Data, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import tempfile
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 
 from catdog import storage
 from catdog.config import ExtractConfig
@@ -156,7 +158,7 @@ def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     return {
-        "ray_gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "ray_gpu_ids": [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else [],
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "tf_gpus": [g.name for g in gpus],
         "memory_growth": all(tf.config.experimental.get_memory_growth(g) for g in gpus),
@@ -214,4 +216,7 @@ class Embedder:
         row = {k: v for k, v in row.items() if k != "pixels"}
         row["features"] = features.tobytes()
         row["embedder"] = self.identity
+        # Peak RSS counts the object-store pages this actor has read; USS is its own memory alone.
+        row["embedder_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        row["embedder_uss"] = psutil.Process().memory_full_info().uss
         return row

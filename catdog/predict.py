@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import extract, features, head, images, model, storage
+from catdog import dataset, extract, features, head, images, model, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 
@@ -49,6 +49,9 @@ def predict(model_dir: str, inputs: list[str], weights: str | None = None, addre
     files = [i for i in inputs if os.path.isfile(i)]
     folders = [i for i in inputs if i not in files]
     results: list[Prediction] = []
+    if saved.takes_images:  # an end-to-end model: pixels in, no features
+        paths = files + [storage.join(f, p) for f in folders for p in dataset.scan(f).paths]
+        return _label(paths, saved.predict_proba(_decode_files(paths, config)), classes)
     if files:
         X = _embed_files(files, config, saved)
         results += _label(files, saved.predict_proba(X), classes)
@@ -60,6 +63,11 @@ def predict(model_dir: str, inputs: list[str], weights: str | None = None, addre
 def _embed_files(files: list[str], config: ExtractConfig, saved: head.SavedHead) -> np.ndarray:
     """A few images in this process: no cluster, the same decode and conv base as the Ray path."""
     weights = _checked_weights(config, saved)
+    X = model.ConvBase(weights.data, config).embed(_decode_files(files, config))
+    return X.astype(config.dtype).astype(np.float32)  # round as the stored features were rounded
+
+
+def _decode_files(files: list[str], config: ExtractConfig) -> np.ndarray:
     pixels = []
     for path in files:
         try:
@@ -67,8 +75,7 @@ def _embed_files(files: list[str], config: ExtractConfig, saved: head.SavedHead)
                 pixels.append(images.decode(f.read(), config.image_size, config.interpolation, config.max_pixels))
         except Exception as exc:  # an unreadable image is the user's input, not a crash
             raise CatdogError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
-    X = model.ConvBase(weights.data, config).embed(np.stack(pixels))
-    return X.astype(config.dtype).astype(np.float32)  # round as the stored features were rounded
+    return np.stack(pixels)
 
 
 def _checked_weights(config: ExtractConfig, saved: head.SavedHead) -> model.Weights:

@@ -1,0 +1,240 @@
+"""Side-by-side throughput, memory and Parquet measurements for catdog extract, in one run.
+
+    python benchmarks/throughput.py ../shared/data/cats_and_dogs_small --json benchmarks/results.json
+
+Each measurement runs in a fresh process (so peak RSS is its own): (a) the conv base alone on
+pre-decoded tensors, (b) `catdog extract` end-to-end, (c) the tutorial's loop, (d) catdog in bf16;
+then memory at two image counts, Parquet codecs, read-back speed, and the conv base's FLOPs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+SIZE, BATCH = 150, 32
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def model_only(root: str, n: int) -> dict:
+    """(a) The ceiling: the conv base on tensors already decoded, same batch size as catdog."""
+    from catdog import dataset, images, model
+    from catdog.config import ExtractConfig
+
+    config = ExtractConfig(root=root, out="", weights="none", batch_size=BATCH)
+    paths = dataset.scan(root).paths[:n]
+    pixels = np.stack([images.decode(open(os.path.join(root, p), "rb").read(), SIZE, "bilinear", 10**9) for p in paths])
+    model.configure_devices(os.cpu_count())
+    base = model.ConvBase(model.resolve_weights(config).data, config)
+    base.embed(pixels[:BATCH])  # warm-up
+    start = time.perf_counter()
+    base.embed(pixels)
+    return {"images_per_second": n / (time.perf_counter() - start), "peak_rss": peak_rss()}
+
+
+def catdog_extract(root: str, precision: str, out: str) -> dict:
+    """(b), (d) The whole job on local Ray: scan, decode, embed, write Parquet."""
+    from catdog import extract
+    from catdog.config import ExtractConfig
+
+    config = ExtractConfig(root=root, out=out, weights="none", batch_size=BATCH, precision=precision,
+                           overwrite=True, progress=False)
+    summary = extract.run(config)
+    return {"images_per_second": summary.steady_images_per_second, "with_startup": summary.images_per_second,
+            "startup_seconds": summary.startup_seconds, "images": summary.images, "peak_rss": peak_rss(),
+            "actor_peak_rss": [e["max_rss"] for e in summary.embedders], "actor_peak_uss": [e["max_uss"] for e in summary.embedders]}
+
+
+def tutorial(root: str) -> dict:
+    """(c) The tutorial's loop: a Keras directory dataset, batch 20, predict, copy into a preallocated array."""
+    import keras
+
+    from catdog import dataset, model
+    from catdog.config import ExtractConfig
+
+    config = ExtractConfig(root=root, out="", weights="none")
+    keras.utils.set_random_seed(0)
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    image_set = dataset.scan(root)
+    total, rate_images, rate_seconds = 0, 0, 0.0
+    for split in sorted(set(image_set.splits)):
+        data = keras.utils.image_dataset_from_directory(os.path.join(root, split), image_size=(SIZE, SIZE), batch_size=20,
+                                                        label_mode="binary", shuffle=False, verbose=False)
+        n = sum(s == split for s in image_set.splits)
+        features = np.zeros((n, 4, 4, 512))  # float64, as np.zeros makes it in the tutorial
+        labels = np.zeros(n)
+        i = 0
+        start = time.perf_counter()
+        for batch, y in data:
+            out = base.predict(keras.applications.vgg16.preprocess_input(batch), verbose=0)
+            features[i : i + len(out)], labels[i : i + len(out)] = out, y.numpy().ravel()
+            i += len(out)
+            if total == 0 and i == 20:  # first batch compiles the graph: leave it out of the rate
+                start, i0 = time.perf_counter(), i
+        seconds = time.perf_counter() - start
+        rate_images += i - (i0 if total == 0 else 0)
+        rate_seconds += seconds
+        total += i
+        del features
+    assert config.preprocess == "vgg16" and model.feature_dim(SIZE) == 8192
+    return {"images_per_second": rate_images / rate_seconds, "images": total, "peak_rss": peak_rss()}
+
+
+def parquet_codecs(out: str) -> dict:
+    """Size, write and read speed of each codec on real features from (b)."""
+    import pyarrow.parquet as pq
+
+    from catdog import features
+
+    table = features.dataset(out).to_table()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for codec in ("none", "snappy", "lz4", "zstd"):
+            path = os.path.join(tmp, f"{codec}.parquet")
+            start = time.perf_counter()
+            pq.write_table(table, path, compression=codec, use_dictionary=["label_name"])
+            write = time.perf_counter() - start
+            start = time.perf_counter()
+            features.arrays(pq.read_table(path))
+            read = time.perf_counter() - start
+            size = os.path.getsize(path)
+            results[codec] = {"bytes_per_image": size / table.num_rows, "write_mb_s": table.nbytes / write / 1e6,
+                              "read_mb_s": table.nbytes / read / 1e6}
+    start = time.perf_counter()
+    X, _, _ = features.load(out)
+    results["load_mb_s"] = X.nbytes / (time.perf_counter() - start) / 1e6
+    return results
+
+
+def conv_base_flops(size: int = SIZE) -> float:
+    """Multiply-adds x2 of VGG16's 13 3x3 convolutions at size x size."""
+    channels = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+                (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+    pools_before = [0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    flops = 0.0
+    for (cin, cout), pools in zip(channels, pools_before):
+        side = size
+        for _ in range(pools):
+            side //= 2
+        flops += 2 * side * side * cin * cout * 9
+    return flops
+
+
+def replicate(root: str, copies: int, into: str) -> str:
+    """A bigger folder of the same photos, by symlinks: copies x the images, same layout."""
+    for c in range(copies):
+        for dirpath, _, files in os.walk(root):
+            rel = os.path.relpath(dirpath, root)
+            os.makedirs(os.path.join(into, rel), exist_ok=True)
+            for f in files:
+                os.symlink(os.path.join(os.path.abspath(dirpath), f), os.path.join(into, rel, f"{c}_{f}"))
+    return into
+
+
+def subset(root: str, per_class: int, into: str) -> str:
+    for dirpath, _, files in os.walk(os.path.join(root, "train")):
+        rel = os.path.relpath(dirpath, root)
+        os.makedirs(os.path.join(into, rel), exist_ok=True)
+        for f in sorted(files)[:per_class]:
+            os.symlink(os.path.join(os.path.abspath(dirpath), f), os.path.join(into, rel, f))
+    return into
+
+
+def cosine(out_a: str, out_b: str) -> dict:
+    from catdog import features
+
+    a, b = features.load(out_a), features.load(out_b)
+    assert list(a.paths) == list(b.paths)
+    cos = (a.X * b.X).sum(1) / (np.linalg.norm(a.X, axis=1) * np.linalg.norm(b.X, axis=1) + 1e-12)
+    return {"mean": float(cos.mean()), "min": float(cos.min())}
+
+
+def run_part(part: str, *args: str) -> dict:
+    """One measurement in its own process, so its peak RSS and thread pools are its own."""
+    done = subprocess.run([sys.executable, __file__, "--part", part, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{part} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("args", nargs="+", help="the image folder (with --part: that part's arguments)")
+    parser.add_argument("--json", default="benchmarks/results.json")
+    parser.add_argument("--part", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part:
+        parts = {"model": lambda r, n: model_only(r, int(n)), "extract": catdog_extract, "tutorial": tutorial,
+                 "parquet": parquet_codecs, "cosine": cosine}
+        print(json.dumps(parts[args.part](*args.args)))
+        return
+    root = os.path.abspath(args.args[0])
+    work = tempfile.mkdtemp(prefix="catdog-bench-")
+    r = {"machine": {"cpus": os.cpu_count(), "cpu": _cpu_name(), "python": sys.version.split()[0]}}
+    r["a_model_only"] = run_part("model", root, "512")
+    r["b_extract_fp32"] = run_part("extract", root, "fp32", f"{work}/fp32")
+    r["c_tutorial"] = run_part("tutorial", root)
+    r["d_extract_bf16"] = run_part("extract", root, "bf16", f"{work}/bf16")
+    r["bf16_cosine"] = run_part("cosine", f"{work}/fp32", f"{work}/bf16")
+    r["parquet"] = run_part("parquet", f"{work}/fp32")
+    small = subset(root, 500, f"{work}/small")  # 1,000 images
+    big = replicate(root, 2, f"{work}/big")  # 8,000 images
+    r["memory_1000"] = run_part("extract", small, "bf16", f"{work}/m1")
+    r["memory_8000"] = run_part("extract", big, "bf16", f"{work}/m8")
+    r["flops_per_image"] = conv_base_flops()
+    rate = lambda k: r[k]["images_per_second"]  # noqa: E731
+    r["ratios"] = {"b/a": rate("b_extract_fp32") / rate("a_model_only"), "b/c": rate("b_extract_fp32") / rate("c_tutorial"),
+                   "d/b": rate("d_extract_bf16") / rate("b_extract_fp32"),
+                   "rss_8000/1000_driver": r["memory_8000"]["peak_rss"] / r["memory_1000"]["peak_rss"],
+                   "rss_8000/1000_actor": max(r["memory_8000"]["actor_peak_rss"]) / max(r["memory_1000"]["actor_peak_rss"]),
+                   "uss_8000/1000_actor": max(r["memory_8000"]["actor_peak_uss"]) / max(r["memory_1000"]["actor_peak_uss"])}
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(r, f, indent=2)
+    print(table(r))
+
+
+def table(r: dict) -> str:
+    gib = 1024**3
+    lines = [f"machine: {r['machine']['cpus']} CPUs, {r['machine']['cpu']}", "",
+             f"{'measurement':<40}{'images/s':>10}{'peak RSS driver':>17}{'peak RSS actor':>16}"]
+    for key, name in [("a_model_only", "(a) conv base only, pre-decoded"), ("b_extract_fp32", "(b) catdog extract, fp32"),
+                      ("c_tutorial", "(c) tutorial loop, batch 20"), ("d_extract_bf16", "(d) catdog extract, bf16")]:
+        m = r[key]
+        actor = f"{max(m['actor_peak_rss']) / gib:.2f} GiB" if "actor_peak_rss" in m else "-"
+        lines.append(f"{name:<40}{m['images_per_second']:>10.1f}{m['peak_rss'] / gib:>13.2f} GiB{actor:>16}")
+    q = r["ratios"]
+    lines += ["", f"b/a = {q['b/a']:.2f}   b/c = {q['b/c']:.2f}   d/b = {q['d/b']:.2f}",
+              f"bf16 vs fp32 feature cosine: mean {r['bf16_cosine']['mean']:.5f}, min {r['bf16_cosine']['min']:.5f}",
+              f"peak memory 8,000 vs 1,000 images: driver RSS x{q['rss_8000/1000_driver']:.2f}, actor RSS "
+              f"x{q['rss_8000/1000_actor']:.2f} (object-store pages it read included), actor USS x{q['uss_8000/1000_actor']:.2f}",
+              f"start-up (Ray, weights, actors) excluded above: {r['b_extract_fp32']['startup_seconds']:.1f} s + first shard",
+              "", f"{'codec':<8}{'bytes/image':>12}{'write MB/s':>12}{'read MB/s':>11}"]
+    for codec in ("none", "snappy", "lz4", "zstd"):
+        c = r["parquet"][codec]
+        lines.append(f"{codec:<8}{c['bytes_per_image']:>12.0f}{c['write_mb_s']:>12.0f}{c['read_mb_s']:>11.0f}")
+    lines += [f"catdog.features.load: {r['parquet']['load_mb_s']:.0f} MB/s",
+              f"VGG16 conv base at 150x150: {r['flops_per_image'] / 1e9:.2f} GFLOP per image"]
+    return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main()

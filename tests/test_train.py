@@ -1,0 +1,85 @@
+"""End-to-end training on Ray Train: 2 CPU workers, tiny images, a couple of epochs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from catdog import demo, head, model, predict, train
+from catdog.config import ExtractConfig
+
+
+def config_for(root, out, **changes) -> train.TrainConfig:
+    settings = dict(root=str(root), out=str(out), num_workers=2, image_size=32, batch_size=4, weights="none",
+                    learning_rate=1e-3, epochs=1)
+    return train.TrainConfig(**{**settings, **changes})
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e") / "images"
+    demo.make_demo_folder(str(root), per_class=8, size=40)
+    return root
+
+
+@pytest.fixture(scope="module")
+def resumed(ray_local, images, tmp_path_factory):
+    """One epoch, then the same OUT asked for two: the second run must start at epoch 2."""
+    out = tmp_path_factory.mktemp("run")
+    first = train.run(config_for(images, out, epochs=1))
+    second = train.run(config_for(images, out, epochs=2))
+    return first, second
+
+
+def vgg_weights(net) -> list[np.ndarray]:
+    return [np.asarray(w) for w in net.get_layer("vgg16").get_weights()]
+
+
+def initial_vgg(image_size=32) -> list[np.ndarray]:
+    config = ExtractConfig(root="", out="", weights="none", image_size=image_size)
+    return [np.asarray(w) for w in model.ConvBase(model.resolve_weights(config).data, config).model.get_weights()]
+
+
+def test_metrics_every_epoch_checkpoint_and_resume(resumed):
+    first, second = resumed
+    assert first["epochs"] == 1 and second["epochs"] == 2
+    assert second["starts"] == [0, 1]  # resumed from the checkpoint of epoch 1
+    for key in ("loss", "acc", "val_loss", "val_acc"):
+        assert len(second["history"][key]) == 2 and all(np.isfinite(second["history"][key]))
+    assert second["history"]["loss"][0] == first["history"]["loss"][0]
+    assert os.path.exists(os.path.join(second["checkpoint"], "model.keras"))
+    assert json.load(open(os.path.join(second["checkpoint"], "state.json")))["epoch"] == 2
+    assert os.path.getsize(os.path.join(second["model_dir"], "curves.png")) > 0
+
+
+def test_frozen_conv_base_is_unchanged(resumed):
+    net = head.load(resumed[1]["model_dir"]).head.model  # safe mode, as catdog predict loads it
+    for before, after in zip(initial_vgg(), vgg_weights(net)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_fine_tuning_changes_only_the_unfrozen_layers(ray_local, images, tmp_path):
+    result = train.run(config_for(images, tmp_path, fine_tune_from="block5_conv1", fine_tune_epochs=1))
+    assert result["epochs"] == 2
+    net = head.load(result["model_dir"]).head.model
+    layers = [layer for layer in net.get_layer("vgg16").layers if layer.weights]
+    before = iter(initial_vgg())
+    for layer in layers:
+        changed = any(not np.array_equal(next(before), np.asarray(w)) for w in layer.get_weights())
+        assert changed == layer.name.startswith("block5"), layer.name
+
+
+def test_augmentation_changes_training_inputs_only():
+    net = train.build_model(config_for("", "", image_size=32))
+    augment = net.get_layer("augmentation")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    assert not np.allclose(np.asarray(augment(x, training=True)), x)
+    np.testing.assert_array_equal(np.asarray(augment(x, training=False)), x)
+
+
+def test_saved_model_predicts_through_catdog_predict(resumed, images):
+    one = sorted((images / "test" / "dogs").iterdir())[0]
+    predictions = predict.predict(resumed[1]["model_dir"], [str(one), str(images / "test" / "cats")])
+    assert len(predictions) == 1 + len(list((images / "test" / "cats").iterdir()))
+    assert all(0.0 <= p.probability <= 1.0 and p.label in ("cats", "dogs") for p in predictions)

@@ -59,8 +59,8 @@ class Summary:
         return [
             f"images      {self.images}",
             f"errors      {self.errors}",
-            f"this run    {self.processed} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s, "
-            f"{self.steady_images_per_second:.1f} after warm-up)",
+            f"this run    {self.processed} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s"
+            + (f", {self.steady_images_per_second:.1f} after warm-up)" if self.steady_images_per_second else ")"),
             f"resumed     {self.resumed_shards} shards already committed",
             f"actors      {len(self.embedders)} ({_devices(self.embedders)})",
             f"wall time   {self.seconds + self.startup_seconds:.1f} s (start-up {self.startup_seconds:.1f} s)",
@@ -255,7 +255,7 @@ def _process(
         )
     )
     total = sum(len(s.paths) for s in pending)
-    processed, peaks, first = 0, {}, None
+    processed, peaks, first, shards = 0, {}, None, 0
     with tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
         for row in pipeline.iter_rows():
             count = int(row["rows"]) + int(row["errors"])
@@ -263,7 +263,9 @@ def _process(
             rss, uss = peaks.get(row["embedder"], (0, 0))
             peaks[row["embedder"]] = (max(rss, int(row["embedder_rss"])), max(uss, int(row["embedder_uss"])))
             bar.update(count)
+            shards += 1
             first = first or (time.perf_counter(), processed)
     steady_seconds = time.perf_counter() - first[0]
-    steady = (processed - first[1]) / steady_seconds if steady_seconds > 0 else 0.0
+    # A rate needs a few shards after the first; with fewer there is no steady state to speak of.
+    steady = (processed - first[1]) / steady_seconds if shards >= 4 and steady_seconds > 0 else 0.0
     return processed, steady, tuple({**json.loads(e), "max_rss": rss, "max_uss": uss} for e, (rss, uss) in sorted(peaks.items()))

@@ -14,6 +14,7 @@ import resource
 import tempfile
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
@@ -21,6 +22,9 @@ import psutil
 from catdog import storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
+
+if TYPE_CHECKING:
+    import ray
 
 CHANNELS = 512
 # Keras' own VGG16 "notop" file and the md5 its loader verifies (keras/src/applications/vgg16.py).

@@ -6,7 +6,6 @@ pay its import time and memory.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
@@ -175,18 +174,6 @@ def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
-def _release_freed_memory() -> None:
-    """Hand freed heap back to the OS after each shard.
-
-    Shard-sized buffers (tens of MB) freed by numpy and TensorFlow otherwise stay in glibc's arenas
-    and fragment them, so an actor's memory would creep up with the number of shards it has seen.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
-
-
 class ConvBase:
     """One loaded VGG16 conv base that turns uint8 pixels into flattened features."""
 
@@ -233,7 +220,6 @@ class Embedder:
         row = {k: v for k, v in row.items() if k != "pixels"}
         row["features"] = features.tobytes()
         row["embedder"] = self.identity
-        _release_freed_memory()
         # Peak RSS counts the object-store pages this actor has read; USS is its own memory alone.
         row["embedder_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         row["embedder_uss"] = psutil.Process().memory_full_info().uss

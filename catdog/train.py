@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 
@@ -293,8 +294,6 @@ def run(config: TrainConfig) -> dict:
         state = json.load(open(os.path.join(folder, STATE)))
         model_dir = os.path.join(out, "model")
         os.makedirs(model_dir, exist_ok=True)
-        import shutil
-
         shutil.copy(os.path.join(folder, MODEL_FILE), os.path.join(model_dir, head.E2E_FILE))
     metadata = extract.feature_metadata(config.extract_config(), image_set, weights)
     head.save_info(model_dir, "e2e", asdict(config), metadata, asdict(config.extract_config()))

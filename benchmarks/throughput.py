@@ -1,10 +1,12 @@
 """Side-by-side throughput, memory and Parquet measurements for catdog extract, in one run.
 
     python benchmarks/throughput.py ../shared/data/cats_and_dogs_small --json benchmarks/results.json
+    python benchmarks/throughput.py --table benchmarks/results.json     # print a saved run again
 
 Each measurement runs in a fresh process (so peak RSS is its own): (a) the conv base alone on
 pre-decoded tensors, (b) `catdog extract` end-to-end, (c) the tutorial's loop, (d) catdog in bf16;
-then memory at two image counts, Parquet codecs, read-back speed, and the conv base's FLOPs.
+then memory at 1,000 / 4,000 / 8,000 images, decode time per photo, Parquet codecs, read-back
+speed, and the conv base's FLOPs. Every figure in BENCHMARKS.md comes from this script.
 """
 
 from __future__ import annotations
@@ -27,20 +29,41 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def decoded_pixels(root: str, n: int) -> np.ndarray:
+    from catdog import imagefolder, storage
+    from catdog.config import DecodeConfig
+    from catdog.images import decode_files
+
+    folder = storage.resolve(root)
+    return decode_files([folder.join(p) for p in imagefolder.scan(folder).paths[:n]], DecodeConfig(SIZE)).pixels
+
+
 def model_only(root: str, n: int) -> dict:
     """(a) The ceiling: the conv base on tensors already decoded, same batch size as catdog."""
-    from catdog import dataset, images, model
-    from catdog.config import ExtractConfig
+    from catdog import convbase
+    from catdog.config import EmbedConfig
 
-    config = ExtractConfig(root=root, out="", weights="none", batch_size=BATCH)
-    paths = dataset.scan(root).paths[:n]
-    pixels = np.stack([images.decode(open(os.path.join(root, p), "rb").read(), SIZE, "bilinear", 10**9) for p in paths])
-    model.configure_devices(os.cpu_count())
-    base = model.ConvBase(model.resolve_weights(config).data, config)
+    pixels = decoded_pixels(root, n)
+    convbase.configure_devices(os.cpu_count())
+    base = convbase.ConvBase(convbase.resolve_weights("none", 0, SIZE).data, EmbedConfig(SIZE, BATCH))
     base.embed(pixels[:BATCH])  # warm-up
     start = time.perf_counter()
     base.embed(pixels)
     return {"images_per_second": n / (time.perf_counter() - start), "peak_rss": peak_rss()}
+
+
+def decode_time(root: str, n: int) -> dict:
+    """CPU time to read, decode and resize one photo to 150x150 (Pillow, one core)."""
+    from catdog import imagefolder, storage
+    from catdog.config import DecodeConfig
+    from catdog.images import decode_files
+
+    folder = storage.resolve(root)
+    files = [folder.join(p) for p in imagefolder.scan(folder).paths[:n]]
+    decode_files(files[:10], DecodeConfig(SIZE))  # warm the page cache and Pillow's imports
+    start = time.process_time()
+    decode_files(files, DecodeConfig(SIZE))
+    return {"ms_per_image": (time.process_time() - start) / len(files) * 1000, "images": len(files)}
 
 
 def catdog_extract(root: str, precision: str, out: str) -> dict:
@@ -60,13 +83,11 @@ def tutorial(root: str) -> dict:
     """(c) The tutorial's loop: a Keras directory dataset, batch 20, predict, copy into a preallocated array."""
     import keras
 
-    from catdog import dataset, model
-    from catdog.config import ExtractConfig
+    from catdog import imagefolder
 
-    config = ExtractConfig(root=root, out="", weights="none")
     keras.utils.set_random_seed(0)
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
-    image_set = dataset.scan(root)
+    image_set = imagefolder.scan(root)
     total, rate_images, rate_seconds = 0, 0, 0.0
     for split in sorted(set(image_set.splits)):
         data = keras.utils.image_dataset_from_directory(os.path.join(root, split), image_size=(SIZE, SIZE), batch_size=20,
@@ -87,7 +108,6 @@ def tutorial(root: str) -> dict:
         rate_seconds += seconds
         total += i
         del features
-    assert config.preprocess == "vgg16" and model.feature_dim(SIZE) == 8192
     return {"images_per_second": rate_images / rate_seconds, "images": total, "peak_rss": peak_rss()}
 
 
@@ -170,24 +190,32 @@ def run_part(part: str, *args: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("args", nargs="+", help="the image folder (with --part: that part's arguments)")
+    parser.add_argument("args", nargs="*", help="the image folder (with --part: that part's arguments)")
     parser.add_argument("--json", default="benchmarks/results.json")
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="only print the table of a saved run")
     parser.add_argument("--part", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(table(json.load(f)))
+        return
     if args.part:
         parts = {"model": lambda r, n: model_only(r, int(n)), "extract": catdog_extract, "tutorial": tutorial,
-                 "parquet": parquet_codecs, "cosine": cosine}
+                 "parquet": parquet_codecs, "cosine": cosine, "decode": lambda r, n: decode_time(r, int(n))}
         print(json.dumps(parts[args.part](*args.args)))
         return
+    if len(args.args) != 1:
+        parser.error("give the image folder")
     root = os.path.abspath(args.args[0])
     work = tempfile.mkdtemp(prefix="catdog-bench-")
-    r = {"machine": {"cpus": os.cpu_count(), "cpu": _cpu_name(), "python": sys.version.split()[0]}}
+    r = {"machine": _machine()}
     r["a_model_only"] = run_part("model", root, "512")
     r["b_extract_fp32"] = run_part("extract", root, "fp32", f"{work}/fp32")
     r["c_tutorial"] = run_part("tutorial", root)
     r["d_extract_bf16"] = run_part("extract", root, "bf16", f"{work}/bf16")
     r["bf16_cosine"] = run_part("cosine", f"{work}/fp32", f"{work}/bf16")
     r["parquet"] = run_part("parquet", f"{work}/fp32")
+    r["decode"] = run_part("decode", root, "200")
     small = subset(root, 500, f"{work}/small")  # 1,000 images
     big = replicate(root, 2, f"{work}/big")  # 8,000 images
     r["memory_1000"] = run_part("extract", small, "bf16", f"{work}/m1")
@@ -207,7 +235,9 @@ def main() -> None:
 
 def table(r: dict) -> str:
     gib = 1024**3
-    lines = [f"machine: {r['machine']['cpus']} CPUs, {r['machine']['cpu']}", "",
+    machine = r["machine"]
+    lines = [f"machine: {machine['cpus']} CPUs, {machine['cpu']}, {machine.get('memory_gib', '?')} GiB; Python {machine['python']}, "
+             f"{machine.get('versions', '')}", "",
              f"{'measurement':<40}{'images/s':>10}{'peak RSS driver':>17}{'peak RSS actor':>16}"]
     for key, name in [("a_model_only", "(a) conv base only, pre-decoded"), ("b_extract_fp32", "(b) catdog extract, fp32"),
                       ("c_tutorial", "(c) tutorial loop, batch 20"), ("d_extract_bf16", "(d) catdog extract, bf16")]:
@@ -224,9 +254,27 @@ def table(r: dict) -> str:
     for codec in ("none", "snappy", "lz4", "zstd"):
         c = r["parquet"][codec]
         lines.append(f"{codec:<8}{c['bytes_per_image']:>12.0f}{c['write_mb_s']:>12.0f}{c['read_mb_s']:>11.0f}")
-    lines += [f"catdog.features.load: {r['parquet']['load_mb_s']:.0f} MB/s",
+    lines += ["", f"{'images (bf16)':<14}{'driver peak RSS':>17}{'actor peak RSS':>16}{'actor peak USS':>16}"]
+    for key in ("memory_1000", "d_extract_bf16", "memory_8000"):
+        m = r[key]
+        lines.append(f"{m['images']:<14,}{m['peak_rss'] / gib:>13.2f} GiB{max(m['actor_peak_rss']) / gib:>12.2f} GiB"
+                     f"{max(m['actor_peak_uss']) / gib:>12.2f} GiB")
+    lines += ["", f"decode + resize to 150x150: {r['decode']['ms_per_image']:.2f} ms of CPU per photo "
+              f"(Pillow, one core, {r['decode']['images']} photos)",
+              f"catdog.features.load: {r['parquet']['load_mb_s']:.0f} MB/s",
               f"VGG16 conv base at 150x150: {r['flops_per_image'] / 1e9:.2f} GFLOP per image"]
     return "\n".join(lines)
+
+
+def _machine() -> dict:
+    import importlib.metadata as md
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    versions = ", ".join(f"{p} {md.version(p)}" for p in ("tensorflow", "keras", "ray", "pyarrow", "pillow"))
+    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+    extras = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f" {f}" in flags]
+    return {"cpus": os.cpu_count(), "cpu": f"{_cpu_name()} ({', '.join(extras) or 'no AVX-512'})",
+            "memory_gib": round(memory, 1), "python": sys.version.split()[0], "versions": versions}
 
 
 def _cpu_name() -> str:

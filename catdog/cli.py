@@ -6,10 +6,9 @@ import argparse
 import os
 import sys
 
-from catdog.config import DTYPES, INTERPOLATIONS, PRECISIONS, PREPROCESSING, ExtractConfig
+from catdog.config import (DTYPES, HEAD_MODELS, INTERPOLATIONS, PRECISIONS, PREPROCESSING, ExtractConfig, HeadConfig,
+                           TrainConfig)
 from catdog.errors import CatdogError
-from catdog.head import MODELS, HeadConfig
-from catdog.train import TrainConfig
 
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -49,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("head", help="train and evaluate a classifier on extracted features")
     fit.add_argument("features", help="the OUT folder of `catdog extract`")
-    fit.add_argument("--model", choices=MODELS, default="logreg")
+    fit.add_argument("--model", choices=HEAD_MODELS, default="logreg")
     fit.add_argument("--model-dir", required=True, help="where the model, report and figures go")
     h = HeadConfig(features="", model_dir="")
     fit.add_argument("--epochs", type=int, default=h.epochs)
@@ -82,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--seed", type=int, default=t.seed)
     e2e.add_argument("--image-size", type=int, default=t.image_size)
     e2e.add_argument("--preprocess", choices=PREPROCESSING, default=t.preprocess)
+    e2e.add_argument("--interpolation", choices=INTERPOLATIONS, default=t.interpolation)
+    e2e.add_argument("--max-pixels", type=int, default=t.max_pixels, help="skip larger images (decompression bombs)")
     e2e.add_argument("--fine-tune-from", default=None, help="e.g. block5_conv1: then unfreeze from there")
     e2e.add_argument("--fine-tune-epochs", type=int, default=t.fine_tune_epochs)
     e2e.add_argument("--fine-tune-learning-rate", type=float, default=t.fine_tune_learning_rate)
@@ -117,27 +118,26 @@ def add_extract_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
-def config_from_args(args: argparse.Namespace, root: str, out: str) -> ExtractConfig:
-    names = ExtractConfig.__dataclass_fields__.keys() - {"root", "out"}
-    return ExtractConfig(root=root, out=out, **{n: getattr(args, n) for n in names if hasattr(args, n)})
+def config_from_args(cls, args: argparse.Namespace, **fixed):
+    """The command's config from its parsed flags: every field that has a flag, plus `fixed`."""
+    names = cls.__dataclass_fields__.keys() - fixed.keys()
+    return cls(**fixed, **{n: getattr(args, n) for n in names if hasattr(args, n)})
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from catdog import extract
 
-    summary = extract.run(config_from_args(args, args.root, args.out))
+    summary = extract.run(config_from_args(ExtractConfig, args))
     print("\n".join(summary.lines()))
     return 0
 
 
 def cmd_head(args: argparse.Namespace) -> int:
-    from catdog import head, report
+    from catdog import fit_head, metrics
 
-    names = HeadConfig.__dataclass_fields__.keys() - {"features", "model_dir"}
-    config = HeadConfig(features=args.features, model_dir=args.model_dir, model=args.model,
-                        **{n: getattr(args, n) for n in names if n != "model"})
-    result = head.run(config)
-    print(report.table(result["splits"]))
+    config = config_from_args(HeadConfig, args)
+    result = fit_head.run(config)
+    print(metrics.table(result["splits"]))
     print(f"chosen: {result['chosen']}")
     for note in result["notes"]:
         print(f"note: {note}")
@@ -159,12 +159,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_train_e2e(args: argparse.Namespace) -> int:
-    from catdog import train
+    from catdog import fit_e2e
 
-    names = TrainConfig.__dataclass_fields__.keys() - {"root", "out"}
-    result = train.run(TrainConfig(root=args.root, out=args.out, **{n: getattr(args, n) for n in names if hasattr(args, n)}))
+    result = fit_e2e.run(config_from_args(TrainConfig, args))
     for epoch, (loss, acc, val_loss, val_acc) in enumerate(zip(*(result["history"][k] for k in ("loss", "acc", "val_loss", "val_acc"))), 1):
         print(f"epoch {epoch:>3}  loss {loss:.4f}  acc {acc:.3f}  val_loss {val_loss:.4f}  val_acc {val_acc:.3f}")
+    unreadable = sum(result["unreadable"].values())
+    if unreadable:
+        print(f"skipped {unreadable} unreadable images ({', '.join(f'{k} {v}' for k, v in result['unreadable'].items())}); "
+              "`catdog extract` records which and why")
     print(f"model (for catdog predict) and curves.png in {result['model_dir']}; checkpoint {result['checkpoint']}")
     return 0
 

@@ -1,4 +1,8 @@
-"""The job's configuration: one frozen dataclass, built by the CLI or by callers, passed down."""
+"""Every stage's configuration: frozen dataclasses, validated when built, passed down.
+
+`ExtractConfig`, `HeadConfig` and `TrainConfig` are what the commands take; `DecodeConfig` and
+`EmbedConfig` are the few settings the decode and embed stages use, cut from the job's config.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,48 @@ PREPROCESSING = ("vgg16", "rescale")
 INTERPOLATIONS = ("bilinear", "nearest")
 DTYPES = ("float32", "float16")
 PRECISIONS = ("fp32", "bf16", "fp16")
+HEAD_MODELS = ("logreg", "dense")
 MIN_IMAGE_SIZE = 32  # VGG16 has five 2x2 poolings: below 32 pixels nothing is left
+PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
+
+
+class _Config:
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
+class DecodeConfig(_Config):
+    """How an image file becomes an S x S x 3 uint8 array."""
+
+    image_size: int = 150
+    interpolation: str = "bilinear"
+    max_pixels: int = PILLOW_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        _image_size(self.image_size)
+        _choice("interpolation", self.interpolation, INTERPOLATIONS)
+        _positive(self, "max_pixels")
+
+
+@dataclass(frozen=True)
+class EmbedConfig(_Config):
+    """How the conv base turns pixels into features."""
+
+    image_size: int = 150
+    batch_size: int = 32
+    preprocess: str = "vgg16"
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        _image_size(self.image_size)
+        _positive(self, "batch_size")
+        _choice("preprocess", self.preprocess, PREPROCESSING)
+        _choice("precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class ExtractConfig(_Config):
     root: str
     out: str
     weights: str = "imagenet"  # "imagenet", "none" or a path/URI of a VGG16 notop weights file
@@ -27,7 +68,7 @@ class ExtractConfig:
     dtype: str = "float32"
     precision: str = "fp32"
     shard_size: int = 256
-    max_pixels: int = 89_478_485  # Pillow's own decompression-bomb limit
+    max_pixels: int = PILLOW_MAX_PIXELS
     num_actors: int | None = None  # None: follow the cluster's GPUs (or CPUs)
     gpus_per_actor: float | None = None
     cpus_per_actor: float | None = None
@@ -36,26 +77,106 @@ class ExtractConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _choice("preprocess", self.preprocess, PREPROCESSING)
-        _choice("interpolation", self.interpolation, INTERPOLATIONS)
+        _ = self.decode, self.embed  # building both validates them
         _choice("dtype", self.dtype, DTYPES)
-        _choice("precision", self.precision, PRECISIONS)
-        if self.image_size < MIN_IMAGE_SIZE:
-            raise CatdogError(f"--image-size must be at least {MIN_IMAGE_SIZE}, got {self.image_size}")
-        for name in ("batch_size", "shard_size", "max_pixels"):
-            if getattr(self, name) < 1:
-                raise CatdogError(f"--{name.replace('_', '-')} must be positive")
+        _positive(self, "shard_size")
         if self.num_actors is not None and self.num_actors < 1:
             raise CatdogError("--num-actors must be at least 1")
         for name in ("gpus_per_actor", "cpus_per_actor"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise CatdogError(f"--{name.replace('_', '-')} cannot be negative")
+                raise CatdogError(f"--{_flag(name)} cannot be negative")
 
-    def replace(self, **changes) -> "ExtractConfig":
-        return dataclasses.replace(self, **changes)
+    @property
+    def decode(self) -> DecodeConfig:
+        return DecodeConfig(self.image_size, self.interpolation, self.max_pixels)
+
+    @property
+    def embed(self) -> EmbedConfig:
+        return EmbedConfig(self.image_size, self.batch_size, self.preprocess, self.precision)
+
+
+@dataclass(frozen=True)
+class HeadConfig(_Config):
+    features: str
+    model_dir: str
+    model: str = "logreg"
+    epochs: int = 30
+    batch_size: int = 20
+    learning_rate: float = 2e-5
+    units: int = 256
+    dropout: float = 0.5
+    max_memory: int = 2 * 1024**3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("model", self.model, HEAD_MODELS)
+        for name in ("epochs", "batch_size", "units", "max_memory", "learning_rate"):
+            _positive(self, name)
+        if not 0 <= self.dropout < 1:
+            raise CatdogError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    root: str
+    out: str
+    num_workers: int = 2
+    use_gpu: bool = False
+    epochs: int = 30
+    batch_size: int = 20
+    learning_rate: float = 2e-5
+    weights: str = "imagenet"
+    seed: int = 0
+    image_size: int = 150
+    preprocess: str = "vgg16"
+    interpolation: str = "bilinear"
+    max_pixels: int = PILLOW_MAX_PIXELS
+    fine_tune_from: str | None = None  # e.g. block5_conv1: unfreeze from there after `epochs`
+    fine_tune_epochs: int = 10
+    fine_tune_learning_rate: float = 1e-5
+    max_failures: int = 3
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        _ = self.decode, self.embed  # building both validates them
+        for name in ("num_workers", "epochs", "batch_size", "learning_rate", "fine_tune_epochs", "fine_tune_learning_rate"):
+            _positive(self, name)
+        if self.max_failures < 0:
+            raise CatdogError("--max-failures cannot be negative")
+
+    @property
+    def decode(self) -> DecodeConfig:
+        return DecodeConfig(self.image_size, self.interpolation, self.max_pixels)
+
+    @property
+    def embed(self) -> EmbedConfig:
+        return EmbedConfig(self.image_size, self.batch_size, self.preprocess)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + (self.fine_tune_epochs if self.fine_tune_from else 0)
+
+    def extract_config(self) -> ExtractConfig:
+        """The extraction settings the same images would have, recorded for `catdog predict`."""
+        return ExtractConfig(root=self.root, out=self.out, weights=self.weights, seed=self.seed, image_size=self.image_size,
+                             preprocess=self.preprocess, interpolation=self.interpolation, max_pixels=self.max_pixels)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise CatdogError(f"--{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise CatdogError(f"--{_flag(name)} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _positive(config, name: str) -> None:
+    if getattr(config, name) <= 0:
+        raise CatdogError(f"--{_flag(name)} must be positive, got {getattr(config, name)}")
+
+
+def _image_size(size: int) -> None:
+    if size < MIN_IMAGE_SIZE:
+        raise CatdogError(f"--image-size must be at least {MIN_IMAGE_SIZE}, got {size}")

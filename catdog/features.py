@@ -1,4 +1,4 @@
-"""The Parquet feature dataset: its schema (a public contract), writing shards, reading back.
+"""The Parquet feature dataset: its schema and metadata (a public contract), writing shards, reading back.
 
 Layout under OUT:
   features/split=SPLIT/part-NNNNN-DIGEST.parquet   one file per shard, committed by rename
@@ -18,9 +18,12 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from catdog import storage
-from catdog.dataset import NO_LABEL
+import catdog
+from catdog import convbase, storage
+from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
+from catdog.imagefolder import NO_LABEL, ImageSet
+from catdog.storage import Location
 
 FEATURES_DIR = "features"
 ERRORS_DIR = "errors"
@@ -30,83 +33,103 @@ ARROW_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 ERROR_SCHEMA = pa.schema([("path", pa.string()), ("error", pa.string()), ("message", pa.string())])
 
 
-def feature_schema(dim: int, dtype: str, metadata: dict) -> pa.Schema:
+def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identity: dict) -> dict:
+    """What every features file says of how it was made (the `catdog` key of its Parquet metadata)."""
+    return {
+        "model": "VGG16 conv base (keras.applications.VGG16, include_top=False)",
+        "weights": weights_identity,
+        "input_size": [config.image_size, config.image_size, 3],
+        "preprocess": config.preprocess,
+        "interpolation": config.interpolation,
+        "feature_shape": list(convbase.feature_shape(config.image_size)),
+        "feature_dim": convbase.feature_dim(config.image_size),
+        "flatten_order": "C",  # numpy reshape(n, -1) of the (n, h, w, c) Keras output
+        "dtype": config.dtype,
+        "precision": config.precision,
+        "classes": list(image_set.classes),
+        "layout": image_set.layout,
+        "catdog_version": catdog.__version__,
+        "keras_version": convbase.keras_version(),
+    }
+
+
+def compat_settings(config: ExtractConfig, metadata: dict, root: Location) -> dict:
+    """What must match for a later run to continue an OUT (version numbers may move on)."""
+    skip = {"catdog_version", "keras_version"}
+    pinned = {k: v for k, v in metadata.items() if k not in skip}
+    return {**pinned, "root": root.path, "shard_size": config.shard_size, "max_pixels": config.max_pixels}
+
+
+def feature_schema(metadata: dict) -> pa.Schema:
     """Columns of every features file; `split` is the hive partition key (the folder name)."""
     return pa.schema(
         [
             ("path", pa.string()),
             ("label", pa.int64()),
             ("label_name", pa.string()),
-            ("features", pa.list_(ARROW_DTYPES[dtype], dim)),
+            ("features", pa.list_(ARROW_DTYPES[metadata["dtype"]], metadata["feature_dim"])),
         ],
         metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)},
     )
 
 
-def shard_path(out: str, kind: str, split: str, name: str) -> str:
-    return storage.join(out, kind, f"split={split}", name)
+def shard_path(out: Location, kind: str, split: str, name: str) -> str:
+    return storage.join(out.path, kind, f"split={split}", name)
 
 
-def write_shard(row: dict, *, out: str, schema: pa.Schema, classes: tuple[str, ...]) -> dict:
-    """Ray Data stage: commit one shard's errors, then its features (the features file is the
+@dataclass(frozen=True)
+class ShardWriter:
+    """Commits one shard's files under OUT: its errors, then its features (the features file is the
     marker that the shard is done, so it goes last)."""
-    fs, base = storage.resolve(out)
-    split, name = row["split"], row["name"]
-    if len(row["error_paths"]):
-        errors = pa.table(
-            [pa.array(list(row[k]), pa.string()) for k in ("error_paths", "error_types", "error_messages")],
-            schema=ERROR_SCHEMA,
+
+    out: Location
+    schema: pa.Schema
+    classes: tuple[str, ...]
+
+    def write(self, split: str, name: str, paths: list[str], labels: np.ndarray, features: np.ndarray,
+              errors: list[tuple[str, str, str]]) -> int:
+        """`features` is (n, dim) in the stored dtype; `errors` holds (path, error, message) rows."""
+        if errors:
+            table = pa.table([pa.array(list(column), pa.string()) for column in zip(*errors)], schema=ERROR_SCHEMA)
+            self._commit(shard_path(self.out, ERRORS_DIR, split, name), table)
+        labels = np.asarray(labels, dtype=np.int64)
+        storage_type = self.schema.field("features").type
+        table = pa.table(
+            [
+                pa.array(paths, pa.string()),
+                pa.array(labels, mask=labels == NO_LABEL),
+                pa.array([None if y == NO_LABEL else self.classes[y] for y in labels], pa.string()),
+                pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), storage_type.list_size),
+            ],
+            schema=self.schema,
         )
-        _commit_table(fs, base, shard_path(base, ERRORS_DIR, split, name), errors)
-    storage_type = schema.field("features").type
-    labels = np.asarray(row["labels"], dtype=np.int64)
-    values = np.frombuffer(row["features"], dtype=storage_type.value_type.to_pandas_dtype())
-    table = pa.table(
-        [
-            pa.array(list(row["paths"]), pa.string()),
-            pa.array(labels, mask=labels == NO_LABEL),
-            pa.array([None if y == NO_LABEL else classes[y] for y in labels], pa.string()),
-            pa.FixedSizeListArray.from_arrays(pa.array(values), storage_type.list_size),
-        ],
-        schema=schema,
-    )
-    _commit_table(fs, base, shard_path(base, FEATURES_DIR, split, name), table)
-    return {"split": split, "name": name, "rows": table.num_rows, "errors": len(row["error_paths"]),
-            "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"]}
+        self._commit(shard_path(self.out, FEATURES_DIR, split, name), table)
+        return table.num_rows
+
+    def _commit(self, final: str, table: pa.Table) -> None:
+        storage.commit(self.out, final, lambda tmp: pq.write_table(
+            table, tmp, filesystem=self.out.fs, compression=COMPRESSION, use_dictionary=["label_name"]))
 
 
-def _commit_table(fs, out: str, final: str, table: pa.Table) -> None:
-    storage.commit(
-        fs,
-        out,
-        final,
-        lambda tmp: pq.write_table(
-            table, tmp, filesystem=fs, compression=COMPRESSION, use_dictionary=["label_name"]
-        ),
-    )
-
-
-def committed(out: str, kind: str = FEATURES_DIR) -> set[tuple[str, str]]:
+def committed(out: str | Location, kind: str = FEATURES_DIR) -> set[tuple[str, str]]:
     """(split, file name) of every committed file of one kind."""
-    fs, base = storage.resolve(out)
-    root = storage.join(base, kind)
-    if not storage.exists(fs, root):
+    root = storage.resolve(out).join(kind)
+    if not root.exists():
         return set()
     found = set()
-    for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
-        rel = entry.path[len(root) :].lstrip("/").split("/")
+    for entry in root.fs.get_file_info(pafs.FileSelector(root.path, recursive=True)):
+        rel = entry.path[len(root.path) :].lstrip("/").split("/")
         if entry.type == pafs.FileType.File and len(rel) == 2 and rel[0].startswith("split="):
             found.add((rel[0][len("split=") :], rel[1]))
     return found
 
 
-def dataset(out: str, kind: str = FEATURES_DIR) -> pads.Dataset:
-    fs, base = storage.resolve(out)
-    root = storage.join(base, kind)
-    if not storage.exists(fs, root):
+def dataset(out: str | Location, kind: str = FEATURES_DIR) -> pads.Dataset:
+    root = storage.resolve(out).join(kind)
+    if not root.exists():
         raise CatdogError(f"no {kind} under {out}: run `catdog extract` first")
     partitioning = pads.partitioning(pa.schema([("split", pa.string())]), flavor="hive")
-    return pads.dataset(root, filesystem=fs, format="parquet", partitioning=partitioning)
+    return pads.dataset(root.path, filesystem=root.fs, format="parquet", partitioning=partitioning)
 
 
 @dataclass(frozen=True)
@@ -119,8 +142,9 @@ class Features:
         return iter((self.X, self.y, self.paths))
 
 
-def load(out: str, split: str | None = None) -> Features:
+def load(out: str | Location, split: str | None = None) -> Features:
     """Read features back into numpy without a per-row Python loop: `X, y, paths = load(OUT, "train")`."""
+    out = storage.resolve(out)
     data = dataset(out)
     filter_ = None if split is None else pads.field("split") == split
     table = data.to_table(columns=["path", "label", "features"], filter=filter_)
@@ -141,7 +165,7 @@ def arrays(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(np.int64, copy=False)
 
 
-def stream(out: str, split: str, chunk_rows: int, seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def stream(out: str | Location, split: str, chunk_rows: int, seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(X, y) chunks of at most `chunk_rows` rows of one split, reading one file at a time.
 
     With a seed the file order and the rows inside each chunk are shuffled: shard files follow the
@@ -172,15 +196,15 @@ def _shuffled(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, seed: int 
     return X[order], y[order]
 
 
-def count_rows(out: str, split: str) -> int:
+def count_rows(out: str | Location, split: str) -> int:
     return dataset(out).count_rows(filter=pads.field("split") == split)
 
 
-def splits(out: str) -> list[str]:
+def splits(out: str | Location) -> list[str]:
     return sorted({split for split, _ in committed(out)})
 
 
-def read_metadata(out: str) -> dict:
+def read_metadata(out: str | Location) -> dict:
     """The feature metadata (model, weights, input size, preprocessing, dtype, ...) of a dataset."""
     data = dataset(out)
     if not data.files:

@@ -1,37 +1,57 @@
 """Decode image files into fixed-size RGB uint8 arrays, the way Keras' own image loading does.
 
-Runs in Ray tasks spread over every CPU, so it must not import TensorFlow.
+Runs in decode tasks spread over every CPU, so it must not import TensorFlow.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from catdog import storage
+from catdog.config import DecodeConfig
+from catdog.storage import Location
 
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+MAX_MESSAGE = 500
 
 
 class ImageTooLarge(ValueError):
     """Refused before decoding: more pixels than the configured limit (a decompression bomb)."""
 
 
-def decode(data: bytes, size: int, interpolation: str, max_pixels: int) -> np.ndarray:
-    """Bytes of any common image format -> (size, size, 3) uint8, EXIF orientation applied."""
+class DecodeError(NamedTuple):
+    index: int  # position in the list of files asked for
+    error: str  # the exception's class name
+    message: str
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """The files that decoded, in the order asked, and an error for each one that did not."""
+
+    pixels: np.ndarray  # (len(ok), S, S, 3) uint8
+    ok: tuple[int, ...]  # positions of the decoded files in the list asked for
+    errors: tuple[DecodeError, ...]
+
+
+def decode(data: bytes, config: DecodeConfig) -> np.ndarray:
+    """Bytes of any common image format -> (S, S, 3) uint8, EXIF orientation applied."""
     with warnings.catch_warnings():
         # The limit is checked below, from the header alone, with our own threshold.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
-            if width * height > max_pixels:
-                raise ImageTooLarge(f"{width}x{height} pixels is over the limit of {max_pixels}")
+            if width * height > config.max_pixels:
+                raise ImageTooLarge(f"{width}x{height} pixels is over the limit of {config.max_pixels}")
             upright = ImageOps.exif_transpose(img)
-            rgb = to_rgb(upright).resize((size, size), RESAMPLE[interpolation])
+            size = (config.image_size, config.image_size)
+            rgb = to_rgb(upright).resize(size, RESAMPLE[config.interpolation])
             return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -43,26 +63,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def decode_shard(row: dict, *, root: str, size: int, interpolation: str, max_pixels: int) -> dict:
-    """Ray Data stage: a shard row -> its decoded pixels plus one error record per bad file."""
-    fs, base = storage.resolve(root)
-    paths = list(row["paths"])
-    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+def decode_files(files: Sequence[Location], config: DecodeConfig) -> Decoded:
+    """Read and decode each file; a failure of one file is that file's error, never the caller's.
+
+    Every caller (extraction, end-to-end training, predict, figures) decides in a line what an
+    error means to it: a recorded row, a count, a refusal, a note.
+    """
+    size = config.image_size
+    pixels = np.empty((len(files), size, size, 3), dtype=np.uint8)
     ok: list[int] = []
-    errors: list[tuple[str, str, str]] = []
-    for i, path in enumerate(paths):
+    errors: list[DecodeError] = []
+    for i, file in enumerate(files):
         try:
-            pixels[len(ok)] = decode(storage.read_bytes(fs, storage.join(base, path)), size, interpolation, max_pixels)
+            pixels[len(ok)] = decode(file.read_bytes(), config)
             ok.append(i)
-        except Exception as exc:  # any failure of one file is that file's error row, never the job's
-            errors.append((path, type(exc).__name__, (str(exc) or repr(exc))[:500]))
-    return {
-        "split": row["split"],
-        "name": row["name"],
-        "paths": [paths[i] for i in ok],
-        "labels": [int(row["labels"][i]) for i in ok],
-        "pixels": pixels[: len(ok)].tobytes(),
-        "error_paths": [e[0] for e in errors],
-        "error_types": [e[1] for e in errors],
-        "error_messages": [e[2] for e in errors],
-    }
+        except Exception as exc:  # any failure of one file: unreadable, truncated, foreign, a bomb
+            errors.append(DecodeError(i, type(exc).__name__, (str(exc) or repr(exc))[:MAX_MESSAGE]))
+    return Decoded(pixels[: len(ok)], tuple(ok), tuple(errors))

@@ -15,66 +15,60 @@ from typing import Iterator
 
 from catdog import features, storage
 from catdog.errors import CatdogError
+from catdog.storage import Location
 
 MANIFEST = "manifest.json"
 LOCK = ".catdog.lock"
 
 
-def read(out: str) -> dict | None:
-    fs, base = storage.resolve(out)
-    path = storage.join(base, MANIFEST)
-    if not storage.exists(fs, path):
-        return None
-    return json.loads(storage.read_bytes(fs, path))
+def read(out: Location) -> dict | None:
+    file = out.join(MANIFEST)
+    return json.loads(file.read_bytes()) if file.exists() else None
 
 
-def write(out: str, manifest: dict) -> None:
-    fs, base = storage.resolve(out)
+def write(out: Location, manifest: dict) -> None:
     manifest = {**manifest, "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    storage.write_text(fs, base, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    storage.write_text(out, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def prepare(out: str, compat: dict, overwrite: bool) -> None:
+def differences(previous: dict, current: dict) -> list[str]:
+    """The settings whose values differ between two compat records, sorted."""
+    return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+
+
+def prepare(out: Location, compat: dict, overwrite: bool) -> None:
     """Make OUT ready for a job with settings `compat`: new, resumable, or cleared by --overwrite."""
-    fs, base = storage.resolve(out)
     previous = read(out)
-    has_data = any(storage.exists(fs, storage.join(base, d)) for d in (features.FEATURES_DIR, features.ERRORS_DIR))
     if overwrite:
-        for name in (features.FEATURES_DIR, features.ERRORS_DIR, storage.TMP_DIR):
-            if storage.exists(fs, storage.join(base, name)):
-                fs.delete_dir(storage.join(base, name))
-        if previous is not None:
-            fs.delete_file(storage.join(base, MANIFEST))
+        for name in (features.FEATURES_DIR, features.ERRORS_DIR, storage.TMP_DIR, MANIFEST):
+            out.join(name).delete()
         return
+    has_data = any(out.join(d).exists() for d in (features.FEATURES_DIR, features.ERRORS_DIR))
     if previous is None and has_data:
         raise CatdogError(f"{out} holds features but no {MANIFEST}; use --overwrite or another --out")
     if previous is not None and previous.get("compat") != compat:
-        diff = sorted(k for k in set(compat) | set(previous.get("compat", {})) if previous["compat"].get(k) != compat.get(k))
         raise CatdogError(
-            f"{out} was made with other settings ({', '.join(diff)} differ); "
+            f"{out} was made with other settings ({', '.join(differences(previous.get('compat', {}), compat))} differ); "
             "use --overwrite to replace it, or another --out"
         )
     clear_tmp(out)  # leftovers of an interrupted run
 
 
-def clear_tmp(out: str) -> None:
-    fs, base = storage.resolve(out)
-    if storage.exists(fs, storage.join(base, storage.TMP_DIR)):
-        fs.delete_dir(storage.join(base, storage.TMP_DIR))
+def clear_tmp(out: Location) -> None:
+    out.join(storage.TMP_DIR).delete()
 
 
 @contextmanager
-def locked(out: str) -> Iterator[None]:
+def locked(out: Location) -> Iterator[None]:
     """One job per OUT at a time. Local folders only: object stores have no exclusive create."""
-    fs, base = storage.resolve(out)
-    if not isinstance(fs, storage.pafs.LocalFileSystem):
+    if not out.is_local:
         yield
         return
     try:
-        os.makedirs(base, exist_ok=True)
+        os.makedirs(out.path, exist_ok=True)
     except OSError as exc:
         raise CatdogError(f"cannot create output folder {out}: {exc.strerror}") from None
-    path = os.path.join(base, LOCK)
+    path = os.path.join(out.path, LOCK)
     _take(path, out)
     try:
         yield

@@ -1,17 +1,19 @@
-"""Classify new images with a saved head, extracting their features exactly as its training data was."""
+"""The `catdog predict` job: classify new images with a saved model, extracting their features
+exactly as its training data was."""
 
 from __future__ import annotations
 
 import csv
-import os
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import dataset, extract, features, head, images, model, storage
+from catdog import convbase, extract, features, imagefolder, saved, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
+from catdog.images import decode_files
+from catdog.storage import Location
 
 
 @dataclass(frozen=True)
@@ -21,83 +23,56 @@ class Prediction:
     label: str
 
 
-def extract_config(saved: head.SavedHead, weights: str | None = None) -> ExtractConfig:
-    """The extraction settings recorded with the head; `weights` relocates the weights file."""
-    meta, recorded = saved.feature_metadata, saved.info.get("extract") or {}
-    return ExtractConfig(
-        root="", out="",
-        weights=weights or recorded.get("weights") or meta["weights"]["source"],
-        seed=meta["weights"].get("seed", 0),
-        image_size=meta["input_size"][0],
-        batch_size=recorded.get("batch_size", 32),
-        preprocess=meta["preprocess"],
-        interpolation=meta["interpolation"],
-        dtype=meta["dtype"],
-        precision=meta["precision"],
-        max_pixels=recorded.get("max_pixels", ExtractConfig.max_pixels),
-        progress=False,
-    )
-
-
 def predict(model_dir: str, inputs: list[str], weights: str | None = None, address: str | None = None) -> list[Prediction]:
-    saved = head.load(model_dir)
-    config = extract_config(saved, weights).replace(address=address)
-    classes = saved.feature_metadata.get("classes") or ["0", "1"]
-    missing = [i for i in inputs if not os.path.exists(i) and not storage.is_uri(i)]
+    model = saved.load(model_dir)
+    located = [storage.resolve(i) for i in inputs]
+    missing = [str(loc) for loc in located if not loc.exists()]
     if missing:
         raise CatdogError(f"not found: {', '.join(missing)}")
-    files = [i for i in inputs if os.path.isfile(i)]
-    folders = [i for i in inputs if i not in files]
+    files = [loc for loc in located if not loc.is_dir()]
+    folders = [loc for loc in located if loc.is_dir()]
+    if model.takes_images:  # an end-to-end model: pixels in, no features
+        everything = files + [f.join(p) for f in folders for p in imagefolder.scan(f).paths]
+        return _label(everything, model.predict_proba(_pixels(everything, model)), model.classes)
+    config = model.extract_config(weights=weights).replace(address=address)
+    resolved = _checked_weights(config, model)  # before any work, for files and folders alike
     results: list[Prediction] = []
-    if saved.takes_images:  # an end-to-end model: pixels in, no features
-        paths = files + [storage.join(f, p) for f in folders for p in dataset.scan(f).paths]
-        return _label(paths, saved.predict_proba(_decode_files(paths, config)), classes)
     if files:
-        X = _embed_files(files, config, saved)
-        results += _label(files, saved.predict_proba(X), classes)
+        X = convbase.ConvBase(resolved.data, config.embed).embed(_pixels(files, model))
+        X = X.astype(config.dtype).astype(np.float32)  # rounded as the stored features were
+        results += _label(files, model.predict_proba(X), model.classes)
     for folder in folders:
-        results += _predict_folder(folder, config, saved, classes)
+        results += _predict_folder(folder, config, model)
     return results
 
 
-def _embed_files(files: list[str], config: ExtractConfig, saved: head.SavedHead) -> np.ndarray:
-    """A few images in this process: no cluster, the same decode and conv base as the Ray path."""
-    weights = _checked_weights(config, saved)
-    X = model.ConvBase(weights.data, config).embed(_decode_files(files, config))
-    return X.astype(config.dtype).astype(np.float32)  # round as the stored features were rounded
+def _pixels(files: list[Location], model: saved.SavedModel) -> np.ndarray:
+    decoded = decode_files(files, model.decode_config)
+    if decoded.errors:  # an unreadable image named by the user is a mistake to report, not to skip
+        e = decoded.errors[0]
+        raise CatdogError(f"cannot read image {files[e.index]}: {e.error}: {e.message}")
+    return decoded.pixels
 
 
-def _decode_files(files: list[str], config: ExtractConfig) -> np.ndarray:
-    pixels = []
-    for path in files:
-        try:
-            with open(path, "rb") as f:
-                pixels.append(images.decode(f.read(), config.image_size, config.interpolation, config.max_pixels))
-        except Exception as exc:  # an unreadable image is the user's input, not a crash
-            raise CatdogError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
-    return np.stack(pixels)
-
-
-def _checked_weights(config: ExtractConfig, saved: head.SavedHead) -> model.Weights:
-    weights = model.resolve_weights(config)
-    want = {k: v for k, v in saved.feature_metadata["weights"].items() if k != "file"}
-    got = {k: v for k, v in weights.identity.items() if k != "file"}
-    if want != got:
-        raise CatdogError(f"weights {config.weights} are not the ones the model was trained on ({got} vs {want})")
+def _checked_weights(config: ExtractConfig, model: saved.SavedModel) -> convbase.Weights:
+    weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
+    if not convbase.same_weights(weights.identity, model.feature_metadata["weights"]):
+        raise CatdogError(f"weights {config.weights} are not the ones the model was trained on "
+                          f"({weights.identity} vs {model.feature_metadata['weights']})")
     return weights
 
 
-def _predict_folder(folder: str, config: ExtractConfig, saved: head.SavedHead, classes: list[str]) -> list[Prediction]:
+def _predict_folder(folder: Location, config: ExtractConfig, model: saved.SavedModel) -> list[Prediction]:
     """A folder goes through the same Ray extraction job as `catdog extract`."""
     with tempfile.TemporaryDirectory(prefix="catdog-predict-") as out:
-        extract.run(config.replace(root=folder, out=out))
-        saved.check(features.read_metadata(out))
+        extract.run(config.replace(root=folder.name, out=out))
+        model.check(features.read_metadata(out))
         X, _, paths = features.load(out)
-    return _label([storage.join(folder, p) for p in paths], saved.predict_proba(X), classes)
+    return _label([folder.join(p) for p in paths], model.predict_proba(X), model.classes)
 
 
-def _label(paths: list[str], p: np.ndarray, classes: list[str]) -> list[Prediction]:
-    return [Prediction(path, float(q), classes[int(q >= 0.5)]) for path, q in zip(paths, p)]
+def _label(files: list[Location], p: np.ndarray, classes: list[str]) -> list[Prediction]:
+    return [Prediction(str(f), float(q), classes[int(q >= 0.5)]) for f, q in zip(files, p)]
 
 
 def write_csv(predictions: list[Prediction], path: str) -> None:

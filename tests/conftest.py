@@ -8,6 +8,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs the embedded Ray is slow by definition; others mark themselves."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One embedded Ray for the in-process tests; the library reuses it instead of starting its own."""

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import images
+from catdog import images, storage
+from catdog.config import DecodeConfig
 from tests.conftest import random_pixels
 
 
@@ -20,23 +21,23 @@ def test_decode_matches_keras_load_img(tmp_path, interpolation):
     path = tmp_path / "x.png"
     Image.fromarray(random_pixels(0, 70, 90)).save(path)
     expected = keras.utils.img_to_array(keras.utils.load_img(path, target_size=(32, 32), interpolation=interpolation))
-    got = images.decode(path.read_bytes(), 32, interpolation, 10**8)
+    got = images.decode(path.read_bytes(), DecodeConfig(32, interpolation))
     assert got.dtype == np.uint8 and got.shape == (32, 32, 3)
     np.testing.assert_array_equal(got, expected.astype(np.uint8))
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "LA", "1"])
 def test_every_mode_becomes_rgb(mode):
-    src = Image.fromarray(random_pixels(1, 16, 16)).convert(mode)
+    src = Image.fromarray(random_pixels(1, 32, 32)).convert(mode)
     fmt = "JPEG" if mode == "CMYK" else "PNG"
-    got = images.decode(encode(src, fmt), 16, "nearest", 10**8)
-    assert got.shape == (16, 16, 3)
+    got = images.decode(encode(src, fmt), DecodeConfig(32, "nearest"))
+    assert got.shape == (32, 32, 3)
     np.testing.assert_array_equal(got, np.asarray(Image.open(io.BytesIO(encode(src, fmt))).convert("RGB")))
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped():
-    wide = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 256).astype(np.uint16)
-    got = images.decode(encode(Image.fromarray(wide), "PNG"), 16, "nearest", 10**8)
+    wide = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 64).astype(np.uint16)
+    got = images.decode(encode(Image.fromarray(wide), "PNG"), DecodeConfig(32, "nearest"))
     np.testing.assert_array_equal(got[..., 0], (wide >> 8).astype(np.uint8))
     assert np.array_equal(got[..., 0], got[..., 2])
 
@@ -47,7 +48,7 @@ def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6  # stored rotated: display needs a 90 degree clockwise turn
     data = encode(Image.fromarray(pixels), "JPEG", exif=exif, quality=100)
-    got = images.decode(data, 40, "nearest", 10**8)
+    got = images.decode(data, DecodeConfig(40, "nearest"))
     # After a clockwise turn the white left half is on top.
     assert got[:20].mean() > 200 and got[20:].mean() < 50
 
@@ -55,16 +56,21 @@ def test_exif_orientation_is_applied():
 def test_decompression_bomb_refused_from_header():
     data = encode(Image.new("L", (3000, 3000)), "PNG")
     with pytest.raises(images.ImageTooLarge):
-        images.decode(data, 32, "bilinear", max_pixels=1_000_000)
+        images.decode(data, DecodeConfig(32, "bilinear", max_pixels=1_000_000))
 
 
-def test_decode_shard_records_bad_files_and_keeps_good_ones(tmp_path):
+def test_decode_files_keeps_good_ones_in_order_and_names_each_failure(tmp_path):
     Image.fromarray(random_pixels(2)).save(tmp_path / "good.jpg")
+    Image.fromarray(random_pixels(3)).save(tmp_path / "also.png")
     (tmp_path / "bad.jpg").write_bytes(b"this is not a jpeg")
     (tmp_path / "empty.png").write_bytes(b"")
-    row = {"split": "train", "name": "p", "paths": ["bad.jpg", "empty.png", "good.jpg"], "labels": [0, 1, 1]}
-    out = images.decode_shard(row, root=str(tmp_path), size=32, interpolation="bilinear", max_pixels=10**8)
-    assert out["paths"] == ["good.jpg"] and out["labels"] == [1]
-    assert len(out["pixels"]) == 32 * 32 * 3
-    assert out["error_paths"] == ["bad.jpg", "empty.png"]
-    assert all(t == "UnidentifiedImageError" for t in out["error_types"])
+    root = storage.resolve(str(tmp_path))
+    names = ["bad.jpg", "good.jpg", "empty.png", "missing.jpg", "also.png"]
+    config = DecodeConfig(32)
+    decoded = images.decode_files([root.join(n) for n in names], config)
+    assert decoded.ok == (1, 4) and decoded.pixels.shape == (2, 32, 32, 3)
+    for row, name in zip(decoded.pixels, ["good.jpg", "also.png"]):
+        np.testing.assert_array_equal(row, images.decode((tmp_path / name).read_bytes(), config))
+    assert [(e.index, e.error) for e in decoded.errors] == [
+        (0, "UnidentifiedImageError"), (2, "UnidentifiedImageError"), (3, "FileNotFoundError")]
+    assert all(e.message for e in decoded.errors)

@@ -19,11 +19,13 @@ def test_killed_run_resumes_to_exactly_once(ray_local, tmp_path):
                "--weights", "none", "--image-size", "32", "--shard-size", "2", "--no-progress"]
     # A session of its own, so the kill takes the embedded Ray (raylet, workers) down with it.
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(features.committed(config.out)) < 3 and job.poll() is None:
-        time.sleep(0.2)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and len(features.committed(config.out)) < 3 and job.poll() is None:
+            time.sleep(0.2)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
     before = len(features.committed(config.out))
     assert 3 <= before < 30, "the kill should land mid-run"
 

@@ -6,20 +6,24 @@ import os
 import numpy as np
 import pytest
 
-from catdog import demo, head, model, predict, train
-from catdog.config import ExtractConfig
+from catdog import convbase, demo, e2e, fit_e2e, predict, saved
+from catdog.config import EmbedConfig, TrainConfig
 
 
-def config_for(root, out, **changes) -> train.TrainConfig:
+pytestmark = pytest.mark.slow
+
+
+def config_for(root, out, **changes) -> TrainConfig:
     settings = dict(root=str(root), out=str(out), num_workers=2, image_size=32, batch_size=4, weights="none",
                     learning_rate=1e-3, epochs=1)
-    return train.TrainConfig(**{**settings, **changes})
+    return TrainConfig(**{**settings, **changes})
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e") / "images"
     demo.make_demo_folder(str(root), per_class=8, size=40)
+    (root / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
     return root
 
 
@@ -27,8 +31,8 @@ def images(tmp_path_factory):
 def resumed(ray_local, images, tmp_path_factory):
     """One epoch, then the same OUT asked for two: the second run must start at epoch 2."""
     out = tmp_path_factory.mktemp("run")
-    first = train.run(config_for(images, out, epochs=1))
-    second = train.run(config_for(images, out, epochs=2))
+    first = fit_e2e.run(config_for(images, out, epochs=1))
+    second = fit_e2e.run(config_for(images, out, epochs=2))
     return first, second
 
 
@@ -37,13 +41,14 @@ def vgg_weights(net) -> list[np.ndarray]:
 
 
 def initial_vgg(image_size=32) -> list[np.ndarray]:
-    config = ExtractConfig(root="", out="", weights="none", image_size=image_size)
-    return [np.asarray(w) for w in model.ConvBase(model.resolve_weights(config).data, config).model.get_weights()]
+    weights = convbase.resolve_weights("none", 0, image_size)
+    return [np.asarray(w) for w in convbase.ConvBase(weights.data, EmbedConfig(image_size)).model.get_weights()]
 
 
 def test_metrics_every_epoch_checkpoint_and_resume(resumed):
     first, second = resumed
     assert first["epochs"] == 1 and second["epochs"] == 2
+    assert second["unreadable"] == {"train": 1, "validation": 0}  # skipped, counted, never fatal
     assert second["starts"] == [0, 1]  # resumed from the checkpoint of epoch 1
     for key in ("loss", "acc", "val_loss", "val_acc"):
         assert len(second["history"][key]) == 2 and all(np.isfinite(second["history"][key]))
@@ -54,15 +59,15 @@ def test_metrics_every_epoch_checkpoint_and_resume(resumed):
 
 
 def test_frozen_conv_base_is_unchanged(resumed):
-    net = head.load(resumed[1]["model_dir"]).head.model  # safe mode, as catdog predict loads it
+    net = saved.load(resumed[1]["model_dir"]).model.model  # safe mode, as catdog predict loads it
     for before, after in zip(initial_vgg(), vgg_weights(net)):
         np.testing.assert_array_equal(before, after)
 
 
 def test_fine_tuning_changes_only_the_unfrozen_layers(ray_local, images, tmp_path):
-    result = train.run(config_for(images, tmp_path, fine_tune_from="block5_conv1", fine_tune_epochs=1))
+    result = fit_e2e.run(config_for(images, tmp_path, fine_tune_from="block5_conv1", fine_tune_epochs=1))
     assert result["epochs"] == 2
-    net = head.load(result["model_dir"]).head.model
+    net = saved.load(result["model_dir"]).model.model
     layers = [layer for layer in net.get_layer("vgg16").layers if layer.weights]
     before = iter(initial_vgg())
     for layer in layers:
@@ -71,7 +76,7 @@ def test_fine_tuning_changes_only_the_unfrozen_layers(ray_local, images, tmp_pat
 
 
 def test_augmentation_changes_training_inputs_only():
-    net = train.build_model(config_for("", "", image_size=32))
+    net = e2e.build_model(config_for("", "", image_size=32))
     augment = net.get_layer("augmentation")
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     assert not np.allclose(np.asarray(augment(x, training=True)), x)
@@ -79,7 +84,17 @@ def test_augmentation_changes_training_inputs_only():
 
 
 def test_saved_model_predicts_through_catdog_predict(resumed, images):
+    """catdog predict on files and a folder gives the saved Keras model's own probabilities."""
+    import keras
+
     one = sorted((images / "test" / "dogs").iterdir())[0]
+    cats = sorted((images / "test" / "cats").iterdir())
     predictions = predict.predict(resumed[1]["model_dir"], [str(one), str(images / "test" / "cats")])
-    assert len(predictions) == 1 + len(list((images / "test" / "cats").iterdir()))
-    assert all(0.0 <= p.probability <= 1.0 and p.label in ("cats", "dogs") for p in predictions)
+    assert [p.path for p in predictions] == [str(one)] + [str(c) for c in cats]
+    saved.load(resumed[1]["model_dir"])  # registers the custom layer for the plain load below
+    net = keras.saving.load_model(os.path.join(resumed[1]["model_dir"], "model.keras"))
+    pixels = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(32, 32), interpolation="bilinear"))
+                       for p in [one, *cats]])
+    expected = net.predict(pixels, verbose=0).reshape(-1)
+    np.testing.assert_allclose([p.probability for p in predictions], expected, rtol=1e-5, atol=1e-6)
+    assert [p.label for p in predictions] == ["dogs" if q >= 0.5 else "cats" for q in expected]

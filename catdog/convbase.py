@@ -1,36 +1,30 @@
 """The VGG16 conv base: where its weights come from, how it is placed on a device, how it embeds.
 
-TensorFlow is imported inside functions only: Ray workers that merely decode or write must not
-pay its import time and memory.
+TensorFlow is imported inside functions only: workers that merely decode or write must not pay
+its import time and memory.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import resource
 import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-import psutil
 
 from catdog import storage
-from catdog.config import ExtractConfig
+from catdog.config import EmbedConfig
 from catdog.errors import CatdogError
-
-if TYPE_CHECKING:
-    import ray
+from catdog.layers import preprocess
 
 CHANNELS = 512
 # Keras' own VGG16 "notop" file and the md5 its loader verifies (keras/src/applications/vgg16.py).
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_FILE
 IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
-_CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 @dataclass(frozen=True)
@@ -53,30 +47,38 @@ def feature_dim(image_size: int) -> int:
     return h * w * c
 
 
-def resolve_weights(config: ExtractConfig) -> Weights:
-    """Fetch or build the conv base weights on the driver, failing here rather than in a worker."""
+def resolve_weights(source: str, seed: int, image_size: int) -> Weights:
+    """Fetch or build the conv base weights on the driver, failing here rather than in a worker.
+
+    `source` is "imagenet", "none" (random init from `seed`) or a path/URI of a weights file.
+    """
     _quiet_tensorflow()
     import keras
 
-    if config.weights == "none":
-        keras.utils.set_random_seed(config.seed)
-        model = _vgg16(keras, config.image_size, None)
-        return Weights(_weights_bytes(model), {"source": "none", "seed": config.seed})
-    if config.weights == "imagenet":
+    if source == "none":
+        keras.utils.set_random_seed(seed)
+        model = _vgg16(keras, image_size, None)
+        return Weights(_weights_bytes(model), {"source": "none", "seed": seed})
+    if source == "imagenet":
         path = _download_imagenet(keras)
         identity = {"source": "imagenet", "file": IMAGENET_FILE}
     else:
-        path = _local_copy(config.weights)
-        identity = {"source": "file", "file": os.path.basename(config.weights)}
+        path = _local_copy(source)
+        identity = {"source": "file", "file": os.path.basename(source)}
     identity["sha256"] = _sha256(path)
     try:
         with warnings.catch_warnings():
             # Keras only warns when a .weights.h5 file lacks some layers, keeping their random init.
             warnings.simplefilter("error")
-            model = _vgg16(keras, config.image_size, path)
+            model = _vgg16(keras, image_size, path)
     except Exception as exc:  # Keras raises ValueError, KeyError or OSError for a foreign file
-        raise CatdogError(f"--weights {config.weights} is not a VGG16 notop weights file ({exc})") from None
+        raise CatdogError(f"--weights {source} is not a VGG16 notop weights file ({exc})") from None
     return Weights(_weights_bytes(model), identity)
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    """Two weights identities name the same numbers (a file may be renamed or moved)."""
+    return {k: v for k, v in a.items() if k != "file"} == {k: v for k, v in b.items() if k != "file"}
 
 
 def _download_imagenet(keras) -> str:
@@ -90,16 +92,16 @@ def _download_imagenet(keras) -> str:
         ) from None
 
 
-def _local_copy(location: str) -> str:
-    fs, path = storage.resolve(location)
-    if not storage.exists(fs, path):
-        raise CatdogError(f"weights file not found: {location}")
-    if isinstance(fs, storage.pafs.LocalFileSystem):
-        return path
-    suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
+def _local_copy(source: str) -> str:
+    file = storage.resolve(source)
+    if not file.exists():
+        raise CatdogError(f"weights file not found: {source}")
+    if file.is_local:
+        return file.path
+    suffix = ".weights.h5" if file.path.endswith(".weights.h5") else os.path.splitext(file.path)[1]
     handle, local = tempfile.mkstemp(suffix=suffix)
     with os.fdopen(handle, "wb") as out:
-        out.write(storage.read_bytes(fs, path))
+        out.write(file.read_bytes())
     return local
 
 
@@ -133,26 +135,13 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
-    """uint8 RGB -> the float input the weights expect.
-
-    'vgg16' is keras.applications.vgg16.preprocess_input (caffe: RGB->BGR, minus the ImageNet
-    mean), written in numpy so decode-side code needs no TensorFlow; 'rescale' is the tutorial's 1/255.
-    """
-    x = pixels.astype(np.float32)
-    if mode == "rescale":
-        return x * np.float32(1.0 / 255.0)
-    return x[..., ::-1] - _CAFFE_BGR_MEAN
-
-
 def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
-    """Set TensorFlow's threads from the actor's CPU allotment and turn on GPU memory growth.
+    """Set TensorFlow's threads from the CPU allotment and turn on GPU memory growth.
 
-    Must run before TensorFlow executes anything in this process. Ray has already narrowed
-    CUDA_VISIBLE_DEVICES to the GPU ids it assigned to this actor, so TensorFlow sees only those.
+    Must run before TensorFlow executes anything in this process. On a cluster Ray has already
+    narrowed CUDA_VISIBLE_DEVICES to the GPU ids it assigned, so TensorFlow sees only those.
     """
     _quiet_tensorflow()
-    import ray
     import tensorflow as tf
 
     intra = max(1, int(round(cpus)))
@@ -162,7 +151,6 @@ def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     return {
-        "ray_gpu_ids": [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else [],
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "tf_gpus": [g.name for g in gpus],
         "memory_growth": all(tf.config.experimental.get_memory_growth(g) for g in gpus),
@@ -171,13 +159,10 @@ def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
     }
 
 
-POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-
-
 class ConvBase:
     """One loaded VGG16 conv base that turns uint8 pixels into flattened features."""
 
-    def __init__(self, weights: bytes, config: ExtractConfig) -> None:
+    def __init__(self, weights: bytes, config: EmbedConfig) -> None:
         _quiet_tensorflow()
         import keras
 
@@ -200,27 +185,3 @@ class ConvBase:
             maps = self.model.predict_on_batch(batch)
             out[start : start + len(batch)] = np.asarray(maps, dtype=np.float32).reshape(len(batch), -1)
         return out
-
-
-class Embedder:
-    """Ray Data actor: one conv base per actor, loaded once, applied to whole shards."""
-
-    def __init__(self, weights: "ray.ObjectRef", config: ExtractConfig, cpus: float) -> None:
-        import ray
-
-        devices = configure_devices(cpus)
-        self.base = ConvBase(ray.get(weights), config)  # Ray Data does not resolve refs in constructor kwargs
-        # Travels with each shard to the driver, which reports which actors and devices did the work.
-        self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), **devices})
-
-    def __call__(self, row: dict) -> dict:
-        size = self.base.config.image_size
-        pixels = np.frombuffer(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
-        features = self.base.embed(pixels).astype(self.base.config.dtype, copy=False)
-        row = {k: v for k, v in row.items() if k != "pixels"}
-        row["features"] = features.tobytes()
-        row["embedder"] = self.identity
-        # Peak RSS counts the object-store pages this actor has read; USS is its own memory alone.
-        row["embedder_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        row["embedder_uss"] = psutil.Process().memory_full_info().uss
-        return row

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from catdog import dataset
+from catdog import imagefolder
 from catdog.errors import CatdogError
 from tests.conftest import random_pixels, save_image
 
@@ -14,7 +14,7 @@ def make(root, names):
 
 def test_split_layout_labels_follow_sorted_class_names(tmp_path):
     make(tmp_path, ["train/dogs/b.jpg", "train/cats/a.jpg", "test/dogs/c.jpg", "test/cats/d.jpg", "validation/cats/e.jpg"])
-    images = dataset.scan(str(tmp_path))
+    images = imagefolder.scan(str(tmp_path))
     assert images.layout == "split"
     assert images.classes == ("cats", "dogs")
     by_path = dict(zip(images.paths, zip(images.splits, images.labels)))
@@ -26,7 +26,7 @@ def test_split_layout_labels_follow_sorted_class_names(tmp_path):
 
 def test_class_layout_and_recursion(tmp_path):
     make(tmp_path, ["dogs/x/deep/1.jpg", "cats/2.jpg", "birds/3.jpg"])
-    images = dataset.scan(str(tmp_path))
+    images = imagefolder.scan(str(tmp_path))
     assert images.layout == "class"
     assert images.classes == ("birds", "cats", "dogs")
     assert dict(zip(images.paths, images.labels)) == {"birds/3.jpg": 0, "cats/2.jpg": 1, "dogs/x/deep/1.jpg": 2}
@@ -35,9 +35,9 @@ def test_class_layout_and_recursion(tmp_path):
 
 def test_flat_folder_is_unlabeled(tmp_path):
     make(tmp_path, ["1.jpg", "sub/2.jpg"])
-    images = dataset.scan(str(tmp_path))
+    images = imagefolder.scan(str(tmp_path))
     assert images.layout == "flat"
-    assert images.labels == (dataset.NO_LABEL, dataset.NO_LABEL)
+    assert images.labels == (imagefolder.NO_LABEL, imagefolder.NO_LABEL)
     assert images.classes == ()
 
 
@@ -46,21 +46,21 @@ def test_extensions_any_case_hidden_and_non_images_skipped(tmp_path):
     make(tmp_path, ["cats/.hidden.jpg", "cats/._a.jpg", ".git/x.jpg", "cats/.thumbs/y.jpg"])
     (tmp_path / "cats" / "notes.txt").write_text("not an image")
     (tmp_path / "cats" / "Thumbs.db").write_bytes(b"\0")
-    images = dataset.scan(str(tmp_path))
+    images = imagefolder.scan(str(tmp_path))
     assert [os.path.basename(p) for p in images.paths] == ["a.JPG", "b.Jpeg", "c.png", "d.BMP", "e.gif", "f.webp"]
 
 
 def test_symlink_loop_terminates_without_duplicates(tmp_path):
     make(tmp_path, ["cats/a.jpg"])
     os.symlink("..", tmp_path / "cats" / "loop")
-    images = dataset.scan(str(tmp_path))
+    images = imagefolder.scan(str(tmp_path))
     assert images.paths == ("cats/a.jpg",)
 
 
 def test_labels_in_some_splits_only_is_refused(tmp_path):
     make(tmp_path, ["train/cats/a.jpg", "test/b.jpg"])
     with pytest.raises(CatdogError, match="labels in some splits only"):
-        dataset.scan(str(tmp_path))
+        imagefolder.scan(str(tmp_path))
 
 
 @pytest.mark.parametrize("setup, message", [(None, "not found"), ("empty", "no images")])
@@ -70,17 +70,17 @@ def test_missing_or_empty_folder(tmp_path, setup, message):
         (root / "cats").mkdir(parents=True)
         (root / "cats" / "readme.txt").write_text("x")
     with pytest.raises(CatdogError, match=message):
-        dataset.scan(str(root))
+        imagefolder.scan(str(root))
 
 
 def test_shards_are_fixed_size_per_split_and_named_by_content(tmp_path):
     make(tmp_path, [f"train/cats/{i}.jpg" for i in range(7)] + [f"test/dogs/{i}.jpg" for i in range(3)])
-    images = dataset.scan(str(tmp_path))
-    shards = dataset.plan_shards(images, 3)
+    images = imagefolder.scan(str(tmp_path))
+    shards = imagefolder.plan_shards(images, 3)
     assert [(s.split, len(s.paths)) for s in shards] == [("test", 3), ("train", 3), ("train", 3), ("train", 1)]
     assert sorted(p for s in shards for p in s.paths) == sorted(images.paths)
-    again = dataset.plan_shards(dataset.scan(str(tmp_path)), 3)
+    again = imagefolder.plan_shards(imagefolder.scan(str(tmp_path)), 3)
     assert [s.name for s in again] == [s.name for s in shards]
     make(tmp_path, ["train/cats/00.jpg"])  # a new file moves shard boundaries: names must change
-    moved = dataset.plan_shards(dataset.scan(str(tmp_path)), 3)
+    moved = imagefolder.plan_shards(imagefolder.scan(str(tmp_path)), 3)
     assert {s.name for s in moved if s.split == "train"}.isdisjoint({s.name for s in shards if s.split == "train"})

@@ -1,6 +1,4 @@
-"""Classifiers on the Parquet features: fit on train, select on validation, save with metadata.
-
-Two heads with one interface (fit / predict_proba / save / load), like scikit-learn estimators:
+"""Classifiers on the Parquet features, with one interface (fit / predict_proba / save / load):
   logreg  StandardScaler + LogisticRegression (C chosen on validation), or SGDClassifier(log_loss)
           with partial_fit when the features exceed the memory budget;
   dense   the tutorial's Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid), RMSprop, keeping
@@ -10,53 +8,29 @@ Two heads with one interface (fit / predict_proba / save / load), like scikit-le
 from __future__ import annotations
 
 import itertools
-import json
 import os
-from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.metrics import accuracy_score, log_loss
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from catdog import features
+from catdog.config import HeadConfig
 from catdog.errors import CatdogError
+from catdog.metrics import accuracy, binary_log_loss
+from catdog.storage import Location
 
-MODELS = ("logreg", "dense")
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
-HEAD_JSON = "head.json"
-# Feature settings a head depends on: features made any other way mean something else.
-PINNED = ("model", "weights", "input_size", "preprocess", "interpolation", "feature_dim", "flatten_order", "dtype")
 
 
-@dataclass(frozen=True)
-class HeadConfig:
-    features: str
-    model_dir: str
-    model: str = "logreg"
-    epochs: int = 30
-    batch_size: int = 20
-    learning_rate: float = 2e-5
-    units: int = 256
-    dropout: float = 0.5
-    max_memory: int = 2 * 1024**3
-    seed: int = 0
+class FeatureSplits:
+    """The feature splits of one OUT, held in memory when they fit the budget, else streamed from Parquet."""
 
-    def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise CatdogError(f"--model must be one of {', '.join(MODELS)}; got {self.model!r}")
-        if min(self.epochs, self.batch_size, self.units) < 1 or self.max_memory < 1:
-            raise CatdogError("--epochs, --batch-size, --units and --max-memory must be positive")
-
-
-class Data:
-    """The feature splits, held in memory when they fit the budget, else streamed from Parquet."""
-
-    def __init__(self, out: str, max_memory: int, seed: int) -> None:
-        self.out, self.seed = out, seed
+    def __init__(self, out: Location, max_memory: int) -> None:
+        self.out = out
         self.metadata = features.read_metadata(out)
         self.dim = int(self.metadata["feature_dim"])
         self.splits = features.splits(out)
@@ -86,10 +60,10 @@ class LogRegHead:
     def __init__(self, config: HeadConfig, pipeline: Pipeline | None = None) -> None:
         self.config, self.pipeline = config, pipeline
 
-    def fit(self, data: Data, validation: str | None) -> dict:
+    def fit(self, data: FeatureSplits, validation: str | None) -> dict:
         return self._fit_stream(data, validation) if data.streaming else self._fit_memory(data, validation)
 
-    def _fit_memory(self, data: Data, validation: str | None) -> dict:
+    def _fit_memory(self, data: FeatureSplits, validation: str | None) -> dict:
         X, y = data.arrays("train")
         history: dict[str, list] = {"C": [], "loss": [], "acc": [], "val_loss": [], "val_acc": []}
         best = None
@@ -108,7 +82,7 @@ class LogRegHead:
         self.pipeline = best[2]
         return {**history, "x": "C", "chosen": {"C": best[1]}}
 
-    def _fit_stream(self, data: Data, validation: str | None) -> dict:
+    def _fit_stream(self, data: FeatureSplits, validation: str | None) -> dict:
         scaler = StandardScaler()
         for X, _ in data.chunks("train"):
             scaler.partial_fit(X)
@@ -184,7 +158,7 @@ class DenseHead:
         )
         return model
 
-    def fit(self, data: Data, validation: str | None) -> dict:
+    def fit(self, data: FeatureSplits, validation: str | None) -> dict:
         import keras
 
         self.model = self.build(data.dim)
@@ -205,7 +179,7 @@ class DenseHead:
         return {**curves, "epoch": list(range(1, len(curves["loss"]) + 1)), "x": "epoch",
                 "chosen": {"best_epoch": best, "streaming": data.streaming}}
 
-    def _stream(self, data: Data, split: str, shuffle: bool):
+    def _stream(self, data: FeatureSplits, split: str, shuffle: bool):
         import tensorflow as tf
 
         epochs = itertools.count()
@@ -232,150 +206,19 @@ class DenseHead:
         return cls(config, keras.saving.load_model(os.path.join(model_dir, cls.file), safe_mode=True))
 
 
-class EndToEnd:
-    """A model from `catdog train-e2e`: conv base and head in one, fed raw pixels, not features."""
-
-    kind = "e2e"
-    file = "model.keras"
-
-    def __init__(self, model) -> None:
-        self.model = model
-
-    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
-        return self.model.predict(pixels.astype(np.float32), batch_size=32, verbose=0).reshape(-1)
-
-    @classmethod
-    def load(cls, model_dir: str, config: dict) -> "EndToEnd":
-        import keras
-
-        from catdog import train
-
-        train.shear_layer()  # registers the one custom layer the model holds
-
-        return cls(keras.saving.load_model(os.path.join(model_dir, cls.file), safe_mode=True))
-
-
-E2E_FILE = EndToEnd.file
 HEADS = {h.kind: h for h in (LogRegHead, DenseHead)}
 
 
-@dataclass(frozen=True)
-class SavedHead:
-    """A head loaded back with the feature settings it was trained on."""
-
-    head: LogRegHead | DenseHead | EndToEnd
-    info: dict
-
-    @property
-    def takes_images(self) -> bool:
-        return isinstance(self.head, EndToEnd)
-
-    @property
-    def feature_metadata(self) -> dict:
-        return self.info["features"]
-
-    def check(self, metadata: dict) -> None:
-        """Refuse features made with other settings than the ones this head learned from."""
-        for key in PINNED:
-            if self.feature_metadata.get(key) != metadata.get(key):
-                raise CatdogError(
-                    f"features do not match the model: {key} is {metadata.get(key)!r} in the features, "
-                    f"{self.feature_metadata.get(key)!r} in the model"
-                )
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.head.predict_proba(X)
-
-
-def save(model_dir: str, head, config: HeadConfig, data: Data, extract_config: dict | None) -> None:
-    os.makedirs(model_dir, exist_ok=True)
-    head.save(model_dir)
-    save_info(model_dir, head.kind, asdict(config), data.metadata, extract_config)
-
-
-def save_info(model_dir: str, kind: str, settings: dict, feature_metadata: dict, extract_config: dict | None) -> None:
-    """head.json: what kind of model, how it was trained, and the feature settings it expects."""
-    info = {"kind": kind, "head": settings, "features": feature_metadata, "extract": extract_config}
-    with open(os.path.join(model_dir, HEAD_JSON), "w") as f:
-        json.dump(info, f, indent=2, sort_keys=True)
-
-
-def load(model_dir: str) -> SavedHead:
-    path = os.path.join(model_dir, HEAD_JSON)
-    if not os.path.isfile(path):
-        raise CatdogError(f"{model_dir} is not a catdog model folder (no {HEAD_JSON})")
-    with open(path) as f:
-        info = json.load(f)
-    if info["kind"] == EndToEnd.kind:
-        return SavedHead(EndToEnd.load(model_dir, info["head"]), info)
-    return SavedHead(HEADS[info["kind"]].load(model_dir, HeadConfig(**info["head"])), info)
-
-
-def predict_split(head, data: Data, split: str) -> tuple[np.ndarray, np.ndarray]:
+def predict_split(head: LogRegHead | DenseHead, data: FeatureSplits, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of the second class and the labels of one split, chunk by chunk."""
     return _predict_chunks(data, split, head.predict_proba)
 
 
-def _predict_chunks(data: Data, split: str, proba) -> tuple[np.ndarray, np.ndarray]:
+def _predict_chunks(data: FeatureSplits, split: str, proba) -> tuple[np.ndarray, np.ndarray]:
     parts = [(proba(X), y) for X, y in data.chunks(split)]
     return np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts])
 
 
 def _score(history: dict, prefix: str, p: np.ndarray, y: np.ndarray) -> None:
-    history[prefix + "loss"].append(float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])))
-    history[prefix + "acc"].append(float(accuracy_score(y, p >= 0.5)))
-
-
-def run(config: HeadConfig) -> dict:
-    """Fit on train, select on validation, evaluate every labeled split, save model and figures."""
-    from catdog import manifest, report
-
-    data = Data(config.features, config.max_memory, config.seed)
-    notes = []
-    if "train" not in data.splits:
-        raise CatdogError(f"no split 'train' in {config.features} (it has: {', '.join(data.splits)}); "
-                          "the head trains on ROOT/train/CLASS/* images")
-    validation = next((s for s in ("validation", "val") if s in data.splits), None)
-    if validation is None:
-        notes.append("no validation split: nothing selected on validation (default regularisation, last epoch)")
-    if "test" not in data.splits:
-        notes.append("no test split: reporting train and validation only")
-    head = HEADS[config.model](config)
-    history = head.fit(data, validation)
-    results = {}
-    for split in [s for s in ("train", validation, "test") if s in data.splits]:
-        p, y = predict_split(head, data, split)
-        if (y >= 0).all():
-            results[split] = (p, y)
-    by_split = {s: report.metrics(p, y) for s, (p, y) in results.items()}
-    extract_config = (manifest.read(config.features) or {}).get("config")
-    save(config.model_dir, head, config, data, extract_config)
-    title = f"{config.model} head"
-    classes = data.metadata.get("classes") or ["0", "1"]
-    report.plot_curves(history, os.path.join(config.model_dir, "curves.png"), title)
-    last = "test" if "test" in results else list(results)[-1]
-    report.plot_confusion(by_split[last]["confusion_matrix"], classes, os.path.join(config.model_dir, "confusion.png"), f"{title}, {last}")
-    notes += _wrong_grid(config, extract_config, last, *results[last], classes)
-    summary = {"model": config.model, "streaming": data.streaming, "chosen": history["chosen"], "splits": by_split,
-               "history": {k: v for k, v in history.items() if k != "chosen"}, "notes": notes}
-    with open(os.path.join(config.model_dir, "report.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary
-
-
-def _wrong_grid(config: HeadConfig, extract_config: dict | None, split: str, p, y, classes) -> list[str]:
-    from catdog import images, report, storage
-
-    picks = report.most_confidently_wrong(p, y)
-    if len(picks) == 0:
-        return [f"no wrong predictions on {split}: no grid of wrong images"]
-    paths = features.dataset(config.features).to_table(columns=["path"], filter=features.pads.field("split") == split)
-    paths = paths.column("path").to_numpy(zero_copy_only=False)
-    root = (extract_config or {}).get("root")
-    try:
-        fs, base = storage.resolve(root)
-        pictures = [images.decode(storage.read_bytes(fs, storage.join(base, paths[i])), 150, "bilinear", 10**9) for i in picks]
-    except Exception as exc:  # the images may live where this machine cannot see them
-        return [f"images under {root} not readable here ({type(exc).__name__}): no grid of wrong images"]
-    captions = [f"{os.path.basename(paths[i])}\np({classes[-1]})={p[i]:.3f}, true {classes[y[i]]}" for i in picks]
-    report.plot_wrong(pictures, captions, os.path.join(config.model_dir, "wrong.png"), f"most confidently wrong, {split}")
-    return []
+    history[prefix + "loss"].append(binary_log_loss(y, p))
+    history[prefix + "acc"].append(accuracy(y, p))

@@ -1,4 +1,4 @@
-"""How good a head is: metrics per split, a printed table, JSON, and matplotlib figures."""
+"""The figures a user looks at: learning curves, confusion matrix, the most confidently wrong images."""
 
 from __future__ import annotations
 
@@ -9,29 +9,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, roc_auc_score  # noqa: E402
-
-WRONG_GRID = 16
-
-
-def metrics(p: np.ndarray, y: np.ndarray) -> dict:
-    predicted = (p >= 0.5).astype(int)
-    both = len(set(y.tolist())) == 2
-    return {
-        "n": int(len(y)),
-        "accuracy": float(accuracy_score(y, predicted)),
-        "roc_auc": float(roc_auc_score(y, p)) if both else None,
-        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
-        "confusion_matrix": confusion_matrix(y, predicted, labels=[0, 1]).tolist(),
-    }
-
-
-def table(by_split: dict[str, dict]) -> str:
-    lines = [f"{'split':<12}{'n':>7}{'accuracy':>10}{'roc_auc':>9}{'log_loss':>10}  confusion [[tn fp] [fn tp]]"]
-    for split, m in by_split.items():
-        auc = "-" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
-        lines.append(f"{split:<12}{m['n']:>7}{m['accuracy']:>10.3f}{auc:>9}{m['log_loss']:>10.4f}  {m['confusion_matrix']}")
-    return "\n".join(lines)
 
 
 def plot_curves(history: dict, path: str, title: str) -> None:
@@ -83,8 +60,3 @@ def plot_wrong(pictures: list[np.ndarray], captions: list[str], path: str, title
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def most_confidently_wrong(p: np.ndarray, y: np.ndarray, k: int = WRONG_GRID) -> np.ndarray:
-    wrong = np.flatnonzero((p >= 0.5) != (y == 1))
-    return wrong[np.argsort(-np.abs(p[wrong] - 0.5))][:k]

@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 
 from catdog import storage
 from catdog.errors import CatdogError
+from catdog.storage import Location
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 SPLIT_NAMES = frozenset({"train", "validation", "val", "test"})
@@ -28,7 +29,7 @@ NO_LABEL = -1  # sklearn's convention for "unlabeled"; Parquet stores it as null
 class ImageSet:
     """Every image under ROOT in a deterministic order, with its split and label."""
 
-    root: str
+    root: Location
     layout: str
     classes: tuple[str, ...]
     paths: tuple[str, ...]  # POSIX, relative to root
@@ -59,23 +60,20 @@ class Shard:
     def name(self) -> str:
         return f"part-{self.index:05d}-{self.digest}.parquet"
 
-    def to_row(self) -> dict:
-        return {"split": self.split, "name": self.name, "paths": list(self.paths), "labels": list(self.labels)}
 
-
-def scan(root: str) -> ImageSet:
-    fs, base = storage.resolve(root)
-    info = fs.get_file_info(base)
+def scan(root: str | Location) -> ImageSet:
+    root = storage.resolve(root)
+    info = root.fs.get_file_info(root.path)
     if info.type == pafs.FileType.NotFound:
         raise CatdogError(f"input folder not found: {root}")
     if info.type != pafs.FileType.Directory:
         raise CatdogError(f"input is not a folder: {root}")
-    files = sorted(_list_images(fs, base))
+    files = sorted(_list_images(root.fs, root.path))
     if not files:
         raise CatdogError(
             f"no images under {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case)"
         )
-    return _label(base, files)
+    return _label(root, files)
 
 
 def plan_shards(images: ImageSet, shard_size: int) -> list[Shard]:
@@ -137,7 +135,7 @@ def _visible_image(rel: str) -> bool:
     return all(not p.startswith(".") for p in parts) and is_image_name(parts[-1])
 
 
-def _label(base: str, files: list[str]) -> ImageSet:
+def _label(base: Location, files: list[str]) -> ImageSet:
     parts = [f.split("/") for f in files]
     if any(len(p) == 1 for p in parts):
         return _build(base, "flat", files, ["unlabeled"] * len(files), [None] * len(files))
@@ -156,7 +154,7 @@ def _label(base: str, files: list[str]) -> ImageSet:
     return _build(base, "class", files, ["all"] * len(files), [p[0] for p in parts])
 
 
-def _build(base: str, layout: str, files: list[str], splits: list[str], names: list) -> ImageSet:
+def _build(base: Location, layout: str, files: list[str], splits: list[str], names: list) -> ImageSet:
     classes = tuple(sorted({n for n in names if n is not None}))
     index = {c: i for i, c in enumerate(classes)}
     labels = tuple(NO_LABEL if n is None else index[n] for n in names)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import demo, extract, features, head, predict, report
-from catdog.config import ExtractConfig
+from catdog import demo, extract, features, fit_head, metrics, predict, saved
+from catdog.config import ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
@@ -31,8 +31,8 @@ def out(ray_local, tmp_path_factory):
 def fit(out, tmp_path, name, **changes):
     # Random-weight features are small in scale: the tutorial's 2e-5 would need hundreds of epochs.
     settings = dict(epochs=15, learning_rate=1e-2) if changes.get("model") == "dense" else {}
-    config = head.HeadConfig(**{"features": out.out, "model_dir": str(tmp_path / name), **settings, **changes})
-    return config, head.run(config)
+    config = HeadConfig(**{"features": out.out, "model_dir": str(tmp_path / name), **settings, **changes})
+    return config, fit_head.run(config)
 
 
 @pytest.mark.parametrize("model", ["logreg", "dense"])
@@ -45,14 +45,22 @@ def test_head_learns_reports_and_round_trips(out, tmp_path, model):
         assert os.path.getsize(os.path.join(config.model_dir, name)) > 0
     with Image.open(os.path.join(config.model_dir, "curves.png")) as img:
         assert img.size[0] > 500
-    saved = head.load(config.model_dir)
-    X, y, _ = features.load(out.out, "test")
-    again = report.metrics(saved.predict_proba(X), y)
+    loaded = saved.load(config.model_dir)
+    X, y, paths = features.load(out.out, "test")
+    again = metrics.metrics(loaded.predict_proba(X), y)
     reported = json.load(open(os.path.join(config.model_dir, "report.json")))["splits"]["test"]
     assert again["log_loss"] == pytest.approx(reported["log_loss"], abs=1e-6)
     assert again["confusion_matrix"] == reported["confusion_matrix"]
     assert 0 < reported["confusion_matrix"][0][1]  # the misfiled dog counts as a false "dog"
-    assert saved.info["features"]["input_size"] == [32, 32, 3]
+    assert loaded.info["features"]["input_size"] == [32, 32, 3]
+    # wrong.png shows the most confidently wrong test images: the same picks, computed here from scratch.
+    p = loaded.predict_proba(X)
+    wrong = [i for i in range(len(y)) if (p[i] >= 0.5) != (y[i] == 1)]
+    wrong.sort(key=lambda i: -abs(p[i] - 0.5))
+    listed = json.load(open(os.path.join(config.model_dir, "report.json")))["wrong"]
+    assert [w["path"] for w in listed] == [paths[i] for i in wrong[:16]]
+    assert "test/cats/misfiled.jpg" in [w["path"] for w in listed]
+    np.testing.assert_allclose([w["probability"] for w in listed], [p[i] for i in wrong[:16]], rtol=1e-5)
 
 
 @pytest.mark.parametrize("model", ["logreg", "dense"])
@@ -65,9 +73,9 @@ def test_streaming_matches_in_memory(out, tmp_path, model):
 
 def test_predict_agrees_with_evaluation(out, tmp_path):
     config, _ = fit(out, tmp_path, "logreg")
-    saved = head.load(config.model_dir)
+    loaded = saved.load(config.model_dir)
     X, _, paths = features.load(out.out, "test")
-    expected = dict(zip(paths, saved.predict_proba(X)))
+    expected = dict(zip(paths, loaded.predict_proba(X)))
     test_dir = os.path.join(out.root, "test")
     from_folder = {os.path.relpath(p.path, out.root): p.probability for p in predict.predict(config.model_dir, [test_dir])}
     assert from_folder.keys() == expected.keys()
@@ -78,16 +86,6 @@ def test_predict_agrees_with_evaluation(out, tmp_path):
     csv_path = tmp_path / "preds.csv"
     predict.write_csv([single], str(csv_path))
     assert csv_path.read_text().splitlines()[0] == "path,probability,label"
-
-
-def test_mismatched_features_and_weights_are_refused(out, tmp_path, weights_file):
-    config, _ = fit(out, tmp_path, "logreg")
-    saved = head.load(config.model_dir)
-    other = {**features.read_metadata(out.out), "preprocess": "rescale"}
-    with pytest.raises(CatdogError, match="preprocess is 'rescale' in the features"):
-        saved.check(other)
-    with pytest.raises(CatdogError, match="not the ones the model was trained on"):
-        predict.predict(config.model_dir, [os.path.join(out.root, "test", "cats", "misfiled.jpg")], weights=weights_file)
 
 
 def test_missing_split_is_said(out, tmp_path):

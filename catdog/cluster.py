@@ -1,0 +1,106 @@
+"""Ray itself: joining or starting a cluster, and sizing the actor pool from what the cluster has."""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from catdog.config import ExtractConfig
+from catdog.errors import CatdogError
+
+MAX_CPUS_PER_ACTOR = 8  # past this a single VGG16 gains little from more threads; run another actor
+
+
+@dataclass(frozen=True)
+class Resources:
+    num_actors: int
+    cpus_per_actor: float
+    gpus_per_actor: float
+    io_cpus: float  # per decode/write task
+    io_tasks: int | None  # cap on concurrent decode/write tasks; needed when they reserve no CPU
+
+
+@dataclass(frozen=True)
+class ClusterSize:
+    cpus: float
+    gpus: float
+    largest_node_cpus: float
+
+
+def plan_resources(config: ExtractConfig, cluster: ClusterSize) -> Resources:
+    """Actor count and sizes: one actor per GPU by default, else CPU actors filling the cluster."""
+    gpus_per_actor = config.gpus_per_actor if config.gpus_per_actor is not None else (1.0 if cluster.gpus else 0.0)
+    if gpus_per_actor > 0:
+        cpus_per_actor = config.cpus_per_actor if config.cpus_per_actor is not None else 1.0
+        num_actors = config.num_actors or max(1, int(cluster.gpus // gpus_per_actor))
+        # On GPU nodes the CPUs left over decode; the model waits on them otherwise.
+        return Resources(num_actors, cpus_per_actor, gpus_per_actor, io_cpus=1.0, io_tasks=None)
+    if config.cpus_per_actor is not None:
+        cpus_per_actor = config.cpus_per_actor
+    elif config.num_actors:
+        cpus_per_actor = max(1.0, math.floor(cluster.cpus / config.num_actors))
+    else:
+        cpus_per_actor = float(max(1, min(MAX_CPUS_PER_ACTOR, int(cluster.largest_node_cpus))))
+    num_actors = config.num_actors or max(1, int(cluster.cpus // max(cpus_per_actor, 1e-9)))
+    # CPU actors own every core; decoding (a few % of VGG16's cost) shares them unreserved.
+    return Resources(num_actors, cpus_per_actor, 0.0, io_cpus=0.0, io_tasks=max(1, num_actors))
+
+
+def cluster_size() -> ClusterSize:
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    largest = max((n["Resources"].get("CPU", 0) for n in nodes), default=1)
+    return ClusterSize(float(total.get("CPU", 1)), float(total.get("GPU", 0)), float(largest))
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join the given cluster (or RAY_ADDRESS, as under `ray job submit`), else start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise CatdogError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def check_address(address: str | None) -> None:
+    """Fail in seconds: ray.init keeps retrying an address where nothing listens for minutes."""
+    if address in (None, "auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host or hostport, int(port or 6379)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        raise CatdogError(f"cannot reach Ray at {address}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def devices(embedders: tuple[dict, ...]) -> str:
+    """The devices the actors ran on: 'GPUs 0, 1' on one node, else per node ('node 3f2a…: GPUs 0; …').
+
+    GPU ids are per node (every node has a GPU 0), so they are never merged across nodes.
+    """
+    by_node: dict[str, list[dict]] = {}
+    for e in embedders:
+        by_node.setdefault(e.get("node", "?"), []).append(e)
+    parts = []
+    for node, actors in sorted(by_node.items()):
+        gpus = sorted({g for a in actors for g in a["ray_gpu_ids"]})
+        where = f"GPUs {', '.join(gpus)}" if gpus else f"CPU, {sum(a['intra_op_threads'] for a in actors)} threads"
+        parts.append(where if len(by_node) == 1 else f"node {node[:8]}: {where}")
+    return "; ".join(parts)

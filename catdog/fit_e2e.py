@@ -1,0 +1,64 @@
+"""The `catdog train-e2e` job: the tutorial's second method, distributed with Ray Train.
+
+Ray Data lists and decodes the images once and shards them to the workers; each worker trains
+`catdog.e2e.Trainer` under MultiWorkerMirroredStrategy; every epoch is reported to Ray Train with a
+checkpoint, and a run started again with the same OUT resumes from the last one. Unreadable images
+are skipped (they weigh nothing in training) and counted in the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict
+
+from catdog import cluster, convbase, e2e, features, figures, imagefolder, pipeline, saved, storage
+from catdog.config import TrainConfig
+from catdog.errors import CatdogError
+
+RUN_NAME = "train-e2e"
+
+
+def run(config: TrainConfig) -> dict:
+    """Train on ROOT/train, validate on ROOT/validation; write OUT/model and curves; resume if OUT has a run."""
+    import ray
+    import ray.train
+    from ray.train.tensorflow import TensorflowTrainer
+
+    cluster.check_address(config.address)
+    root, out = storage.resolve(config.root), storage.resolve(config.out)
+    if not out.is_local:
+        raise CatdogError(f"train-e2e writes its run to a local or shared folder, not {config.out}")
+    image_set = imagefolder.scan(root)
+    rows = {s: [{"path": p, "label": y} for p, y, t in zip(image_set.paths, image_set.labels, image_set.splits) if t == s]
+            for s in ("train", "validation")}
+    if image_set.layout != "split" or not rows["train"] or not rows["validation"] or len(image_set.classes) != 2:
+        raise CatdogError("train-e2e needs ROOT/train/CLASS/* and ROOT/validation/CLASS/* with two classes")
+    weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
+    with cluster.ray_session(config.address):
+        trainer = TensorflowTrainer(
+            pipeline.train_worker,
+            train_loop_config={"config": asdict(config), "weights": ray.put(weights.data)},
+            scaling_config=ray.train.ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
+            run_config=ray.train.RunConfig(
+                name=RUN_NAME, storage_path=out.path,
+                failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            ),
+            datasets=pipeline.e2e_datasets(rows, root, config.decode),
+        )
+        result = trainer.fit()
+    model_dir = os.path.join(out.path, "model")
+    with result.checkpoint.as_directory() as folder:
+        with open(os.path.join(folder, e2e.STATE)) as f:
+            state = json.load(f)
+        os.makedirs(model_dir, exist_ok=True)
+        shutil.copy(os.path.join(folder, e2e.MODEL_FILE), os.path.join(model_dir, saved.PixelModel.file))
+    extract_config = config.extract_config()
+    metadata = features.feature_metadata(extract_config, image_set, weights.identity)
+    saved.write_info(model_dir, saved.E2E_KIND, asdict(config), metadata, asdict(extract_config))
+    history = {**state["history"], "epoch": list(range(1, state["epoch"] + 1)), "x": "epoch"}
+    figures.plot_curves(history, os.path.join(model_dir, "curves.png"), "end-to-end")
+    return {"epochs": state["epoch"], "history": state["history"], "starts": state["starts"], "model_dir": model_dir,
+            "unreadable": state["unreadable"], "checkpoint": result.checkpoint.path}

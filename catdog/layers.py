@@ -1,0 +1,80 @@
+"""The Keras pieces shared by training and loading: preprocessing as a layer, and a RandomShear
+whose saved config loads again. Keras is imported inside functions: decode-only workers never pay for it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+# keras.applications.vgg16.preprocess_input ("caffe"): RGB -> BGR, then minus this mean.
+CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+AUGMENTATION = {"rotation": 40 / 360, "shift": 0.2, "shear": 0.2, "zoom": 0.2}  # the tutorial's ImageDataGenerator
+
+
+def preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """uint8 RGB -> the float input the weights expect, in numpy (no TensorFlow needed).
+
+    'vgg16' is keras.applications.vgg16.preprocess_input; 'rescale' is the tutorial's 1/255.
+    """
+    x = pixels.astype(np.float32)
+    if mode == "rescale":
+        return x * np.float32(1.0 / 255.0)
+    return x[..., ::-1] - CAFFE_BGR_MEAN
+
+
+def preprocessing_layer(mode: str):
+    """`preprocess` as a plain Keras layer, so a saved model loads in safe mode.
+
+    'vgg16' is a fixed 1x1 convolution: a permutation matrix and the negated mean as bias, exact
+    in float32.
+    """
+    import keras
+
+    if mode == "rescale":
+        return keras.layers.Rescaling(1.0 / 255.0, name="preprocess")
+    layer = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False)
+    layer.build((None, None, None, 3))
+    layer.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3), -CAFFE_BGR_MEAN])
+    return layer
+
+
+def augmentation(seed: int):
+    """The tutorial's augmentation as Keras layers: active in training only."""
+    import keras
+
+    a, fill = AUGMENTATION, "nearest"
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(a["rotation"], fill_mode=fill, seed=seed),
+            keras.layers.RandomTranslation(a["shift"], a["shift"], fill_mode=fill, seed=seed),
+            shear_layer()(a["shear"], a["shear"], fill_mode=fill, seed=seed),
+            keras.layers.RandomZoom(a["zoom"], fill_mode=fill, seed=seed),
+            keras.layers.RandomFlip("horizontal", seed=seed),
+        ],
+        name="augmentation",
+    )
+
+
+@functools.cache
+def shear_layer():
+    """keras.layers.RandomShear whose saved config loads again (registered once per process).
+
+    Keras 3.15 saves the factor as the range (-f, f) but refuses negative numbers when loading it.
+    """
+    import keras
+
+    @keras.saving.register_keras_serializable(package="catdog", name="RandomShear")
+    class RandomShear(keras.layers.RandomShear):
+        def get_config(self):
+            config = super().get_config()
+            config["x_factor"], config["y_factor"] = self._x_factor_max, self._y_factor_max
+            return config
+
+        def __init__(self, x_factor=0.0, y_factor=0.0, **kwargs):
+            super().__init__(x_factor, y_factor, **kwargs)
+            self._x_factor_max = x_factor if isinstance(x_factor, (int, float)) else max(x_factor)
+            self._y_factor_max = y_factor if isinstance(y_factor, (int, float)) else max(y_factor)
+
+    return RandomShear

@@ -1,0 +1,208 @@
+"""Where the domain stages meet Ray: the one module that wires them into Ray Data and Ray Train.
+
+Extraction, top to bottom (the rows passed between the stages are defined below):
+
+    shard rows ──decode_stage──▶ DecodedRow ──Embedder──▶ EmbeddedRow ──write_stage──▶ WrittenRow
+    (Ray tasks, every CPU)         (Ray actors, one conv base each)       (Ray tasks)
+
+Ray Data runs the three stages as one streaming pipeline over shard rows, so decoding overlaps
+inference, back-pressure keeps memory bounded, failed tasks are retried and dead actors restarted.
+End-to-end training: `e2e_datasets` decodes the images for Ray Train; `train_worker` runs on each
+Ray Train worker and drives `catdog.e2e.Trainer` epoch by epoch, checkpointing through Ray Train.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+from typing import Iterator, TypedDict
+
+import numpy as np
+
+from catdog import convbase, e2e, images
+from catdog.cluster import Resources
+from catdog.config import DecodeConfig, EmbedConfig, TrainConfig
+from catdog.features import ShardWriter
+from catdog.imagefolder import Shard
+from catdog.storage import Location
+
+# All actors load their model before the first shard is dispatched (else the first one up takes
+# everything small); generous, since an autoscaler may first have to start GPU nodes.
+ACTOR_START_TIMEOUT_S = 1800
+E2E_DECODE_BATCH = 64
+
+
+class ShardRow(TypedDict):
+    split: str
+    name: str  # the shard's output file name
+    paths: list[str]  # relative to ROOT
+    labels: list[int]
+
+
+class DecodedRow(ShardRow):
+    pixels: bytes  # (len(paths), S, S, 3) uint8 of the files that decoded; paths/labels are theirs
+    error_paths: list[str]
+    error_types: list[str]
+    error_messages: list[str]
+
+
+class EmbeddedRow(TypedDict):
+    split: str
+    name: str
+    paths: list[str]
+    labels: list[int]
+    features: bytes  # (len(paths), dim) in the stored dtype
+    error_paths: list[str]
+    error_types: list[str]
+    error_messages: list[str]
+    embedder: str  # JSON: the actor's pid, node and devices
+    embedder_rss: int  # the actor's peak RSS (object-store pages it read included)
+    embedder_uss: int  # the actor's own memory now
+
+
+class WrittenRow(TypedDict):
+    split: str
+    name: str
+    rows: int
+    errors: int
+    embedder: str
+    embedder_rss: int
+    embedder_uss: int
+
+
+def shard_row(shard: Shard) -> ShardRow:
+    return {"split": shard.split, "name": shard.name, "paths": list(shard.paths), "labels": list(shard.labels)}
+
+
+def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig) -> DecodedRow:
+    decoded = images.decode_files([root.join(p) for p in row["paths"]], config)
+    paths = list(row["paths"])
+    return {
+        "split": row["split"],
+        "name": row["name"],
+        "paths": [paths[i] for i in decoded.ok],
+        "labels": [int(row["labels"][i]) for i in decoded.ok],
+        "pixels": decoded.pixels.tobytes(),
+        "error_paths": [paths[e.index] for e in decoded.errors],
+        "error_types": [e.error for e in decoded.errors],
+        "error_messages": [e.message for e in decoded.errors],
+    }
+
+
+class Embedder:
+    """Ray Data actor: one conv base per actor, loaded once, applied to whole shards."""
+
+    def __init__(self, weights, config: EmbedConfig, dtype: str, cpus: float) -> None:
+        import ray
+
+        devices = convbase.configure_devices(cpus)
+        self.base = convbase.ConvBase(ray.get(weights), config)  # Ray Data does not resolve refs in constructor kwargs
+        self.dtype = dtype
+        # Travels with each shard to the driver, which reports which actors and devices did the work.
+        gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+        self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                                    "ray_gpu_ids": gpu_ids, **devices})
+
+    def __call__(self, row: DecodedRow) -> EmbeddedRow:
+        import psutil
+
+        size = self.base.config.image_size
+        pixels = np.frombuffer(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
+        features = self.base.embed(pixels).astype(self.dtype, copy=False)
+        embedded = {k: v for k, v in row.items() if k != "pixels"}
+        return {
+            **embedded,
+            "features": features.tobytes(),
+            "embedder": self.identity,
+            "embedder_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "embedder_uss": psutil.Process().memory_full_info().uss,
+        }
+
+
+def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
+    dim = writer.schema.field("features").type.list_size
+    dtype = writer.schema.field("features").type.value_type.to_pandas_dtype()
+    errors = list(zip(row["error_paths"], row["error_types"], row["error_messages"]))
+    features = np.frombuffer(row["features"], dtype=dtype).reshape(-1, dim)
+    rows = writer.write(row["split"], row["name"], list(row["paths"]), np.asarray(row["labels"]), features, errors)
+    return {"split": row["split"], "name": row["name"], "rows": rows, "errors": len(errors),
+            "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"]}
+
+
+def extract_shards(shards: list[Shard], root: Location, decode: DecodeConfig, embed: EmbedConfig, dtype: str,
+                   weights: bytes, writer: ShardWriter, resources: Resources) -> Iterator[WrittenRow]:
+    """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed."""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the job draws one images-level bar instead of one per operator
+    context.execution_options.preserve_order = False
+    context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
+    io_pool = ray.data.TaskPoolStrategy(size=resources.io_tasks)
+    pipeline = (
+        ray.data.from_items([shard_row(s) for s in shards], override_num_blocks=len(shards))
+        .map(decode_stage, fn_kwargs={"root": root, "config": decode}, num_cpus=resources.io_cpus, compute=io_pool)
+        .map(
+            Embedder,
+            fn_constructor_kwargs={"weights": ray.put(weights), "config": embed, "dtype": dtype, "cpus": resources.cpus_per_actor},
+            compute=ray.data.ActorPoolStrategy(size=resources.num_actors),
+            num_cpus=resources.cpus_per_actor,
+            num_gpus=resources.gpus_per_actor,
+        )
+        .map(write_stage, fn_kwargs={"writer": writer}, num_cpus=resources.io_cpus, compute=io_pool)
+    )
+    yield from pipeline.iter_rows()
+
+
+# ---- end-to-end training on Ray Train ----
+
+
+def e2e_decode_stage(batch: dict, *, root: Location, config: DecodeConfig) -> dict:
+    """paths -> raw pixels, with `ok` 0 where a file could not be read: the trainer gives those rows
+    no weight and counts them, so every worker keeps the same number of steps."""
+    paths = list(batch["path"])
+    decoded = images.decode_files([root.join(p) for p in paths], config)
+    size = config.image_size
+    pixels = np.zeros((len(paths), size, size, 3), np.float32)
+    pixels[list(decoded.ok)] = decoded.pixels
+    ok = np.zeros(len(paths), np.float32)
+    ok[list(decoded.ok)] = 1.0
+    return {"image": pixels, "label": np.asarray(batch["label"], np.float32), "ok": ok}
+
+
+def e2e_datasets(rows: dict[str, list[dict]], root: Location, config: DecodeConfig) -> dict:
+    import ray
+
+    # Workers hold the CPUs; decoding shares them unreserved, a few tasks at a time.
+    return {split: ray.data.from_items(r).map_batches(
+                e2e_decode_stage, fn_kwargs={"root": root, "config": config}, batch_size=E2E_DECODE_BATCH,
+                num_cpus=0, compute=ray.data.TaskPoolStrategy(size=2))
+            for split, r in rows.items()}
+
+
+def train_worker(loop_config: dict) -> None:
+    """Runs on every Ray Train worker: restore from Ray Train's checkpoint, train, report each epoch."""
+    import ray
+    import ray.train
+    import tensorflow as tf
+
+    config = TrainConfig(**loop_config["config"])
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    checkpoint = ray.train.get_checkpoint()
+    weights = ray.get(loop_config["weights"])
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            trainer = e2e.Trainer(config, weights, strategy, folder)
+    else:
+        trainer = e2e.Trainer(config, weights, strategy, None)
+    shards = {split: ray.train.get_dataset_shard(split) for split in ("train", "validation")}
+    chief = ray.train.get_context().get_world_rank() == 0
+    for epoch in trainer.remaining_epochs():
+        batches = {split: ((b["image"], b["label"], b["ok"]) for b in shard.iter_tf_batches(batch_size=config.batch_size))
+                   for split, shard in shards.items()}
+        metrics = trainer.run_epoch(epoch, batches)
+        with tempfile.TemporaryDirectory() as folder:
+            trainer.save(folder, chief)  # every worker: saving weights is collective
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if chief else None)

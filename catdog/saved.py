@@ -1,0 +1,127 @@
+"""The model folder, a format of its own: what `catdog head` and `catdog train-e2e` write and
+`catdog predict` reads.
+
+  head.json     kind, training settings, the feature metadata the model learned from, and the
+                extraction settings that make such features from images
+  head.skops    a logreg head (scikit-learn, loaded trusting only scikit-learn and numpy types)
+  head.keras    a dense head (Keras, safe mode)
+  model.keras   an end-to-end model: pixels in, preprocessing inside
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from catdog import convbase, e2e, layers
+from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, HeadConfig
+from catdog.errors import CatdogError
+from catdog.heads import HEADS, DenseHead, LogRegHead
+
+HEAD_JSON = "head.json"
+# Feature settings a head depends on: features made any other way mean something else.
+PINNED = ("model", "weights", "input_size", "preprocess", "interpolation", "feature_dim", "flatten_order", "dtype")
+E2E_KIND = "e2e"
+
+
+class PixelModel:
+    """A model from `catdog train-e2e`: conv base and head in one, fed raw pixels, not features."""
+
+    kind = E2E_KIND
+    file = e2e.MODEL_FILE
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        return self.model.predict(pixels.astype(np.float32), batch_size=32, verbose=0).reshape(-1)
+
+    @classmethod
+    def load(cls, model_dir: str) -> "PixelModel":
+        import keras
+
+        layers.shear_layer()  # registers the one custom layer the model holds
+        return cls(keras.saving.load_model(os.path.join(model_dir, cls.file), safe_mode=True))
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A model loaded back with the feature and extraction settings it was trained with."""
+
+    model: LogRegHead | DenseHead | PixelModel
+    info: dict
+
+    @property
+    def takes_images(self) -> bool:
+        return isinstance(self.model, PixelModel)
+
+    @property
+    def feature_metadata(self) -> dict:
+        return self.info["features"]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.feature_metadata.get("classes") or ["0", "1"]
+
+    def extract_config(self, root: str = "", out: str = "", weights: str | None = None) -> ExtractConfig:
+        """The extraction settings recorded with the model; `weights` relocates the weights file."""
+        meta, recorded = self.feature_metadata, self.info.get("extract") or {}
+        defaults = ExtractConfig(root=root, out=out)
+        return ExtractConfig(
+            root=root, out=out,
+            weights=weights or recorded.get("weights") or meta["weights"]["source"],
+            seed=meta["weights"].get("seed", 0),
+            image_size=meta["input_size"][0],
+            batch_size=recorded.get("batch_size", defaults.batch_size),
+            preprocess=meta["preprocess"],
+            interpolation=meta["interpolation"],
+            dtype=meta["dtype"],
+            precision=meta["precision"],
+            max_pixels=recorded.get("max_pixels", defaults.max_pixels),
+            progress=False,
+        )
+
+    @property
+    def decode_config(self) -> DecodeConfig:
+        return self.extract_config().decode
+
+    @property
+    def embed_config(self) -> EmbedConfig:
+        return self.extract_config().embed
+
+    def check(self, metadata: dict) -> None:
+        """Refuse features made with other settings than the ones this model learned from."""
+        for key in PINNED:
+            mine, theirs = self.feature_metadata.get(key), metadata.get(key)
+            if key == "weights" and mine and theirs and convbase.same_weights(mine, theirs):
+                continue  # the same numbers from a renamed or moved file
+            if mine != theirs:
+                raise CatdogError(
+                    f"features do not match the model: {key} is {metadata.get(key)!r} in the features, "
+                    f"{self.feature_metadata.get(key)!r} in the model"
+                )
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(X)
+
+
+def write_info(model_dir: str, kind: str, settings: dict, feature_metadata: dict, extract_settings: dict | None) -> None:
+    """head.json: what kind of model, how it was trained, and the feature settings it expects."""
+    os.makedirs(model_dir, exist_ok=True)
+    info = {"kind": kind, "head": settings, "features": feature_metadata, "extract": extract_settings}
+    with open(os.path.join(model_dir, HEAD_JSON), "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+
+
+def load(model_dir: str) -> SavedModel:
+    path = os.path.join(model_dir, HEAD_JSON)
+    if not os.path.isfile(path):
+        raise CatdogError(f"{model_dir} is not a catdog model folder (no {HEAD_JSON})")
+    with open(path) as f:
+        info = json.load(f)
+    if info["kind"] == E2E_KIND:
+        return SavedModel(PixelModel.load(model_dir), info)
+    return SavedModel(HEADS[info["kind"]].load(model_dir, HeadConfig(**info["head"])), info)

@@ -1,0 +1,39 @@
+"""Configurations refuse bad values with the flag's name, and cut the stage configs consistently."""
+
+import pytest
+
+from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, HeadConfig, TrainConfig
+from catdog.errors import CatdogError
+
+
+@pytest.mark.parametrize("cls, changes, message", [
+    (ExtractConfig, {"image_size": 16}, "--image-size must be at least 32"),
+    (ExtractConfig, {"preprocess": "caffe"}, "--preprocess must be one of vgg16, rescale"),
+    (ExtractConfig, {"dtype": "int8"}, "--dtype must be one of"),
+    (ExtractConfig, {"shard_size": 0}, "--shard-size must be positive"),
+    (ExtractConfig, {"max_pixels": 0}, "--max-pixels must be positive"),
+    (ExtractConfig, {"num_actors": 0}, "--num-actors must be at least 1"),
+    (ExtractConfig, {"gpus_per_actor": -1}, "--gpus-per-actor cannot be negative"),
+    (HeadConfig, {"model": "svm"}, "--model must be one of logreg, dense"),
+    (HeadConfig, {"epochs": 0}, "--epochs must be positive"),
+    (HeadConfig, {"dropout": 1.0}, "--dropout must be in"),
+    (TrainConfig, {"num_workers": 0}, "--num-workers must be positive"),
+    (TrainConfig, {"interpolation": "cubic"}, "--interpolation must be one of"),
+    (TrainConfig, {"image_size": 8}, "--image-size must be at least 32"),
+])
+def test_bad_values_name_the_flag(cls, changes, message):
+    base = {"features": "f", "model_dir": "m"} if cls is HeadConfig else {"root": "r", "out": "o"}
+    with pytest.raises(CatdogError, match=message):
+        cls(**base, **changes)
+
+
+def test_stage_configs_are_cut_from_the_job_config():
+    config = ExtractConfig(root="r", out="o", image_size=64, batch_size=8, interpolation="nearest", max_pixels=99,
+                           preprocess="rescale", precision="bf16")
+    assert config.decode == DecodeConfig(64, "nearest", 99)
+    assert config.embed == EmbedConfig(64, 8, "rescale", "bf16")
+    train = TrainConfig(root="r", out="o", image_size=48, max_pixels=7, interpolation="nearest")
+    assert train.decode == DecodeConfig(48, "nearest", 7)
+    recorded = train.extract_config()
+    assert (recorded.image_size, recorded.max_pixels, recorded.interpolation) == (48, 7, "nearest")
+    assert config.replace(image_size=32).decode.image_size == 32

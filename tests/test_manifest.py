@@ -1,0 +1,72 @@
+"""OUT's own state: which settings differ, what --overwrite clears, and the lock between processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from catdog import demo, manifest, storage
+from catdog.errors import CatdogError
+
+
+def test_differences_name_each_changed_setting():
+    before = {"preprocess": "vgg16", "input_size": [150, 150, 3], "dtype": "float32", "gone": 1}
+    after = {"preprocess": "rescale", "input_size": [150, 150, 3], "dtype": "float16", "new": 2}
+    assert manifest.differences(before, after) == ["dtype", "gone", "new", "preprocess"]
+    assert manifest.differences(before, dict(before)) == []
+
+
+def test_prepare_resumes_same_settings_refuses_others_and_overwrite_clears(tmp_path):
+    out = storage.resolve(str(tmp_path / "out"))
+    manifest.write(out, {"compat": {"preprocess": "vgg16", "shard_size": 256}})
+    (tmp_path / "out" / "features" / "split=train").mkdir(parents=True)
+    (tmp_path / "out" / "features" / "split=train" / "part-00000-x.parquet").write_bytes(b"x")
+    (tmp_path / "out" / "_tmp" / "leftover.parquet").write_bytes(b"half")
+    manifest.prepare(out, {"preprocess": "vgg16", "shard_size": 256}, overwrite=False)
+    assert not (tmp_path / "out" / "_tmp").exists() and (tmp_path / "out" / "features").exists()
+    with pytest.raises(CatdogError, match=r"other settings \(preprocess, shard_size differ\)"):
+        manifest.prepare(out, {"preprocess": "rescale", "shard_size": 64}, overwrite=False)
+    manifest.prepare(out, {"preprocess": "rescale"}, overwrite=True)
+    assert sorted(os.listdir(tmp_path / "out")) == [] and manifest.read(out) is None
+
+
+def test_features_without_a_manifest_are_not_adopted(tmp_path):
+    (tmp_path / "out" / "features").mkdir(parents=True)
+    with pytest.raises(CatdogError, match="holds features but no manifest.json"):
+        manifest.prepare(storage.resolve(str(tmp_path / "out")), {}, overwrite=False)
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    out = storage.resolve(str(tmp_path / "out"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    os.makedirs(out.path)
+    (tmp_path / "out" / manifest.LOCK).write_text(f"{os.uname().nodename} {dead.pid}")
+    with manifest.locked(out):
+        assert (tmp_path / "out" / manifest.LOCK).read_text().endswith(str(os.getpid()))
+    assert not (tmp_path / "out" / manifest.LOCK).exists()
+
+
+@pytest.mark.slow
+def test_second_extract_process_is_refused_while_the_first_runs(tmp_path):
+    root = tmp_path / "in"
+    demo.make_demo_folder(str(root), per_class=30, size=40)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "catdog.cli", "extract", str(root), "--out", str(out), "--weights", "none",
+               "--image-size", "32", "--shard-size", "2", "--no-progress"]
+    first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (out / manifest.LOCK).exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert first.poll() is None, "the first job should still be running"
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the refusal must come while the first job holds the lock"
+        assert second.returncode == 2, second.stderr
+        assert "another catdog job is writing to" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()

@@ -1,0 +1,50 @@
+"""The Ray stages called as plain functions: the rows they pass along, without starting Ray."""
+
+import numpy as np
+
+from catdog import features, pipeline, storage
+from catdog.config import DecodeConfig, ExtractConfig
+from catdog.imagefolder import ImageSet, Shard
+from catdog.images import decode
+from tests.conftest import random_pixels, save_image
+
+
+def test_decode_then_write_stage_commit_one_shard(tmp_path):
+    save_image(str(tmp_path / "in" / "cats" / "a.jpg"), random_pixels(0))
+    (tmp_path / "in" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 nope")
+    save_image(str(tmp_path / "in" / "dogs" / "b.png"), random_pixels(1), format="PNG")
+    root = storage.resolve(str(tmp_path / "in"))
+    shard = Shard("all", 0, ("cats/a.jpg", "cats/broken.jpg", "dogs/b.png"), (0, 0, 1))
+    row = pipeline.shard_row(shard)
+    assert row == {"split": "all", "name": shard.name, "paths": list(shard.paths), "labels": [0, 0, 1]}
+
+    config = DecodeConfig(32)
+    decoded = pipeline.decode_stage(row, root=root, config=config)
+    assert decoded["paths"] == ["cats/a.jpg", "dogs/b.png"] and decoded["labels"] == [0, 1]
+    assert decoded["error_paths"] == ["cats/broken.jpg"] and decoded["error_types"] == ["UnidentifiedImageError"]
+    pixels = np.frombuffer(decoded["pixels"], np.uint8).reshape(2, 32, 32, 3)
+    np.testing.assert_array_equal(pixels[1], decode((tmp_path / "in" / "dogs" / "b.png").read_bytes(), config))
+
+    out = storage.resolve(str(tmp_path / "out"))
+    image_set = ImageSet(root, "class", ("cats", "dogs"), shard.paths, ("all",) * 3, shard.labels)
+    meta = features.feature_metadata(ExtractConfig(root="", out="", image_size=32), image_set, {"source": "none", "seed": 0})
+    writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
+    X = np.arange(2 * 512, dtype=np.float32).reshape(2, 512)
+    embedded = {**{k: v for k, v in decoded.items() if k != "pixels"}, "features": X.tobytes(),
+                "embedder": "{}", "embedder_rss": 1, "embedder_uss": 2}
+    written = pipeline.write_stage(embedded, writer=writer)
+    assert (written["rows"], written["errors"], written["name"]) == (2, 1, shard.name)
+    got, y, paths = features.load(out)
+    assert list(paths) == ["cats/a.jpg", "dogs/b.png"] and list(y) == [0, 1]
+    np.testing.assert_array_equal(got, X)
+    assert features.committed(out, features.ERRORS_DIR) == {("all", shard.name)}
+
+
+def test_e2e_decode_stage_marks_unreadable_rows(tmp_path):
+    save_image(str(tmp_path / "a.jpg"), random_pixels(2))
+    (tmp_path / "b.jpg").write_bytes(b"")
+    batch = {"path": np.array(["b.jpg", "a.jpg"]), "label": np.array([1, 0])}
+    out = pipeline.e2e_decode_stage(batch, root=storage.resolve(str(tmp_path)), config=DecodeConfig(32))
+    assert out["image"].shape == (2, 32, 32, 3) and out["image"].dtype == np.float32
+    assert list(out["ok"]) == [0.0, 1.0] and list(out["label"]) == [1.0, 0.0]
+    assert not out["image"][0].any() and out["image"][1].any()

@@ -1,0 +1,76 @@
+"""A model refuses features and weights other than its own, for single files and folders alike,
+checked with real extractions (not hand-edited metadata)."""
+
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from catdog import demo, extract, features, fit_head, predict, saved
+from catdog.config import ExtractConfig, HeadConfig
+from catdog.errors import CatdogError
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, weights_file, tmp_path_factory):
+    """Features from a weights file, and a logreg head trained on them."""
+    base = tmp_path_factory.mktemp("predict")
+    demo.make_demo_folder(str(base / "images"), per_class=6, size=40)
+    config = ExtractConfig(root=str(base / "images"), out=str(base / "features"), weights=weights_file, image_size=SIZE,
+                           progress=False)
+    extract.run(config)
+    fit_head.run(HeadConfig(features=config.out, model_dir=str(base / "model")))
+    return config, str(base / "model")
+
+
+def test_features_made_with_other_settings_are_refused(trained, tmp_path):
+    config, model_dir = trained
+    other = config.replace(out=str(tmp_path / "rescaled"), preprocess="rescale")
+    extract.run(other)
+    model = saved.load(model_dir)
+    model.check(features.read_metadata(config.out))  # its own features pass
+    with pytest.raises(CatdogError, match="preprocess is 'rescale' in the features, 'vgg16' in the model"):
+        model.check(features.read_metadata(other.out))
+
+
+def test_other_weights_are_refused_for_files_and_folders(trained, tmp_path):
+    config, model_dir = trained
+    keras.utils.set_random_seed(999)
+    other = tmp_path / "other_notop.weights.h5"
+    keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3)).save_weights(str(other))
+    folder = os.path.join(config.root, "test", "cats")
+    one = os.path.join(folder, sorted(os.listdir(folder))[0])
+    for inputs in ([one], [folder]):
+        with pytest.raises(CatdogError, match="not the ones the model was trained on"):
+            predict.predict(model_dir, inputs, weights=str(other))
+
+
+def test_a_renamed_weights_file_is_the_same_weights_for_files_and_folders(trained, weights_file, tmp_path):
+    config, model_dir = trained
+    renamed = tmp_path / "moved_and_renamed.weights.h5"
+    shutil.copy(weights_file, renamed)
+    folder = os.path.join(config.root, "test", "cats")
+    one = os.path.join(folder, sorted(os.listdir(folder))[0])
+    X, _, paths = features.load(config.out, "test")
+    expected = dict(zip(paths, saved.load(model_dir).predict_proba(X)))
+    by_file = predict.predict(model_dir, [one], weights=str(renamed))
+    by_folder = predict.predict(model_dir, [folder], weights=str(renamed))
+    rel = lambda p: os.path.relpath(p, config.root)  # noqa: E731
+    assert by_file[0].probability == pytest.approx(expected[rel(one)], rel=1e-4, abs=1e-5)
+    assert sorted(rel(p.path) for p in by_folder) == sorted(p for p in paths if p.startswith("test/cats/"))
+    np.testing.assert_allclose([p.probability for p in by_folder], [expected[rel(p.path)] for p in by_folder],
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_unreadable_image_named_by_the_user_is_one_error(trained, tmp_path):
+    _, model_dir = trained
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(CatdogError, match="cannot read image .*bad.jpg: UnidentifiedImageError"):
+        predict.predict(model_dir, [str(bad)])
+    with pytest.raises(CatdogError, match="not found: .*nowhere.jpg"):
+        predict.predict(model_dir, [str(tmp_path / "nowhere.jpg")])

@@ -8,6 +8,7 @@ import sys
 
 from catdog.config import (DTYPES, HEAD_MODELS, INTERPOLATIONS, PRECISIONS, PREPROCESSING, ExtractConfig, HeadConfig,
                            TrainConfig)
+from catdog import quiet
 from catdog.errors import CatdogError
 
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -26,6 +27,7 @@ def parse_bytes(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet.set_verbose(args.verbose)
     try:
         return args.func(args)
     except CatdogError as exc:
@@ -39,14 +41,16 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catdog", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="show TensorFlow's and Ray's own log lines too")
 
-    extract = commands.add_parser("extract", help="image folder -> VGG16 features in Parquet, on Ray")
+    extract = commands.add_parser("extract", parents=[common], help="image folder -> VGG16 features in Parquet, on Ray")
     extract.add_argument("root", help="image folder (local path or s3://, gs://, ... URI)")
     extract.add_argument("--out", required=True, help="output folder (path or URI)")
     add_extract_options(extract)
     extract.set_defaults(func=cmd_extract)
 
-    fit = commands.add_parser("head", help="train and evaluate a classifier on extracted features")
+    fit = commands.add_parser("head", parents=[common], help="train and evaluate a classifier on extracted features")
     fit.add_argument("features", help="the OUT folder of `catdog extract`")
     fit.add_argument("--model", choices=HEAD_MODELS, default="logreg")
     fit.add_argument("--model-dir", required=True, help="where the model, report and figures go")
@@ -60,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=h.seed)
     fit.set_defaults(func=cmd_head)
 
-    predict = commands.add_parser("predict", help="classify images with a saved model")
+    predict = commands.add_parser("predict", parents=[common], help="classify images with a saved model")
     predict.add_argument("model_dir")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     predict.add_argument("--out", help="write a CSV here instead of printing")
@@ -68,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--address", default=None, help="Ray address for folders (default: local Ray)")
     predict.set_defaults(func=cmd_predict)
 
-    e2e = commands.add_parser("train-e2e", help="train frozen VGG16 + head end-to-end on augmented images, on Ray Train")
+    e2e = commands.add_parser("train-e2e", parents=[common], help="train frozen VGG16 + head end-to-end on augmented images, on Ray Train")
     e2e.add_argument("root", help="image folder with train/ and validation/ class folders")
     e2e.add_argument("--out", required=True, help="run folder: checkpoints, model/ and curves")
     t = TrainConfig(root="", out="")
@@ -89,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--address", default=None)
     e2e.set_defaults(func=cmd_train_e2e)
 
-    demo = commands.add_parser("demo", help="generate a small synthetic folder and extract it on local Ray")
+    demo = commands.add_parser("demo", parents=[common], help="generate a small synthetic folder and extract it on local Ray")
     demo.add_argument("--dir", default="demo", help="where to put the images and features (default: ./demo)")
     demo.add_argument("--per-class", type=int, default=40)
     demo.add_argument("--weights", default="none", help="default none: random weights, works offline")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+from catdog import quiet
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 
@@ -68,7 +68,7 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     try:
-        ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False, log_to_driver=True)
+        ray.init(address=address, logging_level=quiet.ray_log_level(), include_dashboard=False, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise CatdogError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None
     try:

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from catdog import features
+from catdog import features, quiet
 from catdog.config import HeadConfig
 from catdog.errors import CatdogError
 from catdog.metrics import accuracy, binary_log_loss
@@ -140,6 +140,7 @@ class DenseHead:
         self.config, self.model = config, model
 
     def build(self, dim: int):
+        quiet.load_tensorflow()
         import keras
 
         keras.utils.set_random_seed(self.config.seed)
@@ -169,7 +170,7 @@ class DenseHead:
         if data.streaming:
             train = self._stream(data, "train", shuffle=True)
             val = self._stream(data, validation, shuffle=False) if validation else None
-            history = self.model.fit(train, validation_data=val, **fit_args)
+            history = self.model.fit(train, validation_data=val, shuffle=False, **fit_args)  # chunks come shuffled
         else:
             X, y = data.arrays("train")
             val = data.arrays(validation) if validation else None
@@ -190,8 +191,11 @@ class DenseHead:
                 yield X, y.astype(np.float32)
 
         signature = (tf.TensorSpec((None, data.dim), tf.float32), tf.TensorSpec((None,), tf.float32))
-        batches = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
-        return batches.batch(self.config.batch_size).prefetch(2)
+        batches = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch().batch(self.config.batch_size)
+        # A generator's length is unknown to Keras, which then warns that the input "ran out of data"
+        # at the end of every epoch; the row count says how many batches there are.
+        count = -(-features.count_rows(data.out, split) // self.config.batch_size)
+        return batches.apply(tf.data.experimental.assert_cardinality(count)).prefetch(2)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.model.predict(X, batch_size=256, verbose=0).reshape(-1)
@@ -201,6 +205,7 @@ class DenseHead:
 
     @classmethod
     def load(cls, model_dir: str, config: HeadConfig) -> "DenseHead":
+        quiet.load_tensorflow()
         import keras
 
         return cls(config, keras.saving.load_model(os.path.join(model_dir, cls.file), safe_mode=True))

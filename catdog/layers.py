@@ -13,15 +13,19 @@ CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 AUGMENTATION = {"rotation": 40 / 360, "shift": 0.2, "shear": 0.2, "zoom": 0.2}  # the tutorial's ImageDataGenerator
 
 
-def preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
-    """uint8 RGB -> the float input the weights expect, in numpy (no TensorFlow needed).
+def preprocess(pixels, mode: str):
+    """uint8 RGB tensor -> the float32 input the weights expect, as TensorFlow ops (inside a graph,
+    so a GPU receives uint8, a quarter of the bytes, and the CPU does no float work).
 
-    'vgg16' is keras.applications.vgg16.preprocess_input; 'rescale' is the tutorial's 1/255.
+    'vgg16' is keras.applications.vgg16.preprocess_input; 'rescale' is the tutorial's 1/255. Always
+    float32, whatever the precision policy: the subtraction must not be rounded to 8 bits.
     """
-    x = pixels.astype(np.float32)
+    import tensorflow as tf
+
+    x = tf.cast(pixels, tf.float32)
     if mode == "rescale":
-        return x * np.float32(1.0 / 255.0)
-    return x[..., ::-1] - CAFFE_BGR_MEAN
+        return x * (1.0 / 255.0)
+    return tf.reverse(x, axis=[-1]) - tf.constant(CAFFE_BGR_MEAN)
 
 
 def preprocessing_layer(mode: str):

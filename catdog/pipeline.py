@@ -21,7 +21,7 @@ from typing import Iterator, TypedDict
 
 import numpy as np
 
-from catdog import convbase, e2e, images
+from catdog import convbase, e2e, images, quiet
 from catdog.cluster import Resources
 from catdog.config import DecodeConfig, EmbedConfig, TrainConfig
 from catdog.features import ShardWriter
@@ -135,7 +135,9 @@ def extract_shards(shards: list[Shard], root: Location, decode: DecodeConfig, em
                    weights: bytes, writer: ShardWriter, resources: Resources) -> Iterator[WrittenRow]:
     """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed."""
     import ray
+    import ray.data
 
+    quiet.quiet_ray_data()
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the job draws one images-level bar instead of one per operator
     context.execution_options.preserve_order = False
@@ -186,6 +188,8 @@ def train_worker(loop_config: dict) -> None:
     """Runs on every Ray Train worker: restore from Ray Train's checkpoint, train, report each epoch."""
     import ray
     import ray.train
+
+    quiet.load_tensorflow()
     import tensorflow as tf
 
     config = TrainConfig(**loop_config["config"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import convbase, e2e, layers
+from catdog import convbase, e2e, layers, quiet
 from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
 from catdog.heads import HEADS, DenseHead, LogRegHead
@@ -41,6 +41,7 @@ class PixelModel:
 
     @classmethod
     def load(cls, model_dir: str) -> "PixelModel":
+        quiet.load_tensorflow()
         import keras
 
         layers.shear_layer()  # registers the one custom layer the model holds

@@ -38,10 +38,24 @@ def test_embed_equals_keras_predict_flattened_in_c_order(weights_file):
     np.testing.assert_allclose(got[:, 1 * 1024 + 0 * 512 + 7], maps[:, 1, 0, 7], rtol=1e-4, atol=1e-3)
 
 
-def test_numpy_preprocessing_equals_keras():
+def test_in_graph_preprocessing_equals_keras():
     x = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    np.testing.assert_allclose(preprocess(x, "vgg16"), keras.applications.vgg16.preprocess_input(x.astype(np.float32)), atol=1e-4)
-    np.testing.assert_allclose(preprocess(x, "rescale"), x / 255.0, atol=1e-6)
+    expected = keras.applications.vgg16.preprocess_input(x.astype(np.float32))
+    np.testing.assert_allclose(np.asarray(preprocess(x, "vgg16")), expected, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(preprocess(x, "rescale")), x / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_reduced_precision_stays_close_to_fp32(weights_file, precision):
+    pixels = np.random.default_rng(3).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    weights = convbase.resolve_weights(weights_file, 0, 64).data
+    try:
+        fast = convbase.ConvBase(weights, EmbedConfig(64, precision=precision)).embed(pixels)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    exact = convbase.ConvBase(weights, EmbedConfig(64)).embed(pixels)
+    cosine = (fast * exact).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(exact, axis=1)
+    assert fast.dtype == np.float32 and cosine.min() > 0.99
 
 
 def test_random_weights_follow_the_seed():

@@ -1,0 +1,74 @@
+"""A quiet command by default: the progress bar, the user's warnings and the summary, not the
+libraries' start-up chatter. `catdog --verbose` (CATDOG_VERBOSE=1, inherited by Ray's workers)
+shows everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+VERBOSE_ENV = "CATDOG_VERBOSE"
+# Library messages that say nothing to a catdog user: catdog turns these features off on purpose.
+_DROPPED = ("Progress bars disabled", "Progress bars for operators disabled")
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV) == "1"
+
+
+def set_verbose(on: bool) -> None:
+    os.environ[VERBOSE_ENV] = "1" if on else "0"
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block: TensorFlow's C++ start-up lines (absl's
+    'All log messages before absl::InitializeLog()', 'Could not find cuda drivers', 'failed call to
+    cuInit') are written there by native code, below Python's sys.stderr and TF_CPP_MIN_LOG_LEVEL."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose() else "2")
+    if verbose():
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def load_tensorflow() -> None:
+    """Import TensorFlow and Keras, and let TensorFlow meet the devices, with the native chatter
+    silenced; call before any `import keras` or `import tensorflow` (cheap once done)."""
+    global _loaded
+    if _loaded:
+        return
+    with native_stderr_silenced():
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # where cuInit complains on a machine without a GPU
+    _loaded = True
+
+
+_loaded = False
+
+
+def ray_log_level() -> int:
+    return logging.INFO if verbose() else logging.ERROR
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's console handler: warnings and errors only, without the ones catdog caused on purpose.
+    Its full log stays in the Ray session's logs folder."""
+    if verbose():
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):  # the console; the session file handler keeps all
+            handler.setLevel(logging.WARNING)
+            handler.addFilter(lambda record: not str(record.msg).startswith(_DROPPED))

@@ -96,7 +96,7 @@ def tutorial(root: str) -> dict:
     keras.utils.set_random_seed(0)
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
     image_set = imagefolder.scan(root)
-    total, rate_images, rate_seconds = 0, 0, 0.0
+    total, rate_images, rate_seconds, i0 = 0, 0, 0.0, 0
     for split in sorted(set(image_set.splits)):
         data = keras.utils.image_dataset_from_directory(os.path.join(root, split), image_size=(SIZE, SIZE), batch_size=20,
                                                         label_mode="binary", shuffle=False, verbose=False)
@@ -231,7 +231,7 @@ def main() -> None:
     r["memory_1000"] = run_part("extract", subset(root, 500, f"{work}/small"), "bf16", f"{work}/m1")
     r["memory_8000"] = run_part("extract", replicate(photos, 4, f"{work}/big"), "bf16", f"{work}/m8")
     r["flops_per_image"] = conv_base_flops()
-    rate = lambda k: r[k]["images_per_second"]  # noqa: E731
+    rate = lambda k: r[k]["images_per_second"] or float("nan")  # noqa: E731  (no steady rate under 4 shards)
     # The reference's time for the same photos, against catdog's whole command (process start to exit).
     whole = lambda k, ref: r[k]["images"] / rate(ref) / r[k]["process_seconds"]  # noqa: E731
     r["ratios"] = {"b/a": rate("b_extract_fp32") / rate("a_reference_fp32"),

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -74,24 +75,11 @@ def run(config: ExtractConfig) -> Summary:
     root, out = storage.resolve(config.root), storage.resolve(config.out)
     image_set = imagefolder.scan(root)
     shards = imagefolder.plan_shards(image_set, config.shard_size)
-    weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
-    metadata = features.feature_metadata(config, image_set, weights.identity)
-    compat = features.compat_settings(config, metadata, root)
-    with manifest.locked(out):
-        manifest.prepare(out, compat, config.overwrite)
-        done = features.committed(out)
-        _refuse_foreign_shards(out, done, shards)
-        plan = Run(image_set, shards, [s for s in shards if (s.split, s.name) not in done], weights, metadata)
-        record = {
-            "catdog_version": catdog.__version__,
-            "compat": compat,
-            "features": metadata,
-            "config": dataclasses.asdict(config),
-            "plan": {"images": len(image_set), "shards": len(shards), "digest": imagefolder.plan_digest(shards)},
-            "status": "running",
-        }
-        manifest.write(out, record)
+    with manifest.locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
+        # The weights (TensorFlow's import, building VGG16) and Ray's start each take seconds: overlap them.
+        making_weights = pool.submit(convbase.resolve_weights, config.weights, config.seed, config.image_size)
         with cluster.ray_session(config.address):
+            plan, record = _plan(config, root, out, image_set, shards, making_weights.result())
             startup = time.perf_counter() - started
             began = time.perf_counter()
             progress = _embed_pending(config, root, out, plan) if plan.pending else Progress(0, 0.0, ())
@@ -111,6 +99,27 @@ def run(config: ExtractConfig) -> Summary:
         manifest.write(out, {**record, "status": "complete", "totals": totals})
         manifest.clear_tmp(out)
     return summary
+
+
+def _plan(config: ExtractConfig, root: Location, out: Location, image_set: ImageSet, shards: list[Shard],
+          weights: convbase.Weights) -> tuple[Run, dict]:
+    """Check OUT against this run's settings, find what is already done, and mark OUT as running."""
+    metadata = features.feature_metadata(config, image_set, weights.identity)
+    compat = features.compat_settings(config, metadata, root)
+    manifest.prepare(out, compat, config.overwrite)
+    done = features.committed(out)
+    _refuse_foreign_shards(out, done, shards)
+    plan = Run(image_set, shards, [s for s in shards if (s.split, s.name) not in done], weights, metadata)
+    record = {
+        "catdog_version": catdog.__version__,
+        "compat": compat,
+        "features": metadata,
+        "config": dataclasses.asdict(config),
+        "plan": {"images": len(image_set), "shards": len(shards), "digest": imagefolder.plan_digest(shards)},
+        "status": "running",
+    }
+    manifest.write(out, record)
+    return plan, record
 
 
 def _refuse_foreign_shards(out: Location, done: set, shards: list[Shard]) -> None:

@@ -141,8 +141,7 @@ def _embed_pending(config: ExtractConfig, root: Location, out: Location, plan: R
     """Run the pipeline over the pending shards with a progress bar over images; gather the actors' reports."""
     resources = cluster.plan_resources(config, cluster.cluster_size())
     writer = features.ShardWriter(out, features.feature_schema(plan.metadata), plan.image_set.classes)
-    rows = pipeline.extract_shards(plan.pending, root, config.decode, config.embed, config.dtype, plan.weights.data,
-                                   writer, resources)
+    rows = pipeline.extract_shards(plan.pending, root, config, plan.weights.data, writer, resources)
     total = sum(len(s.paths) for s in plan.pending)
     processed, peaks, first, shards = 0, {}, None, 0
     with tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:

@@ -23,7 +23,7 @@ import numpy as np
 
 from catdog import convbase, e2e, images, quiet
 from catdog.cluster import Resources
-from catdog.config import DecodeConfig, EmbedConfig, TrainConfig
+from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, TrainConfig
 from catdog.features import ShardWriter
 from catdog.imagefolder import Shard
 from catdog.storage import Location
@@ -131,8 +131,8 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
             "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"]}
 
 
-def extract_shards(shards: list[Shard], root: Location, decode: DecodeConfig, embed: EmbedConfig, dtype: str,
-                   weights: bytes, writer: ShardWriter, resources: Resources) -> Iterator[WrittenRow]:
+def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, weights: bytes, writer: ShardWriter,
+                   resources: Resources) -> Iterator[WrittenRow]:
     """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed."""
     import ray
     import ray.data
@@ -145,10 +145,11 @@ def extract_shards(shards: list[Shard], root: Location, decode: DecodeConfig, em
     io_pool = ray.data.TaskPoolStrategy(size=resources.io_tasks)
     pipeline = (
         ray.data.from_items([shard_row(s) for s in shards], override_num_blocks=len(shards))
-        .map(decode_stage, fn_kwargs={"root": root, "config": decode}, num_cpus=resources.io_cpus, compute=io_pool)
+        .map(decode_stage, fn_kwargs={"root": root, "config": config.decode}, num_cpus=resources.io_cpus, compute=io_pool)
         .map(
             Embedder,
-            fn_constructor_kwargs={"weights": ray.put(weights), "config": embed, "dtype": dtype, "cpus": resources.cpus_per_actor},
+            fn_constructor_kwargs={"weights": ray.put(weights), "config": config.embed, "dtype": config.dtype,
+                                   "cpus": resources.cpus_per_actor},
             compute=ray.data.ActorPoolStrategy(size=resources.num_actors),
             num_cpus=resources.cpus_per_actor,
             num_gpus=resources.gpus_per_actor,

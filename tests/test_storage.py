@@ -1,0 +1,31 @@
+"""Locations: resolved once, joined, read, committed by rename and deleted, for paths and URIs alike."""
+
+import os
+
+import pyarrow.fs as pafs
+
+from catdog import storage
+
+
+def test_path_and_file_uri_resolve_to_the_same_place(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.txt").write_bytes(b"hello")
+    by_path = storage.resolve(str(tmp_path))
+    by_uri = storage.resolve(f"file://{tmp_path}")
+    assert by_path.is_local and isinstance(by_uri.fs, pafs.LocalFileSystem)
+    assert by_path.join("a", "x.txt").read_bytes() == by_uri.join("a", "x.txt").read_bytes() == b"hello"
+    assert str(by_uri.join("a")) == f"file://{tmp_path}/a" and by_path.join("a").is_dir()
+    assert storage.resolve(by_path) is by_path
+    assert not by_path.join("nope").exists()
+
+
+def test_write_text_commits_by_rename_and_delete_removes_files_and_folders(tmp_path):
+    out = storage.resolve(str(tmp_path / "out"))
+    storage.write_text(out, "sub/note.txt", "hi")
+    assert (tmp_path / "out" / "sub" / "note.txt").read_text() == "hi"
+    assert os.listdir(tmp_path / "out" / storage.TMP_DIR) == []  # the temporary name was moved away
+    out.join("sub", "note.txt").delete()
+    assert not (tmp_path / "out" / "sub" / "note.txt").exists()
+    out.join("sub").delete()
+    out.join("never-there").delete()  # nothing to delete is not an error
+    assert sorted(os.listdir(tmp_path / "out")) == [storage.TMP_DIR]

@@ -13,6 +13,8 @@ from typing import Callable
 
 import pyarrow.fs as pafs
 
+from catdog.errors import CatdogError
+
 TMP_DIR = "_tmp"
 
 
@@ -62,7 +64,10 @@ def resolve(location: "str | Location") -> Location:
     if isinstance(location, Location):
         return location
     if is_uri(location):
-        fs, path = pafs.FileSystem.from_uri(location)
+        try:
+            fs, path = pafs.FileSystem.from_uri(location)
+        except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise CatdogError(f"cannot open {location}: {str(exc).splitlines()[0]}") from None
         return Location(fs, path, location)
     path = os.path.abspath(os.path.expanduser(location)).replace(os.sep, "/")
     return Location(pafs.LocalFileSystem(), path, location)

@@ -3,8 +3,10 @@
 import os
 
 import pyarrow.fs as pafs
+import pytest
 
-from catdog import storage
+from catdog import cli, storage
+from catdog.errors import CatdogError
 
 
 def test_path_and_file_uri_resolve_to_the_same_place(tmp_path):
@@ -29,3 +31,11 @@ def test_write_text_commits_by_rename_and_delete_removes_files_and_folders(tmp_p
     out.join("sub").delete()
     out.join("never-there").delete()  # nothing to delete is not an error
     assert sorted(os.listdir(tmp_path / "out")) == [storage.TMP_DIR]
+
+
+def test_unknown_uri_scheme_is_one_line_error(capsys):
+    with pytest.raises(CatdogError, match="cannot open foo://bucket/x: Unrecognized filesystem type"):
+        storage.resolve("foo://bucket/x")
+    assert cli.main(["extract", "foo://bucket/photos", "--out", "/tmp/never"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("catdog: error: cannot open foo://bucket/photos") and err.count("\n") == 1

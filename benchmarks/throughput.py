@@ -74,6 +74,34 @@ def decode_time(root: str, n: int) -> dict:
     return {"ms_per_image": (time.process_time() - start) / len(files) * 1000, "images": len(files)}
 
 
+def jpeg_draft(root: str, n: int) -> dict:
+    """Pillow's JPEG draft mode (libjpeg scaling by 1/2, 1/4, 1/8 while decoding) against a full
+    decode: CPU time per photo, and the cosine of the conv base's features (random weights, fp32)."""
+    import dataclasses
+
+    from catdog import convbase, imagefolder, storage
+    from catdog.config import DecodeConfig, EmbedConfig
+    from catdog.images import decode_files
+
+    folder = storage.resolve(root)
+    files = [folder.join(p) for p in imagefolder.scan(folder).paths[:n]]
+    results = {}
+    for size in (150, 64):
+        base = convbase.ConvBase(convbase.resolve_weights("none", 0, size).data, EmbedConfig(size, BATCH))
+        X = {}
+        for draft in (False, True):
+            config = DecodeConfig(size, jpeg_draft=draft)
+            decode_files(files[:10], config)
+            start = time.process_time()
+            pixels = decode_files(files, config).pixels
+            ms = (time.process_time() - start) / len(files) * 1000
+            X[draft] = base.embed(pixels)
+            results[f"{size}_{'draft' if draft else 'full'}_ms"] = ms
+        cos = (X[True] * X[False]).sum(1) / (np.linalg.norm(X[True], axis=1) * np.linalg.norm(X[False], axis=1) + 1e-12)
+        results[f"{size}_cosine_mean"], results[f"{size}_cosine_min"] = float(cos.mean()), float(cos.min())
+    return {**results, "images": len(files)}
+
+
 def catdog_extract(root: str, precision: str, out: str) -> dict:
     """(b), (d) The whole job on local Ray: scan, decode, embed, write Parquet."""
     from catdog import extract
@@ -204,6 +232,7 @@ def main() -> None:
     parser.add_argument("--json", default="benchmarks/results.json")
     parser.add_argument("--table", metavar="RESULTS_JSON", help="only print the table of a saved run")
     parser.add_argument("--part", help=argparse.SUPPRESS)
+    parser.add_argument("--only-draft", action="store_true", help="measure JPEG draft mode alone, into the --json results")
     args = parser.parse_args()
     if args.table:
         with open(args.table) as f:
@@ -211,11 +240,20 @@ def main() -> None:
         return
     if args.part:
         parts = {"reference": lambda r, n, p: reference(r, int(n), p), "extract": catdog_extract, "tutorial": tutorial,
-                 "parquet": parquet_codecs, "cosine": cosine, "decode": lambda r, n: decode_time(r, int(n))}
+                 "parquet": parquet_codecs, "cosine": cosine, "decode": lambda r, n: decode_time(r, int(n)),
+                 "draft": lambda r, n: jpeg_draft(r, int(n))}
         print(json.dumps(parts[args.part](*args.args)))
         return
     if len(args.args) != 1:
         parser.error("give the image folder")
+    if args.only_draft:
+        with open(args.json) as f:
+            r = json.load(f)
+        r["jpeg_draft"] = run_part("draft", os.path.abspath(args.args[0]), "200")
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=2)
+        print(table(r))
+        return
     root = os.path.abspath(args.args[0])
     work = tempfile.mkdtemp(prefix="catdog-bench-")
     photos = subset(root, 1000, f"{work}/photos")  # the train split: 2,000 photos
@@ -228,6 +266,7 @@ def main() -> None:
     r["bf16_cosine"] = run_part("cosine", f"{work}/fp32", f"{work}/bf16")
     r["parquet"] = run_part("parquet", f"{work}/fp32")
     r["decode"] = run_part("decode", photos, "200")
+    r["jpeg_draft"] = run_part("draft", photos, "200")
     r["memory_1000"] = run_part("extract", subset(root, 500, f"{work}/small"), "bf16", f"{work}/m1")
     r["memory_8000"] = run_part("extract", replicate(photos, 4, f"{work}/big"), "bf16", f"{work}/m8")
     r["flops_per_image"] = conv_base_flops()
@@ -285,8 +324,18 @@ def table(r: dict) -> str:
     lines += ["", f"decode + resize to 150x150: {r['decode']['ms_per_image']:.2f} ms of CPU per photo "
               f"(Pillow, one core, {r['decode']['images']} photos)",
               f"catdog.features.load: {r['parquet']['load_mb_s']:.0f} MB/s",
+              *_draft_lines(r.get("jpeg_draft")),
               f"VGG16 conv base at 150x150: {r['flops_per_image'] / 1e9:.2f} GFLOP per image"]
     return "\n".join(lines)
+
+
+def _draft_lines(d: dict | None) -> list[str]:
+    if not d:
+        return []
+    return ["", f"JPEG draft mode ({d['images']} photos)  {'full ms':>8}{'draft ms':>9}{'speed-up':>9}{'cosine mean':>12}{'min':>8}",
+            *[f"{'':<4}{size} px{'':<25}{d[f'{size}_full_ms']:>8.2f}{d[f'{size}_draft_ms']:>9.2f}"
+              f"{d[f'{size}_full_ms'] / d[f'{size}_draft_ms']:>8.2f}x{d[f'{size}_cosine_mean']:>12.5f}{d[f'{size}_cosine_min']:>8.4f}"
+              for size in (150, 64)]]
 
 
 def _machine() -> dict:

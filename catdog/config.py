@@ -32,6 +32,7 @@ class DecodeConfig(_Config):
     image_size: int = 150
     interpolation: str = "bilinear"
     max_pixels: int = PILLOW_MAX_PIXELS
+    jpeg_draft: bool = False  # let libjpeg scale down while decoding (1/2, 1/4, 1/8) when the photo is 2x the size or more
 
     def __post_init__(self) -> None:
         _image_size(self.image_size)
@@ -69,6 +70,7 @@ class ExtractConfig(_Config):
     precision: str = "fp32"
     shard_size: int = 256
     max_pixels: int = PILLOW_MAX_PIXELS
+    jpeg_draft: bool = False
     num_actors: int | None = None  # None: follow the cluster's GPUs (or CPUs)
     gpus_per_actor: float | None = None
     cpus_per_actor: float | None = None
@@ -89,7 +91,7 @@ class ExtractConfig(_Config):
 
     @property
     def decode(self) -> DecodeConfig:
-        return DecodeConfig(self.image_size, self.interpolation, self.max_pixels)
+        return DecodeConfig(self.image_size, self.interpolation, self.max_pixels, self.jpeg_draft)
 
     @property
     def embed(self) -> EmbedConfig:
@@ -132,6 +134,7 @@ class TrainConfig(_Config):
     preprocess: str = "vgg16"
     interpolation: str = "bilinear"
     max_pixels: int = PILLOW_MAX_PIXELS
+    jpeg_draft: bool = False
     fine_tune_from: str | None = None  # e.g. block5_conv1: unfreeze from there after `epochs`
     fine_tune_epochs: int = 10
     fine_tune_learning_rate: float = 1e-5
@@ -147,7 +150,7 @@ class TrainConfig(_Config):
 
     @property
     def decode(self) -> DecodeConfig:
-        return DecodeConfig(self.image_size, self.interpolation, self.max_pixels)
+        return DecodeConfig(self.image_size, self.interpolation, self.max_pixels, self.jpeg_draft)
 
     @property
     def embed(self) -> EmbedConfig:
@@ -160,7 +163,8 @@ class TrainConfig(_Config):
     def extract_config(self) -> ExtractConfig:
         """The extraction settings the same images would have, recorded for `catdog predict`."""
         return ExtractConfig(root=self.root, out=self.out, weights=self.weights, seed=self.seed, image_size=self.image_size,
-                             preprocess=self.preprocess, interpolation=self.interpolation, max_pixels=self.max_pixels)
+                             preprocess=self.preprocess, interpolation=self.interpolation, max_pixels=self.max_pixels,
+                             jpeg_draft=self.jpeg_draft)
 
 
 def _flag(name: str) -> str:

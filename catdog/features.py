@@ -41,6 +41,7 @@ def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identit
         "input_size": [config.image_size, config.image_size, 3],
         "preprocess": config.preprocess,
         "interpolation": config.interpolation,
+        "jpeg_draft": config.jpeg_draft,
         "feature_shape": list(convbase.feature_shape(config.image_size)),
         "feature_dim": convbase.feature_dim(config.image_size),
         "flatten_order": "C",  # numpy reshape(n, -1) of the (n, h, w, c) Keras output

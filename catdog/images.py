@@ -49,6 +49,8 @@ def decode(data: bytes, config: DecodeConfig) -> np.ndarray:
             width, height = img.size
             if width * height > config.max_pixels:
                 raise ImageTooLarge(f"{width}x{height} pixels is over the limit of {config.max_pixels}")
+            if config.jpeg_draft and img.format == "JPEG":
+                img.draft("RGB", (config.image_size, config.image_size))  # DCT-domain scaling, never below the size
             upright = ImageOps.exif_transpose(img)
             size = (config.image_size, config.image_size)
             rgb = to_rgb(upright).resize(size, RESAMPLE[config.interpolation])

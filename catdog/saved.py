@@ -23,7 +23,8 @@ from catdog.heads import HEADS, DenseHead, LogRegHead
 
 HEAD_JSON = "head.json"
 # Feature settings a head depends on: features made any other way mean something else.
-PINNED = ("model", "weights", "input_size", "preprocess", "interpolation", "feature_dim", "flatten_order", "dtype")
+PINNED = ("model", "weights", "input_size", "preprocess", "interpolation", "jpeg_draft", "feature_dim", "flatten_order",
+          "dtype")
 E2E_KIND = "e2e"
 
 
@@ -79,6 +80,7 @@ class SavedModel:
             batch_size=recorded.get("batch_size", defaults.batch_size),
             preprocess=meta["preprocess"],
             interpolation=meta["interpolation"],
+            jpeg_draft=meta.get("jpeg_draft", False),
             dtype=meta["dtype"],
             precision=meta["precision"],
             max_pixels=recorded.get("max_pixels", defaults.max_pixels),

@@ -44,6 +44,10 @@ def test_metadata_and_schema_are_the_contract():
     assert json.loads(schema.metadata[b"catdog"]) == meta
     compat = features.compat_settings(ExtractConfig(root="r", out="o"), meta, storage.resolve("/data/r"))
     assert compat["root"] == "/data/r" and "catdog_version" not in compat and compat["shard_size"] == 256
+    drafted = ExtractConfig(root="r", out="o", jpeg_draft=True)
+    image_set = ImageSet(storage.resolve("r"), "split", ("cats", "dogs"), (), (), ())
+    other = features.compat_settings(drafted, features.feature_metadata(drafted, image_set, meta["weights"]), storage.resolve("/data/r"))
+    assert other["jpeg_draft"] is True and compat["jpeg_draft"] is False  # pinned: a resume must match
 
 
 def test_written_shards_read_back_exactly(tmp_path):

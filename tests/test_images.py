@@ -74,3 +74,16 @@ def test_decode_files_keeps_good_ones_in_order_and_names_each_failure(tmp_path):
     assert [(e.index, e.error) for e in decoded.errors] == [
         (0, "UnidentifiedImageError"), (2, "UnidentifiedImageError"), (3, "FileNotFoundError")]
     assert all(e.message for e in decoded.errors)
+
+
+def test_jpeg_draft_scales_large_jpegs_only_and_stays_close():
+    yy, xx = np.mgrid[0:256, 0:256] / 256
+    waves = [np.sin(2 * np.pi * (f * xx + g * yy)) for f, g in ((1, 2), (2, -1), (3, 1))]
+    smooth = (127.5 + 120 * np.stack(waves, -1)).astype(np.uint8)  # a 256x256 photo-like smooth image
+    jpeg, png = encode(Image.fromarray(smooth), "JPEG", quality=95), encode(Image.fromarray(smooth), "PNG")
+    full, draft = (images.decode(jpeg, DecodeConfig(64, jpeg_draft=d)) for d in (False, True))
+    assert not np.array_equal(full, draft)  # libjpeg really scaled while decoding
+    assert np.abs(full.astype(int) - draft.astype(int)).mean() < 3
+    np.testing.assert_array_equal(images.decode(png, DecodeConfig(64, jpeg_draft=True)), images.decode(png, DecodeConfig(64)))
+    # Under twice the size there is nothing to scale: the same pixels.
+    np.testing.assert_array_equal(images.decode(jpeg, DecodeConfig(150, jpeg_draft=True)), images.decode(jpeg, DecodeConfig(150)))

@@ -77,7 +77,6 @@ def decode_time(root: str, n: int) -> dict:
 def jpeg_draft(root: str, n: int) -> dict:
     """Pillow's JPEG draft mode (libjpeg scaling by 1/2, 1/4, 1/8 while decoding) against a full
     decode: CPU time per photo, and the cosine of the conv base's features (random weights, fp32)."""
-    import dataclasses
 
     from catdog import convbase, imagefolder, storage
     from catdog.config import DecodeConfig, EmbedConfig

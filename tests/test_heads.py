@@ -11,7 +11,6 @@ from PIL import Image
 
 from catdog import demo, extract, features, fit_head, metrics, predict, saved
 from catdog.config import ExtractConfig, HeadConfig
-from catdog.errors import CatdogError
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 

@@ -155,6 +155,12 @@ def load(out: str | Location, split: str | None = None) -> Features:
     return Features(X, y, table.column("path").to_numpy(zero_copy_only=False))
 
 
+def read_paths(out: str | Location, split: str) -> np.ndarray:
+    """The image paths of one split, in the order `load` and `stream` (unshuffled) give the rows."""
+    table = dataset(out).to_table(columns=["path"], filter=pads.field("split") == split)
+    return table.column("path").to_numpy(zero_copy_only=False)
+
+
 def arrays(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
     """The features and label columns as (n, dim) float32 and (n,) int64 arrays."""
     column = table.column("features")

@@ -63,7 +63,7 @@ def _wrong_grid(config: HeadConfig, out: storage.Location, extract_settings: dic
     picks = metrics.most_confidently_wrong(p, y)
     if len(picks) == 0:
         return [], f"no wrong predictions on {split}: no grid of wrong images"
-    paths = features.load(out, split).paths
+    paths = features.read_paths(out, split)  # the paths alone: the features are not read again
     wrong = [{"path": paths[i], "probability": float(p[i]), "label": classes[y[i]]} for i in picks]
     if not extract_settings:
         return wrong, "no manifest.json beside the features: no grid of wrong images"

@@ -65,6 +65,7 @@ def test_written_shards_read_back_exactly(tmp_path):
     errors = features.dataset(out, features.ERRORS_DIR).to_table().to_pylist()
     assert sorted(e["path"] for e in errors) == ["test/c.parquet/bad.jpg", "train/a.parquet/bad.jpg"]
     assert features.splits(out) == ["test", "train"] and features.count_rows(out, "train") == 5
+    assert list(features.read_paths(out, "train")) == list(features.load(out, "train").paths)
     table = pq.read_table(features.shard_path(out, features.FEATURES_DIR, "train", "a.parquet"))
     assert table.column("label_name").to_pylist() == ["cats", "dogs", "dogs"]
     assert features.read_metadata(out)["feature_dim"] == DIM

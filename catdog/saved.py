@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from catdog import convbase, e2e, layers, quiet
-from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, HeadConfig
+from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
 from catdog.heads import HEADS, DenseHead, LogRegHead
 
@@ -90,10 +90,6 @@ class SavedModel:
     @property
     def decode_config(self) -> DecodeConfig:
         return self.extract_config().decode
-
-    @property
-    def embed_config(self) -> EmbedConfig:
-        return self.extract_config().embed
 
     def check(self, metadata: dict) -> None:
         """Refuse features made with other settings than the ones this model learned from."""

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--fine-tune-epochs", type=int, default=t.fine_tune_epochs)
     e2e.add_argument("--fine-tune-learning-rate", type=float, default=t.fine_tune_learning_rate)
     e2e.add_argument("--address", default=None)
+    e2e.add_argument("--shared-fs", action="store_true", help=SHARED_FS_HELP)
     e2e.set_defaults(func=cmd_train_e2e)
 
     demo = commands.add_parser("demo", parents=[common], help="generate a small synthetic folder and extract it on local Ray")
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--image-size", type=int, default=150)
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+SHARED_FS_HELP = ("local ROOT/OUT paths are on a filesystem every node mounts at the same path; without it, "
+                  "tasks reading or writing local paths run on this node")
 
 
 def add_extract_options(p: argparse.ArgumentParser) -> None:
@@ -120,6 +125,7 @@ def add_extract_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-actor", type=float, default=None, help="fractions share a GPU (default 1 when the cluster has GPUs)")
     p.add_argument("--cpus-per-actor", type=float, default=None)
     p.add_argument("--address", default=None, help="Ray address; 'auto' joins a running cluster (default: RAY_ADDRESS, else local Ray)")
+    p.add_argument("--shared-fs", action="store_true", help=SHARED_FS_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an OUT made with other settings")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 

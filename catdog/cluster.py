@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from catdog import quiet
+from catdog import quiet, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 
@@ -22,6 +23,32 @@ class Resources:
     gpus_per_actor: float
     io_cpus: float  # per decode/write task
     io_tasks: int | None  # cap on concurrent decode/write tasks; needed when they reserve no CPU
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The node that tasks reading ROOT (decode) and writing OUT must run on, or None for anywhere.
+
+    A local path means the driver's disk; on a multi-node cluster a task elsewhere would read
+    another machine's disk, or scatter shards over several. URIs and shared filesystems are the
+    same from every node.
+    """
+
+    decode_node: str | None
+    write_node: str | None
+
+
+def placement(root_is_local: bool, out_is_local: bool, shared_fs: bool) -> Placement:
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    return Placement(here if root_is_local and not shared_fs else None, here if out_is_local and not shared_fs else None)
+
+
+def node_count() -> int:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
 
 
 @dataclass(frozen=True)
@@ -68,13 +95,24 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     try:
-        ray.init(address=address, logging_level=quiet.ray_log_level(), include_dashboard=False, log_to_driver=True)
+        ray.init(address=address, logging_level=quiet.ray_log_level(), include_dashboard=False, log_to_driver=True,
+                 runtime_env=worker_runtime_env())
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise CatdogError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def worker_runtime_env() -> dict | None:
+    """The object-store settings of this process for every worker of the job: a cluster's workers
+    were started with their own environment. Under `ray job submit` the job's own runtime env
+    already reaches them (and Ray refuses a variable named twice)."""
+    env = storage.credentials_env()
+    if not env or "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        return None
+    return {"env_vars": env}
 
 
 def check_address(address: str | None) -> None:

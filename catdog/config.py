@@ -75,6 +75,7 @@ class ExtractConfig(_Config):
     gpus_per_actor: float | None = None
     cpus_per_actor: float | None = None
     address: str | None = None  # None: RAY_ADDRESS if set, else an embedded local Ray
+    shared_fs: bool = False  # local paths are the same on every node (NFS, ...): tasks may run anywhere
     overwrite: bool = False
     progress: bool = True
 
@@ -140,6 +141,7 @@ class TrainConfig(_Config):
     fine_tune_learning_rate: float = 1e-5
     max_failures: int = 3
     address: str | None = None
+    shared_fs: bool = False
 
     def __post_init__(self) -> None:
         _ = self.decode, self.embed  # building both validates them

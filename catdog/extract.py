@@ -67,6 +67,7 @@ class Progress:
     processed: int
     steady_images_per_second: float
     embedders: tuple[dict, ...]
+    writers: dict[str, str]  # "split/name" of each shard written -> the Ray node that wrote it
 
 
 def run(config: ExtractConfig) -> Summary:
@@ -82,7 +83,7 @@ def run(config: ExtractConfig) -> Summary:
             plan, record = _plan(config, root, out, image_set, shards, making_weights.result())
             startup = time.perf_counter() - started
             began = time.perf_counter()
-            progress = _embed_pending(config, root, out, plan) if plan.pending else Progress(0, 0.0, ())
+            progress = _embed_pending(config, root, out, plan) if plan.pending else Progress(0, 0.0, (), {})
             seconds = time.perf_counter() - began
         summary = Summary(
             out=config.out,
@@ -96,7 +97,8 @@ def run(config: ExtractConfig) -> Summary:
             startup_seconds=startup,
         )
         totals = {"images": summary.images, "errors": summary.errors, "shards": len(shards), "actors": list(progress.embedders)}
-        manifest.write(out, {**record, "status": "complete", "totals": totals})
+        written = _writers(out, shards, {**record["written_by"], **progress.writers})
+        manifest.write(out, {**record, "status": "complete", "totals": totals, "written_by": written})
         manifest.clear_tmp(out)
     return summary
 
@@ -109,6 +111,7 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
     manifest.prepare(out, compat, config.overwrite)
     done = features.committed(out)
     _refuse_foreign_shards(out, done, shards)
+    earlier = (manifest.read(out) or {}).get("written_by", {})
     plan = Run(image_set, shards, [s for s in shards if (s.split, s.name) not in done], weights, metadata)
     record = {
         "catdog_version": catdog.__version__,
@@ -117,6 +120,7 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
         "config": dataclasses.asdict(config),
         "plan": {"images": len(image_set), "shards": len(shards), "digest": imagefolder.plan_digest(shards)},
         "status": "running",
+        "written_by": {k: v for k, v in earlier.items() if tuple(k.split("/", 1)) in done},
     }
     manifest.write(out, record)
     return plan, record
@@ -133,6 +137,14 @@ def _refuse_foreign_shards(out: Location, done: set, shards: list[Shard]) -> Non
         )
 
 
+def _writers(out: Location, shards: list[Shard], known: dict[str, str]) -> dict[str, str]:
+    """Which node wrote each shard: this run's and earlier runs' records, and for shards an
+    interrupted run committed without recording them, the node their file names."""
+    done = features.committed(out)
+    keys = {f"{s.split}/{s.name}": (s.split, s.name) for s in shards if (s.split, s.name) in done}
+    return {key: known.get(key) or features.written_by(out, *where) for key, where in sorted(keys.items())}
+
+
 def _count(out: Location, kind: str) -> int:
     return features.dataset(out, kind).count_rows() if features.committed(out, kind) else 0
 
@@ -141,9 +153,10 @@ def _embed_pending(config: ExtractConfig, root: Location, out: Location, plan: R
     """Run the pipeline over the pending shards with a progress bar over images; gather the actors' reports."""
     resources = cluster.plan_resources(config, cluster.cluster_size())
     writer = features.ShardWriter(out, features.feature_schema(plan.metadata), plan.image_set.classes)
-    rows = pipeline.extract_shards(plan.pending, root, config, plan.weights.data, writer, resources)
+    where = cluster.placement(root.is_local, out.is_local, config.shared_fs)
+    rows = pipeline.extract_shards(plan.pending, root, config, plan.weights.data, writer, resources, where)
     total = sum(len(s.paths) for s in plan.pending)
-    processed, peaks, first, shards = 0, {}, None, 0
+    processed, peaks, first, shards, writers = 0, {}, None, 0, {}
     with tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
         for row in rows:
             count = int(row["rows"]) + int(row["errors"])
@@ -151,9 +164,10 @@ def _embed_pending(config: ExtractConfig, root: Location, out: Location, plan: R
             rss, uss = peaks.get(row["embedder"], (0, 0))
             peaks[row["embedder"]] = (max(rss, int(row["embedder_rss"])), max(uss, int(row["embedder_uss"])))
             bar.update(count)
+            writers[f"{row['split']}/{row['name']}"] = row["node"]
             shards += 1
             first = first or (time.perf_counter(), processed)
     steady_seconds = time.perf_counter() - first[0]
     steady = (processed - first[1]) / steady_seconds if shards >= STEADY_MIN_SHARDS and steady_seconds > 0 else 0.0
     embedders = tuple({**json.loads(e), "max_rss": rss, "max_uss": uss} for e, (rss, uss) in sorted(peaks.items()))
-    return Progress(processed, steady, embedders)
+    return Progress(processed, steady, embedders, writers)

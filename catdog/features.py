@@ -28,6 +28,7 @@ from catdog.storage import Location
 FEATURES_DIR = "features"
 ERRORS_DIR = "errors"
 METADATA_KEY = b"catdog"
+WRITTEN_BY_KEY = b"catdog_written_by"  # per file: the Ray node that wrote it (not part of the schema contract)
 COMPRESSION = "zstd"
 ARROW_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 ERROR_SCHEMA = pa.schema([("path", pa.string()), ("error", pa.string()), ("message", pa.string())])
@@ -88,7 +89,7 @@ class ShardWriter:
     classes: tuple[str, ...]
 
     def write(self, split: str, name: str, paths: list[str], labels: np.ndarray, features: np.ndarray,
-              errors: list[tuple[str, str, str]]) -> int:
+              errors: list[tuple[str, str, str]], written_by: str = "") -> int:
         """`features` is (n, dim) in the stored dtype; `errors` holds (path, error, message) rows."""
         if errors:
             table = pa.table([pa.array(list(column), pa.string()) for column in zip(*errors)], schema=ERROR_SCHEMA)
@@ -104,6 +105,7 @@ class ShardWriter:
             ],
             schema=self.schema,
         )
+        table = table.replace_schema_metadata({**self.schema.metadata, WRITTEN_BY_KEY: written_by})
         self._commit(shard_path(self.out, FEATURES_DIR, split, name), table)
         return table.num_rows
 
@@ -209,6 +211,13 @@ def count_rows(out: str | Location, split: str) -> int:
 
 def splits(out: str | Location) -> list[str]:
     return sorted({split for split, _ in committed(out)})
+
+
+def written_by(out: str | Location, split: str, name: str) -> str:
+    """The node recorded in one committed features file (its footer alone is read)."""
+    out = storage.resolve(out)
+    schema = pq.read_schema(shard_path(out, FEATURES_DIR, split, name), filesystem=out.fs)
+    return (schema.metadata or {}).get(WRITTEN_BY_KEY, b"").decode()
 
 
 def read_metadata(out: str | Location) -> dict:

@@ -28,8 +28,6 @@ def run(config: TrainConfig) -> dict:
 
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
-    if not out.is_local:
-        raise CatdogError(f"train-e2e writes its run to a local or shared folder, not {config.out}")
     image_set = imagefolder.scan(root)
     rows = {s: [{"path": p, "label": y} for p, y, t in zip(image_set.paths, image_set.labels, image_set.splits) if t == s]
             for s in ("train", "validation")}
@@ -37,28 +35,32 @@ def run(config: TrainConfig) -> dict:
         raise CatdogError("train-e2e needs ROOT/train/CLASS/* and ROOT/validation/CLASS/* with two classes")
     weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
     with cluster.ray_session(config.address):
+        if out.is_local and not config.shared_fs and cluster.node_count() > 1:
+            raise CatdogError(f"on a cluster of {cluster.node_count()} nodes every worker writes checkpoints to --out: "
+                              "give a URI (s3://...) or a folder all nodes share (and --shared-fs)")
+        placement = cluster.placement(root.is_local, out.is_local, config.shared_fs)
         trainer = TensorflowTrainer(
             pipeline.train_worker,
             train_loop_config={"config": asdict(config), "weights": ray.put(weights.data)},
             scaling_config=ray.train.ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
             run_config=ray.train.RunConfig(
-                name=RUN_NAME, storage_path=out.path,
+                # On a URI the checkpoints live in the bucket: any node can resume the run.
+                name=RUN_NAME, storage_path=out.path, storage_filesystem=None if out.is_local else out.fs,
                 failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             ),
-            datasets=pipeline.e2e_datasets(rows, root, config.decode),
+            datasets=pipeline.e2e_datasets(rows, root, config.decode, placement),
         )
         result = trainer.fit()
-    model_dir = os.path.join(out.path, "model")
-    with result.checkpoint.as_directory() as folder:
+    model_folder = out.join("model")
+    with result.checkpoint.as_directory() as folder, storage.writable_folder(model_folder) as model_dir:
         with open(os.path.join(folder, e2e.STATE)) as f:
             state = json.load(f)
-        os.makedirs(model_dir, exist_ok=True)
         shutil.copy(os.path.join(folder, e2e.MODEL_FILE), os.path.join(model_dir, saved.PixelModel.file))
-    extract_config = config.extract_config()
-    metadata = features.feature_metadata(extract_config, image_set, weights.identity)
-    saved.write_info(model_dir, saved.E2E_KIND, asdict(config), metadata, asdict(extract_config))
-    history = {**state["history"], "epoch": list(range(1, state["epoch"] + 1)), "x": "epoch"}
-    figures.plot_curves(history, os.path.join(model_dir, "curves.png"), "end-to-end")
-    return {"epochs": state["epoch"], "history": state["history"], "starts": state["starts"], "model_dir": model_dir,
+        extract_config = config.extract_config()
+        metadata = features.feature_metadata(extract_config, image_set, weights.identity)
+        saved.write_info(model_dir, saved.E2E_KIND, asdict(config), metadata, asdict(extract_config))
+        history = {**state["history"], "epoch": list(range(1, state["epoch"] + 1)), "x": "epoch"}
+        figures.plot_curves(history, os.path.join(model_dir, "curves.png"), "end-to-end")
+    return {"epochs": state["epoch"], "history": state["history"], "starts": state["starts"], "model_dir": str(model_folder),
             "unreadable": state["unreadable"], "checkpoint": result.checkpoint.path}

@@ -19,7 +19,13 @@ REPORT = "report.json"
 
 
 def run(config: HeadConfig) -> dict:
-    out = storage.resolve(config.features)
+    """Fit, evaluate and write the model folder (a local path or a URI, written locally first)."""
+    out, model_folder = storage.resolve(config.features), storage.resolve(config.model_dir)
+    with storage.writable_folder(model_folder) as model_dir:
+        return _fit(config, out, model_dir)
+
+
+def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> dict:
     data = FeatureSplits(out, config.max_memory)
     notes = []
     if "train" not in data.splits:
@@ -39,25 +45,24 @@ def run(config: HeadConfig) -> dict:
             results[split] = (p, y)
     by_split = {s: metrics.metrics(p, y) for s, (p, y) in results.items()}
     extract_settings = (manifest.read(out) or {}).get("config")
-    os.makedirs(config.model_dir, exist_ok=True)
-    head.save(config.model_dir)
-    saved.write_info(config.model_dir, head.kind, asdict(config), data.metadata, extract_settings)
+    head.save(model_dir)
+    saved.write_info(model_dir, head.kind, asdict(config), data.metadata, extract_settings)
     title = f"{config.model} head"
     classes = data.metadata.get("classes") or ["0", "1"]
-    figures.plot_curves(history, os.path.join(config.model_dir, "curves.png"), title)
+    figures.plot_curves(history, os.path.join(model_dir, "curves.png"), title)
     last = "test" if "test" in results else list(results)[-1]
-    figures.plot_confusion(by_split[last]["confusion_matrix"], classes, os.path.join(config.model_dir, "confusion.png"),
+    figures.plot_confusion(by_split[last]["confusion_matrix"], classes, os.path.join(model_dir, "confusion.png"),
                            f"{title}, {last}")
-    wrong, note = _wrong_grid(config, out, extract_settings, last, *results[last], classes)
+    wrong, note = _wrong_grid(model_dir, out, extract_settings, last, *results[last], classes)
     notes += [note] if note else []
     summary = {"model": config.model, "streaming": data.streaming, "chosen": history["chosen"], "splits": by_split,
                "history": {k: v for k, v in history.items() if k != "chosen"}, "wrong": wrong, "notes": notes}
-    with open(os.path.join(config.model_dir, REPORT), "w") as f:
+    with open(os.path.join(model_dir, REPORT), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
 
 
-def _wrong_grid(config: HeadConfig, out: storage.Location, extract_settings: dict | None, split: str,
+def _wrong_grid(model_dir: str, out: storage.Location, extract_settings: dict | None, split: str,
                 p: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[list[dict], str | None]:
     """wrong.png: the most confidently wrong images of `split`, decoded as extraction decoded them."""
     picks = metrics.most_confidently_wrong(p, y)
@@ -77,6 +82,6 @@ def _wrong_grid(config: HeadConfig, out: storage.Location, extract_settings: dic
         return wrong, f"images under {root} not readable here: no grid of wrong images"
     shown = [wrong[i] for i in decoded.ok]
     captions = [f"{os.path.basename(w['path'])}\np({classes[-1]})={w['probability']:.3f}, true {w['label']}" for w in shown]
-    figures.plot_wrong(list(decoded.pixels), captions, os.path.join(config.model_dir, "wrong.png"),
+    figures.plot_wrong(list(decoded.pixels), captions, os.path.join(model_dir, "wrong.png"),
                        f"most confidently wrong, {split}")
     return wrong, None

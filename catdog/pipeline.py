@@ -22,7 +22,7 @@ from typing import Iterator, TypedDict
 import numpy as np
 
 from catdog import convbase, e2e, images, quiet
-from catdog.cluster import Resources
+from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, TrainConfig
 from catdog.features import ShardWriter
 from catdog.imagefolder import Shard
@@ -32,6 +32,7 @@ from catdog.storage import Location
 # everything small); generous, since an autoscaler may first have to start GPU nodes.
 ACTOR_START_TIMEOUT_S = 1800
 E2E_DECODE_BATCH = 64
+NODE_ID_LABEL = "ray.io/node-id"
 
 
 class ShardRow(TypedDict):
@@ -65,6 +66,7 @@ class EmbeddedRow(TypedDict):
 class WrittenRow(TypedDict):
     split: str
     name: str
+    node: str  # the Ray node that wrote the shard
     rows: int
     errors: int
     embedder: str
@@ -126,13 +128,25 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
     dtype = writer.schema.field("features").type.value_type.to_pandas_dtype()
     errors = list(zip(row["error_paths"], row["error_types"], row["error_messages"]))
     features = np.frombuffer(row["features"], dtype=dtype).reshape(-1, dim)
-    rows = writer.write(row["split"], row["name"], list(row["paths"]), np.asarray(row["labels"]), features, errors)
-    return {"split": row["split"], "name": row["name"], "rows": rows, "errors": len(errors),
+    node = _node_id()
+    rows = writer.write(row["split"], row["name"], list(row["paths"]), np.asarray(row["labels"]), features, errors, node)
+    return {"split": row["split"], "name": row["name"], "node": node, "rows": rows, "errors": len(errors),
             "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"]}
 
 
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
+def _on_node(node: str | None) -> dict:
+    """Ray arguments that keep a task on one node (every node carries its id as a label), or none."""
+    return {} if node is None else {"label_selector": {NODE_ID_LABEL: node}}
+
+
 def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, weights: bytes, writer: ShardWriter,
-                   resources: Resources) -> Iterator[WrittenRow]:
+                   resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
     """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed."""
     import ray
     import ray.data
@@ -145,7 +159,8 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     io_pool = ray.data.TaskPoolStrategy(size=resources.io_tasks)
     pipeline = (
         ray.data.from_items([shard_row(s) for s in shards], override_num_blocks=len(shards))
-        .map(decode_stage, fn_kwargs={"root": root, "config": config.decode}, num_cpus=resources.io_cpus, compute=io_pool)
+        .map(decode_stage, fn_kwargs={"root": root, "config": config.decode}, num_cpus=resources.io_cpus, compute=io_pool,
+             **_on_node(placement.decode_node))
         .map(
             Embedder,
             fn_constructor_kwargs={"weights": ray.put(weights), "config": config.embed, "dtype": config.dtype,
@@ -154,7 +169,8 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
             num_cpus=resources.cpus_per_actor,
             num_gpus=resources.gpus_per_actor,
         )
-        .map(write_stage, fn_kwargs={"writer": writer}, num_cpus=resources.io_cpus, compute=io_pool)
+        .map(write_stage, fn_kwargs={"writer": writer}, num_cpus=resources.io_cpus, compute=io_pool,
+             **_on_node(placement.write_node))
     )
     yield from pipeline.iter_rows()
 
@@ -175,13 +191,13 @@ def e2e_decode_stage(batch: dict, *, root: Location, config: DecodeConfig) -> di
     return {"image": pixels, "label": np.asarray(batch["label"], np.float32), "ok": ok}
 
 
-def e2e_datasets(rows: dict[str, list[dict]], root: Location, config: DecodeConfig) -> dict:
+def e2e_datasets(rows: dict[str, list[dict]], root: Location, config: DecodeConfig, placement: Placement) -> dict:
     import ray
 
     # Workers hold the CPUs; decoding shares them unreserved, a few tasks at a time.
     return {split: ray.data.from_items(r).map_batches(
                 e2e_decode_stage, fn_kwargs={"root": root, "config": config}, batch_size=E2E_DECODE_BATCH,
-                num_cpus=0, compute=ray.data.TaskPoolStrategy(size=2))
+                num_cpus=0, compute=ray.data.TaskPoolStrategy(size=2), **_on_node(placement.decode_node))
             for split, r in rows.items()}
 
 

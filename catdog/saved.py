@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import convbase, e2e, layers, quiet
+from catdog import convbase, e2e, layers, quiet, storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
 from catdog.heads import HEADS, DenseHead, LogRegHead
@@ -115,12 +115,14 @@ def write_info(model_dir: str, kind: str, settings: dict, feature_metadata: dict
         json.dump(info, f, indent=2, sort_keys=True)
 
 
-def load(model_dir: str) -> SavedModel:
-    path = os.path.join(model_dir, HEAD_JSON)
-    if not os.path.isfile(path):
-        raise CatdogError(f"{model_dir} is not a catdog model folder (no {HEAD_JSON})")
-    with open(path) as f:
-        info = json.load(f)
-    if info["kind"] == E2E_KIND:
-        return SavedModel(PixelModel.load(model_dir), info)
-    return SavedModel(HEADS[info["kind"]].load(model_dir, HeadConfig(**info["head"])), info)
+def load(model_dir: "str | storage.Location") -> SavedModel:
+    """A model folder on a local path or a URI (downloaded first: the models load from files)."""
+    folder = storage.resolve(model_dir)
+    if not folder.join(HEAD_JSON).exists():
+        raise CatdogError(f"{folder} is not a catdog model folder (no {HEAD_JSON})")
+    with storage.readable_folder(folder) as local:
+        with open(os.path.join(local, HEAD_JSON)) as f:
+            info = json.load(f)
+        if info["kind"] == E2E_KIND:
+            return SavedModel(PixelModel.load(local), info)
+        return SavedModel(HEADS[info["kind"]].load(local, HeadConfig(**info["head"])), info)

@@ -1,21 +1,33 @@
 """Local paths and filesystem URIs (s3://, gs://, ...) behind one pyarrow FileSystem interface.
 
 A location is resolved once, where the user names it, and passed down as a `Location`: pyarrow
-filesystems pickle, so the same object reaches Ray tasks on other nodes.
+filesystems pickle, so the same object reaches Ray tasks on other nodes. Object stores are
+configured the AWS way (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, profiles, instance roles, ...) or by
+pyarrow's URI query (`s3://bucket/path?endpoint_override=host:port&scheme=http`); a pickled
+filesystem carries the endpoint but never the credentials, which each worker finds in its own
+environment (`credentials_env` is what the driver hands to Ray's workers).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import pyarrow.fs as pafs
 
 from catdog.errors import CatdogError
 
 TMP_DIR = "_tmp"
+# What a worker needs to reach the same object store as the driver (never printed or recorded).
+CREDENTIAL_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                        "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE",
+                        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE", "GOOGLE_APPLICATION_CREDENTIALS")
+OBJECT_STORES = tuple(getattr(pafs, name) for name in ("S3FileSystem", "GcsFileSystem") if hasattr(pafs, name))
 
 
 def is_uri(location: str) -> bool:
@@ -39,6 +51,11 @@ class Location:
     @property
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def is_object_store(self) -> bool:
+        """Objects appear whole or not at all on a PUT, and there is no rename."""
+        return isinstance(self.fs, OBJECT_STORES)
 
     def exists(self) -> bool:
         return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
@@ -68,9 +85,45 @@ def resolve(location: "str | Location") -> Location:
             fs, path = pafs.FileSystem.from_uri(location)
         except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise CatdogError(f"cannot open {location}: {str(exc).splitlines()[0]}") from None
-        return Location(fs, path, location)
+        resolved = Location(fs, path, location)
+        if resolved.is_object_store:
+            _check_bucket(resolved)
+        return resolved
     path = os.path.abspath(os.path.expanduser(location)).replace(os.sep, "/")
     return Location(pafs.LocalFileSystem(), path, location)
+
+
+def _check_bucket(location: Location) -> None:
+    """One request up front, so wrong credentials, an unreachable endpoint or a missing bucket are
+    a one-line error before any work (some stores, SeaweedFS among them, create buckets on a PUT)."""
+    bucket = location.path.split("/", 1)[0]
+    try:
+        info = location.fs.get_file_info(bucket)
+    except OSError as exc:
+        raise CatdogError(f"cannot reach {location}: {store_error(exc)}") from None
+    if info.type == pafs.FileType.NotFound:
+        raise CatdogError(f"bucket {bucket!r} not found ({location})")
+
+
+STORE_HINTS = {
+    "ACCESS_DENIED": "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the instance role)",
+    "NETWORK_CONNECTION": "check the endpoint (AWS_ENDPOINT_URL or ?endpoint_override=host:port&scheme=http)",
+}
+
+
+def store_error(exc: OSError) -> str:
+    """The useful part of an object store's error: the AWS/GCS code and its detail, on one line."""
+    text = " ".join(str(exc).split())
+    for marker in ("AWS Error ", "GCS Error "):
+        if marker in text:
+            text = text[text.index(marker):]
+    hint = next((h for code, h in STORE_HINTS.items() if code in text), None)
+    return f"{text} ({hint})" if hint else text
+
+
+def credentials_env() -> dict[str, str]:
+    """The object-store settings in this process's environment, to hand to Ray's workers."""
+    return {k: os.environ[k] for k in CREDENTIAL_VARIABLES if os.environ.get(k)}
 
 
 def join(*parts: str) -> str:
@@ -78,10 +131,15 @@ def join(*parts: str) -> str:
 
 
 def commit(out: Location, final: str, write: Callable[[str], None]) -> None:
-    """Write through `write(tmp_path)` under a temporary name in OUT/_tmp, then rename onto `final`.
+    """Make `final` appear whole or not at all, written through `write(path)`.
 
-    Readers only ever list final names, so a crash mid-write leaves nothing half-written in view.
+    On a filesystem: under a temporary name in OUT/_tmp, then renamed onto `final`, so a crash
+    mid-write leaves nothing half-written in view. On an object store a PUT (multipart included)
+    is already atomic, and a rename would be a copy plus a delete: the object is written in place.
     """
+    if out.is_object_store:
+        write(final)
+        return
     fs = out.fs
     tmp_dir = join(out.path, TMP_DIR)
     fs.create_dir(tmp_dir, recursive=True)
@@ -97,3 +155,39 @@ def write_text(out: Location, name: str, text: str) -> None:
             stream.write(text.encode())
 
     commit(out, join(out.path, name), write)
+
+
+@contextmanager
+def writable_folder(folder: Location) -> Iterator[str]:
+    """A local folder to write into; on a remote location its contents are uploaded at the end."""
+    if folder.is_local:
+        existed = os.path.isdir(folder.path)
+        os.makedirs(folder.path, exist_ok=True)
+        try:
+            yield folder.path
+        except BaseException:
+            if not existed and not os.listdir(folder.path):
+                os.rmdir(folder.path)  # a failed job leaves no empty folder behind
+            raise
+        return
+    staging = tempfile.mkdtemp(prefix="catdog-")
+    try:
+        yield staging
+        pafs.copy_files(staging, folder.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=folder.fs)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def readable_folder(folder: Location) -> Iterator[str]:
+    """A local folder with the contents of `folder` (downloaded first when it is remote)."""
+    if folder.is_local:
+        yield folder.path
+        return
+    staging = tempfile.mkdtemp(prefix="catdog-")
+    try:
+        if folder.is_dir():
+            pafs.copy_files(folder.path, staging, source_filesystem=folder.fs, destination_filesystem=pafs.LocalFileSystem())
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -16,13 +16,36 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One embedded Ray for the in-process tests; the library reuses it instead of starting its own."""
+def ray_local(s3_server):
+    """One embedded Ray for the in-process tests; the library reuses it instead of starting its own.
+    Its workers can reach the test S3 server, as `catdog.cluster.ray_session` would arrange."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", runtime_env={"env_vars": s3_server.env})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (SeaweedFS) on loopback for the whole session."""
+    from tests import s3server
+
+    server = s3server.start(str(tmp_path_factory.mktemp("seaweedfs")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, request):
+    """The server, with this process configured the AWS way, and a prefix of its own for this test:
+    `s3.prefix` is BUCKET/TEST-NAME (one bucket per session: each bucket costs the server volumes)."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    if not getattr(s3_server, "bucket", None):
+        s3_server.bucket = s3_server.make_bucket("catdog-tests")
+    s3_server.prefix = f"{s3_server.bucket}/" + "".join(c if c.isalnum() else "-" for c in request.node.name)
+    return s3_server
 
 
 @pytest.fixture(scope="session")

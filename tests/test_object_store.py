@@ -1,0 +1,196 @@
+"""catdog on a real S3-compatible server (SeaweedFS on loopback, started by the tests): every
+command on URIs, exactly once under kills, the lock object, and bad input as one-line errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from catdog import cli, cluster, demo, extract, features, fit_head, images, manifest, predict, storage
+from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
+from catdog.errors import CatdogError
+from tests.conftest import random_pixels, save_image
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("s3photos") / "images"
+    demo.make_demo_folder(str(root), per_class=8, size=40)
+    (root / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
+    return root
+
+
+def test_files_are_written_in_place_and_folders_round_trip(s3, tmp_path):
+    out = storage.resolve(f"s3://{s3.prefix}/out")
+    storage.write_text(out, "sub/note.txt", "hi")
+    assert out.join("sub", "note.txt").read_bytes() == b"hi"
+    assert s3.keys(s3.prefix) == ["out/sub/note.txt"]  # no temporary object, no copy: a PUT is atomic
+    with storage.writable_folder(out.join("model")) as local:
+        open(os.path.join(local, "a.json"), "w").write("{}")
+        os.makedirs(os.path.join(local, "deep"))
+        open(os.path.join(local, "deep", "b.bin"), "wb").write(b"\x00" * 1000)
+    assert s3.keys(f"{s3.prefix}/out/model") == ["a.json", "deep/b.bin"]
+    with storage.readable_folder(out.join("model")) as local:
+        assert open(os.path.join(local, "deep", "b.bin"), "rb").read() == b"\x00" * 1000
+
+
+def test_decode_reads_objects_as_it_reads_files(s3, tmp_path):
+    for i in range(20):
+        save_image(tmp_path / "img" / f"{i:02d}.png", random_pixels(i))
+    uri = s3.upload(tmp_path / "img", f"{s3.prefix}/img")
+    names = [f"{i:02d}.png" for i in range(20)] + ["missing.png"]
+    config = DecodeConfig(image_size=32)
+    remote = images.decode_files([storage.resolve(uri).join(n) for n in names], config)
+    local = images.decode_files([storage.resolve(str(tmp_path / "img")).join(n) for n in names], config)
+    np.testing.assert_array_equal(remote.pixels, local.pixels)
+    assert remote.ok == tuple(range(20)) and [e.index for e in remote.errors] == [20]
+    assert remote.errors[0].error == "FileNotFoundError"
+
+
+def test_bad_object_store_input_is_one_line_and_writes_nothing(s3, photos, capsys, monkeypatch):
+    root = s3.upload(photos, f"{s3.prefix}/photos")
+    cases = {
+        ("extract", root, "--out", "s3://no-such-bucket/x"): "bucket 'no-such-bucket' not found",
+        ("extract", f"s3://{s3.prefix}/nothing-here", "--out", f"s3://{s3.prefix}/o1"): "input folder not found",
+        ("head", f"s3://{s3.prefix}/none", "--model-dir", f"s3://{s3.prefix}/m"): "no features under",
+        ("predict", f"s3://{s3.prefix}/none", root): "is not a catdog model folder",
+    }
+    for argv, message in cases.items():
+        assert cli.main(list(argv)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (argv, err)
+    s3.filesystem().create_dir(f"{s3.prefix}/empty/sub")
+    s3.filesystem().open_output_stream(f"{s3.prefix}/empty/sub/readme.txt").close()
+    assert cli.main(["extract", f"s3://{s3.prefix}/empty", "--out", f"s3://{s3.prefix}/o3"]) == 2
+    assert "no images under" in capsys.readouterr().err
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    assert cli.main(["extract", root, "--out", f"s3://{s3.prefix}/o4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ACCESS_DENIED" in err and "check the credentials" in err
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    assert cli.main(["extract", root, "--out", f"s3://{s3.prefix}/o5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "NETWORK_CONNECTION" in err and "check the endpoint" in err
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
+    assert [k for k in s3.keys(s3.prefix) if not k.startswith(("photos/", "empty/"))] == []
+
+
+def test_lock_object_refuses_a_second_job_and_a_stale_one_is_taken_over(s3, monkeypatch):
+    out = storage.resolve(f"s3://{s3.prefix}/out")
+    monkeypatch.setattr(manifest, "SETTLE_S", 0.1)
+    with manifest.locked(out):
+        held = json.loads(out.join(manifest.LOCK).read_bytes())
+        assert held["pid"] == os.getpid() and time.time() - held["heartbeat"] < 60
+        with pytest.raises(CatdogError, match="another catdog job is writing to s3://"):
+            with manifest.locked(out):
+                pass
+    assert not out.join(manifest.LOCK).exists()  # released
+    stale = {"owner": "dead", "host": "elsewhere", "pid": 1, "heartbeat": time.time() - manifest.STALE_S - 1}
+    storage.write_text(out, manifest.LOCK, json.dumps(stale))
+    with manifest.locked(out):
+        assert json.loads(out.join(manifest.LOCK).read_bytes())["owner"] != "dead"
+    fresh_elsewhere = {**stale, "heartbeat": time.time()}
+    storage.write_text(out, manifest.LOCK, json.dumps(fresh_elsewhere))
+    with pytest.raises(CatdogError, match="held|another catdog job"):
+        with manifest.locked(out):
+            pass
+    out.join(manifest.LOCK).delete()
+    assert s3.keys(s3.prefix) == []
+
+
+def test_workers_get_the_store_settings_but_not_twice_under_a_job(monkeypatch):
+    for key in storage.CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert cluster.worker_runtime_env() is None
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://h:1")
+    monkeypatch.setenv("UNRELATED", "x")
+    assert cluster.worker_runtime_env() == {"env_vars": {"AWS_ACCESS_KEY_ID": "k", "AWS_ENDPOINT_URL": "http://h:1"}}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")  # inside `ray job submit`: the job's env reaches workers
+    assert cluster.worker_runtime_env() is None
+
+
+def _embedder_pids() -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"Embedder" in open(f"/proc/{pid}/cmdline", "rb").read():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.slow
+def test_killed_s3_job_resumes_to_exactly_once_and_matches_a_local_run(s3, ray_local, tmp_path):
+    root_dir = tmp_path / "many"
+    demo.make_demo_folder(str(root_dir), per_class=30, size=40, splits={"train": 1.0})
+    root, out = s3.upload(root_dir, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
+    command = [sys.executable, "-m", "catdog.cli", "extract", root, "--out", out, "--weights", "none",
+               "--image-size", "32", "--shard-size", "2", "--no-progress"]
+    job = subprocess.Popen(command, start_new_session=True, env={**os.environ, **s3.env},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and len(features.committed(out)) < 3 and job.poll() is None:
+            time.sleep(0.2)
+        for pid in _embedder_pids():
+            os.kill(pid, signal.SIGKILL)  # an actor first: Ray restarts it and the job goes on
+        while time.time() < deadline and len(features.committed(out)) < 8 and job.poll() is None:
+            time.sleep(0.2)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # then the driver, with its embedded Ray
+        job.wait()
+    before = len(features.committed(out))
+    assert 8 <= before < 30, "the kill should land mid-run"
+    assert out.endswith("/features") and storage.resolve(out).join(manifest.LOCK).exists()  # left by the killed job
+
+    # Its lock is fresh, but its owner ran here and is gone: taken over at once.
+    summary = extract.run(ExtractConfig(root=root, out=out, weights="none", image_size=32, shard_size=2, progress=False))
+    X, y, paths = features.load(out)
+    expected = sorted(p.relative_to(root_dir).as_posix() for p in root_dir.rglob("*.jpg"))
+    assert sorted(paths) == expected and len(set(paths)) == 60
+    assert summary.resumed_shards >= before and summary.images == 60
+    keys = s3.keys(f"{s3.prefix}/features")
+    assert sorted(k for k in keys if k != "manifest.json") == sorted(f"features/split={s}/{n}" for s, n in features.committed(out))
+    written = json.loads(storage.resolve(out).join("manifest.json").read_bytes())["written_by"]
+    # Every shard, from this run or the killed one, with the node that wrote it: the killed run's
+    # own embedded Ray for the first ones (read back from their files), the tests' Ray for the rest.
+    assert len(written) == 30 and len(set(written.values())) == 2
+    assert ray_local.get_runtime_context().get_node_id() in written.values()
+
+    local = ExtractConfig(root=str(root_dir), out=str(tmp_path / "local"), weights="none", image_size=32, shard_size=2,
+                          progress=False)
+    extract.run(local)
+    mine, theirs = features.load(out), features.load(local.out)
+    order_a, order_b = np.argsort(mine.paths), np.argsort(theirs.paths)
+    np.testing.assert_array_equal(mine.X[order_a], theirs.X[order_b])
+    # Other readers see the same rows straight from the bucket.
+    table = pads.dataset(f"{s3.prefix}/features/features", filesystem=storage.resolve(out).fs, format="parquet",
+                         partitioning="hive").to_table(columns=["path"])
+    assert table.num_rows == 60
+
+
+@pytest.mark.slow
+def test_head_and_predict_from_and_to_the_bucket(s3, ray_local, photos, tmp_path):
+    root, out = s3.upload(photos, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
+    summary = extract.run(ExtractConfig(root=root, out=out, weights="none", image_size=32, shard_size=4, progress=False))
+    assert summary.images == len(list(photos.rglob("*.jpg"))) - 1 and summary.errors == 1
+    model = f"s3://{s3.prefix}/model"
+    report = fit_head.run(HeadConfig(features=out, model_dir=model, model="logreg"))
+    assert set(s3.keys(f"{s3.prefix}/model")) >= {"head.json", "head.skops", "report.json", "curves.png"}
+    assert json.loads(storage.resolve(model).join("report.json").read_bytes())["splits"] == report["splits"]
+    assert not os.path.exists("s3:")
+    one = f"{root}/test/cats/" + sorted(p.name for p in (photos / "test" / "cats").iterdir())[0]
+    from_files = predict.predict(model, [one])
+    from_folder = {p.path: p.probability for p in predict.predict(model, [f"{root}/test"])}
+    assert from_files[0].path == one and from_files[0].probability == pytest.approx(from_folder[one], abs=1e-6)
+    assert len(from_folder) == len(list((photos / "test").rglob("*.jpg")))

@@ -46,7 +46,8 @@ class Location:
         return self.name
 
     def join(self, *parts: str) -> "Location":
-        return Location(self.fs, join(self.path, *parts), join(self.name, *parts))
+        name, query = self.name.partition("?")[::2]  # a URI's query (?endpoint_override=...) stays at the end
+        return Location(self.fs, join(self.path, *parts), join(name, *parts) + (f"?{query}" if query else ""))
 
     @property
     def is_local(self) -> bool:

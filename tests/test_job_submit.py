@@ -30,35 +30,69 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _ray_start(args: list[str], env: dict) -> subprocess.Popen:
+    """One `ray start --block` node in a session of its own, every port its own (the tests' own local
+    Ray already holds the defaults), so the teardown stops this node only."""
+    command = [f"{BIN}/ray", "start", "--block", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", *args]
+    for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+                 "metrics-export-port", "node-manager-port", "object-manager-port"):
+        command += [f"--{flag}", str(free_port())]
+    return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.fixture(scope="module")
 def head():
-    """`ray start --head` on loopback with 4 fake GPUs, its own ports, temp dir and auth token."""
-    temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths live under it
+    """A two-node cluster on loopback: `ray start --head` and a second `ray start --address`, each
+    with 2 fake GPUs, 4 CPUs, a custom resource naming it, its own temp dir; one auth token."""
+    temps = [tempfile.mkdtemp(prefix="rh", dir="/tmp") for _ in range(2)]  # short: Ray's socket paths live under them
     port, dashboard = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("AWS_")}
     env.update(PATH=f"{BIN}:{os.environ['PATH']}", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), TF_CPP_MIN_LOG_LEVEL="2")
-    command = [f"{BIN}/ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--temp-dir", temp,
-               "--num-cpus", "8", "--num-gpus", "4", "--disable-usage-stats"]
-    # Every fixed default port moved too: the tests' own local Ray already holds them.
-    for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
-                 "metrics-export-port", "ray-client-server-port"):
-        command += [f"--{flag}", str(free_port())]
-    # --block and a session of its own: the teardown stops this head only, not the tests' own Ray.
-    process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    api = f"http://127.0.0.1:{dashboard}"
-    env["RAY_API_SERVER_ADDRESS"] = api
+    nodes = [_ray_start(["--head", "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+                         "--ray-client-server-port", str(free_port()), "--temp-dir", temps[0], "--num-cpus", "4",
+                         "--num-gpus", "2", "--resources", '{"head_node": 1}'], env)]
+    env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard}"
+    env["CATDOG_TEST_RAY_ADDRESS"] = f"127.0.0.1:{port}"
     try:
-        _wait_until_ready(process, env)
+        _wait_until_ready(nodes[0], env)
+        nodes.append(_ray_start(["--address", f"127.0.0.1:{port}", "--temp-dir", temps[1], "--num-cpus", "4",
+                                 "--num-gpus", "2", "--resources", '{"second_node": 1}'], env))
+        _wait_for_nodes(env, 2)
         yield env
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        shutil.rmtree(temp, ignore_errors=True)
+        for process in reversed(nodes):
+            _stop(process)
+        for temp in temps:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def node_ids(env) -> dict[str, str]:
+    """{'head_node' | 'second_node': Ray node id}, from the custom resource each node was given."""
+    listed = subprocess.run([f"{BIN}/ray", "list", "nodes", "--format", "json", "--detail"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    found = {}
+    for node in json.loads(listed.stdout):
+        if node["state"] == "ALIVE":
+            for name in ("head_node", "second_node"):
+                if name in node["resources_total"]:
+                    found[name] = node["node_id"]
+    return found
+
+
+def _wait_for_nodes(env, count: int) -> None:
+    deadline = time.time() + 120
+    while len(node_ids(env)) < count:
+        assert time.time() < deadline, "the second Ray node did not join"
+        time.sleep(2)
 
 
 def _wait_until_ready(process, env) -> None:
@@ -70,9 +104,10 @@ def _wait_until_ready(process, env) -> None:
         time.sleep(2)
 
 
-def submit(env, script_args, working_dir=PROJECT, timeout=300):
+def submit(env, script_args, working_dir=PROJECT, timeout=300, env_vars=None):
     """`ray job submit` and wait; returns (status, logs)."""
-    runtime_env = json.dumps({"excludes": [".venv", ".git", "demo"], "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+    runtime_env = json.dumps({"excludes": [".venv", ".git", "demo"],
+                              "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", **(env_vars or {})}})
     job_id = f"catdog_{secrets.token_hex(4)}"
     submitted = subprocess.run([f"{BIN}/ray", "job", "submit", "--no-wait", "--submission-id", job_id, "--working-dir", working_dir,
                                 "--runtime-env-json", runtime_env, "--", "python", *script_args], env=env, capture_output=True, text=True,
@@ -113,6 +148,38 @@ def test_job_submit_extract_matches_local_run(head, images, ray_local, tmp_path)
     np.testing.assert_allclose(X_job, X_loc, rtol=1e-4, atol=1e-4)
 
 
+def test_job_submit_on_s3_matches_local_run(head, images, ray_local, s3, tmp_path):
+    """ROOT and OUT in a bucket, the credentials in the job's runtime env, the AWS way."""
+    root, out = s3.upload(images, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
+    status, logs = submit(head, ["jobs/extract_features.py", root, "--out", out, "--weights", "none", "--image-size", "32",
+                                 "--shard-size", "4", "--num-actors", "2", "--gpus-per-actor", "1"], env_vars=s3.env)
+    assert status == "SUCCEEDED", logs
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in logs
+    local = ExtractConfig(root=str(images), out=str(tmp_path / "local"), weights="none", image_size=32, shard_size=4, progress=False)
+    extract.run(local)
+    mine, theirs = features.load(out), features.load(local.out)
+    assert list(mine.paths) == list(theirs.paths)
+    np.testing.assert_allclose(mine.X, theirs.X, rtol=1e-4, atol=1e-4)
+    recorded = json.loads(features.storage.resolve(out).join("manifest.json").read_bytes())
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in json.dumps(recorded)
+    assert set(recorded["written_by"].values()) <= set(node_ids(head).values())
+
+
+def test_driver_hands_its_store_settings_to_a_cluster_started_without_them(head, images, s3):
+    """The cluster's nodes were started with no AWS_* variables; a driver joining it with them set
+    passes them to its workers, which then read and write the bucket."""
+    root, out = s3.upload(images, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
+    env = {**head, **s3.env}
+    done = subprocess.run([sys.executable, "-m", "catdog.cli", "extract", root, "--out", out, "--weights", "none",
+                           "--image-size", "32", "--num-actors", "1", "--gpus-per-actor", "1", "--no-progress",
+                           "--address", head["CATDOG_TEST_RAY_ADDRESS"]], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=PROJECT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "images      16" in done.stdout and "errors      0" in done.stdout
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
+    assert len(features.load(out).paths) == 16
+
+
 def test_job_submit_head_training(head, images, ray_local, tmp_path):
     out = tmp_path / "f"
     extract.run(ExtractConfig(root=str(images), out=str(out), weights="none", image_size=32, progress=False))
@@ -121,16 +188,24 @@ def test_job_submit_head_training(head, images, ray_local, tmp_path):
     assert "accuracy" in logs and (tmp_path / "m" / "report.json").exists() and (tmp_path / "m" / "head.skops").exists()
 
 
-def test_default_actors_follow_gpus_each_pinned_to_its_own(head, images, tmp_path):
-    """4 fake GPUs: 4 actors by default, each seeing only the GPU id Ray gave it."""
+def test_default_actors_follow_gpus_on_both_nodes_and_local_out_stays_on_the_driver_node(head, images, tmp_path):
+    """2 nodes x 2 fake GPUs: 4 actors by default, each seeing only the GPU id Ray gave it on its
+    node; OUT is a local path, so every shard is written on the driver's node (the head)."""
     out = tmp_path / "gpu"
     status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", str(out), "--weights", "none",
                                  "--image-size", "32", "--shard-size", "1"])
     assert status == "SUCCEEDED", logs
-    actors = json.load(open(out / "manifest.json"))["totals"]["actors"]
-    assert len(actors) == 4
-    assert sorted(a["ray_gpu_ids"][0] for a in actors) == ["0", "1", "2", "3"]
+    nodes = node_ids(head)
+    recorded = json.load(open(out / "manifest.json"))
+    actors = recorded["totals"]["actors"]
+    by_node = {}
+    for a in actors:
+        by_node.setdefault(a["node"], []).append(a["ray_gpu_ids"][0])
+    assert {n: sorted(g) for n, g in by_node.items()} == {nodes["head_node"]: ["0", "1"], nodes["second_node"]: ["0", "1"]}
     assert all(a["cuda_visible_devices"] == a["ray_gpu_ids"][0] for a in actors)
+    assert re.search(r"actors      4 \(node \w{8}: GPUs 0, 1; node \w{8}: GPUs 0, 1\)", logs), logs
+    written = recorded["written_by"]
+    assert len(written) == 16 and set(written.values()) == {nodes["head_node"]}
 
 
 def test_half_gpu_actors_share_one_gpu(head, images, tmp_path):

@@ -39,3 +39,11 @@ def test_unknown_uri_scheme_is_one_line_error(capsys):
     assert cli.main(["extract", "foo://bucket/photos", "--out", "/tmp/never"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("catdog: error: cannot open foo://bucket/photos") and err.count("\n") == 1
+
+
+def test_a_uri_query_stays_at_the_end_of_joined_names(tmp_path):
+    base = storage.resolve(f"file://{tmp_path}")
+    with_query = storage.Location(base.fs, base.path, "s3://bucket/photos?endpoint_override=h:9000&scheme=http")
+    joined = with_query.join("cats", "a.jpg")
+    assert str(joined) == "s3://bucket/photos/cats/a.jpg?endpoint_override=h:9000&scheme=http"
+    assert joined.path == f"{base.path}/cats/a.jpg"

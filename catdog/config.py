@@ -76,6 +76,7 @@ class ExtractConfig(_Config):
     cpus_per_actor: float | None = None
     address: str | None = None  # None: RAY_ADDRESS if set, else an embedded local Ray
     shared_fs: bool = False  # local paths are the same on every node (NFS, ...): tasks may run anywhere
+    verify_content: bool = False  # an incremental run also compares the images' bytes, not only size and time
     overwrite: bool = False
     progress: bool = True
 

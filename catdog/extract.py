@@ -1,5 +1,10 @@
-"""The `catdog extract` job: plan (scan, shard, weights, what is already done), run the Ray
-pipeline over the pending shards, summarise. The data path itself is `catdog.pipeline`."""
+"""The `catdog extract` job: plan (scan, compare with what OUT holds, shard, weights), run the Ray
+pipeline over the pending shards, commit, summarise. The data path itself is `catdog.pipeline`.
+
+A first run writes its shards straight into OUT (resumable shard by shard) and the index last.
+Every later run is incremental: it extracts only the images added or changed since, stages their
+shards, and commits them with the removal of superseded rows as one generation (`catdog.generation`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 import catdog
-from catdog import cluster, convbase, features, imagefolder, manifest, pipeline, storage
+from catdog import cluster, convbase, features, generation, images, imagefolder, index, manifest, pipeline, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 from catdog.imagefolder import ImageSet, Shard
@@ -33,6 +38,7 @@ class Summary:
     seconds: float  # this run's pipeline time, actor start-up included
     steady_images_per_second: float  # after the first shard is out: model loaded, pipeline full
     startup_seconds: float  # Ray start/connect and weights before the pipeline
+    changes: str = ""  # an incremental run: what changed in ROOT since the last one
 
     @property
     def images_per_second(self) -> float:
@@ -45,6 +51,7 @@ class Summary:
             f"errors      {self.errors}",
             f"this run    {self.processed} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s{steady})",
             f"resumed     {self.resumed_shards} shards already committed",
+            *([f"changes     {self.changes}"] if self.changes else []),
             f"actors      {len(self.embedders)} ({cluster.devices(self.embedders)})",
             f"wall time   {self.seconds + self.startup_seconds:.1f} s (start-up {self.startup_seconds:.1f} s)",
             f"output      {self.out}",
@@ -53,11 +60,15 @@ class Summary:
 
 @dataclass(frozen=True)
 class Run:
-    """What this run has to do: the listing, its shards, the weights, and the shards still pending."""
+    """What this run has to do: the listing, its shards and where they go, what changed, the weights."""
 
     image_set: ImageSet
     shards: list[Shard]
     pending: list[Shard]
+    target: Location  # OUT for a first run, the generation's staging folder for an incremental one
+    generation: int
+    previous: index.Index | None  # None: a first run
+    changes: index.Changes | None
     weights: convbase.Weights
     metadata: dict
 
@@ -68,6 +79,7 @@ class Progress:
     steady_images_per_second: float
     embedders: tuple[dict, ...]
     writers: dict[str, str]  # "split/name" of each shard written -> the Ray node that wrote it
+    entries: index.Index  # the images this run wrote, for the index
 
 
 def run(config: ExtractConfig) -> Summary:
@@ -75,55 +87,121 @@ def run(config: ExtractConfig) -> Summary:
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
     image_set = imagefolder.scan(root)
-    shards = imagefolder.plan_shards(image_set, config.shard_size)
     with manifest.locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
         # The weights (TensorFlow's import, building VGG16) and Ray's start each take seconds: overlap them.
         making_weights = pool.submit(convbase.resolve_weights, config.weights, config.seed, config.image_size)
         with cluster.ray_session(config.address):
-            plan, record = _plan(config, root, out, image_set, shards, making_weights.result())
+            plan, record = _plan(config, root, out, image_set, making_weights.result())
             startup = time.perf_counter() - started
             began = time.perf_counter()
-            progress = _embed_pending(config, root, out, plan) if plan.pending else Progress(0, 0.0, (), {})
+            progress = _embed_pending(config, root, plan) if plan.pending else Progress(0, 0.0, (), {}, {})
             seconds = time.perf_counter() - began
+        record = _commit(out, plan, record, progress)
         summary = Summary(
             out=config.out,
             images=_count(out, features.FEATURES_DIR),
             errors=_count(out, features.ERRORS_DIR),
             processed=progress.processed,
-            resumed_shards=len(shards) - len(plan.pending),
+            resumed_shards=len(plan.shards) - len(plan.pending),
             embedders=progress.embedders,
             seconds=seconds,
             steady_images_per_second=progress.steady_images_per_second,
             startup_seconds=startup,
+            changes=str(plan.changes) if plan.changes else "",
         )
-        totals = {"images": summary.images, "errors": summary.errors, "shards": len(shards), "actors": list(progress.embedders)}
-        written = _writers(out, shards, {**record["written_by"], **progress.writers})
+        totals = {"images": summary.images, "errors": summary.errors, "shards": len(features.committed(out)),
+                  "actors": list(progress.embedders)}
+        written = _writers(out, {**record["written_by"], **progress.writers})
         manifest.write(out, {**record, "status": "complete", "totals": totals, "written_by": written})
         manifest.clear_tmp(out)
     return summary
 
 
-def _plan(config: ExtractConfig, root: Location, out: Location, image_set: ImageSet, shards: list[Shard],
+def _plan(config: ExtractConfig, root: Location, out: Location, image_set: ImageSet,
           weights: convbase.Weights) -> tuple[Run, dict]:
     """Check OUT against this run's settings, find what is already done, and mark OUT as running."""
     metadata = features.feature_metadata(config, image_set, weights.identity)
     compat = features.compat_settings(config, metadata, root)
     manifest.prepare(out, compat, config.overwrite)
-    done = features.committed(out)
-    _refuse_foreign_shards(out, done, shards)
-    earlier = (manifest.read(out) or {}).get("written_by", {})
-    plan = Run(image_set, shards, [s for s in shards if (s.split, s.name) not in done], weights, metadata)
+    earlier = manifest.read(out) or {}
+    if earlier.get("committing"):  # a run killed while committing: finish its commit first
+        commit = earlier.pop("committing")
+        generation.carry_out(out, commit)
+        earlier["generation"] = commit["generation"]
+    previous = index.read(out)
+    if previous is None:
+        plan = _first_run(config, out, image_set, weights, metadata)
+    else:
+        plan = _incremental_run(config, out, image_set, weights, metadata, previous, earlier.get("generation", 1) + 1)
     record = {
         "catdog_version": catdog.__version__,
         "compat": compat,
         "features": metadata,
         "config": dataclasses.asdict(config),
-        "plan": {"images": len(image_set), "shards": len(shards), "digest": imagefolder.plan_digest(shards)},
+        "plan": {"images": len(image_set), "shards": len(plan.shards), "digest": imagefolder.plan_digest(plan.shards)},
+        "generation": earlier.get("generation", 1),  # the last committed one
         "status": "running",
-        "written_by": {k: v for k, v in earlier.items() if tuple(k.split("/", 1)) in done},
+        "written_by": earlier.get("written_by", {}),
     }
     manifest.write(out, record)
     return plan, record
+
+
+def _first_run(config: ExtractConfig, out: Location, image_set: ImageSet, weights: convbase.Weights,
+               metadata: dict) -> Run:
+    shards = imagefolder.plan_shards(image_set, config.shard_size)
+    done = features.committed(out)
+    _refuse_foreign_shards(out, done, shards)
+    pending = [s for s in shards if (s.split, s.name) not in done]
+    return Run(image_set, shards, pending, out, 1, None, None, weights, metadata)
+
+
+def _incremental_run(config: ExtractConfig, out: Location, image_set: ImageSet, weights: convbase.Weights,
+                     metadata: dict, previous: index.Index, number: int) -> Run:
+    content = (lambda paths: dict(zip(paths, images.digests([image_set.root.join(p) for p in paths])))) \
+        if config.verify_content else None
+    changes = index.compare(previous, image_set, content)
+    shards = imagefolder.plan_shards(image_set, config.shard_size, only=changes.pending, generation=number)
+    stage = generation.staging(out, number)
+    planned = {(s.split, s.name) for s in shards}
+    for split, name in features.committed(stage) - planned:  # staged by a killed run over another listing
+        stage.join(features.FEATURES_DIR, f"split={split}", name).delete()
+        stage.join(features.ERRORS_DIR, f"split={split}", name).delete()
+    done = features.committed(stage)
+    pending = [s for s in shards if (s.split, s.name) not in done]
+    return Run(image_set, shards, pending, stage, number, previous, changes, weights, metadata)
+
+
+def _commit(out: Location, plan: Run, record: dict, progress: Progress) -> dict:
+    """A first run: write the index. An incremental one: commit its generation (if anything changed)."""
+    entries = {**_entries_from_files(plan, progress.entries), **progress.entries}
+    if plan.previous is None:
+        index.write(out, entries)
+        return record
+    if not plan.changes.pending and not plan.changes.superseded:
+        return record
+    stage = plan.target
+    commit = generation.plan(plan.generation, generation.staged_files(stage), plan.previous, plan.changes)
+    index.write(stage, generation.next_index(plan.previous, commit, entries))
+    manifest.write(out, {**record, "committing": commit})  # from here on, a killed run is finished by the next
+    generation.carry_out(out, commit)
+    return {**record, "generation": plan.generation, "last_changes": str(plan.changes)}
+
+
+def _entries_from_files(plan: Run, known: index.Index) -> index.Index:
+    """Index entries for shards a killed run committed before this one: read back from their files
+    (the path column alone); their content digests are unknown."""
+    found: index.Index = {}
+    for kind in (features.FEATURES_DIR, features.ERRORS_DIR):
+        for split, name in features.committed(plan.target, kind):
+            if any(s.split == split and s.name == name for s in plan.pending):
+                continue
+            file = f"{kind}/split={split}/{name}"
+            paths = features.read_file(plan.target, file, ["path"]).column("path").to_pylist()
+            if all(p in known for p in paths):
+                continue
+            found.update(index.entries(plan.image_set, file, paths, [""] * len(paths)))
+    return found
 
 
 def _refuse_foreign_shards(out: Location, done: set, shards: list[Shard]) -> None:
@@ -132,31 +210,30 @@ def _refuse_foreign_shards(out: Location, done: set, shards: list[Shard]) -> Non
     if foreign:
         split, name = foreign[0]
         raise CatdogError(
-            f"{out} holds shards of a different file listing (e.g. split={split}/{name}): "
-            "the input folder changed since the first run; use --overwrite or another --out"
+            f"{out} holds shards of a different file listing (e.g. split={split}/{name}) from a first run that did "
+            "not finish; finish it over the same folder first, or use --overwrite or another --out"
         )
 
 
-def _writers(out: Location, shards: list[Shard], known: dict[str, str]) -> dict[str, str]:
-    """Which node wrote each shard: this run's and earlier runs' records, and for shards an
-    interrupted run committed without recording them, the node their file names."""
-    done = features.committed(out)
-    keys = {f"{s.split}/{s.name}": (s.split, s.name) for s in shards if (s.split, s.name) in done}
-    return {key: known.get(key) or features.written_by(out, *where) for key, where in sorted(keys.items())}
+def _writers(out: Location, known: dict[str, str]) -> dict[str, str]:
+    """Which node wrote each shard file: this run's and earlier runs' records, and for files a killed
+    run committed without recording them (or a commit rewrote), the node their footer names."""
+    return {f"{split}/{name}": known.get(f"{split}/{name}") or features.written_by(out, split, name)
+            for split, name in sorted(features.committed(out))}
 
 
 def _count(out: Location, kind: str) -> int:
     return features.dataset(out, kind).count_rows() if features.committed(out, kind) else 0
 
 
-def _embed_pending(config: ExtractConfig, root: Location, out: Location, plan: Run) -> Progress:
+def _embed_pending(config: ExtractConfig, root: Location, plan: Run) -> Progress:
     """Run the pipeline over the pending shards with a progress bar over images; gather the actors' reports."""
     resources = cluster.plan_resources(config, cluster.cluster_size())
-    writer = features.ShardWriter(out, features.feature_schema(plan.metadata), plan.image_set.classes)
-    where = cluster.placement(root.is_local, out.is_local, config.shared_fs)
+    writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.image_set.classes)
+    where = cluster.placement(root.is_local, plan.target.is_local, config.shared_fs)
     rows = pipeline.extract_shards(plan.pending, root, config, plan.weights.data, writer, resources, where)
     total = sum(len(s.paths) for s in plan.pending)
-    processed, peaks, first, shards, writers = 0, {}, None, 0, {}
+    processed, peaks, first, shards, writers, entries = 0, {}, None, 0, {}, {}
     with tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
         for row in rows:
             count = int(row["rows"]) + int(row["errors"])
@@ -165,9 +242,17 @@ def _embed_pending(config: ExtractConfig, root: Location, out: Location, plan: R
             peaks[row["embedder"]] = (max(rss, int(row["embedder_rss"])), max(uss, int(row["embedder_uss"])))
             bar.update(count)
             writers[f"{row['split']}/{row['name']}"] = row["node"]
+            entries.update(_written_entries(plan.image_set, row))
             shards += 1
             first = first or (time.perf_counter(), processed)
     steady_seconds = time.perf_counter() - first[0]
     steady = (processed - first[1]) / steady_seconds if shards >= STEADY_MIN_SHARDS and steady_seconds > 0 else 0.0
     embedders = tuple({**json.loads(e), "max_rss": rss, "max_uss": uss} for e, (rss, uss) in sorted(peaks.items()))
-    return Progress(processed, steady, embedders, writers)
+    return Progress(processed, steady, embedders, writers, entries)
+
+
+def _written_entries(image_set: ImageSet, row: pipeline.WrittenRow) -> index.Index:
+    n, where = int(row["rows"]), f"split={row['split']}/{row['name']}"
+    paths, digests = list(row["paths"]), list(row["digests"])
+    return {**index.entries(image_set, f"{features.FEATURES_DIR}/{where}", paths[:n], digests[:n]),
+            **index.entries(image_set, f"{features.ERRORS_DIR}/{where}", paths[n:], digests[n:])}

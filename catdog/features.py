@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -211,6 +212,30 @@ def count_rows(out: str | Location, split: str) -> int:
 
 def splits(out: str | Location) -> list[str]:
     return sorted({split for split, _ in committed(out)})
+
+
+def read_file(out: Location, file: str, columns: list[str] | None = None) -> pa.Table:
+    """One committed file (relative to OUT) as it is, schema metadata included, no partition column."""
+    with out.fs.open_input_file(out.join(file).path) as f:
+        return pq.ParquetFile(f).read(columns=columns)
+
+
+def rewrite_without(out: Location, file: str, drop: set[str], dest: str) -> None:
+    """Write `file`'s rows except those of the paths in `drop` to `dest`, then delete `file`.
+
+    Files are never edited in place: readers see the old file or the new one, each whole. Done
+    again after a kill, it does the same (or nothing, once `file` is gone).
+    """
+    source = out.join(file)
+    if not source.exists():
+        return
+    table = read_file(out, file)
+    kept = table.filter(pc.invert(pc.is_in(table.column("path"), pa.array(sorted(drop), pa.string()))))
+    if kept.num_rows:
+        options = {"use_dictionary": ["label_name"]} if "label_name" in kept.column_names else {}
+        storage.commit(out, storage.join(out.path, dest), lambda path: pq.write_table(
+            kept, path, filesystem=out.fs, compression=COMPRESSION, **options))
+    source.delete()
 
 
 def written_by(out: str | Location, split: str, name: str) -> str:

@@ -9,8 +9,10 @@ Classes are the sorted class folder names, numbered from 0 as Keras numbers them
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -35,6 +37,7 @@ class ImageSet:
     paths: tuple[str, ...]  # POSIX, relative to root
     splits: tuple[str, ...]
     labels: tuple[int, ...]  # NO_LABEL where unlabeled
+    stamps: tuple[tuple[int, int], ...] = ()  # (size in bytes, modification time in ns) per path, from the listing
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -48,6 +51,7 @@ class Shard:
     index: int
     paths: tuple[str, ...]
     labels: tuple[int, ...]
+    generation: int = 1  # the run that made it: 1 for the first, then one more per incremental run
 
     @property
     def digest(self) -> str:
@@ -58,7 +62,8 @@ class Shard:
 
     @property
     def name(self) -> str:
-        return f"part-{self.index:05d}-{self.digest}.parquet"
+        run = "" if self.generation == 1 else f"g{self.generation}-"  # first runs keep the names they always had
+        return f"part-{run}{self.index:05d}-{self.digest}.parquet"
 
 
 def scan(root: str | Location) -> ImageSet:
@@ -68,18 +73,21 @@ def scan(root: str | Location) -> ImageSet:
         raise CatdogError(f"input folder not found: {root}")
     if info.type != pafs.FileType.Directory:
         raise CatdogError(f"input is not a folder: {root}")
-    files = sorted(_list_images(root.fs, root.path))
+    listed = dict(_list_images(root.fs, root.path))
+    files = sorted(listed)
     if not files:
         raise CatdogError(
             f"no images under {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case)"
         )
-    return _label(root, files)
+    return dataclasses.replace(_label(root, files), stamps=tuple(listed[f] for f in files))
 
 
-def plan_shards(images: ImageSet, shard_size: int) -> list[Shard]:
+def plan_shards(images: ImageSet, shard_size: int, only: set[str] | None = None, generation: int = 1) -> list[Shard]:
+    """Fixed-size runs of each split's images in listing order; `only` restricts them to some paths
+    (an incremental run's new and changed images)."""
     shards: list[Shard] = []
     for split in sorted(set(images.splits)):
-        members = [i for i, s in enumerate(images.splits) if s == split]
+        members = [i for i, s in enumerate(images.splits) if s == split and (only is None or images.paths[i] in only)]
         for index, start in enumerate(range(0, len(members), shard_size)):
             chunk = members[start : start + shard_size]
             shards.append(
@@ -88,6 +96,7 @@ def plan_shards(images: ImageSet, shard_size: int) -> list[Shard]:
                     index=index,
                     paths=tuple(images.paths[i] for i in chunk),
                     labels=tuple(images.labels[i] for i in chunk),
+                    generation=generation,
                 )
             )
     return shards
@@ -101,7 +110,8 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _list_images(fs: pafs.FileSystem, base: str) -> Iterator[str]:
+def _list_images(fs: pafs.FileSystem, base: str) -> Iterator[tuple[str, tuple[int, int]]]:
+    """(path relative to base, (size, mtime in ns)) of every visible image file."""
     if isinstance(fs, pafs.LocalFileSystem):
         yield from _walk_local(base)
         return
@@ -109,10 +119,10 @@ def _list_images(fs: pafs.FileSystem, base: str) -> Iterator[str]:
     for entry in fs.get_file_info(selector):
         rel = entry.path[len(base) :].lstrip("/")
         if entry.type == pafs.FileType.File and _visible_image(rel):
-            yield rel
+            yield rel, (entry.size, entry.mtime_ns or 0)
 
 
-def _walk_local(base: str) -> Iterator[str]:
+def _walk_local(base: str) -> Iterator[tuple[str, tuple[int, int]]]:
     # os.walk instead of pyarrow's recursive selector: pyarrow follows a symlink loop until the
     # path is too long, listing the same files many times over.
     seen: set[str] = set()
@@ -126,8 +136,14 @@ def _walk_local(base: str) -> Iterator[str]:
         rel_dir = os.path.relpath(dirpath, base).replace(os.sep, "/")
         for name in filenames:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if _visible_image(rel) and os.path.isfile(os.path.join(dirpath, name)):
-                yield rel
+            if not _visible_image(rel):
+                continue
+            try:
+                info = os.stat(os.path.join(dirpath, name))
+            except OSError:
+                continue  # a broken symlink: no file to read
+            if stat.S_ISREG(info.st_mode):
+                yield rel, (info.st_size, info.st_mtime_ns)
 
 
 def _visible_image(rel: str) -> bool:

@@ -5,6 +5,7 @@ Runs in decode tasks spread over every CPU, so it must not import TensorFlow.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ class Decoded:
     pixels: np.ndarray  # (len(ok), S, S, 3) uint8
     ok: tuple[int, ...]  # positions of the decoded files in the list asked for
     errors: tuple[DecodeError, ...]
+    digests: tuple[str, ...] = ()  # SHA-1 of each file's bytes, in the order asked ("" where unreadable)
 
 
 def decode(data: bytes, config: DecodeConfig) -> np.ndarray:
@@ -79,6 +81,7 @@ def decode_files(files: Sequence[Location], config: DecodeConfig) -> Decoded:
     pixels = np.empty((len(files), size, size, 3), dtype=np.uint8)
     ok: list[int] = []
     errors: list[DecodeError] = []
+    digests = [""] * len(files)
     with ThreadPoolExecutor(min(FETCH_THREADS, max(1, len(files))), thread_name_prefix="fetch") as pool:
         # A window at a time, so at most FETCH_THREADS files' bytes are held at once.
         for start in range(0, len(files), FETCH_THREADS):
@@ -86,11 +89,23 @@ def decode_files(files: Sequence[Location], config: DecodeConfig) -> Decoded:
                 try:
                     if isinstance(data, Exception):
                         raise data
+                    digests[i] = hashlib.sha1(data).hexdigest()  # what incremental runs compare content by
                     pixels[len(ok)] = decode(data, config)
                     ok.append(i)
                 except Exception as exc:  # any failure of one file: unreadable, truncated, foreign, a bomb
                     errors.append(DecodeError(i, type(exc).__name__, (str(exc) or repr(exc))[:MAX_MESSAGE]))
-    return Decoded(pixels[: len(ok)], tuple(ok), tuple(errors))
+    return Decoded(pixels[: len(ok)], tuple(ok), tuple(errors), tuple(digests))
+
+
+def digests(files: Sequence[Location]) -> list[str]:
+    """SHA-1 of each file's bytes, read FETCH_THREADS at a time ("" where unreadable)."""
+    with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch") as pool:
+        return [d.hexdigest() if not isinstance(d, Exception) else "" for d in pool.map(_sha1, files)]
+
+
+def _sha1(file: Location):
+    data = _fetch(file)
+    return data if isinstance(data, Exception) else hashlib.sha1(data)
 
 
 def _fetch(file: Location) -> bytes | Exception:

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from catdog import features, storage
+from catdog.generation import STAGING
+from catdog.index import INDEX
 from catdog.errors import CatdogError
 from catdog.storage import Location
 
@@ -46,7 +48,7 @@ def prepare(out: Location, compat: dict, overwrite: bool) -> None:
     """Make OUT ready for a job with settings `compat`: new, resumable, or cleared by --overwrite."""
     previous = read(out)
     if overwrite:
-        for name in (features.FEATURES_DIR, features.ERRORS_DIR, storage.TMP_DIR, MANIFEST):
+        for name in (features.FEATURES_DIR, features.ERRORS_DIR, storage.TMP_DIR, STAGING, INDEX, MANIFEST):
             out.join(name).delete()
         return
     has_data = any(out.join(d).exists() for d in (features.FEATURES_DIR, features.ERRORS_DIR))

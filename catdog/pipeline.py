@@ -44,7 +44,9 @@ class ShardRow(TypedDict):
 
 class DecodedRow(ShardRow):
     pixels: bytes  # (len(paths), S, S, 3) uint8 of the files that decoded; paths/labels are theirs
+    digests: list[str]  # SHA-1 of each decoded file's bytes
     error_paths: list[str]
+    error_digests: list[str]  # "" where the file could not be read at all
     error_types: list[str]
     error_messages: list[str]
 
@@ -55,7 +57,9 @@ class EmbeddedRow(TypedDict):
     paths: list[str]
     labels: list[int]
     features: bytes  # (len(paths), dim) in the stored dtype
+    digests: list[str]
     error_paths: list[str]
+    error_digests: list[str]
     error_types: list[str]
     error_messages: list[str]
     embedder: str  # JSON: the actor's pid, node and devices
@@ -69,6 +73,8 @@ class WrittenRow(TypedDict):
     node: str  # the Ray node that wrote the shard
     rows: int
     errors: int
+    paths: list[str]  # what the run's index records: every image of the shard, rows first, then errors
+    digests: list[str]
     embedder: str
     embedder_rss: int
     embedder_uss: int
@@ -87,7 +93,9 @@ def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig) -> Deco
         "paths": [paths[i] for i in decoded.ok],
         "labels": [int(row["labels"][i]) for i in decoded.ok],
         "pixels": decoded.pixels.tobytes(),
+        "digests": [decoded.digests[i] for i in decoded.ok],
         "error_paths": [paths[e.index] for e in decoded.errors],
+        "error_digests": [decoded.digests[e.index] for e in decoded.errors],
         "error_types": [e.error for e in decoded.errors],
         "error_messages": [e.message for e in decoded.errors],
     }
@@ -131,6 +139,7 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
     node = _node_id()
     rows = writer.write(row["split"], row["name"], list(row["paths"]), np.asarray(row["labels"]), features, errors, node)
     return {"split": row["split"], "name": row["name"], "node": node, "rows": rows, "errors": len(errors),
+            "paths": list(row["paths"]) + list(row["error_paths"]), "digests": list(row["digests"]) + list(row["error_digests"]),
             "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"]}
 
 

@@ -1,0 +1,63 @@
+"""An incremental run's commit, all or nothing for readers of OUT.
+
+A run over a changed ROOT writes its shards under OUT/_staging/gen-N, out of readers' sight, and
+resumes there if killed. Then it commits: the plan of the commit (files to move in, files holding
+superseded rows to rewrite without them) is recorded in the manifest first, then carried out; a
+run killed while carrying it out leaves the record, and the next run (or any `catdog` command that
+writes OUT) carries it out again: every step can be done twice. Committed shard files are never
+edited: a file losing rows is rewritten under a new name and the old one deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from catdog import features, index, storage
+from catdog.index import Changes, Index
+from catdog.storage import Location
+
+STAGING = "_staging"
+
+
+def staging(out: Location, generation: int) -> Location:
+    return out.join(STAGING, f"gen-{generation}")
+
+
+def staged_files(stage: Location) -> list[str]:
+    """The shard files a run has staged, relative to its staging folder (and so to OUT)."""
+    return sorted(f"{kind}/split={split}/{name}" for kind in (features.FEATURES_DIR, features.ERRORS_DIR)
+                  for split, name in features.committed(stage, kind))
+
+
+def rewritten(file: str, generation: int) -> str:
+    return f"{file[: -len('.parquet')]}-r{generation}.parquet"
+
+
+def plan(generation: int, staged: list[str], previous: Index, changes: Changes) -> dict:
+    """The commit record: what to move in, and which committed files lose which rows."""
+    rewrite: dict[str, list[str]] = {}
+    for path in sorted(changes.superseded):
+        rewrite.setdefault(previous[path].file, []).append(path)
+    return {"generation": generation, "add": staged, "rewrite": dict(sorted(rewrite.items()))}
+
+
+def next_index(previous: Index, record: dict, added: Index) -> Index:
+    """The index once `record` is carried out: superseded images gone, rewritten files renamed, new ones in."""
+    dropped = {p for paths in record["rewrite"].values() for p in paths}
+    renamed = {f: rewritten(f, record["generation"]) for f in record["rewrite"]}
+    kept = {p: dataclasses.replace(e, file=renamed.get(e.file, e.file)) for p, e in previous.items() if p not in dropped}
+    return {**kept, **added}
+
+
+def carry_out(out: Location, record: dict) -> None:
+    """Move the staged files and the new index in, rewrite the files holding superseded rows; idempotent."""
+    stage = staging(out, record["generation"])
+    for file in record["add"] + [index.INDEX]:
+        source = stage.join(file)
+        if source.exists():
+            if out.is_local:
+                out.fs.create_dir(out.join(file).path.rsplit("/", 1)[0], recursive=True)
+            out.fs.move(source.path, out.join(file).path)
+    for file, paths in record["rewrite"].items():
+        features.rewrite_without(out, file, set(paths), rewritten(file, record["generation"]))
+    out.join(STAGING).delete()  # this generation's folder and any a killed run over another listing left

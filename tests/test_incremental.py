@@ -1,0 +1,157 @@
+"""Incremental runs: OUT follows ROOT as photos are added, changed, removed and fixed, with work
+proportional to the change; every state checked against a fresh full extraction of the same ROOT."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from catdog import cli, demo, extract, features, generation, manifest, storage
+from catdog.config import ExtractConfig
+from tests.conftest import random_pixels, save_image
+
+pytestmark = pytest.mark.slow
+
+
+def config_for(root, out, **changes) -> ExtractConfig:
+    return ExtractConfig(**{**dict(root=str(root), out=str(out), weights="none", image_size=32, shard_size=4,
+                                   progress=False), **changes})
+
+
+def rows(out) -> dict:
+    X, _, paths = features.load(str(out))
+    return dict(zip(paths, X))
+
+
+def error_paths(out) -> list:
+    if not features.committed(str(out), features.ERRORS_DIR):
+        return []
+    return sorted(features.dataset(str(out), features.ERRORS_DIR).to_table(columns=["path"]).column("path").to_pylist())
+
+
+def assert_same_as_fresh(out, root, tmp_path, name: str) -> None:
+    """Every readable image exactly once with its current content's features, as a fresh run gives."""
+    fresh = tmp_path / f"fresh-{name}"
+    extract.run(config_for(root, fresh))
+    X, _, paths = features.load(str(out))
+    assert len(set(paths)) == len(paths), "a row twice"
+    mine, theirs = rows(out), rows(fresh)
+    assert sorted(mine) == sorted(theirs)
+    for path in theirs:  # the same images in other batches: oneDNN's sums may differ in the last bit
+        np.testing.assert_allclose(mine[path], theirs[path], rtol=1e-5, atol=1e-6, err_msg=path)
+    assert error_paths(out) == error_paths(fresh)
+
+
+def touch_later(path) -> None:
+    """A new modification time even on filesystems with coarse timestamps."""
+    later = os.stat(path).st_mtime + 10
+    os.utime(path, (later, later))
+
+
+@pytest.fixture
+def photos(tmp_path):
+    root = tmp_path / "photos"
+    demo.make_demo_folder(str(root), per_class=10, size=40)
+    (root / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
+    return root
+
+
+def test_add_change_remove_and_fix_then_nothing(ray_local, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    first = extract.run(config_for(photos, out))
+    assert first.images == 20 and first.errors == 1 and first.changes == ""
+    assert error_paths(out) == ["train/cats/broken.jpg"]
+
+    for i in range(3):
+        save_image(photos / "train" / "dogs" / f"new.{i}.png", random_pixels(100 + i))
+    for path in ("train/cats/cat.0.jpg", "test/dogs/dog.9.jpg"):
+        save_image(photos / path, random_pixels(hash(path) % 1000, 30, 30))
+        touch_later(photos / path)
+    os.remove(photos / "train" / "dogs" / "dog.1.jpg")
+    os.remove(photos / "validation" / "cats" / "cat.6.jpg")
+    save_image(photos / "train" / "cats" / "broken.jpg", random_pixels(7), format="JPEG")  # fixed
+    touch_later(photos / "train" / "cats" / "broken.jpg")
+
+    assert cli.main(["status", str(out), str(photos)]) == 0
+    said = capsys.readouterr().out
+    assert "would read 6 images: added 3, changed 3, removed 2, unchanged 16" in said and "complete" in said
+
+    second = extract.run(config_for(photos, out))
+    assert second.changes == "added 3, changed 3, removed 2, unchanged 16"
+    assert second.processed == 6  # only the new and changed images were read
+    assert second.images == 22 and second.errors == 0
+    assert not (out / generation.STAGING).exists()
+    assert_same_as_fresh(out, photos, tmp_path, "after-changes")
+    recorded = manifest.read(storage.resolve(str(out)))
+    assert recorded["generation"] == 2 and recorded["status"] == "complete"
+
+    third = extract.run(config_for(photos, out))
+    assert third.processed == 0 and third.changes == "added 0, changed 0, removed 0, unchanged 22"
+    assert rows(out).keys() == rows(tmp_path / "fresh-after-changes").keys()
+
+
+def test_verify_content_finds_a_change_under_the_same_size_and_time(ray_local, photos, tmp_path):
+    out = tmp_path / "out"
+    extract.run(config_for(photos, out))
+    target = photos / "train" / "dogs" / "dog.2.jpg"
+    stat = os.stat(target)
+    data = bytearray(target.read_bytes())
+    data[-10] ^= 0xFF  # same size, different bytes (inside the JPEG's scan: it still decodes)
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert extract.run(config_for(photos, out)).processed == 0  # size and time alone cannot see it
+    verified = extract.run(config_for(photos, out, verify_content=True))
+    assert verified.changes == "added 0, changed 1, removed 0, unchanged 20" and verified.processed == 1
+    assert_same_as_fresh(out, photos, tmp_path, "verified")
+
+
+def test_a_commit_cut_short_is_finished_by_the_next_run(ray_local, photos, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    extract.run(config_for(photos, out))
+    os.remove(photos / "train" / "cats" / "cat.1.jpg")
+    save_image(photos / "train" / "cats" / "added.png", random_pixels(5))
+
+    def killed(*args):
+        raise KeyboardInterrupt  # stands in for a kill between moving the new files in and rewriting the old
+
+    monkeypatch.setattr(features, "rewrite_without", killed)
+    with pytest.raises(KeyboardInterrupt):
+        extract.run(config_for(photos, out))
+    monkeypatch.undo()
+    assert manifest.read(storage.resolve(str(out)))["committing"]["generation"] == 2
+    assert cli.main(["status", str(out)]) == 0
+    assert "interrupted while committing generation 2" in capsys.readouterr().out
+    done = extract.run(config_for(photos, out))
+    assert done.processed == 0  # the commit is finished, nothing is read again
+    assert_same_as_fresh(out, photos, tmp_path, "rolled-forward")
+
+
+def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local, photos, tmp_path):
+    out = tmp_path / "out"
+    extract.run(config_for(photos, out, shard_size=2))
+    before = rows(out)
+    for i in range(30):
+        save_image(photos / "train" / "cats" / f"more.{i:02d}.png", random_pixels(200 + i))
+    os.remove(photos / "train" / "dogs" / "dog.0.jpg")
+    command = [sys.executable, "-m", "catdog.cli", "extract", str(photos), "--out", str(out), "--weights", "none",
+               "--image-size", "32", "--shard-size", "2", "--no-progress"]
+    stage = out / generation.STAGING / "gen-2" / "features"
+    job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and job.poll() is None and len(list(stage.rglob("*.parquet"))) < 3:
+            time.sleep(0.2)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    staged = len(list(stage.rglob("*.parquet")))
+    assert 3 <= staged < 15, "the kill should land mid-run"
+    assert rows(out).keys() == before.keys()  # readers still see the previous complete state
+    resumed = extract.run(config_for(photos, out, shard_size=2))
+    assert resumed.resumed_shards >= staged and resumed.processed == 30 - 2 * resumed.resumed_shards
+    assert resumed.changes == "added 30, changed 0, removed 1, unchanged 20"
+    assert_same_as_fresh(out, photos, tmp_path, "after-kill")

@@ -1,8 +1,10 @@
 """The Parquet feature dataset: its schema and metadata (a public contract), writing shards, reading back.
 
 Layout under OUT:
-  features/split=SPLIT/part-NNNNN-DIGEST.parquet   one file per shard, committed by rename
+  features/split=SPLIT/part-NNNNN-DIGEST.parquet   one file per shard, committed by rename (part-gN-... from
+                                                   incremental run N, ...-rN.parquet rewritten by it)
   errors/split=SPLIT/part-NNNNN-DIGEST.parquet     files that could not be decoded, if any
+  index.parquet                                    which file holds each image's row (catdog.index)
   manifest.json                                    the job's configuration and totals
 """
 

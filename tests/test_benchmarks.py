@@ -26,3 +26,13 @@ def test_object_store_table_from_committed_results():
     r = json.load(open(results))
     assert f"{r['decode_s3_delay']:.1f}" in done.stdout and f"{r['gets_per_image']:.2f}" in done.stdout
     assert f"{r['extract_s3']['requests_per_image']:.2f}" in done.stdout
+
+
+def test_incremental_table_from_committed_results():
+    results = os.path.join(PROJECT, "benchmarks", "incremental.json")
+    done = subprocess.run([sys.executable, os.path.join(PROJECT, "benchmarks", "incremental.py"), "--table", results],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    r = json.load(open(results))
+    assert f"{r['rerun']['pipeline_seconds']:.1f}" in done.stdout and f"{r['listing']['compare_seconds']:.2f} s" in done.stdout
+    assert r["rerun"]["processed"] == r["added"] and r["rerun"]["changes"] in done.stdout

@@ -217,3 +217,21 @@ def test_train_e2e_keeps_checkpoints_and_model_in_the_bucket_and_resumes_from_th
     one = f"{root}/test/dogs/" + sorted(p.name for p in (photos / "test" / "dogs").iterdir())[0]
     [prediction] = predict.predict(second["model_dir"], [one])
     assert 0.0 <= prediction.probability <= 1.0 and prediction.label in ("cats", "dogs")
+
+
+@pytest.mark.slow
+def test_incremental_run_on_the_bucket(s3, ray_local, photos, tmp_path):
+    root, out = s3.upload(photos, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
+    config = ExtractConfig(root=root, out=out, weights="none", image_size=32, shard_size=4, progress=False)
+    first = extract.run(config)
+    fs = s3.filesystem()
+    fs.delete_file(f"{s3.prefix}/photos/test/cats/" + sorted(p.name for p in (photos / "test" / "cats").iterdir())[0])
+    save_image(tmp_path / "new" / "train" / "dogs" / "new.png", random_pixels(3))
+    s3.upload(tmp_path / "new", f"{s3.prefix}/photos")
+    second = extract.run(config)
+    assert second.changes == f"added 1, changed 0, removed 1, unchanged {first.images + first.errors - 1}"
+    assert second.processed == 1 and second.images == first.images
+    keys = s3.keys(f"{s3.prefix}/features")
+    assert not [k for k in keys if k.startswith("_staging") or k.startswith("_tmp")]
+    paths = set(features.load(out).paths)
+    assert "train/dogs/new.png" in paths and len(paths) == first.images

@@ -101,8 +101,9 @@ def test_pandas_and_ray_data_read_the_same_rows(extracted):
 
 def test_rerun_resumes_nothing_and_other_settings_are_refused(extracted):
     config, _ = extracted
-    again = extract.run(config)
-    assert (again.processed, again.images, again.resumed_shards) == (0, 16, 7)
+    again = extract.run(config)  # an incremental run that finds nothing changed: nothing read, nothing resumed
+    assert (again.processed, again.images, again.resumed_shards) == (0, 16, 0)
+    assert again.changes == f"added 0, changed 0, removed 0, unchanged {again.images + again.errors}"
     with pytest.raises(CatdogError, match="other settings.*preprocess"):
         extract.run(config.replace(preprocess="rescale"))
 

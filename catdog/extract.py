@@ -192,10 +192,9 @@ def _entries_from_files(plan: Run, known: index.Index) -> index.Index:
     """Index entries for shards a killed run committed before this one: read back from their files
     (the path column alone); their content digests are unknown."""
     found: index.Index = {}
+    this_run = {(s.split, s.name) for s in plan.pending}
     for kind in (features.FEATURES_DIR, features.ERRORS_DIR):
-        for split, name in features.committed(plan.target, kind):
-            if any(s.split == split and s.name == name for s in plan.pending):
-                continue
+        for split, name in features.committed(plan.target, kind) - this_run:
             file = f"{kind}/split={split}/{name}"
             paths = features.read_file(plan.target, file, ["path"]).column("path").to_pylist()
             if all(p in known for p in paths):

@@ -109,9 +109,9 @@ def run(config: ExtractConfig) -> Summary:
             startup_seconds=startup,
             changes=str(plan.changes) if plan.changes else "",
         )
-        totals = {"images": summary.images, "errors": summary.errors, "shards": len(features.committed(out)),
-                  "actors": list(progress.embedders)}
-        written = _writers(out, {**record["written_by"], **progress.writers})
+        done = features.committed(out)  # listed once: on an object store each listing is requests
+        totals = {"images": summary.images, "errors": summary.errors, "shards": len(done), "actors": list(progress.embedders)}
+        written = _writers(out, done, {**record["written_by"], **progress.writers})
         manifest.write(out, {**record, "status": "complete", "totals": totals, "written_by": written})
         manifest.clear_tmp(out)
     return summary
@@ -214,11 +214,11 @@ def _refuse_foreign_shards(out: Location, done: set, shards: list[Shard]) -> Non
         )
 
 
-def _writers(out: Location, known: dict[str, str]) -> dict[str, str]:
+def _writers(out: Location, done: set[tuple[str, str]], known: dict[str, str]) -> dict[str, str]:
     """Which node wrote each shard file: this run's and earlier runs' records, and for files a killed
     run committed without recording them (or a commit rewrote), the node their footer names."""
     return {f"{split}/{name}": known.get(f"{split}/{name}") or features.written_by(out, split, name)
-            for split, name in sorted(features.committed(out))}
+            for split, name in sorted(done)}
 
 
 def _count(out: Location, kind: str) -> int:

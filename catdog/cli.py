@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from catdog.config import (DTYPES, HEAD_MODELS, INTERPOLATIONS, PRECISIONS, PREPROCESSING, ExtractConfig, HeadConfig,
-                           TrainConfig)
+                           SimilarConfig, TrainConfig)
 from catdog import quiet
 from catdog.errors import CatdogError
 
@@ -70,7 +69,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="write a CSV here instead of printing")
     predict.add_argument("--weights", help="where the conv base weights are now, if moved since training")
     predict.add_argument("--address", default=None, help="Ray address for folders (default: local Ray)")
+    predict.add_argument("--top-k", type=int, default=None, help="the k most probable classes instead of all of them")
     predict.set_defaults(func=cmd_predict)
+
+    explain = commands.add_parser("explain", parents=[common], help="Grad-CAM heatmaps: where the model looks, per image")
+    explain.add_argument("model_dir")
+    explain.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    explain.add_argument("--out", required=True, help="folder for NAME.cam.png (photo | heatmap over the photo)")
+    explain.add_argument("--class", dest="class_name", default=None, help="explain this class (default: the predicted one)")
+    explain.add_argument("--weights", help="where the conv base weights are now, if moved since training")
+    explain.set_defaults(func=cmd_explain)
+
+    similar = commands.add_parser("similar", parents=[common], help="near-duplicate images and leakage across splits")
+    similar.add_argument("features", help="the OUT folder of `catdog extract`")
+    similar.add_argument("--out", dest="report_dir", required=True, help="folder for similar.csv, similar.json, similar.png")
+    s = SimilarConfig(features="", report_dir="")
+    similar.add_argument("--threshold", type=float, default=s.threshold, help="cosine similarity of a near-duplicate")
+    similar.add_argument("--top", type=int, default=s.top, help="nearest neighbours looked at per image")
+    similar.add_argument("--working-memory-mb", type=int, default=s.working_memory_mb,
+                         help="size of the distance-matrix block computed at once")
+    similar.set_defaults(func=cmd_similar)
 
     e2e = commands.add_parser("train-e2e", parents=[common], help="train frozen VGG16 + head end-to-end on augmented images, on Ray Train")
     e2e.add_argument("root", help="image folder with train/ and validation/ class folders")
@@ -100,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("root", nargs="?", default=None, help="the image folder: compare it with OUT, changing nothing")
     status.set_defaults(func=cmd_status)
 
-    demo = commands.add_parser("demo", parents=[common], help="generate a small synthetic folder and extract it on local Ray")
+    demo = commands.add_parser("demo", parents=[common],
+                               help="the whole recipe on a generated folder: extract, head, report, explain (local Ray)")
     demo.add_argument("--dir", default="demo", help="where to put the images and features (default: ./demo)")
     demo.add_argument("--per-class", type=int, default=40)
     demo.add_argument("--weights", default="none", help="default none: random weights, works offline")
@@ -163,8 +182,10 @@ def cmd_head(args: argparse.Namespace) -> int:
 
     config = config_from_args(HeadConfig, args)
     result = fit_head.run(config)
-    print(metrics.table(result["splits"]))
+    print(metrics.table(result["splits"], result["classes"]))
     print(f"chosen: {result['chosen']}")
+    if result["map"].get("seconds") is not None:
+        print(f"map.png: {result['map']['points']} {result['map']['split']} images, t-SNE in {result['map']['seconds']} s")
     for note in result["notes"]:
         print(f"note: {note}")
     print(f"model, report.json and figures in {config.model_dir}")
@@ -174,13 +195,33 @@ def cmd_head(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from catdog import predict
 
+    if args.top_k is not None and args.top_k < 1:
+        raise CatdogError(f"--top-k must be at least 1, got {args.top_k}")
     predictions = predict.predict(args.model_dir, args.inputs, weights=args.weights, address=args.address)
     if args.out:
-        predict.write_csv(predictions, args.out)
+        predict.write_csv(predictions, args.out, args.top_k)
         print(f"{len(predictions)} predictions written to {args.out}")
     else:
         for p in predictions:
-            print(f"{p.path}\t{p.probability:.4f}\t{p.label}")
+            top = "".join(f"\t{name} {q:.4f}" for name, q in p.top(args.top_k)) if args.top_k else ""
+            print(f"{p.path}\t{p.label}\t{p.probability:.4f}{top}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from catdog import explain
+
+    for e in explain.explain(args.model_dir, args.inputs, args.out, args.class_name, args.weights):
+        print(f"{e.path}\t{e.explained}\t{e.probability:.4f}\t{e.figure}")
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from catdog import similar
+
+    config = config_from_args(SimilarConfig, args)
+    print("\n".join(similar.lines(similar.run(config))))
+    print(f"pairs in {config.report_dir}/similar.csv, contact sheet similar.png")
     return 0
 
 
@@ -199,19 +240,10 @@ def cmd_train_e2e(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from catdog import demo, extract
+    from catdog import recipe
 
-    images = os.path.join(args.dir, "images")
-    if not os.path.isdir(images):
-        demo.make_demo_folder(images, per_class=args.per_class)
-    print(f"demo images: {images} (synthetic, 2 classes, {args.per_class} per class)")
-    if args.weights == "none":
-        print("weights: none (random init, seed 0) - offline demo; features are not ImageNet features")
-    config = ExtractConfig(
-        root=images, out=os.path.join(args.dir, "features"), weights=args.weights, image_size=args.image_size, overwrite=True
-    )
-    summary = extract.run(config)
-    print("\n".join(summary.lines()))
+    config = recipe.DemoConfig(folder=args.dir, per_class=args.per_class, weights=args.weights, image_size=args.image_size)
+    print("\n".join(recipe.run(config)))
     return 0
 
 

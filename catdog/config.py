@@ -1,6 +1,6 @@
 """Every stage's configuration: frozen dataclasses, validated when built, passed down.
 
-`ExtractConfig`, `HeadConfig` and `TrainConfig` are what the commands take; `DecodeConfig` and
+`ExtractConfig`, `HeadConfig`, `SimilarConfig` and `TrainConfig` are what the commands take; `DecodeConfig` and
 `EmbedConfig` are the few settings the decode and embed stages use, cut from the job's config.
 """
 
@@ -119,6 +119,21 @@ class HeadConfig(_Config):
             _positive(self, name)
         if not 0 <= self.dropout < 1:
             raise CatdogError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class SimilarConfig(_Config):
+    features: str  # the OUT folder of `catdog extract`
+    report_dir: str  # where similar.csv, similar.json and similar.png go
+    threshold: float = 0.95  # cosine similarity at or above which two images are near-duplicates
+    top: int = 5  # neighbours looked at per image
+    working_memory_mb: int = 1024  # the block of the distance matrix computed at once
+
+    def __post_init__(self) -> None:
+        if not -1 <= self.threshold <= 1:
+            raise CatdogError(f"--threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+        _positive(self, "top")
+        _positive(self, "working_memory_mb")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""A small synthetic cats-vs-dogs folder in the tutorial's layout, for demos and tests.
+"""Small synthetic image folders in the tutorial's layout, for demos and tests.
 
-The two classes differ in colour and texture, so they separate even with randomly initialised
-VGG16 weights; photos are not needed to see the whole pipeline work.
+`make_demo_folder`: cats vs dogs, two classes that differ in colour and texture, so they separate
+even with randomly initialised VGG16 weights; photos are not needed to see the pipeline work.
+`make_shapes_folder`: N classes of coloured shapes, for everything that must not assume two.
 """
 
 from __future__ import annotations
@@ -43,4 +44,45 @@ def make_demo_folder(root: str, per_class: int = 40, size: int = 64, seed: int =
             for i in range(start, start + count):
                 synthetic_image(label, size, rng).save(os.path.join(folder, f"{name[:-1]}.{i}.jpg"), quality=90)
             start += count
+    return root
+
+
+SHAPES = ("disc", "square", "ring", "cross", "bar")
+HUES = ((220, 40, 40), (40, 90, 220), (40, 180, 60), (230, 200, 40), (160, 60, 200), (40, 200, 200),
+        (240, 130, 30), (120, 120, 120), (250, 250, 250), (90, 50, 20))
+
+
+def shape_classes(n: int) -> list[str]:
+    """`n` class names, each a colour and a shape: hue-0-disc, hue-1-square, ..."""
+    return [f"hue{k % len(HUES)}-{SHAPES[k % len(SHAPES)]}" for k in range(n)]
+
+
+def shape_image(label: int, size: int, rng: np.random.Generator) -> Image.Image:
+    """One shape of the class's colour on a noisy grey ground, at a random place and scale."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = rng.uniform(0.22, 0.35) * size
+    cy, cx = rng.uniform(r, size - r, 2)
+    dy, dx = yy - cy, xx - cx
+    shape = SHAPES[label % len(SHAPES)]
+    mask = {"disc": np.hypot(dy, dx) < r, "square": np.maximum(abs(dy), abs(dx)) < r * 0.85,
+            "ring": abs(np.hypot(dy, dx) - r * 0.75) < r * 0.25,
+            "cross": (np.minimum(abs(dy), abs(dx)) < r * 0.3) & (np.maximum(abs(dy), abs(dx)) < r),
+            "bar": (abs(dy) < r * 0.3) & (abs(dx) < r)}[shape]
+    pixels = rng.normal(110, 25, (size, size, 3))
+    pixels[mask] = np.array(HUES[label % len(HUES)]) + rng.normal(0, 12, (int(mask.sum()), 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def make_shapes_folder(root: str, classes: int = 10, per_class: int = 12, size: int = 48, seed: int = 0) -> str:
+    """Write ROOT/{train,validation,test}/CLASS/NNNN.png: `classes` classes, `per_class` images each in all."""
+    rng = np.random.default_rng(seed)
+    counts = {"train": per_class - 2 * (per_class // 4), "validation": per_class // 4, "test": per_class // 4}
+    for label, name in enumerate(shape_classes(classes)):
+        i = 0
+        for split, count in counts.items():
+            folder = os.path.join(root, split, name)
+            os.makedirs(folder, exist_ok=True)
+            for _ in range(count):
+                shape_image(label, size, rng).save(os.path.join(folder, f"{i:04d}.png"))
+                i += 1
     return root

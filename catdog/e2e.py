@@ -24,8 +24,9 @@ STATE = "state.json"
 WEIGHTS = "model.weights.h5"
 
 
-def build_model(config: TrainConfig, conv_weights: bytes | None = None):
-    """Raw RGB pixels (0..255) -> augmentation (training only) -> preprocessing -> conv base -> head."""
+def build_model(config: TrainConfig, conv_weights: bytes | None = None, classes: int = 2):
+    """Raw RGB pixels (0..255) -> augmentation (training only) -> preprocessing -> conv base -> head:
+    the recipe's Dense(1, sigmoid) for two classes, Dense(N, softmax) for N."""
     import keras
 
     size = config.image_size
@@ -38,7 +39,7 @@ def build_model(config: TrainConfig, conv_weights: bytes | None = None):
     x = base(layers.preprocessing_layer(config.preprocess)(layers.augmentation(config.seed)(inputs)))
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(256, activation="relu")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    outputs = (keras.layers.Dense(1, activation="sigmoid") if classes == 2 else keras.layers.Dense(classes, activation="softmax"))(x)
     return keras.Model(inputs, outputs, name="catdog_e2e")
 
 
@@ -55,11 +56,12 @@ def fine_tune(net, from_layer: str) -> None:
 class Trainer:
     """The model, its training state and its compiled steps; restored from a saved folder if given."""
 
-    def __init__(self, config: TrainConfig, conv_weights: bytes, strategy, restore_from: str | None) -> None:
+    def __init__(self, config: TrainConfig, conv_weights: bytes, strategy, restore_from: str | None,
+                 classes: int = 2) -> None:
         self.config, self.strategy = config, strategy
         self.state: dict = {"epoch": 0, "history": {}, "unreadable": {}}
         with strategy.scope():
-            self.net = build_model(config, conv_weights)
+            self.net = build_model(config, conv_weights, classes)
             if restore_from:
                 with open(os.path.join(restore_from, STATE)) as f:
                     self.state = json.load(f)
@@ -134,8 +136,8 @@ class _Steps:
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            p = tf.reshape(self.net(x, training=True), [-1])
-            losses = _bce(y, p) * w
+            p = self.net(x, training=True)
+            losses = _cross_entropy(y, p) * w
             # Each worker's mean; the optimizer's cross-worker all-reduce sums, so divide by workers too.
             loss = tf.reduce_sum(losses) / tf.maximum(tf.reduce_sum(w), 1.0) / self.strategy.num_replicas_in_sync
         variables = self.net.trainable_variables
@@ -143,21 +145,24 @@ class _Steps:
         return _sums(y, p, losses, w)
 
     def _eval_step(self, x, y, w):
-        import tensorflow as tf
-
-        p = tf.reshape(self.net(x, training=False), [-1])
-        return _sums(y, p, _bce(y, p) * w, w)
+        p = self.net(x, training=False)
+        return _sums(y, p, _cross_entropy(y, p) * w, w)
 
 
-def _bce(y, p):
+def _cross_entropy(y, p):
+    """Per image: binary cross-entropy of a (n, 1) sigmoid output, categorical of a (n, N) softmax."""
     import tensorflow as tf
 
     p = tf.clip_by_value(p, CLIP, 1 - CLIP)
-    return -(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p))
+    if p.shape[-1] == 1:
+        y, p = tf.cast(y, p.dtype), tf.reshape(p, [-1])
+        return -(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p))
+    return -tf.math.log(tf.gather(p, tf.cast(y, tf.int32), batch_dims=1))
 
 
 def _sums(y, p, losses, w):
     import tensorflow as tf
 
-    correct = tf.cast(tf.equal(tf.cast(p >= 0.5, y.dtype), y), tf.float32) * w
+    predicted = tf.cast(tf.reshape(p, [-1]) >= 0.5, tf.int32) if p.shape[-1] == 1 else tf.argmax(p, axis=-1, output_type=tf.int32)
+    correct = tf.cast(tf.equal(predicted, tf.cast(y, tf.int32)), tf.float32) * w
     return tf.reduce_sum(losses), tf.reduce_sum(correct), tf.reduce_sum(w), tf.reduce_sum(1.0 - w)

@@ -162,8 +162,16 @@ def load(out: str | Location, split: str | None = None) -> Features:
 
 def read_paths(out: str | Location, split: str) -> np.ndarray:
     """The image paths of one split, in the order `load` and `stream` (unshuffled) give the rows."""
-    table = dataset(out).to_table(columns=["path"], filter=pads.field("split") == split)
-    return table.column("path").to_numpy(zero_copy_only=False)
+    return _column(out, split, "path").to_numpy(zero_copy_only=False)
+
+
+def read_labels(out: str | Location, split: str) -> np.ndarray:
+    """The labels of one split (NO_LABEL where unlabeled), without reading the features."""
+    return _column(out, split, "label").fill_null(NO_LABEL).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _column(out: str | Location, split: str, name: str) -> pa.ChunkedArray:
+    return dataset(out).to_table(columns=[name], filter=pads.field("split") == split).column(name)
 
 
 def arrays(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:

@@ -31,8 +31,12 @@ def run(config: TrainConfig) -> dict:
     image_set = imagefolder.scan(root)
     rows = {s: [{"path": p, "label": y} for p, y, t in zip(image_set.paths, image_set.labels, image_set.splits) if t == s]
             for s in ("train", "validation")}
-    if image_set.layout != "split" or not rows["train"] or not rows["validation"] or len(image_set.classes) != 2:
-        raise CatdogError("train-e2e needs ROOT/train/CLASS/* and ROOT/validation/CLASS/* with two classes")
+    if image_set.layout != "split" or not rows["train"] or not rows["validation"] or len(image_set.classes) < 2:
+        raise CatdogError("train-e2e needs ROOT/train/CLASS/* and ROOT/validation/CLASS/* with at least two classes")
+    missing = sorted(set(range(len(image_set.classes))) - {r["label"] for r in rows["train"]})
+    if missing:
+        raise CatdogError(f"no train images of class {', '.join(image_set.classes[k] for k in missing)} in {root}: "
+                          "every class needs training images")
     weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
     with cluster.ray_session(config.address):
         if out.is_local and not config.shared_fs and cluster.node_count() > 1:
@@ -41,7 +45,8 @@ def run(config: TrainConfig) -> dict:
         placement = cluster.placement(root.is_local, out.is_local, config.shared_fs)
         trainer = TensorflowTrainer(
             pipeline.train_worker,
-            train_loop_config={"config": asdict(config), "weights": ray.put(weights.data)},
+            train_loop_config={"config": asdict(config), "weights": ray.put(weights.data),
+                               "classes": len(image_set.classes)},
             scaling_config=ray.train.ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
             run_config=ray.train.RunConfig(
                 # On a URI the checkpoints live in the bucket: any node can resume the run.

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict
 
 import numpy as np
 
-from catdog import features, figures, manifest, metrics, saved, storage
-from catdog.config import ExtractConfig, HeadConfig
+from catdog import features, figures, metrics, originals, saved, storage
+from catdog.config import HeadConfig
 from catdog.errors import CatdogError
 from catdog.heads import HEADS, FeatureSplits, predict_split
-from catdog.images import decode_files
 
 REPORT = "report.json"
+MANY_CLASSES = 1000  # above this the dense head's last layer is large: said, not refused
+MAP_POINTS = 2000  # t-SNE is quadratic-ish: the map samples at most this many images
+MAP_THUMBNAILS = 12
 
 
 def run(config: HeadConfig) -> dict:
@@ -27,61 +30,103 @@ def run(config: HeadConfig) -> dict:
 
 def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> dict:
     data = FeatureSplits(out, config.max_memory)
-    notes = []
-    if "train" not in data.splits:
-        raise CatdogError(f"no split 'train' in {config.features} (it has: {', '.join(data.splits)}); "
-                          "the head trains on ROOT/train/CLASS/* images")
     validation = next((s for s in ("validation", "val") if s in data.splits), None)
-    if validation is None:
-        notes.append("no validation split: nothing selected on validation (default regularisation, last epoch)")
-    if "test" not in data.splits:
-        notes.append("no test split: reporting train and validation only")
+    notes = _check(config, data, validation)
     head = HEADS[config.model](config)
     history = head.fit(data, validation)
     results = {}
     for split in [s for s in ("train", validation, "test") if s in data.splits]:
-        p, y = predict_split(head, data, split)
+        P, y = predict_split(head, data, split)
         if (y >= 0).all():
-            results[split] = (p, y)
-    by_split = {s: metrics.metrics(p, y) for s, (p, y) in results.items()}
-    extract_settings = (manifest.read(out) or {}).get("config")
+            results[split] = (P, y)
+    classes = data.classes
+    by_split = {s: metrics.metrics(P, y, classes) for s, (P, y) in results.items()}
+    notes += [f"{', '.join(m['absent'])} absent from {s}: not in its averages" for s, m in by_split.items() if m["absent"]]
+    recorded = originals.settings(out)
     head.save(model_dir)
-    saved.write_info(model_dir, head.kind, asdict(config), data.metadata, extract_settings)
+    saved.write_info(model_dir, head.kind, asdict(config), data.metadata, recorded)
     title = f"{config.model} head"
-    classes = data.metadata.get("classes") or ["0", "1"]
     figures.plot_curves(history, os.path.join(model_dir, "curves.png"), title)
     last = "test" if "test" in results else list(results)[-1]
     figures.plot_confusion(by_split[last]["confusion_matrix"], classes, os.path.join(model_dir, "confusion.png"),
                            f"{title}, {last}")
-    wrong, note = _wrong_grid(model_dir, out, extract_settings, last, *results[last], classes)
-    notes += [note] if note else []
-    summary = {"model": config.model, "streaming": data.streaming, "chosen": history["chosen"], "splits": by_split,
-               "history": {k: v for k, v in history.items() if k != "chosen"}, "wrong": wrong, "notes": notes}
+    wrong, note = _wrong_grid(model_dir, out, recorded, last, *results[last], classes)
+    feature_map, map_note = _feature_map(model_dir, out, recorded, "test" if "test" in results else validation or "train",
+                                         classes, config.seed)
+    notes += [n for n in (note, map_note) if n]
+    summary = {"model": config.model, "classes": classes, "streaming": data.streaming, "chosen": history["chosen"],
+               "splits": by_split, "history": {k: v for k, v in history.items() if k != "chosen"}, "wrong": wrong,
+               "map": feature_map, "notes": notes}
     with open(os.path.join(model_dir, REPORT), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
 
 
-def _wrong_grid(model_dir: str, out: storage.Location, extract_settings: dict | None, split: str,
-                p: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[list[dict], str | None]:
+def _check(config: HeadConfig, data: FeatureSplits, validation: str | None) -> list[str]:
+    """Refuse what cannot be trained, in one line each; return notes on what is missing but allowed."""
+    where = config.features
+    if "train" not in data.splits:
+        raise CatdogError(f"no split 'train' in {where} (it has: {', '.join(data.splits)}); "
+                          "the head trains on ROOT/train/CLASS/* images")
+    if not data.classes:
+        raise CatdogError(f"the train images of {where} have no labels (no class folders): "
+                          "the head trains on ROOT/train/CLASS/* images")
+    if len(data.classes) < 2:
+        raise CatdogError(f"only one class ({data.classes[0]}) in {where}: a classifier needs at least two class folders")
+    labels = features.read_labels(data.out, "train")
+    missing = [c for k, c in enumerate(data.classes) if k not in set(labels.tolist())]
+    if missing:
+        raise CatdogError(f"no train images of class {', '.join(missing)} in {where}: every class needs training images")
+    notes = []
+    if validation is None:
+        notes.append("no validation split: nothing selected on validation (default regularisation, last epoch)")
+    if "test" not in data.splits:
+        notes.append("no test split: reporting train and validation only")
+    if len(data.classes) > MANY_CLASSES and config.model == "dense":
+        notes.append(f"{len(data.classes)} classes: the dense head's last layer holds "
+                     f"{config.units * len(data.classes):,} weights")
+    return notes
+
+
+def _wrong_grid(model_dir: str, out: storage.Location, recorded: dict | None, split: str,
+                P: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[list[dict], str | None]:
     """wrong.png: the most confidently wrong images of `split`, decoded as extraction decoded them."""
-    picks = metrics.most_confidently_wrong(p, y)
+    picks = metrics.most_confidently_wrong(P, y)
     if len(picks) == 0:
         return [], f"no wrong predictions on {split}: no grid of wrong images"
     paths = features.read_paths(out, split)  # the paths alone: the features are not read again
-    wrong = [{"path": paths[i], "probability": float(p[i]), "label": classes[y[i]]} for i in picks]
-    if not extract_settings:
-        return wrong, "no manifest.json beside the features: no grid of wrong images"
-    recorded = ExtractConfig(**{k: v for k, v in extract_settings.items() if k in ExtractConfig.__dataclass_fields__})
-    root = storage.resolve(recorded.root)
-    try:
-        decoded = decode_files([root.join(w["path"]) for w in wrong], recorded.decode)
-    except Exception as exc:  # the image folder may live where this machine cannot reach (a cluster's disk)
-        return wrong, f"images under {root} not reachable here ({type(exc).__name__}): no grid of wrong images"
-    if not decoded.ok:
-        return wrong, f"images under {root} not readable here: no grid of wrong images"
-    shown = [wrong[i] for i in decoded.ok]
-    captions = [f"{os.path.basename(w['path'])}\np({classes[-1]})={w['probability']:.3f}, true {w['label']}" for w in shown]
-    figures.plot_wrong(list(decoded.pixels), captions, os.path.join(model_dir, "wrong.png"),
+    predicted = P.argmax(axis=1)
+    wrong = [{"path": paths[i], "predicted": classes[predicted[i]], "probability": float(P[i, predicted[i]]),
+              "label": classes[y[i]]} for i in picks]
+    pictures, note = originals.decode(recorded, [w["path"] for w in wrong])
+    if note:
+        return wrong, f"{note}: no grid of wrong images"
+    captions = [f"{os.path.basename(wrong[i]['path'])}\n{wrong[i]['predicted']} {wrong[i]['probability']:.3f}, "
+                f"true {wrong[i]['label']}" for i in pictures]
+    figures.plot_wrong(list(pictures.values()), captions, os.path.join(model_dir, "wrong.png"),
                        f"most confidently wrong, {split}")
     return wrong, None
+
+
+def _feature_map(model_dir: str, out: storage.Location, recorded: dict | None, split: str, classes: list[str],
+                 seed: int) -> tuple[dict, str | None]:
+    """map.png: PCA to 50 dimensions, then t-SNE to 2, of at most MAP_POINTS images of `split`."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    X, y, paths = features.load(out, split)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(y), size=min(len(y), MAP_POINTS), replace=False))
+    if len(keep) < 5:
+        return {"split": split, "points": int(len(keep))}, f"{split} has {len(keep)} images: no map"
+    started = time.perf_counter()
+    reduced = PCA(n_components=min(50, len(keep) - 1, X.shape[1]), random_state=seed).fit_transform(X[keep])
+    points = TSNE(perplexity=min(30.0, (len(keep) - 1) / 3), init="pca", random_state=seed).fit_transform(reduced)
+    seconds = time.perf_counter() - started
+    shown = rng.choice(len(keep), size=min(MAP_THUMBNAILS, len(keep)), replace=False)
+    pictures, note = originals.decode(recorded, [paths[keep[i]] for i in shown])
+    thumbnails = [(int(shown[i]), picture) for i, picture in pictures.items()]
+    figures.plot_map(points, y[keep], classes, thumbnails, os.path.join(model_dir, "map.png"),
+                     f"{split} features: PCA to {reduced.shape[1]} then t-SNE, {len(keep)} images")
+    return ({"split": split, "points": int(len(keep)), "seconds": round(seconds, 2)},
+            f"{note}: map.png without thumbnails" if note else None)

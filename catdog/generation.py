@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from catdog import features, index, storage
+from catdog import features, index
 from catdog.index import Changes, Index
 from catdog.storage import Location
 

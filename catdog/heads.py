@@ -1,8 +1,12 @@
 """Classifiers on the Parquet features, with one interface (fit / predict_proba / save / load):
-  logreg  StandardScaler + LogisticRegression (C chosen on validation), or SGDClassifier(log_loss)
-          with partial_fit when the features exceed the memory budget;
-  dense   the tutorial's Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid), RMSprop, keeping
-          the epoch with the best validation loss; fed by tf.data from Parquet when streaming.
+  logreg  StandardScaler + LogisticRegression (multinomial for more than two classes; C chosen on
+          validation), or SGDClassifier(log_loss, one-vs-rest) with partial_fit when the features
+          exceed the memory budget;
+  dense   the tutorial's Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid) with binary
+          cross-entropy for two classes, Dense(N, softmax) with categorical cross-entropy for N;
+          RMSprop, keeping the epoch with the best validation loss; fed by tf.data when streaming.
+
+`predict_proba` returns (n, K) probabilities, one column per class, for two classes as for many.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from catdog import features, quiet
 from catdog.config import HeadConfig
 from catdog.errors import CatdogError
-from catdog.metrics import accuracy, binary_log_loss
+from catdog.metrics import accuracy, cross_entropy
 from catdog.storage import Location
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -33,6 +37,7 @@ class FeatureSplits:
         self.out = out
         self.metadata = features.read_metadata(out)
         self.dim = int(self.metadata["feature_dim"])
+        self.classes: list[str] = list(self.metadata.get("classes") or [])
         self.splits = features.splits(out)
         rows = sum(features.count_rows(out, s) for s in self.splits)
         row_bytes = self.dim * 4
@@ -71,10 +76,10 @@ class LogRegHead:
             pipe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=self.config.seed))
             pipe.fit(X, y)
             history["C"].append(C)
-            _score(history, "", pipe.predict_proba(X)[:, 1], y)
+            _score(history, "", pipe.predict_proba(X), y)
             if validation:
                 Xv, yv = data.arrays(validation)
-                _score(history, "val_", pipe.predict_proba(Xv)[:, 1], yv)
+                _score(history, "val_", pipe.predict_proba(Xv), yv)
                 if best is None or history["val_loss"][-1] < best[0]:
                     best = (history["val_loss"][-1], C, pipe)
             else:
@@ -87,6 +92,7 @@ class LogRegHead:
         for X, _ in data.chunks("train"):
             scaler.partial_fit(X)
         alphas = ALPHA_GRID if validation else (1e-3,)
+        labels = list(range(len(data.classes)))
         models = [SGDClassifier(loss="log_loss", alpha=a, random_state=self.config.seed) for a in alphas]
         curves = [{"loss": [], "acc": [], "val_loss": [], "val_acc": []} for _ in alphas]
         for epoch in range(self.config.epochs):
@@ -95,8 +101,8 @@ class LogRegHead:
                 Xs = scaler.transform(X)
                 for m, s in zip(models, seen):
                     if hasattr(m, "coef_"):  # progressive validation: score each chunk before learning it
-                        s.append((m.predict_proba(Xs)[:, 1], y))
-                    m.partial_fit(Xs, y, classes=[0, 1])
+                        s.append((m.predict_proba(Xs), y))
+                    m.partial_fit(Xs, y, classes=labels)
             for m, s, curve in zip(models, seen, curves):
                 if s:
                     _score(curve, "", np.concatenate([p for p, _ in s]), np.concatenate([t for _, t in s]))
@@ -104,7 +110,7 @@ class LogRegHead:
                     curve["loss"].append(float("nan"))
                     curve["acc"].append(float("nan"))
                 if validation:
-                    p, t = _predict_chunks(data, validation, lambda Z, m=m: m.predict_proba(scaler.transform(Z))[:, 1])
+                    p, t = _predict_chunks(data, validation, lambda Z, m=m: m.predict_proba(scaler.transform(Z)))
                     _score(curve, "val_", p, t)
         best = int(np.argmin([c["val_loss"][-1] for c in curves])) if validation else 0
         self.pipeline = make_pipeline(scaler, models[best])
@@ -112,7 +118,7 @@ class LogRegHead:
         return {**curves[best], "epoch": epochs, "x": "epoch", "chosen": {"alpha": alphas[best], "streaming": True}}
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.pipeline.predict_proba(X)[:, 1]
+        return self.pipeline.predict_proba(X)
 
     def save(self, model_dir: str) -> None:
         import skops.io
@@ -139,22 +145,23 @@ class DenseHead:
     def __init__(self, config: HeadConfig, model=None) -> None:
         self.config, self.model = config, model
 
-    def build(self, dim: int):
+    def build(self, dim: int, classes: int):
         quiet.load_tensorflow()
         import keras
 
         keras.utils.set_random_seed(self.config.seed)
+        binary = classes == 2
         model = keras.Sequential(
             [
                 keras.Input((dim,)),
                 keras.layers.Dense(self.config.units, activation="relu"),
                 keras.layers.Dropout(self.config.dropout),
-                keras.layers.Dense(1, activation="sigmoid"),
+                keras.layers.Dense(1, activation="sigmoid") if binary else keras.layers.Dense(classes, activation="softmax"),
             ]
         )
         model.compile(
             optimizer=keras.optimizers.RMSprop(learning_rate=self.config.learning_rate),
-            loss="binary_crossentropy",
+            loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
             metrics=["acc"],
         )
         return model
@@ -162,7 +169,7 @@ class DenseHead:
     def fit(self, data: FeatureSplits, validation: str | None) -> dict:
         import keras
 
-        self.model = self.build(data.dim)
+        self.model = self.build(data.dim, len(data.classes))
         keep_best = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=self.config.epochs, restore_best_weights=True
         )
@@ -173,8 +180,11 @@ class DenseHead:
             history = self.model.fit(train, validation_data=val, shuffle=False, **fit_args)  # chunks come shuffled
         else:
             X, y = data.arrays("train")
-            val = data.arrays(validation) if validation else None
-            history = self.model.fit(X, y, batch_size=self.config.batch_size, validation_data=val, shuffle=True, **fit_args)
+            val = None
+            if validation:
+                Xv, yv = data.arrays(validation)
+                val = (Xv, self._targets(yv))
+            history = self.model.fit(X, self._targets(y), batch_size=self.config.batch_size, validation_data=val, shuffle=True, **fit_args)
         curves = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         best = int(np.argmin(curves["val_loss"])) + 1 if validation else self.config.epochs
         return {**curves, "epoch": list(range(1, len(curves["loss"]) + 1)), "x": "epoch",
@@ -188,17 +198,22 @@ class DenseHead:
         def chunks():
             seed = self.config.seed + next(epochs) if shuffle else None
             for X, y in data.chunks(split, shuffle_seed=seed):
-                yield X, y.astype(np.float32)
+                yield X, self._targets(y)
 
-        signature = (tf.TensorSpec((None, data.dim), tf.float32), tf.TensorSpec((None,), tf.float32))
+        target = tf.float32 if len(data.classes) == 2 else tf.int32
+        signature = (tf.TensorSpec((None, data.dim), tf.float32), tf.TensorSpec((None,), target))
         batches = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch().batch(self.config.batch_size)
         # A generator's length is unknown to Keras, which then warns that the input "ran out of data"
         # at the end of every epoch; the row count says how many batches there are.
         count = -(-features.count_rows(data.out, split) // self.config.batch_size)
         return batches.apply(tf.data.experimental.assert_cardinality(count)).prefetch(2)
 
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        """0/1 floats for the sigmoid output, class indices for the softmax one."""
+        return y.astype(np.float32 if self.model.output_shape[-1] == 1 else np.int32)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.model.predict(X, batch_size=256, verbose=0).reshape(-1)
+        return class_columns(self.model.predict(X, batch_size=256, verbose=0))
 
     def save(self, model_dir: str) -> None:
         self.model.save(os.path.join(model_dir, self.file))
@@ -214,8 +229,14 @@ class DenseHead:
 HEADS = {h.kind: h for h in (LogRegHead, DenseHead)}
 
 
+def class_columns(P: np.ndarray) -> np.ndarray:
+    """A Keras model's output as one column per class: the recipe's single sigmoid output is the
+    probability of the second class."""
+    return np.hstack([1.0 - P, P]) if P.shape[1] == 1 else P
+
+
 def predict_split(head: LogRegHead | DenseHead, data: FeatureSplits, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities of the second class and the labels of one split, chunk by chunk."""
+    """The (n, K) probabilities and the labels of one split, chunk by chunk."""
     return _predict_chunks(data, split, head.predict_proba)
 
 
@@ -224,6 +245,6 @@ def _predict_chunks(data: FeatureSplits, split: str, proba) -> tuple[np.ndarray,
     return np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts])
 
 
-def _score(history: dict, prefix: str, p: np.ndarray, y: np.ndarray) -> None:
-    history[prefix + "loss"].append(binary_log_loss(y, p))
-    history[prefix + "acc"].append(accuracy(y, p))
+def _score(history: dict, prefix: str, P: np.ndarray, y: np.ndarray) -> None:
+    history[prefix + "loss"].append(cross_entropy(y, P))
+    history[prefix + "acc"].append(accuracy(y, P))

@@ -82,6 +82,20 @@ def scan(root: str | Location) -> ImageSet:
     return dataclasses.replace(_label(root, files), stamps=tuple(listed[f] for f in files))
 
 
+def inputs(names: list[str]) -> tuple[list[Location], list[Location]]:
+    """Image files and folders named on a command line, each checked to exist: (files, folders)."""
+    located = [storage.resolve(n) for n in names]
+    missing = [str(loc) for loc in located if not loc.exists()]
+    if missing:
+        raise CatdogError(f"not found: {', '.join(missing)}")
+    return [loc for loc in located if not loc.is_dir()], [loc for loc in located if loc.is_dir()]
+
+
+def files_in(folders: list[Location]) -> list[Location]:
+    """Every image under each folder, in scan order."""
+    return [folder.join(p) for folder in folders for p in scan(folder).paths]
+
+
 def plan_shards(images: ImageSet, shard_size: int, only: set[str] | None = None, generation: int = 1) -> list[Shard]:
     """Fixed-size runs of each split's images in listing order; `only` restricts them to some paths
     (an incremental run's new and changed images)."""

@@ -222,11 +222,12 @@ def train_worker(loop_config: dict) -> None:
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     checkpoint = ray.train.get_checkpoint()
     weights = ray.get(loop_config["weights"])
+    classes = loop_config["classes"]
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            trainer = e2e.Trainer(config, weights, strategy, folder)
+            trainer = e2e.Trainer(config, weights, strategy, folder, classes)
     else:
-        trainer = e2e.Trainer(config, weights, strategy, None)
+        trainer = e2e.Trainer(config, weights, strategy, None, classes)
     shards = {split: ray.train.get_dataset_shard(split) for split in ("train", "validation")}
     chief = ray.train.get_context().get_world_rank() == 0
     for epoch in trainer.remaining_epochs():

@@ -9,57 +9,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import convbase, extract, features, imagefolder, saved, storage
+from catdog import convbase, extract, features, imagefolder, saved
 from catdog.config import ExtractConfig
-from catdog.errors import CatdogError
-from catdog.images import decode_files
 from catdog.storage import Location
 
 
 @dataclass(frozen=True)
 class Prediction:
     path: str
-    probability: float  # of the second class (dogs)
-    label: str
+    label: str  # the predicted class
+    probability: float  # of the predicted class
+    probabilities: dict[str, float]  # of every class, in the model's class order
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
 
 
 def predict(model_dir: str, inputs: list[str], weights: str | None = None, address: str | None = None) -> list[Prediction]:
     model = saved.load(model_dir)
-    located = [storage.resolve(i) for i in inputs]
-    missing = [str(loc) for loc in located if not loc.exists()]
-    if missing:
-        raise CatdogError(f"not found: {', '.join(missing)}")
-    files = [loc for loc in located if not loc.is_dir()]
-    folders = [loc for loc in located if loc.is_dir()]
+    files, folders = imagefolder.inputs(inputs)
     if model.takes_images:  # an end-to-end model: pixels in, no features
-        everything = files + [f.join(p) for f in folders for p in imagefolder.scan(f).paths]
-        return _label(everything, model.predict_proba(_pixels(everything, model)), model.classes)
+        everything = files + imagefolder.files_in(folders)
+        return _label(everything, model.predict_proba(model.decode(everything)), model.classes)
     config = model.extract_config(weights=weights).replace(address=address)
-    resolved = _checked_weights(config, model)  # before any work, for files and folders alike
+    resolved = model.conv_weights(weights)  # before any work, for files and folders alike
     results: list[Prediction] = []
     if files:
-        X = convbase.ConvBase(resolved.data, config.embed).embed(_pixels(files, model))
+        X = convbase.ConvBase(resolved.data, config.embed).embed(model.decode(files))
         X = X.astype(config.dtype).astype(np.float32)  # rounded as the stored features were
         results += _label(files, model.predict_proba(X), model.classes)
     for folder in folders:
         results += _predict_folder(folder, config, model)
     return results
-
-
-def _pixels(files: list[Location], model: saved.SavedModel) -> np.ndarray:
-    decoded = decode_files(files, model.decode_config)
-    if decoded.errors:  # an unreadable image named by the user is a mistake to report, not to skip
-        e = decoded.errors[0]
-        raise CatdogError(f"cannot read image {files[e.index]}: {e.error}: {e.message}")
-    return decoded.pixels
-
-
-def _checked_weights(config: ExtractConfig, model: saved.SavedModel) -> convbase.Weights:
-    weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
-    if not convbase.same_weights(weights.identity, model.feature_metadata["weights"]):
-        raise CatdogError(f"weights {config.weights} are not the ones the model was trained on "
-                          f"({weights.identity} vs {model.feature_metadata['weights']})")
-    return weights
 
 
 def _predict_folder(folder: Location, config: ExtractConfig, model: saved.SavedModel) -> list[Prediction]:
@@ -71,12 +52,29 @@ def _predict_folder(folder: Location, config: ExtractConfig, model: saved.SavedM
     return _label([folder.join(p) for p in paths], model.predict_proba(X), model.classes)
 
 
-def _label(files: list[Location], p: np.ndarray, classes: list[str]) -> list[Prediction]:
-    return [Prediction(str(f), float(q), classes[int(q >= 0.5)]) for f, q in zip(files, p)]
+def _label(files: list[Location], P: np.ndarray, classes: list[str]) -> list[Prediction]:
+    best = P.argmax(axis=1)
+    return [Prediction(str(f), classes[k], float(row[k]), dict(zip(classes, map(float, row))))
+            for f, row, k in zip(files, P, best)]
 
 
-def write_csv(predictions: list[Prediction], path: str) -> None:
+def csv_header(classes: list[str], top_k: int | None) -> list[str]:
+    """path, label, probability, then p_CLASS for every class, or the top k as class and probability."""
+    if top_k:
+        return ["path", "label", "probability"] + [f"top{i}{s}" for i in range(1, top_k + 1) for s in ("", "_probability")]
+    return ["path", "label", "probability"] + [f"p_{c}" for c in classes]
+
+
+def csv_row(p: Prediction, top_k: int | None) -> list[str]:
+    row = [p.path, p.label, f"{p.probability:.6f}"]
+    if top_k:
+        return row + [v for name, q in p.top(top_k) for v in (name, f"{q:.6f}")]
+    return row + [f"{q:.6f}" for q in p.probabilities.values()]
+
+
+def write_csv(predictions: list[Prediction], path: str, top_k: int | None = None) -> None:
+    classes = list(predictions[0].probabilities) if predictions else []
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "probability", "label"])
-        writer.writerows((p.path, f"{p.probability:.6f}", p.label) for p in predictions)
+        writer.writerow(csv_header(classes, top_k))
+        writer.writerows(csv_row(p, top_k) for p in predictions)

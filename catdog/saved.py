@@ -19,7 +19,8 @@ import numpy as np
 from catdog import convbase, e2e, layers, quiet, storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
-from catdog.heads import HEADS, DenseHead, LogRegHead
+from catdog.images import decode_files
+from catdog.heads import HEADS, DenseHead, LogRegHead, class_columns
 
 HEAD_JSON = "head.json"
 # Feature settings a head depends on: features made any other way mean something else.
@@ -38,7 +39,7 @@ class PixelModel:
         self.model = model
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
-        return self.model.predict(pixels.astype(np.float32), batch_size=32, verbose=0).reshape(-1)
+        return class_columns(self.model.predict(pixels.astype(np.float32), batch_size=32, verbose=0))
 
     @classmethod
     def load(cls, model_dir: str) -> "PixelModel":
@@ -91,6 +92,24 @@ class SavedModel:
     def decode_config(self) -> DecodeConfig:
         return self.extract_config().decode
 
+    def decode(self, files: list[storage.Location]) -> np.ndarray:
+        """The images as this model's features were decoded; an unreadable one is the user's to fix."""
+        decoded = decode_files(files, self.decode_config)
+        if decoded.errors:
+            e = decoded.errors[0]
+            raise CatdogError(f"cannot read image {files[e.index]}: {e.error}: {e.message}")
+        return decoded.pixels
+
+    def conv_weights(self, weights: str | None = None) -> convbase.Weights:
+        """The conv base weights this model's features came from (`weights` relocates the file),
+        refused if they are other numbers."""
+        config = self.extract_config(weights=weights)
+        resolved = convbase.resolve_weights(config.weights, config.seed, config.image_size)
+        if not convbase.same_weights(resolved.identity, self.feature_metadata["weights"]):
+            raise CatdogError(f"weights {config.weights} are not the ones the model was trained on "
+                              f"({resolved.identity} vs {self.feature_metadata['weights']})")
+        return resolved
+
     def check(self, metadata: dict) -> None:
         """Refuse features made with other settings than the ones this model learned from."""
         for key in PINNED:
@@ -104,6 +123,7 @@ class SavedModel:
                 )
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n, K) probabilities, one column per class of `classes`."""
         return self.model.predict_proba(X)
 
 

@@ -1,6 +1,8 @@
 """The command line: thin over the library, one-line errors for user mistakes."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -55,6 +57,13 @@ def test_demo_runs_end_to_end_and_quietly(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "weights: none" in done.stdout and "images      8" in done.stdout
     assert len(features.load(str(tmp_path / "demo" / "features")).paths) == 8
+    # The whole recipe: the head's table for every split, then the figures it names, each written.
+    report = json.load(open(tmp_path / "demo" / "model" / "report.json"))
+    for split, m in report["splits"].items():
+        assert re.search(rf"^{split}\s+{m['n']}\s+{m['accuracy']:.3f}", done.stdout, re.M), done.stdout
+    named = re.findall(r"^  (\S+\.png)", done.stdout, re.M)
+    assert any(n.endswith(".cam.png") for n in named) and any(n.endswith("confusion.png") for n in named)
+    assert all(os.path.getsize(n) > 0 for n in named)
     # No TensorFlow or Ray internals: only the progress bar (and Ray's one core-worker line, see README).
     for chatter in ("absl", "cuda", "cuInit", "oneDNN", "INFO", "streaming_executor", "Progress bars disabled",
                     "Token authentication"):

@@ -46,20 +46,21 @@ def test_head_learns_reports_and_round_trips(out, tmp_path, model):
         assert img.size[0] > 500
     loaded = saved.load(config.model_dir)
     X, y, paths = features.load(out.out, "test")
-    again = metrics.metrics(loaded.predict_proba(X), y)
+    again = metrics.metrics(loaded.predict_proba(X), y, loaded.classes)
     reported = json.load(open(os.path.join(config.model_dir, "report.json")))["splits"]["test"]
     assert again["log_loss"] == pytest.approx(reported["log_loss"], abs=1e-6)
     assert again["confusion_matrix"] == reported["confusion_matrix"]
     assert 0 < reported["confusion_matrix"][0][1]  # the misfiled dog counts as a false "dog"
     assert loaded.info["features"]["input_size"] == [32, 32, 3]
     # wrong.png shows the most confidently wrong test images: the same picks, computed here from scratch.
-    p = loaded.predict_proba(X)
+    p = loaded.predict_proba(X)[:, 1]  # of dogs
     wrong = [i for i in range(len(y)) if (p[i] >= 0.5) != (y[i] == 1)]
     wrong.sort(key=lambda i: -abs(p[i] - 0.5))
     listed = json.load(open(os.path.join(config.model_dir, "report.json")))["wrong"]
     assert [w["path"] for w in listed] == [paths[i] for i in wrong[:16]]
     assert "test/cats/misfiled.jpg" in [w["path"] for w in listed]
-    np.testing.assert_allclose([w["probability"] for w in listed], [p[i] for i in wrong[:16]], rtol=1e-5)
+    np.testing.assert_allclose([w["probability"] for w in listed], [max(p[i], 1 - p[i]) for i in wrong[:16]], rtol=1e-5)
+    assert [w["predicted"] for w in listed] == ["dogs" if p[i] >= 0.5 else "cats" for i in wrong[:16]]
 
 
 @pytest.mark.parametrize("model", ["logreg", "dense"])
@@ -74,17 +75,21 @@ def test_predict_agrees_with_evaluation(out, tmp_path):
     config, _ = fit(out, tmp_path, "logreg")
     loaded = saved.load(config.model_dir)
     X, _, paths = features.load(out.out, "test")
-    expected = dict(zip(paths, loaded.predict_proba(X)))
+    expected = dict(zip(paths, loaded.predict_proba(X)[:, 1]))
     test_dir = os.path.join(out.root, "test")
-    from_folder = {os.path.relpath(p.path, out.root): p.probability for p in predict.predict(config.model_dir, [test_dir])}
+    from_folder = {os.path.relpath(p.path, out.root): p.probabilities["dogs"] for p in predict.predict(config.model_dir, [test_dir])}
     assert from_folder.keys() == expected.keys()
     np.testing.assert_allclose([from_folder[p] for p in paths], [expected[p] for p in paths], rtol=1e-4, atol=1e-5)
     one = os.path.join(out.root, paths[0])
     (single,) = predict.predict(config.model_dir, [one])
-    assert single.probability == pytest.approx(expected[paths[0]], rel=1e-4, abs=1e-5)
+    assert single.probabilities["dogs"] == pytest.approx(expected[paths[0]], rel=1e-4, abs=1e-5)
+    assert single.label == ("dogs" if expected[paths[0]] >= 0.5 else "cats")
+    assert single.probability == pytest.approx(max(expected[paths[0]], 1 - expected[paths[0]]), rel=1e-4, abs=1e-5)
     csv_path = tmp_path / "preds.csv"
     predict.write_csv([single], str(csv_path))
-    assert csv_path.read_text().splitlines()[0] == "path,probability,label"
+    header, row = csv_path.read_text().splitlines()
+    assert header == "path,label,probability,p_cats,p_dogs"
+    assert float(row.split(",")[-1]) == pytest.approx(expected[paths[0]], abs=1e-6)
 
 
 def test_missing_split_is_said(out, tmp_path):

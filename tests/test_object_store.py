@@ -194,8 +194,8 @@ def test_head_and_predict_from_and_to_the_bucket(s3, ray_local, photos, weights_
     assert not os.path.exists("s3:")
     one = f"{root}/test/cats/" + sorted(p.name for p in (photos / "test" / "cats").iterdir())[0]
     from_files = predict.predict(model, [one])
-    from_folder = {p.path: p.probability for p in predict.predict(model, [f"{root}/test"])}
-    assert from_files[0].path == one and from_files[0].probability == pytest.approx(from_folder[one], abs=1e-6)
+    from_folder = {p.path: p.probabilities["dogs"] for p in predict.predict(model, [f"{root}/test"])}
+    assert from_files[0].path == one and from_files[0].probabilities["dogs"] == pytest.approx(from_folder[one], abs=1e-6)
     assert len(from_folder) == len(list((photos / "test").rglob("*.jpg")))
 
 

@@ -56,13 +56,13 @@ def test_a_renamed_weights_file_is_the_same_weights_for_files_and_folders(traine
     folder = os.path.join(config.root, "test", "cats")
     one = os.path.join(folder, sorted(os.listdir(folder))[0])
     X, _, paths = features.load(config.out, "test")
-    expected = dict(zip(paths, saved.load(model_dir).predict_proba(X)))
+    expected = dict(zip(paths, saved.load(model_dir).predict_proba(X)[:, 1]))
     by_file = predict.predict(model_dir, [one], weights=str(renamed))
     by_folder = predict.predict(model_dir, [folder], weights=str(renamed))
     rel = lambda p: os.path.relpath(p, config.root)  # noqa: E731
-    assert by_file[0].probability == pytest.approx(expected[rel(one)], rel=1e-4, abs=1e-5)
+    assert by_file[0].probabilities["dogs"] == pytest.approx(expected[rel(one)], rel=1e-4, abs=1e-5)
     assert sorted(rel(p.path) for p in by_folder) == sorted(p for p in paths if p.startswith("test/cats/"))
-    np.testing.assert_allclose([p.probability for p in by_folder], [expected[rel(p.path)] for p in by_folder],
+    np.testing.assert_allclose([p.probabilities["dogs"] for p in by_folder], [expected[rel(p.path)] for p in by_folder],
                                rtol=1e-4, atol=1e-5)
 
 

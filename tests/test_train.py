@@ -96,5 +96,5 @@ def test_saved_model_predicts_through_catdog_predict(resumed, images):
     pixels = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(32, 32), interpolation="bilinear"))
                        for p in [one, *cats]])
     expected = net.predict(pixels, verbose=0).reshape(-1)
-    np.testing.assert_allclose([p.probability for p in predictions], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([p.probabilities["dogs"] for p in predictions], expected, rtol=1e-5, atol=1e-6)
     assert [p.label for p in predictions] == ["dogs" if q >= 0.5 else "cats" for q in expected]

@@ -1,0 +1,150 @@
+"""The `catdog explain` job: Grad-CAM class activation heatmaps on VGG16's last conv layer.
+
+Grad-CAM (Selvaraju et al. 2017, the heatmaps of the recipe's book): the gradient of a class's
+score with respect to `block5_conv3`'s maps, averaged over space, weighs each of its 512 channels;
+the ReLU of the weighted sum, scaled to [0, 1] and resized to the input, is the heatmap. The score
+is the model's logit before its sigmoid or softmax (for the recipe's single sigmoid output, +z/2
+for the second class and -z/2 for the first). One code path for every model kind: the conv base
+and preprocessing the model's features were made with (its recorded weights, checked), then the
+head as TensorFlow ops — the logistic regression is a linear layer on the scaled features, the
+dense and end-to-end heads are their own Dense layers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from catdog import convbase, figures, imagefolder, layers, quiet, saved, storage
+from catdog.errors import CatdogError
+
+LAYER = "block5_conv3"
+BATCH = 16  # images per gradient pass: bounds the memory of the stored activations
+
+
+@dataclass(frozen=True)
+class Explanation:
+    path: str
+    explained: str  # the class whose heatmap this is
+    probability: float  # the model's probability of that class
+    predicted: str
+    heatmap: np.ndarray  # (S, S) float32 in [0, 1], over the image as the model saw it
+    figure: str = ""
+
+
+class GradCam:
+    """A saved model's conv base, preprocessing and head, wired for Grad-CAM."""
+
+    def __init__(self, model: saved.SavedModel, weights: str | None = None) -> None:
+        quiet.load_tensorflow()
+        import keras
+
+        self.model = model
+        if model.takes_images:
+            net = model.model.model
+            base, prep = net.get_layer("vgg16"), net.get_layer("preprocess")
+            self._preprocess = lambda pixels: prep(pixels)
+            self._logits = _dense_logits([layer for layer in net.layers if isinstance(layer, keras.layers.Dense)])
+        else:
+            config = model.extract_config(weights=weights)
+            # fp32 whatever the features' precision: a heatmap needs gradients, not speed.
+            base = convbase.ConvBase(model.conv_weights(weights).data, config.embed.replace(precision="fp32")).model
+            self._preprocess = lambda pixels: layers.preprocess(pixels, config.preprocess)
+            self._logits = _head_logits(model)
+        self._maps = keras.Model(base.inputs, [base.get_layer(LAYER).output, base.output])
+
+    def heatmaps(self, pixels: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n, S, S, 3) uint8 -> heatmaps (n, S, S) in [0, 1], the class explained for each image,
+        and the model's (n, K) probabilities (from the features this very pass computed)."""
+        import tensorflow as tf
+
+        x = self._preprocess(tf.cast(tf.constant(pixels), tf.float32))
+        with tf.GradientTape() as tape:
+            conv, out = self._maps(x, training=False)
+            flat = tf.reshape(out, [len(pixels), -1])
+            logits = self._logits(flat)
+            chosen = tf.argmax(logits, axis=1) if class_index is None else tf.fill([len(pixels)], class_index)
+            score = tf.reduce_sum(tf.gather(logits, chosen, batch_dims=1))
+        grads = tape.gradient(score, conv)
+        cam = tf.nn.relu(tf.einsum("nhwc,nc->nhw", conv, tf.reduce_mean(grads, axis=(1, 2))))
+        cam = cam / tf.maximum(tf.reduce_max(cam, axis=(1, 2), keepdims=True), 1e-12)
+        size = pixels.shape[1:3]
+        maps = tf.image.resize(cam[..., None], size, method="bilinear")[..., 0].numpy()
+        return np.clip(maps, 0, 1), chosen.numpy(), self._probabilities(pixels, flat.numpy())
+
+    def _probabilities(self, pixels: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        if self.model.takes_images:
+            return self.model.predict_proba(pixels)
+        return self.model.predict_proba(flat.astype(self.model.feature_metadata["dtype"]).astype(np.float32))
+
+
+def explain(model_dir: str, inputs: list[str], out_dir: str, class_name: str | None = None,
+            weights: str | None = None) -> list[Explanation]:
+    """Heatmaps for image files and folders, each saved as OUT_DIR/NAME.cam.png (photo | overlay)."""
+    model = saved.load(model_dir)
+    if class_name is not None and class_name not in model.classes:
+        raise CatdogError(f"--class {class_name!r} is not one of the model's classes: {', '.join(model.classes)}")
+    files, folders = imagefolder.inputs(inputs)
+    files += imagefolder.files_in(folders)
+    cam = GradCam(model, weights)
+    index = None if class_name is None else model.classes.index(class_name)
+    results: list[Explanation] = []
+    with storage.writable_folder(storage.resolve(out_dir)) as local:
+        names = _figure_names(files)
+        for start in range(0, len(files), BATCH):
+            batch = files[start : start + BATCH]
+            pixels = model.decode(batch)
+            maps, chosen, P = cam.heatmaps(pixels, index)
+            for i, file in enumerate(batch):
+                k, best = int(chosen[i]), int(P[i].argmax())
+                name = names[start + i]
+                caption = (f"{os.path.basename(file.path)}: Grad-CAM of {model.classes[k]} (p={P[i, k]:.3f}); "
+                           f"predicted {model.classes[best]}")
+                figures.plot_heatmap(pixels[i], maps[i], caption, os.path.join(local, name))
+                results.append(Explanation(str(file), model.classes[k], float(P[i, k]), model.classes[best], maps[i],
+                                           storage.join(out_dir, name)))
+    return results
+
+
+def _figure_names(files: list[storage.Location]) -> list[str]:
+    """NAME.cam.png per image; a name met again gets its position, so no figure overwrites another."""
+    stems = [os.path.splitext(os.path.basename(f.path))[0] for f in files]
+    return [f"{s}.cam.png" if stems.count(s) == 1 else f"{s}-{i}.cam.png" for i, s in enumerate(stems)]
+
+
+def _head_logits(model: saved.SavedModel) -> Callable:
+    """A feature head as TensorFlow ops on the flat features: (n, dim) -> (n, K) logits."""
+    head = model.model
+    if head.kind == "dense":
+        import keras
+
+        return _dense_logits([layer for layer in head.model.layers if isinstance(layer, keras.layers.Dense)])
+    scaler, linear = head.pipeline[0], head.pipeline[-1]
+    mean, scale = scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
+    W, b = linear.coef_.T.astype(np.float32), linear.intercept_.astype(np.float32)
+    return lambda f: _two_sided(((f - mean) / scale) @ W + b)
+
+
+def _dense_logits(dense_layers: list) -> Callable:
+    """Dense(relu) layers then the output layer taken before its sigmoid or softmax."""
+    weights = [(np.asarray(d.kernel, np.float32), np.asarray(d.bias, np.float32)) for d in dense_layers]
+
+    def logits(f):
+        import tensorflow as tf
+
+        for W, b in weights[:-1]:
+            f = tf.nn.relu(f @ W + b)
+        W, b = weights[-1]
+        return _two_sided(f @ W + b)
+
+    return logits
+
+
+def _two_sided(z):
+    """One sigmoid logit z as the two classes' logits (-z/2, z/2): their softmax is the sigmoid's."""
+    import tensorflow as tf
+
+    return tf.concat([-z / 2, z / 2], axis=1) if z.shape[1] == 1 else z

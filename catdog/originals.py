@@ -1,0 +1,31 @@
+"""The images behind stored features, decoded as their extraction decoded them: for the figures
+that show them (wrong predictions, the feature map, near-duplicates). Where the images are not
+reachable from here (a cluster's own disk), a note says so and the figure is left out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from catdog import manifest, storage
+from catdog.config import ExtractConfig
+from catdog.images import decode_files
+
+
+def settings(out: storage.Location) -> dict | None:
+    """The extraction settings recorded beside the features (manifest.json), if any."""
+    return (manifest.read(out) or {}).get("config")
+
+
+def decode(recorded: dict | None, paths: list[str]) -> tuple[dict[int, np.ndarray], str | None]:
+    """{position in `paths`: pixels} for the images readable here, and a note if there are none."""
+    if not recorded:
+        return {}, "no manifest.json beside the features"
+    config = ExtractConfig(**{k: v for k, v in recorded.items() if k in ExtractConfig.__dataclass_fields__})
+    root = storage.resolve(config.root)
+    try:
+        decoded = decode_files([root.join(p) for p in paths], config.decode)
+    except Exception as exc:  # the image folder may live where this machine cannot reach
+        return {}, f"images under {root} not reachable here ({type(exc).__name__})"
+    if not decoded.ok:
+        return {}, f"images under {root} not readable here"
+    return dict(zip(decoded.ok, decoded.pixels)), None

@@ -98,3 +98,27 @@ def test_saved_model_predicts_through_catdog_predict(resumed, images):
     expected = net.predict(pixels, verbose=0).reshape(-1)
     np.testing.assert_allclose([p.probabilities["dogs"] for p in predictions], expected, rtol=1e-5, atol=1e-6)
     assert [p.label for p in predictions] == ["dogs" if q >= 0.5 else "cats" for q in expected]
+
+
+def test_three_classes_train_predict_and_explain(ray_local, tmp_path):
+    """N classes end to end: a softmax head, every class's probability from predict, Grad-CAM on the model."""
+    import keras
+
+    from catdog import explain
+
+    root = tmp_path / "shapes"
+    demo.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
+    result = fit_e2e.run(config_for(root, tmp_path / "run", num_workers=1))
+    net = saved.load(result["model_dir"]).model.model
+    assert net.output_shape == (None, 3)
+    files = sorted(str(p) for p in (root / "test").rglob("*.png"))
+    predictions = predict.predict(result["model_dir"], files)
+    pixels = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(32, 32), interpolation="bilinear")) for p in files])
+    expected = net.predict(pixels, verbose=0)
+    classes = demo.shape_classes(3)
+    np.testing.assert_allclose([list(p.probabilities.values()) for p in predictions], expected, rtol=1e-5, atol=1e-6)
+    assert [p.label for p in predictions] == [classes[k] for k in expected.argmax(axis=1)]
+    found = explain.explain(result["model_dir"], files[:2], str(tmp_path / "cams"))
+    for e, p in zip(found, predictions):
+        assert e.explained == p.label and e.probability == pytest.approx(p.probability, abs=1e-5)
+        assert e.heatmap.shape == (32, 32) and os.path.getsize(e.figure) > 0

@@ -25,6 +25,7 @@ IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_FILE
 IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+RANDOM_INIT = "glorot-uniform-numpy"  # how --weights none draws its numbers: recorded, so other draws are refused
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,8 @@ def resolve_weights(source: str, seed: int, image_size: int) -> Weights:
     import keras
 
     if source == "none":
-        keras.utils.set_random_seed(seed)
-        model = _vgg16(keras, image_size, None)
-        return Weights(_weights_bytes(model), {"source": "none", "seed": seed})
+        model = _random_vgg16(keras, image_size, seed)
+        return Weights(_weights_bytes(model), {"source": "none", "seed": seed, "init": RANDOM_INIT})
     if source == "imagenet":
         path = _download_imagenet(keras)
         identity = {"source": "imagenet", "file": IMAGENET_FILE}
@@ -113,6 +113,25 @@ def keras_version() -> str:
 
 def _vgg16(keras, image_size: int, weights: str | None):
     return keras.applications.VGG16(weights=weights, include_top=False, input_shape=(image_size, image_size, 3))
+
+
+def _random_vgg16(keras, image_size: int, seed: int):
+    """VGG16 with Keras' default initialisation (Glorot-uniform kernels, zero biases) drawn from
+    numpy's Generator(seed), layer by layer: the same numbers in every process and thread.
+
+    Not keras.utils.set_random_seed: Keras' seeding is global state that other code in the process
+    advances, and two runs over one OUT got different weights (an incremental run's new rows did not
+    match the earlier ones).
+    """
+    model = _vgg16(keras, image_size, None)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.weights:
+            kernel, bias = layer.get_weights()
+            fan_in, fan_out = np.prod(kernel.shape[:-1]), np.prod(kernel.shape[:-2]) * kernel.shape[-1]
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            layer.set_weights([rng.uniform(-limit, limit, kernel.shape).astype(np.float32), np.zeros_like(bias)])
+    return model
 
 
 def _weights_bytes(model) -> bytes:

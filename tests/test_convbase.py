@@ -58,12 +58,58 @@ def test_reduced_precision_stays_close_to_fp32(weights_file, precision):
     assert fast.dtype == np.float32 and cosine.min() > 0.99
 
 
+def all_weights(w) -> np.ndarray:
+    return np.concatenate([x.ravel() for x in convbase.ConvBase(w.data, EmbedConfig(32)).model.get_weights()])
+
+
 def test_random_weights_follow_the_seed():
-    a, b, c = (convbase.resolve_weights("none", s, 32) for s in (0, 0, 1))
-    assert a.identity == {"source": "none", "seed": 0}
-    first, again, other = (convbase.ConvBase(w.data, EmbedConfig(32)).model.get_weights()[0] for w in (a, b, c))
-    np.testing.assert_array_equal(first, again)
+    a, c = convbase.resolve_weights("none", 0, 32), convbase.resolve_weights("none", 1, 32)
+    assert a.identity == {"source": "none", "seed": 0, "init": convbase.RANDOM_INIT}
+    first, other = all_weights(a), all_weights(c)
     assert not np.allclose(first, other)
+    # Keras' default initialisation: Glorot-uniform kernels within +-sqrt(6 / (fan_in + fan_out)), zero biases.
+    model = convbase.ConvBase(a.data, EmbedConfig(32)).model
+    kernel, bias = model.get_layer("block3_conv2").get_weights()
+    limit = np.sqrt(6 / (9 * 256 + 9 * 256))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.99 * limit and not bias.any()
+
+
+def test_random_weights_are_the_same_numbers_anywhere():
+    """An incremental run's new rows must match the earlier ones: the same seed gives the same numbers
+    in another thread, after other code has drawn random numbers, and in another process."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import random
+    import threading
+
+    first = all_weights(convbase.resolve_weights("none", 0, 32))
+    keras.random.uniform((3,))
+    keras.layers.Dense(4).build((None, 3))  # other code draws from Keras' and TensorFlow's generators
+    stop = threading.Event()
+
+    def draw():  # as Ray does while it starts beside the weights (ports, ids, names): process-wide generators
+        while not stop.is_set():
+            random.random()
+            np.random.random()
+
+    drawing = threading.Thread(target=draw)
+    drawing.start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            again = all_weights(pool.submit(convbase.resolve_weights, "none", 0, 32).result())
+    finally:
+        stop.set()
+        drawing.join()
+    np.testing.assert_array_equal(first, again)
+    code = ("import numpy as np; from catdog import convbase; from catdog.config import EmbedConfig; "
+            "w = convbase.resolve_weights('none', 0, 32); m = convbase.ConvBase(w.data, EmbedConfig(32)).model; "
+            "print(float(sum(np.float64(x).sum() * (i + 1) for i, x in enumerate(m.get_weights()))))")
+    elsewhere = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
+    model = convbase.ConvBase(convbase.resolve_weights("none", 0, 32).data, EmbedConfig(32)).model
+    here = float(sum(np.float64(x).sum() * (i + 1) for i, x in enumerate(model.get_weights())))
+    assert elsewhere == here
 
 
 def test_weights_file_identity_is_its_content(weights_file, tmp_path):

@@ -123,4 +123,4 @@ def test_two_actors_and_float16_at_150(ray_local, tmp_path):
     ftype = pq.read_schema(features.dataset(config.out).files[0]).field("features").type
     assert ftype.value_type == pa.float16() and ftype.list_size == 8192
     meta = features.read_metadata(config.out)
-    assert meta["feature_shape"] == [4, 4, 512] and meta["weights"] == {"source": "none", "seed": 0}
+    assert meta["feature_shape"] == [4, 4, 512] and meta["weights"] == {"source": "none", "seed": 0, "init": "glorot-uniform-numpy"}

@@ -6,7 +6,7 @@ The features are synthetic (10 clusters of ReLU'd Gaussian vectors, 8192 floats 
 dimension, not on what the images show. With --features OUT, `catdog similar` also runs on real
 extracted features and its summary is kept.
 
-    python benchmarks/similar.py --features OUT --json benchmarks/similar.json
+    python benchmarks/similar.py --features OUT --threshold 0.995 --json benchmarks/similar.json
     python benchmarks/similar.py --table benchmarks/similar.json
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import numpy as np
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
+
+from benchmarks.throughput import machine  # noqa: E402  one description of the machine for the benchmarks
 
 DIM, COUNTS, MAP_POINTS = 8192, (5_000, 25_000), 2_000
 
@@ -62,12 +63,12 @@ def part_map(n: int) -> dict:
     return {"images": n, "pca_seconds": pca, "seconds": time.perf_counter() - start}
 
 
-def part_real(out: str) -> dict:
+def part_real(out: str, threshold: str) -> dict:
     from catdog import similar
     from catdog.config import SimilarConfig
 
     with tempfile.TemporaryDirectory() as report:
-        summary = similar.run(SimilarConfig(features=out, report_dir=report))
+        summary = similar.run(SimilarConfig(features=out, report_dir=report, threshold=float(threshold)))
     return {"summary": summary, "lines": similar.lines(summary)}
 
 
@@ -85,23 +86,24 @@ def run_part(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", help="an OUT of `catdog extract` to run `catdog similar` on as well")
+    parser.add_argument("--threshold", default="0.95", help="the near-duplicate threshold for --features")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--table", help="print a saved results file and exit")
     parser.add_argument("--part", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:
-        kind, value = args.part
-        result = {"neighbours": lambda: part_neighbours(int(value)), "map": lambda: part_map(int(value)),
-                  "real": lambda: part_real(value)}[kind]()
+        kind, *values = args.part
+        result = {"neighbours": lambda: part_neighbours(int(values[0])), "map": lambda: part_map(int(values[0])),
+                  "real": lambda: part_real(*values)}[kind]()
         print(json.dumps(result))
         return
     if args.table:
         print(table(json.load(open(args.table))))
         return
-    results = {"machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}",
+    results = {"machine": machine(),
                "neighbours": [run_part("neighbours", str(n)) for n in COUNTS], "map": run_part("map", str(MAP_POINTS))}
     if args.features:
-        results["real"] = run_part("real", args.features)
+        results["real"] = run_part("real", args.features, args.threshold)
     print(table(results))
     if args.json:
         with open(args.json, "w") as f:
@@ -109,12 +111,13 @@ def main() -> None:
 
 
 def table(r: dict) -> str:
-    lines = [f"machine: {r['machine']}", "",
+    m = r["machine"]
+    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}", "",
              f"{'exact cosine neighbours (top 5), 8192 floats':<48}{'seconds':>9}{'features GiB':>14}{'peak RSS GiB':>14}"]
     for n in r["neighbours"]:
         lines.append(f"{n['images']:>8,} images{'':<33}{n['seconds']:>9.1f}{n['features_gib']:>14.2f}{n['peak_rss_gib']:>14.2f}")
-    m = r["map"]
-    lines += ["", f"map.png: PCA to 50 then t-SNE, {m['images']:,} images: {m['seconds']:.1f} s (PCA {m['pca_seconds']:.1f} s)"]
+    t = r["map"]
+    lines += ["", f"map.png: PCA to 50 then t-SNE, {t['images']:,} images: {t['seconds']:.1f} s (PCA {t['pca_seconds']:.1f} s)"]
     if "real" in r:
         lines += ["", "catdog similar on real features:"] + [f"  {line}" for line in r["real"]["lines"]]
     return "\n".join(lines)

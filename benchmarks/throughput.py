@@ -256,7 +256,7 @@ def main() -> None:
     root = os.path.abspath(args.args[0])
     work = tempfile.mkdtemp(prefix="catdog-bench-")
     photos = subset(root, 1000, f"{work}/photos")  # the train split: 2,000 photos
-    r = {"machine": _machine()}
+    r = {"machine": machine()}
     r["a_reference_fp32"] = run_part("reference", photos, "512", "fp32")
     r["a_reference_bf16"] = run_part("reference", photos, "512", "bf16")
     r["b_extract_fp32"] = run_part("extract", photos, "fp32", f"{work}/fp32")
@@ -337,7 +337,7 @@ def _draft_lines(d: dict | None) -> list[str]:
               for size in (150, 64)]]
 
 
-def _machine() -> dict:
+def machine() -> dict:
     import importlib.metadata as md
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3

@@ -84,7 +84,8 @@ def plot_map(points: np.ndarray, labels: np.ndarray, classes: list[str], thumbna
             ax.scatter(points[mine, 0], points[mine, 1], s=12, color=colours(k % colours.N), label=name, alpha=0.8)
     for index, picture in thumbnails:
         box = OffsetImage(picture, zoom=min(1.0, 40 / max(picture.shape[:2])))
-        ax.add_artist(AnnotationBbox(box, points[index], frameon=True, pad=0.1))
+        edge = colours(int(labels[index]) % colours.N)  # the frame in the class's colour: the point is under it
+        ax.add_artist(AnnotationBbox(box, points[index], frameon=True, pad=0.1, bboxprops={"edgecolor": edge, "linewidth": 2}))
     if len(classes) <= 30:
         ax.legend(fontsize=8, markerscale=2, loc="best")
     ax.set_xticks([])

@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", parents=[common],
                                help="the whole recipe on a generated folder: extract, head, report, explain (local Ray)")
     demo.add_argument("--dir", default="demo", help="where to put the images and features (default: ./demo)")
-    demo.add_argument("--per-class", type=int, default=40)
+    demo.add_argument("--per-class", type=int, default=20, help="images per class in all (default 20: under a minute)")
     demo.add_argument("--weights", default="none", help="default none: random weights, works offline")
     demo.add_argument("--image-size", type=int, default=150)
     demo.set_defaults(func=cmd_demo)

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import explain, extract, fit_head, saved
+from catdog import explain, extract, fit_head, heads, saved
 from catdog.config import ExtractConfig, HeadConfig
 
-pytestmark = pytest.mark.slow
 SIZE = 64
 HALF = SIZE // 2
 
@@ -115,3 +114,35 @@ def test_heatmaps_equal_an_independent_grad_cam(quadrant, tmp_path):
         np.testing.assert_allclose(got, np.stack(expected), atol=2e-3)
         compared.append(got)
     assert np.max(compared) > 0  # some map is not all zero (a class's may be: Grad-CAM clips negative evidence)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_logreg_head_as_a_linear_layer_gives_its_own_probabilities(classes):
+    """The logits Grad-CAM differentiates are the head's: their softmax is scikit-learn's predict_proba."""
+    import tensorflow as tf
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(classes)
+    X = rng.normal(3, 2, (90, 20)).astype(np.float32)
+    y = np.arange(90) % classes
+    X[np.arange(90), y] += 4
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
+    model = saved.SavedModel(heads.LogRegHead(HeadConfig(features="", model_dir=""), pipe), {})
+    logits = explain._head_logits(model)(tf.constant(X))
+    assert logits.shape == (90, classes)
+    np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), pipe.predict_proba(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_dense_head_before_its_activation_gives_its_own_probabilities(classes):
+    import keras
+    import tensorflow as tf
+
+    head = heads.DenseHead(HeadConfig(features="", model_dir="", units=8))
+    head.model = head.build(20, classes)
+    X = np.random.default_rng(1).normal(0, 1, (30, 20)).astype(np.float32)
+    dense = [layer for layer in head.model.layers if isinstance(layer, keras.layers.Dense)]
+    logits = explain._dense_logits(dense)(tf.constant(X))
+    np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), head.predict_proba(X), atol=1e-5)

@@ -20,6 +20,7 @@ import numpy as np
 
 from catdog import features, figures, originals, storage
 from catdog.config import SimilarConfig
+from catdog.errors import CatdogError
 
 SHEET_PAIRS = 12
 
@@ -92,7 +93,10 @@ def lines(summary: dict) -> list[str]:
 
 
 def _load(out: storage.Location) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    parts = [(features.load(out, s), s) for s in features.splits(out)]
+    splits = features.splits(out)
+    if not splits:
+        raise CatdogError(f"no features under {out}: run `catdog extract` first")
+    parts = [(features.load(out, s), s) for s in splits]
     X = np.concatenate([f.X for f, _ in parts])
     paths = np.concatenate([f.paths for f, _ in parts])
     splits = np.concatenate([np.full(len(f.paths), s, dtype=object) for f, s in parts])

@@ -68,3 +68,14 @@ def test_demo_runs_end_to_end_and_quietly(tmp_path):
     for chatter in ("absl", "cuda", "cuInit", "oneDNN", "INFO", "streaming_executor", "Progress bars disabled",
                     "Token authentication"):
         assert chatter not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["explain", "NOWHERE", "x.jpg", "--out", "cams"], "is not a catdog model folder"),
+    (["similar", "NOWHERE", "--out", "dupes"], "no features under"),
+    (["similar", "NOWHERE", "--out", "dupes", "--threshold", "2"], "--threshold is a cosine similarity in [-1, 1]"),
+    (["predict", "NOWHERE", "x.jpg", "--top-k", "0"], "--top-k must be at least 1"),
+])
+def test_explain_similar_predict_mistakes_are_one_line(capsys, tmp_path, argv, message):
+    code, _, err = run(capsys, *[str(tmp_path / "nowhere") if a == "NOWHERE" else a for a in argv])
+    assert code == 2 and message in err and err.count("\n") == 1

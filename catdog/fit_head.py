@@ -51,8 +51,8 @@ def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> dict:
     figures.plot_confusion(by_split[last]["confusion_matrix"], classes, os.path.join(model_dir, "confusion.png"),
                            f"{title}, {last}")
     wrong, note = _wrong_grid(model_dir, out, recorded, last, *results[last], classes)
-    feature_map, map_note = _feature_map(model_dir, out, recorded, "test" if "test" in results else validation or "train",
-                                         classes, config.seed)
+    feature_map, map_note = _feature_map(model_dir, data, recorded, "test" if "test" in results else validation or "train",
+                                         config.seed)
     notes += [n for n in (note, map_note) if n]
     summary = {"model": config.model, "classes": classes, "streaming": data.streaming, "chosen": history["chosen"],
                "splits": by_split, "history": {k: v for k, v in history.items() if k != "chosen"}, "wrong": wrong,
@@ -108,25 +108,38 @@ def _wrong_grid(model_dir: str, out: storage.Location, recorded: dict | None, sp
     return wrong, None
 
 
-def _feature_map(model_dir: str, out: storage.Location, recorded: dict | None, split: str, classes: list[str],
+def _feature_map(model_dir: str, data: FeatureSplits, recorded: dict | None, split: str,
                  seed: int) -> tuple[dict, str | None]:
     """map.png: PCA to 50 dimensions, then t-SNE to 2, of at most MAP_POINTS images of `split`."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    X, y, paths = features.load(out, split)
+    paths = features.read_paths(data.out, split)  # the rows' order, without their features
     rng = np.random.default_rng(seed)
-    keep = np.sort(rng.choice(len(y), size=min(len(y), MAP_POINTS), replace=False))
+    keep = np.sort(rng.choice(len(paths), size=min(len(paths), MAP_POINTS), replace=False))
     if len(keep) < 5:
         return {"split": split, "points": int(len(keep))}, f"{split} has {len(keep)} images: no map"
+    X, y = _rows(data, split, keep)
     started = time.perf_counter()
-    reduced = PCA(n_components=min(50, len(keep) - 1, X.shape[1]), random_state=seed).fit_transform(X[keep])
+    reduced = PCA(n_components=min(50, len(keep) - 1, X.shape[1]), random_state=seed).fit_transform(X)
     points = TSNE(perplexity=min(30.0, (len(keep) - 1) / 3), init="pca", random_state=seed).fit_transform(reduced)
     seconds = time.perf_counter() - started
     shown = rng.choice(len(keep), size=min(MAP_THUMBNAILS, len(keep)), replace=False)
     pictures, note = originals.decode(recorded, [paths[keep[i]] for i in shown])
     thumbnails = [(int(shown[i]), picture) for i, picture in pictures.items()]
-    figures.plot_map(points, y[keep], classes, thumbnails, os.path.join(model_dir, "map.png"),
+    figures.plot_map(points, y, data.classes, thumbnails, os.path.join(model_dir, "map.png"),
                      f"{split} features: PCA to {reduced.shape[1]} then t-SNE, {len(keep)} images")
     return ({"split": split, "points": int(len(keep)), "seconds": round(seconds, 2)},
             f"{note}: map.png without thumbnails" if note else None)
+
+
+def _rows(data: FeatureSplits, split: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The features and labels of some rows of a split, chunk by chunk: the sample, never the whole
+    split, is held (in memory mode the chunk is the cached split itself)."""
+    X, y, start = [], [], 0
+    for chunk, labels in data.chunks(split):
+        mine = rows[(rows >= start) & (rows < start + len(labels))] - start
+        X.append(chunk[mine])
+        y.append(labels[mine])
+        start += len(labels)
+    return np.concatenate(X), np.concatenate(y)

@@ -33,8 +33,7 @@ def run(config: DemoConfig) -> list[str]:
     report = fit_head.run(head)
     lines += ["", metrics.table(report["splits"], report["classes"])]
     one = os.path.join(images, "test", demo.CLASSES[1], sorted(os.listdir(os.path.join(images, "test", demo.CLASSES[1])))[0])
-    (explained,) = explain.explain(head.model_dir, [one], os.path.join(config.folder, "explain"),
-                                   weights=config.weights if config.weights != "none" else None)
+    (explained,) = explain.explain(head.model_dir, [one], os.path.join(config.folder, "explain"))
     figures = [os.path.join(head.model_dir, f) for f in ("curves.png", "confusion.png", "map.png", "wrong.png")]
     lines += ["", "figures:"] + [f"  {f}" for f in figures if os.path.exists(f)]
     lines.append(f"  {explained.figure}  (Grad-CAM of {explained.explained}, p={explained.probability:.3f})")

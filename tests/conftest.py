@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from catdog import demo
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 
@@ -58,6 +60,13 @@ def weights_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "vgg16_test_notop.weights.h5"
     model.save_weights(str(path))
     return str(path)
+
+
+def demo_with_a_broken_file(root) -> "os.PathLike":
+    """The cats-vs-dogs demo folder (8 per class, 40 px) with one truncated JPEG under train/cats."""
+    demo.make_demo_folder(str(root), per_class=8, size=40)
+    (root / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
+    return root
 
 
 def save_image(path, pixels: np.ndarray, **kwargs) -> str:

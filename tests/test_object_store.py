@@ -15,15 +15,12 @@ import pytest
 from catdog import cli, cluster, demo, extract, features, fit_head, images, manifest, predict, storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
-from tests.conftest import random_pixels, save_image
+from tests.conftest import demo_with_a_broken_file, random_pixels, save_image
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("s3photos") / "images"
-    demo.make_demo_folder(str(root), per_class=8, size=40)
-    (root / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
-    return root
+    return demo_with_a_broken_file(tmp_path_factory.mktemp("s3photos") / "images")
 
 
 def test_files_are_written_in_place_and_folders_round_trip(s3, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from catdog import convbase, demo, e2e, fit_e2e, predict, saved
 from catdog.config import EmbedConfig, TrainConfig
+from tests.conftest import demo_with_a_broken_file
 
 
 pytestmark = pytest.mark.slow
@@ -21,10 +22,7 @@ def config_for(root, out, **changes) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e") / "images"
-    demo.make_demo_folder(str(root), per_class=8, size=40)
-    (root / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
-    return root
+    return demo_with_a_broken_file(tmp_path_factory.mktemp("e2e") / "images")
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ class Summary:
     steady_images_per_second: float  # after the first shard is out: model loaded, pipeline full
     startup_seconds: float  # Ray start/connect and weights before the pipeline
     changes: str = ""  # an incremental run: what changed in ROOT since the last one
+    timeline: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds from the process start to each mark
 
     @property
     def images_per_second(self) -> float:
@@ -54,8 +55,17 @@ class Summary:
             *([f"changes     {self.changes}"] if self.changes else []),
             f"actors      {len(self.embedders)} ({cluster.devices(self.embedders)})",
             f"wall time   {self.seconds + self.startup_seconds:.1f} s (start-up {self.startup_seconds:.1f} s)",
+            *([f"timeline    {_timeline(self.timeline)} (from the process start)"] if self.timeline else []),
             f"output      {self.out}",
         ]
+
+
+TIMELINE = {"ray": "Ray up", "weights": "weights", "pipeline": "pipeline", "model_loaded": "model loaded",
+            "first_shard": "first shard", "last_shard": "last shard", "committed": "committed"}
+
+
+def _timeline(marks: dict[str, float]) -> str:
+    return ", ".join(f"{name} {marks[key]:.1f} s" for key, name in TIMELINE.items() if key in marks)
 
 
 @dataclass(frozen=True)
@@ -80,23 +90,29 @@ class Progress:
     embedders: tuple[dict, ...]
     writers: dict[str, str]  # "split/name" of each shard written -> the Ray node that wrote it
     entries: index.Index  # the images this run wrote, for the index
+    marks: dict[str, float]  # wall-clock times: first and last shard seen
 
 
 def run(config: ExtractConfig) -> Summary:
     started = time.perf_counter()
+    marks = {}
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
     image_set = imagefolder.scan(root)
     with manifest.locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
         # The weights (TensorFlow's import, building VGG16) and Ray's start each take seconds: overlap them.
-        making_weights = pool.submit(convbase.resolve_weights, config.weights, config.seed, config.image_size)
+        making_weights = pool.submit(_timed, marks, "weights", convbase.resolve_weights, config.weights, config.seed,
+                                     config.image_size)
         with cluster.ray_session(config.address):
+            marks["ray"] = time.time()
             plan, record = _plan(config, root, out, image_set, making_weights.result())
             startup = time.perf_counter() - started
+            marks["pipeline"] = time.time()
             began = time.perf_counter()
-            progress = _embed_pending(config, root, plan) if plan.pending else Progress(0, 0.0, (), {}, {})
+            progress = _embed_pending(config, root, plan) if plan.pending else Progress(0, 0.0, (), {}, {}, {})
             seconds = time.perf_counter() - began
         record = _commit(out, plan, record, progress)
+        marks.update(progress.marks, committed=time.time())
         summary = Summary(
             out=config.out,
             images=_count(out, features.FEATURES_DIR),
@@ -108,13 +124,32 @@ def run(config: ExtractConfig) -> Summary:
             steady_images_per_second=progress.steady_images_per_second,
             startup_seconds=startup,
             changes=str(plan.changes) if plan.changes else "",
+            timeline=_since_process_start(marks, progress.embedders),
         )
         done = features.committed(out)  # listed once: on an object store each listing is requests
         totals = {"images": summary.images, "errors": summary.errors, "shards": len(done), "actors": list(progress.embedders)}
         written = _writers(out, done, {**record["written_by"], **progress.writers})
-        manifest.write(out, {**record, "status": "complete", "totals": totals, "written_by": written})
+        manifest.write(out, {**record, "status": "complete", "totals": totals, "written_by": written,
+                             "timeline": summary.timeline})
         manifest.clear_tmp(out)
     return summary
+
+
+def _timed(marks: dict[str, float], name: str, fn, *args):
+    result = fn(*args)
+    marks[name] = time.time()
+    return result
+
+
+def _since_process_start(marks: dict[str, float], embedders: tuple[dict, ...]) -> dict[str, float]:
+    """The run's marks (and the last actor's model loaded) in seconds from this process's start: what
+    the user waited for, Python's imports included."""
+    import psutil
+
+    loaded = [e["loaded_at"] for e in embedders if "loaded_at" in e]
+    marks = {**marks, **({"model_loaded": max(loaded)} if loaded else {})}
+    start = psutil.Process().create_time()
+    return {k: round(marks[k] - start, 2) for k in TIMELINE if k in marks}
 
 
 def _plan(config: ExtractConfig, root: Location, out: Location, image_set: ImageSet,
@@ -243,11 +278,11 @@ def _embed_pending(config: ExtractConfig, root: Location, plan: Run) -> Progress
             writers[f"{row['split']}/{row['name']}"] = row["node"]
             entries.update(_written_entries(plan.image_set, row))
             shards += 1
-            first = first or (time.perf_counter(), processed)
+            first = first or (time.perf_counter(), processed, time.time())
     steady_seconds = time.perf_counter() - first[0]
     steady = (processed - first[1]) / steady_seconds if shards >= STEADY_MIN_SHARDS and steady_seconds > 0 else 0.0
     embedders = tuple({**json.loads(e), "max_rss": rss, "max_uss": uss} for e, (rss, uss) in sorted(peaks.items()))
-    return Progress(processed, steady, embedders, writers, entries)
+    return Progress(processed, steady, embedders, writers, entries, {"first_shard": first[2], "last_shard": time.time()})
 
 
 def _written_entries(image_set: ImageSet, row: pipeline.WrittenRow) -> index.Index:

@@ -17,19 +17,21 @@ import json
 import os
 import resource
 import tempfile
+import time
 from typing import Iterator, TypedDict
 
 import numpy as np
 
-from catdog import convbase, e2e, images, quiet
+from catdog import convbase, images, quiet
 from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, TrainConfig
 from catdog.features import ShardWriter
 from catdog.imagefolder import Shard
 from catdog.storage import Location
 
-# All actors load their model before the first shard is dispatched (else the first one up takes
-# everything small); generous, since an autoscaler may first have to start GPU nodes.
+# Several actors all load their model before the first shard is dispatched (else the first one up
+# takes everything small); generous, since an autoscaler may first have to start GPU nodes. A lone
+# actor is not waited for: the first shards decode while it loads.
 ACTOR_START_TIMEOUT_S = 1800
 E2E_DECODE_BATCH = 64
 NODE_ID_LABEL = "ray.io/node-id"
@@ -113,7 +115,7 @@ class Embedder:
         # Travels with each shard to the driver, which reports which actors and devices did the work.
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                                    "ray_gpu_ids": gpu_ids, **devices})
+                                    "ray_gpu_ids": gpu_ids, **devices, "loaded_at": time.time()})
 
     def __call__(self, row: DecodedRow) -> EmbeddedRow:
         import psutil
@@ -143,6 +145,28 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
             "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"]}
 
 
+class Resident:
+    """Ray Data actor that runs one decode or write stage in a long-lived process: on CPU-only
+    clusters these reserve no CPU, and Ray would otherwise start a new worker for nearly every shard."""
+
+    def __init__(self, stage, kwargs: dict) -> None:
+        self.stage, self.kwargs = stage, kwargs
+
+    def __call__(self, row: dict) -> dict:
+        return self.stage(row, **self.kwargs)
+
+
+def _io_stage(stage, kwargs: dict, resources: Resources, node: str | None) -> dict:
+    """Ray Data `map` arguments for a decode or write stage: resident actors or CPU-reserving tasks."""
+    import ray.data
+
+    where = _on_node(node)
+    if resources.io_workers is None:
+        return {"fn": stage, "fn_kwargs": kwargs, "num_cpus": resources.io_cpus, **where}
+    return {"fn": Resident, "fn_constructor_kwargs": {"stage": stage, "kwargs": kwargs}, "num_cpus": 0,
+            "compute": ray.data.ActorPoolStrategy(size=resources.io_workers), **where}
+
+
 def _node_id() -> str:
     import ray
 
@@ -164,12 +188,10 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the job draws one images-level bar instead of one per operator
     context.execution_options.preserve_order = False
-    context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
-    io_pool = ray.data.TaskPoolStrategy(size=resources.io_tasks)
+    context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S if resources.num_actors > 1 else 0
     pipeline = (
         ray.data.from_items([shard_row(s) for s in shards], override_num_blocks=len(shards))
-        .map(decode_stage, fn_kwargs={"root": root, "config": config.decode}, num_cpus=resources.io_cpus, compute=io_pool,
-             **_on_node(placement.decode_node))
+        .map(**_io_stage(decode_stage, {"root": root, "config": config.decode}, resources, placement.decode_node))
         .map(
             Embedder,
             fn_constructor_kwargs={"weights": ray.put(weights), "config": config.embed, "dtype": config.dtype,
@@ -178,10 +200,11 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
             num_cpus=resources.cpus_per_actor,
             num_gpus=resources.gpus_per_actor,
         )
-        .map(write_stage, fn_kwargs={"writer": writer}, num_cpus=resources.io_cpus, compute=io_pool,
-             **_on_node(placement.write_node))
+        .map(**_io_stage(write_stage, {"writer": writer}, resources, placement.write_node))
     )
-    yield from pipeline.iter_rows()
+    # Each shard as soon as it is written: iter_rows would prefetch, holding every shard until the next is out.
+    for batch in pipeline.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+        yield from batch.to_pylist()
 
 
 # ---- end-to-end training on Ray Train ----
@@ -214,6 +237,8 @@ def train_worker(loop_config: dict) -> None:
     """Runs on every Ray Train worker: restore from Ray Train's checkpoint, train, report each epoch."""
     import ray
     import ray.train
+
+    from catdog import e2e  # here, not at the top: it imports scikit-learn, which extraction workers do not need
 
     quiet.load_tensorflow()
     import tensorflow as tf

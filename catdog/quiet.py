@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 VERBOSE_ENV = "CATDOG_VERBOSE"
 # Library messages that say nothing to a catdog user: catdog turns these features off on purpose.
 _DROPPED = ("Progress bars disabled", "Progress bars for operators disabled")
+# Lines Ray's C++ core worker writes straight to the driver's file descriptor 2 (they are also in the
+# session's python-core-driver log). Ray Data passes every actor pool's code to its actors through the
+# object store, so each pool prints this one (ray-project/ray#53727); catdog's actors need no restart
+# arguments beyond it.
+_DROPPED_NATIVE = (b"has constructor arguments in the object store and max_restarts > 0",)
 
 
 def verbose() -> bool:
@@ -57,6 +64,44 @@ def load_tensorflow() -> None:
 
 
 _loaded = False
+
+
+@contextmanager
+def ray_native_lines_dropped() -> Iterator[None]:
+    """Pass file descriptor 2 through a pipe for the block, forwarding everything but the lines of
+    `_DROPPED_NATIVE`; partial lines (a progress bar's carriage returns) go through at once."""
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forwarder = threading.Thread(target=_forward, args=(read_end, saved), name="stderr-filter", daemon=True)
+    forwarder.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer gone: the forwarder reads to the end and stops
+        forwarder.join(timeout=5)
+        os.close(saved)
+
+
+def _forward(read_end: int, out: int) -> None:
+    pending = b""
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            kept = [line + b"\n" for line in lines if not any(d in line for d in _DROPPED_NATIVE)]
+            if pending and not pending.startswith(b"["):  # not the start of a Ray log line: show it now
+                kept.append(pending)
+                pending = b""
+            if kept:
+                os.write(out, b"".join(kept))
+    if pending:
+        os.write(out, pending)
 
 
 def ray_log_level() -> int:

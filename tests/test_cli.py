@@ -64,10 +64,11 @@ def test_demo_runs_end_to_end_and_quietly(tmp_path):
     named = re.findall(r"^  (\S+\.png)", done.stdout, re.M)
     assert any(n.endswith(".cam.png") for n in named) and any(n.endswith("confusion.png") for n in named)
     assert all(os.path.getsize(n) > 0 for n in named)
-    # No TensorFlow or Ray internals: only the progress bar (and Ray's one core-worker line, see README).
+    # No TensorFlow or Ray internals: the progress bar is all there is on stderr.
     for chatter in ("absl", "cuda", "cuInit", "oneDNN", "INFO", "streaming_executor", "Progress bars disabled",
-                    "Token authentication"):
+                    "Token authentication", "core_worker", "constructor arguments"):
         assert chatter not in done.stderr, done.stderr
+    assert "extract: 100%" in done.stderr and all(line.startswith("extract:") for line in done.stderr.replace("\r", "\n").split("\n") if line.strip()), done.stderr
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -4,8 +4,10 @@
     python benchmarks/throughput.py --table benchmarks/results.json     # print a saved run again
 
 Each measurement runs in a fresh process (so peak RSS is its own): (a) the conv base alone on
-pre-decoded tensors, (b) `catdog extract` end-to-end, (c) the tutorial's loop, (d) catdog in bf16;
-then memory at 1,000 / 4,000 / 8,000 images, decode time per photo, Parquet codecs, read-back
+pre-decoded tensors, (b) `catdog extract` end-to-end with its timeline, (c) the tutorial's loop,
+(d) catdog in bf16; (e) the fast-model regime (bf16, 64 px, 8,000 photos) against its own
+reference; (f) the pipeline's ceiling with a zero-cost model against a plain Pillow loop; then
+memory at 1,000 / 8,000 images, decode time per photo, JPEG draft mode, Parquet codecs, read-back
 speed, and the conv base's FLOPs. Every figure in BENCHMARKS.md comes from this script.
 """
 
@@ -22,23 +24,28 @@ import time
 
 import numpy as np
 
-SIZE, BATCH = 150, 32
+SIZE, SMALL, BATCH = 150, 64, 32
 
 
 def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def decoded_pixels(root: str, n: int) -> np.ndarray:
+def files(root: str, n: int | None = None) -> list:
     from catdog import imagefolder, storage
+
+    folder = storage.resolve(root)
+    return [folder.join(p) for p in imagefolder.scan(folder).paths[:n]]
+
+
+def decoded_pixels(root: str, n: int, size: int = SIZE) -> np.ndarray:
     from catdog.config import DecodeConfig
     from catdog.images import decode_files
 
-    folder = storage.resolve(root)
-    return decode_files([folder.join(p) for p in imagefolder.scan(folder).paths[:n]], DecodeConfig(SIZE)).pixels
+    return decode_files(files(root, n), DecodeConfig(size)).pixels
 
 
-def reference(root: str, n: int, precision: str) -> dict:
+def reference(root: str, n: int, precision: str, size: int = SIZE) -> dict:
     """(a) The reference: plain keras.applications.VGG16(include_top=False) under the same precision
     policy, called through tf.function with training=False on ready float32 batches of 32 (decoded
     and preprocessed beforehand, so only the model is timed)."""
@@ -47,9 +54,9 @@ def reference(root: str, n: int, precision: str) -> dict:
 
     from catdog.convbase import POLICIES
 
-    pixels = decoded_pixels(root, n)
+    pixels = decoded_pixels(root, n, size)
     keras.mixed_precision.set_global_policy(POLICIES[precision])
-    model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(size, size, 3))
     call = tf.function(lambda x: model(x, training=False))
     batches = [keras.applications.vgg16.preprocess_input(pixels[i : i + BATCH].astype(np.float32))
                for i in range(0, n, BATCH)]
@@ -62,55 +69,98 @@ def reference(root: str, n: int, precision: str) -> dict:
 
 def decode_time(root: str, n: int) -> dict:
     """CPU time to read, decode and resize one photo to 150x150 (Pillow, one core)."""
-    from catdog import imagefolder, storage
     from catdog.config import DecodeConfig
     from catdog.images import decode_files
 
-    folder = storage.resolve(root)
-    files = [folder.join(p) for p in imagefolder.scan(folder).paths[:n]]
-    decode_files(files[:10], DecodeConfig(SIZE))  # warm the page cache and Pillow's imports
+    chosen = files(root, n)
+    decode_files(chosen[:10], DecodeConfig(SIZE))  # warm the page cache and Pillow's imports
     start = time.process_time()
-    decode_files(files, DecodeConfig(SIZE))
-    return {"ms_per_image": (time.process_time() - start) / len(files) * 1000, "images": len(files)}
+    decode_files(chosen, DecodeConfig(SIZE))
+    return {"ms_per_image": (time.process_time() - start) / len(chosen) * 1000, "images": len(chosen)}
+
+
+def pillow_loop(root: str, size: int) -> dict:
+    """(f') The plain loop a zero-cost model could at best keep up with on one core: Pillow's open,
+    decode and resize of every photo, one after another, the pixels kept in a numpy array."""
+    from PIL import Image
+
+    chosen = [f.path for f in files(root)]
+    start = time.perf_counter()
+    for path in chosen:
+        with Image.open(path) as image:
+            np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
+    return {"images_per_second": len(chosen) / (time.perf_counter() - start), "images": len(chosen)}
+
+
+def _zero_cost_model() -> None:
+    """Runs in every Ray worker of the zero-cost part (a worker_process_setup_hook): the conv base
+    is replaced by zeros of the right shape, so only the pipeline around it is left to measure."""
+    from catdog import convbase
+
+    class ZeroCost:
+        def __init__(self, weights: bytes, config) -> None:
+            self.config, self.dim, self.batch_size = config, convbase.feature_dim(config.image_size), 0
+
+        def embed(self, pixels: np.ndarray) -> np.ndarray:
+            return np.zeros((len(pixels), self.dim), np.float32)
+
+    convbase.ConvBase = ZeroCost
+    convbase.configure_devices = lambda cpus, inter_op_threads=1: {"intra_op_threads": 0}
+
+
+def zero_cost(root: str, size: int, out: str) -> dict:
+    """(f) The pipeline's ceiling: `catdog extract` with the embed step replaced inside this benchmark
+    (never a user-facing option), on one fake GPU as a GPU node runs it: the actor holds one core,
+    decode and write tasks take the others."""
+    import ray
+
+    from catdog import extract
+    from catdog.config import ExtractConfig
+
+    ray.init(num_gpus=1, include_dashboard=False, logging_level="ERROR",
+             runtime_env={"worker_process_setup_hook": _zero_cost_model})
+    summary = extract.run(ExtractConfig(root=root, out=out, weights="none", image_size=size, overwrite=True, progress=False))
+    return {"images_per_second": summary.steady_images_per_second, "with_startup": summary.images_per_second,
+            "images": summary.processed, "cpus": os.cpu_count(), "decode_cpus": os.cpu_count() - 1}
 
 
 def jpeg_draft(root: str, n: int) -> dict:
     """Pillow's JPEG draft mode (libjpeg scaling by 1/2, 1/4, 1/8 while decoding) against a full
     decode: CPU time per photo, and the cosine of the conv base's features (random weights, fp32)."""
 
-    from catdog import convbase, imagefolder, storage
+    from catdog import convbase
     from catdog.config import DecodeConfig, EmbedConfig
     from catdog.images import decode_files
 
-    folder = storage.resolve(root)
-    files = [folder.join(p) for p in imagefolder.scan(folder).paths[:n]]
+    chosen = files(root, n)
     results = {}
     for size in (150, 64):
         base = convbase.ConvBase(convbase.resolve_weights("none", 0, size).data, EmbedConfig(size, BATCH))
         X = {}
         for draft in (False, True):
             config = DecodeConfig(size, jpeg_draft=draft)
-            decode_files(files[:10], config)
+            decode_files(chosen[:10], config)
             start = time.process_time()
-            pixels = decode_files(files, config).pixels
-            ms = (time.process_time() - start) / len(files) * 1000
+            pixels = decode_files(chosen, config).pixels
+            ms = (time.process_time() - start) / len(chosen) * 1000
             X[draft] = base.embed(pixels)
             results[f"{size}_{'draft' if draft else 'full'}_ms"] = ms
         cos = (X[True] * X[False]).sum(1) / (np.linalg.norm(X[True], axis=1) * np.linalg.norm(X[False], axis=1) + 1e-12)
         results[f"{size}_cosine_mean"], results[f"{size}_cosine_min"] = float(cos.mean()), float(cos.min())
-    return {**results, "images": len(files)}
+    return {**results, "images": len(chosen)}
 
 
-def catdog_extract(root: str, precision: str, out: str) -> dict:
-    """(b), (d) The whole job on local Ray: scan, decode, embed, write Parquet."""
+def catdog_extract(root: str, precision: str, out: str, size: int = SIZE) -> dict:
+    """(b), (d), (e) The whole job on local Ray: scan, decode, embed, write Parquet."""
     from catdog import extract
     from catdog.config import ExtractConfig
 
-    config = ExtractConfig(root=root, out=out, weights="none", batch_size=BATCH, precision=precision,
+    config = ExtractConfig(root=root, out=out, weights="none", image_size=size, batch_size=BATCH, precision=precision,
                            overwrite=True, progress=False)
     summary = extract.run(config)
     return {"images_per_second": summary.steady_images_per_second, "with_startup": summary.images_per_second,
             "startup_seconds": summary.startup_seconds, "images": summary.images, "peak_rss": peak_rss(),
+            "timeline": summary.timeline,
             "actor_peak_rss": [e["max_rss"] for e in summary.embedders], "actor_peak_uss": [e["max_uss"] for e in summary.embedders]}
 
 
@@ -238,9 +288,11 @@ def main() -> None:
             print(table(json.load(f)))
         return
     if args.part:
-        parts = {"reference": lambda r, n, p: reference(r, int(n), p), "extract": catdog_extract, "tutorial": tutorial,
+        parts = {"reference": lambda r, n, p, s: reference(r, int(n), p, int(s)),
+                 "extract": lambda r, p, o, s: catdog_extract(r, p, o, int(s)), "tutorial": tutorial,
                  "parquet": parquet_codecs, "cosine": cosine, "decode": lambda r, n: decode_time(r, int(n)),
-                 "draft": lambda r, n: jpeg_draft(r, int(n))}
+                 "draft": lambda r, n: jpeg_draft(r, int(n)), "zero_cost": lambda r, s, o: zero_cost(r, int(s), o),
+                 "pillow": lambda r, s: pillow_loop(r, int(s))}
         print(json.dumps(parts[args.part](*args.args)))
         return
     if len(args.args) != 1:
@@ -253,38 +305,54 @@ def main() -> None:
             json.dump(r, f, indent=2)
         print(table(r))
         return
-    root = os.path.abspath(args.args[0])
-    work = tempfile.mkdtemp(prefix="catdog-bench-")
-    photos = subset(root, 1000, f"{work}/photos")  # the train split: 2,000 photos
-    r = {"machine": machine()}
-    r["a_reference_fp32"] = run_part("reference", photos, "512", "fp32")
-    r["a_reference_bf16"] = run_part("reference", photos, "512", "bf16")
-    r["b_extract_fp32"] = run_part("extract", photos, "fp32", f"{work}/fp32")
-    r["c_tutorial"] = run_part("tutorial", photos)
-    r["d_extract_bf16"] = run_part("extract", photos, "bf16", f"{work}/bf16")
-    r["bf16_cosine"] = run_part("cosine", f"{work}/fp32", f"{work}/bf16")
-    r["parquet"] = run_part("parquet", f"{work}/fp32")
-    r["decode"] = run_part("decode", photos, "200")
-    r["jpeg_draft"] = run_part("draft", photos, "200")
-    r["memory_1000"] = run_part("extract", subset(root, 500, f"{work}/small"), "bf16", f"{work}/m1")
-    r["memory_8000"] = run_part("extract", replicate(photos, 4, f"{work}/big"), "bf16", f"{work}/m8")
-    r["flops_per_image"] = conv_base_flops()
-    rate = lambda k: r[k]["images_per_second"] or float("nan")  # noqa: E731  (no steady rate under 4 shards)
-    # The reference's time for the same photos, against catdog's whole command (process start to exit).
-    whole = lambda k, ref: r[k]["images"] / rate(ref) / r[k]["process_seconds"]  # noqa: E731
-    r["ratios"] = {"b/a": rate("b_extract_fp32") / rate("a_reference_fp32"),
-                   "d/a_bf16": rate("d_extract_bf16") / rate("a_reference_bf16"),
-                   "b_whole/a": whole("b_extract_fp32", "a_reference_fp32"),
-                   "d_whole/a_bf16": whole("d_extract_bf16", "a_reference_bf16"),
-                   "b/c": rate("b_extract_fp32") / rate("c_tutorial"),
-                   "d/b": rate("d_extract_bf16") / rate("b_extract_fp32"),
-                   "rss_8000/1000_driver": r["memory_8000"]["peak_rss"] / r["memory_1000"]["peak_rss"],
-                   "rss_8000/1000_actor": max(r["memory_8000"]["actor_peak_rss"]) / max(r["memory_1000"]["actor_peak_rss"]),
-                   "uss_8000/1000_actor": max(r["memory_8000"]["actor_peak_uss"]) / max(r["memory_1000"]["actor_peak_uss"])}
+    r = measure(os.path.abspath(args.args[0]), tempfile.mkdtemp(prefix="catdog-bench-"))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(r, f, indent=2)
     print(table(r))
+
+
+def measure(root: str, work: str) -> dict:
+    photos = subset(root, 1000, f"{work}/photos")  # the train split: 2,000 photos
+    many = replicate(photos, 4, f"{work}/many")  # 8,000 (the 2,000 four times, by symlink)
+    r = {"machine": machine()}
+    r["a_reference_fp32"] = run_part("reference", photos, "512", "fp32", str(SIZE))
+    r["a_reference_bf16"] = run_part("reference", photos, "512", "bf16", str(SIZE))
+    r["b_extract_fp32"] = run_part("extract", photos, "fp32", f"{work}/fp32", str(SIZE))
+    r["c_tutorial"] = run_part("tutorial", subset(root, 250, f"{work}/few"))
+    r["d_extract_bf16"] = run_part("extract", photos, "bf16", f"{work}/bf16", str(SIZE))
+    r["e_reference_64_bf16"] = run_part("reference", photos, "1024", "bf16", str(SMALL))
+    r["e_extract_64_bf16"] = run_part("extract", many, "bf16", f"{work}/small", str(SMALL))
+    r["f_zero_cost_64"] = run_part("zero_cost", many, str(SMALL), f"{work}/zero")
+    r["f_pillow_64"] = run_part("pillow", photos, str(SMALL))
+    r["bf16_cosine"] = run_part("cosine", f"{work}/fp32", f"{work}/bf16")
+    r["parquet"] = run_part("parquet", f"{work}/fp32")
+    r["decode"] = run_part("decode", photos, "200")
+    r["jpeg_draft"] = run_part("draft", photos, "200")
+    r["memory_1000"] = run_part("extract", subset(root, 500, f"{work}/small1000"), "fp32", f"{work}/m1", str(SIZE))
+    r["memory_8000"] = run_part("extract", many, "fp32", f"{work}/m8", str(SIZE))
+    r["flops_per_image"] = conv_base_flops()
+    r["ratios"] = ratios(r)
+    return r
+
+
+def ratios(r: dict) -> dict:
+    rate = lambda k: r[k]["images_per_second"] or float("nan")  # noqa: E731  (no steady rate under 4 shards)
+    # The reference's time for the same photos, against catdog's whole command (process start to exit).
+    whole = lambda k, ref: r[k]["images"] / rate(ref) / r[k]["process_seconds"]  # noqa: E731
+    peak = lambda k, m: max(r["memory_8000"][k]) / max(r["memory_1000"][k]) if m else r["memory_8000"][k] / r["memory_1000"][k]  # noqa: E731
+    return {"b/a": rate("b_extract_fp32") / rate("a_reference_fp32"),
+            "d/a_bf16": rate("d_extract_bf16") / rate("a_reference_bf16"),
+            "b_whole/a": whole("b_extract_fp32", "a_reference_fp32"),
+            "d_whole/a_bf16": whole("d_extract_bf16", "a_reference_bf16"),
+            "e/a_64_bf16": rate("e_extract_64_bf16") / rate("e_reference_64_bf16"),
+            "f_per_core/pillow": rate("f_zero_cost_64") / r["f_zero_cost_64"]["cpus"] / rate("f_pillow_64"),
+            "f_per_decode_core/pillow": rate("f_zero_cost_64") / r["f_zero_cost_64"]["decode_cpus"] / rate("f_pillow_64"),
+            "b/c": rate("b_extract_fp32") / rate("c_tutorial"),
+            "d/b": rate("d_extract_bf16") / rate("b_extract_fp32"),
+            "rss_8000/1000_driver": peak("peak_rss", False),
+            "rss_8000/1000_actor": peak("actor_peak_rss", True),
+            "uss_8000/1000_actor": peak("actor_peak_uss", True)}
 
 
 def table(r: dict) -> str:
@@ -292,31 +360,43 @@ def table(r: dict) -> str:
     machine = r["machine"]
     lines = [f"machine: {machine['cpus']} CPUs, {machine['cpu']}, {machine.get('memory_gib', '?')} GiB; Python {machine['python']}, "
              f"{machine.get('versions', '')}", "",
-             f"{'measurement':<44}{'images/s':>10}{'whole s':>9}{'peak RSS driver':>17}{'peak RSS actor':>16}"]
+             f"{'measurement':<48}{'images/s':>10}{'whole s':>9}{'peak RSS driver':>17}{'peak RSS actor':>16}"]
     for key, name in [("a_reference_fp32", "(a) reference: VGG16 tf.function, fp32"),
                       ("a_reference_bf16", "(a') reference: VGG16 tf.function, bf16"),
                       ("b_extract_fp32", "(b) catdog extract, fp32, steady"), ("c_tutorial", "(c) tutorial loop, batch 20"),
-                      ("d_extract_bf16", "(d) catdog extract, bf16, steady")]:
-        m = r[key]
+                      ("d_extract_bf16", "(d) catdog extract, bf16, steady"),
+                      ("e_reference_64_bf16", f"(e') reference, bf16, {SMALL} px"),
+                      ("e_extract_64_bf16", f"(e) catdog extract, bf16, {SMALL} px, steady"),
+                      ("f_zero_cost_64", f"(f) catdog, zero-cost model, {SMALL} px, steady"),
+                      ("f_pillow_64", f"(f') plain Pillow loop, one core, {SMALL} px")]:
+        m = r.get(key)
+        if m is None:
+            continue
         actor = f"{max(m['actor_peak_rss']) / gib:.2f} GiB" if "actor_peak_rss" in m else "-"
         whole = f"{m['process_seconds']:.0f}" if "actor_peak_rss" in m else "-"
-        lines.append(f"{name:<44}{m['images_per_second']:>10.1f}{whole:>9}{m['peak_rss'] / gib:>13.2f} GiB{actor:>16}")
+        driver = f"{m['peak_rss'] / gib:.2f} GiB" if "peak_rss" in m else "-"
+        lines.append(f"{name:<48}{m['images_per_second']:>10.1f}{whole:>9}{driver:>17}{actor:>16}")
     q = r["ratios"]
     lines += ["", f"steady vs reference: fp32 b/a = {q['b/a']:.2f}, bf16 d/a' = {q['d/a_bf16']:.2f}",
               f"whole command vs the reference's time for the same {r['b_extract_fp32']['images']:,} photos: "
-              f"fp32 {q['b_whole/a']:.2f}, bf16 {q['d_whole/a_bf16']:.2f}",
-              f"b/c = {q['b/c']:.2f}   d/b = {q['d/b']:.2f}",
+              f"fp32 {q['b_whole/a']:.2f}, bf16 {q['d_whole/a_bf16']:.2f}"]
+    if "e/a_64_bf16" in q:
+        f = r["f_zero_cost_64"]
+        lines += [f"fast model ({SMALL} px, bf16, {r['e_extract_64_bf16']['images']:,} photos): steady e/e' = {q['e/a_64_bf16']:.2f}",
+                  f"pipeline ceiling (zero-cost model, one fake GPU): {f['images_per_second']:.0f} images/s on {f['cpus']} cores = "
+                  f"{q['f_per_core/pillow']:.2f} x the plain loop per core ({q['f_per_decode_core/pillow']:.2f} per core "
+                  f"not held by the actor)"]
+    lines += [f"b/c = {q['b/c']:.2f}   d/b = {q['d/b']:.2f}",
               f"bf16 vs fp32 feature cosine: mean {r['bf16_cosine']['mean']:.5f}, min {r['bf16_cosine']['min']:.5f}",
               f"peak memory 8,000 vs 1,000 images: driver RSS x{q['rss_8000/1000_driver']:.2f}, actor RSS "
               f"x{q['rss_8000/1000_actor']:.2f} (object-store pages it read included), actor USS x{q['uss_8000/1000_actor']:.2f}",
-              f"start-up (Ray, weights) before the pipeline: {r['b_extract_fp32']['startup_seconds']:.1f} s; "
-              f"then actor start and the first shard",
+              *_timeline_lines(r["b_extract_fp32"]),
               "", f"{'codec':<8}{'bytes/image':>12}{'write MB/s':>12}{'read MB/s':>11}"]
     for codec in ("none", "snappy", "lz4", "zstd"):
         c = r["parquet"][codec]
         lines.append(f"{codec:<8}{c['bytes_per_image']:>12.0f}{c['write_mb_s']:>12.0f}{c['read_mb_s']:>11.0f}")
-    lines += ["", f"{'images (bf16)':<14}{'driver peak RSS':>17}{'actor peak RSS':>16}{'actor peak USS':>16}"]
-    for key in ("memory_1000", "d_extract_bf16", "memory_8000"):
+    lines += ["", f"{'images':<14}{'driver peak RSS':>17}{'actor peak RSS':>16}{'actor peak USS':>16}"]
+    for key in ("memory_1000", "memory_8000"):
         m = r[key]
         lines.append(f"{m['images']:<14,}{m['peak_rss'] / gib:>13.2f} GiB{max(m['actor_peak_rss']) / gib:>12.2f} GiB"
                      f"{max(m['actor_peak_uss']) / gib:>12.2f} GiB")
@@ -326,6 +406,16 @@ def table(r: dict) -> str:
               *_draft_lines(r.get("jpeg_draft")),
               f"VGG16 conv base at 150x150: {r['flops_per_image'] / 1e9:.2f} GFLOP per image"]
     return "\n".join(lines)
+
+
+def _timeline_lines(m: dict) -> list[str]:
+    marks = m.get("timeline")
+    if not marks:
+        return [f"start-up (Ray, weights) before the pipeline: {m['startup_seconds']:.1f} s"]
+    from catdog.extract import TIMELINE
+
+    return ["timeline of (b), s from the process start: " + ", ".join(f"{TIMELINE[k]} {v:.1f}" for k, v in marks.items())
+            + f", exit {m['process_seconds']:.1f}"]
 
 
 def _draft_lines(d: dict | None) -> list[str]:

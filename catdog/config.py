@@ -14,7 +14,8 @@ from catdog.errors import CatdogError
 PREPROCESSING = ("vgg16", "rescale")
 INTERPOLATIONS = ("bilinear", "nearest")
 DTYPES = ("float32", "float16")
-PRECISIONS = ("fp32", "bf16", "fp16")
+COMPUTE_PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = (*COMPUTE_PRECISIONS, "auto")  # auto: decided per run from the devices (catdog.convbase.auto_precision)
 HEAD_MODELS = ("logreg", "dense")
 MIN_IMAGE_SIZE = 32  # VGG16 has five 2x2 poolings: below 32 pixels nothing is left
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
@@ -45,15 +46,16 @@ class EmbedConfig(_Config):
     """How the conv base turns pixels into features."""
 
     image_size: int = 150
-    batch_size: int = 32
+    batch_size: int | None = None  # None: 32 on a CPU, larger on a GPU (convbase.default_batch_size)
     preprocess: str = "vgg16"
-    precision: str = "fp32"
+    precision: str = "fp32"  # "auto" is resolved before a stage gets its config
 
     def __post_init__(self) -> None:
         _image_size(self.image_size)
-        _positive(self, "batch_size")
+        if self.batch_size is not None:
+            _positive(self, "batch_size")
         _choice("preprocess", self.preprocess, PREPROCESSING)
-        _choice("precision", self.precision, PRECISIONS)
+        _choice("precision", self.precision, COMPUTE_PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class ExtractConfig(_Config):
     weights: str = "imagenet"  # "imagenet", "none" or a path/URI of a VGG16 notop weights file
     seed: int = 0  # random init seed, used with weights="none"
     image_size: int = 150
-    batch_size: int = 32
+    batch_size: int | None = None  # None: 32 on a CPU, larger on a GPU
     preprocess: str = "vgg16"
     interpolation: str = "bilinear"
     dtype: str = "float32"
@@ -81,7 +83,8 @@ class ExtractConfig(_Config):
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _ = self.decode, self.embed  # building both validates them
+        _choice("precision", self.precision, PRECISIONS)
+        _ = self.decode, self.replace(precision="fp32").embed if self.precision == "auto" else self.embed  # validates both
         _choice("dtype", self.dtype, DTYPES)
         _positive(self, "shard_size")
         if self.num_actors is not None and self.num_actors < 1:

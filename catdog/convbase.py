@@ -26,6 +26,9 @@ IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg
 IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 RANDOM_INIT = "glorot-uniform-numpy"  # how --weights none draws its numbers: recorded, so other draws are refused
+CPU_BATCH = 32  # past this a CPU gains nothing per image, and memory grows
+GPU_BATCH = 256  # at up to 224 px: a few GB of fp16 activations, well within a 16-24 GB GPU
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # CPUs where bf16 ran 1.8-3x fp32 (BENCHMARKS.md); without, it is slower
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,32 @@ class Weights:
 
     data: bytes
     identity: dict
+
+
+def default_batch_size(image_size: int, on_gpu: bool) -> int:
+    """Images per model call when --batch-size is not given: a GPU needs large batches to be busy;
+    activations grow with the pixels, so larger images get proportionally fewer."""
+    if not on_gpu:
+        return CPU_BATCH
+    return int(max(16, min(GPU_BATCH, GPU_BATCH * (224 / image_size) ** 2)))
+
+
+def auto_precision(on_gpu: bool, cpu_flags: set[str]) -> tuple[str, str]:
+    """--precision auto: the fast path of the devices the actors get, and why."""
+    if on_gpu:
+        return "fp16", "GPU actors"
+    found = [f for f in BF16_CPU_FLAGS if f in cpu_flags]
+    if found:
+        return "bf16", f"CPU with {found[0]}"
+    return "fp32", "CPU without bf16 instructions"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
+    except OSError:  # not Linux: no bf16 claim
+        return set()
 
 
 def feature_shape(image_size: int) -> tuple[int, int, int]:
@@ -162,7 +191,7 @@ def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
     intra = max(1, int(round(cpus)))
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = tf_gpus()
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     return {
@@ -172,6 +201,13 @@ def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
         "intra_op_threads": intra,
         "inter_op_threads": inter_op_threads,
     }
+
+
+def tf_gpus() -> list:
+    quiet.load_tensorflow()
+    import tensorflow as tf
+
+    return tf.config.list_physical_devices("GPU")
 
 
 class ConvBase:
@@ -190,12 +226,14 @@ class ConvBase:
             self.model.load_weights(path)
         self.config = config
         self.dim = feature_dim(config.image_size)
+        on_gpu = bool(tf_gpus())
+        self.batch_size = config.batch_size or default_batch_size(config.image_size, on_gpu)
         self._features = _compiled_features(self.model, config)
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """(n, S, S, 3) uint8 -> (n, dim) float32: the conv output flattened in C order."""
         out = np.empty((len(pixels), self.dim), dtype=np.float32)
-        step = self.config.batch_size
+        step = self.batch_size
         for start in range(0, len(pixels), step):
             out[start : start + step] = self._features(pixels[start : start + step]).numpy()
         return out

@@ -39,6 +39,7 @@ class Summary:
     steady_images_per_second: float  # after the first shard is out: model loaded, pipeline full
     startup_seconds: float  # Ray start/connect and weights before the pipeline
     changes: str = ""  # an incremental run: what changed in ROOT since the last one
+    precision: str = ""  # with --precision auto: what it chose and why
     timeline: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds from the process start to each mark
 
     @property
@@ -53,6 +54,7 @@ class Summary:
             f"this run    {self.processed} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s{steady})",
             f"resumed     {self.resumed_shards} shards already committed",
             *([f"changes     {self.changes}"] if self.changes else []),
+            *([f"precision   {self.precision}"] if self.precision else []),
             f"actors      {len(self.embedders)} ({cluster.devices(self.embedders)})",
             f"wall time   {self.seconds + self.startup_seconds:.1f} s (start-up {self.startup_seconds:.1f} s)",
             *([f"timeline    {_timeline(self.timeline)} (from the process start)"] if self.timeline else []),
@@ -105,11 +107,14 @@ def run(config: ExtractConfig) -> Summary:
                                      config.image_size)
         with cluster.ray_session(config.address):
             marks["ray"] = time.time()
+            resources = cluster.plan_resources(config, cluster.cluster_size())
+            config, precision = _resolve_precision(config, resources)
             plan, record = _plan(config, root, out, image_set, making_weights.result())
+            record["precision_auto"] = precision or None
             startup = time.perf_counter() - started
             marks["pipeline"] = time.time()
             began = time.perf_counter()
-            progress = _embed_pending(config, root, plan) if plan.pending else Progress(0, 0.0, (), {}, {}, {})
+            progress = _embed_pending(config, root, plan, resources) if plan.pending else Progress(0, 0.0, (), {}, {}, {})
             seconds = time.perf_counter() - began
         record = _commit(out, plan, record, progress)
         marks.update(progress.marks, committed=time.time())
@@ -124,6 +129,7 @@ def run(config: ExtractConfig) -> Summary:
             steady_images_per_second=progress.steady_images_per_second,
             startup_seconds=startup,
             changes=str(plan.changes) if plan.changes else "",
+            precision=precision,
             timeline=_since_process_start(marks, progress.embedders),
         )
         done = features.committed(out)  # listed once: on an object store each listing is requests
@@ -133,6 +139,15 @@ def run(config: ExtractConfig) -> Summary:
                              "timeline": summary.timeline})
         manifest.clear_tmp(out)
     return summary
+
+
+def _resolve_precision(config: ExtractConfig, resources: cluster.Resources) -> tuple[ExtractConfig, str]:
+    """--precision auto becomes the actors' fast path; the choice is recorded like any setting, so a
+    re-run that would choose otherwise (other devices) is refused rather than mixing precisions."""
+    if config.precision != "auto":
+        return config, ""
+    chosen, why = convbase.auto_precision(resources.gpus_per_actor > 0, convbase.cpu_flags())
+    return config.replace(precision=chosen), f"{chosen} (auto: {why})"
 
 
 def _timed(marks: dict[str, float], name: str, fn, *args):
@@ -260,9 +275,8 @@ def _count(out: Location, kind: str) -> int:
     return features.dataset(out, kind).count_rows() if features.committed(out, kind) else 0
 
 
-def _embed_pending(config: ExtractConfig, root: Location, plan: Run) -> Progress:
+def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: cluster.Resources) -> Progress:
     """Run the pipeline over the pending shards with a progress bar over images; gather the actors' reports."""
-    resources = cluster.plan_resources(config, cluster.cluster_size())
     writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.image_set.classes)
     where = cluster.placement(root.is_local, plan.target.is_local, config.shared_fs)
     rows = pipeline.extract_shards(plan.pending, root, config, plan.weights.data, writer, resources, where)

@@ -115,7 +115,8 @@ class Embedder:
         # Travels with each shard to the driver, which reports which actors and devices did the work.
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                                    "ray_gpu_ids": gpu_ids, **devices, "loaded_at": time.time()})
+                                    "ray_gpu_ids": gpu_ids, **devices, "batch_size": self.base.batch_size,
+                                    "loaded_at": time.time()})
 
     def __call__(self, row: DecodedRow) -> EmbeddedRow:
         import psutil

@@ -120,3 +120,17 @@ def test_foreign_or_missing_weights_are_refused(tmp_path):
         convbase.resolve_weights(str(tmp_path / "other.weights.h5"), 0, 32)
     with pytest.raises(CatdogError, match="weights file not found"):
         convbase.resolve_weights(str(tmp_path / "nowhere.h5"), 0, 32)
+
+
+def test_auto_precision_follows_the_devices():
+    assert convbase.auto_precision(True, {"avx2"})[0] == "fp16"
+    assert convbase.auto_precision(False, {"avx512f", "avx512_bf16"}) == ("bf16", "CPU with avx512_bf16")
+    assert convbase.auto_precision(False, {"amx_bf16"})[0] == "bf16"
+    assert convbase.auto_precision(False, {"avx2", "avx512f"})[0] == "fp32"
+
+
+def test_default_batch_fills_a_gpu_and_shrinks_with_the_pixels():
+    assert convbase.default_batch_size(150, on_gpu=False) == convbase.default_batch_size(600, on_gpu=False) == 32
+    assert convbase.default_batch_size(150, on_gpu=True) == convbase.default_batch_size(224, on_gpu=True) == 256
+    assert convbase.default_batch_size(448, on_gpu=True) == 64  # 4x the pixels of 224: a quarter of the batch
+    assert convbase.default_batch_size(4000, on_gpu=True) == 16

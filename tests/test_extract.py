@@ -109,18 +109,36 @@ def test_rerun_resumes_nothing_and_other_settings_are_refused(extracted):
 
 
 def test_two_actors_and_float16_at_150(ray_local, tmp_path):
-    """The 8192 contract at the default size, with two CPU actors sharing the work."""
+    """The 8192 contract at the default size, with two CPU actors sharing the work; --precision auto
+    and the default batch size decided for CPU actors, and recorded."""
     root = tmp_path / "in"
     demo.make_demo_folder(str(root), per_class=4, size=40, splits={"train": 1.0})
     config = ExtractConfig(
-        root=str(root), out=str(tmp_path / "out"), weights="none", dtype="float16",
+        root=str(root), out=str(tmp_path / "out"), weights="none", dtype="float16", precision="auto",
         shard_size=2, num_actors=2, cpus_per_actor=1, progress=False,
     )
     summary = extract.run(config)
     assert len({e["pid"] for e in summary.embedders}) == 2
+    flags = open("/proc/cpuinfo").read()
+    expected = "bf16" if " avx512_bf16" in flags or " amx_bf16" in flags else "fp32"
+    assert features.read_metadata(config.out)["precision"] == expected and summary.precision.startswith(f"{expected} (auto: CPU")
+    assert json.load(open(tmp_path / "out" / "manifest.json"))["precision_auto"] == summary.precision
+    assert [e["batch_size"] for e in summary.embedders] == [32, 32]
+    marks = list(summary.timeline.values())
+    assert list(summary.timeline) == ["ray", "weights", "pipeline", "model_loaded", "first_shard", "last_shard", "committed"]
+    assert all(0 < a <= b for a, b in zip(marks[2:], marks[3:])), summary.timeline
     X, y, paths = features.load(config.out, split="train")
     assert X.shape == (8, 8192) and sorted(y) == [0] * 4 + [1] * 4
     ftype = pq.read_schema(features.dataset(config.out).files[0]).field("features").type
     assert ftype.value_type == pa.float16() and ftype.list_size == 8192
     meta = features.read_metadata(config.out)
     assert meta["feature_shape"] == [4, 4, 512] and meta["weights"] == {"source": "none", "seed": 0, "init": "glorot-uniform-numpy"}
+
+
+def test_auto_precision_is_fp16_for_gpu_actors():
+    from catdog import cluster
+
+    config = ExtractConfig(root="in", out="out", precision="auto")
+    resources = cluster.plan_resources(config, cluster.ClusterSize(cpus=8, gpus=1, largest_node_cpus=8))
+    resolved, why = extract._resolve_precision(config, resources)
+    assert resolved.precision == "fp16" and resolved.embed.precision == "fp16" and why == "fp16 (auto: GPU actors)"

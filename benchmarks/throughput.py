@@ -161,7 +161,8 @@ def catdog_extract(root: str, precision: str, out: str, size: int = SIZE) -> dic
     return {"images_per_second": summary.steady_images_per_second, "with_startup": summary.images_per_second,
             "startup_seconds": summary.startup_seconds, "images": summary.images, "peak_rss": peak_rss(),
             "timeline": summary.timeline,
-            "actor_peak_rss": [e["max_rss"] for e in summary.embedders], "actor_peak_uss": [e["max_uss"] for e in summary.embedders]}
+            "actor_peak_rss": [e["max_rss"] for e in summary.embedders], "actor_peak_uss": [e["max_uss"] for e in summary.embedders],
+            "actor_peak_own": [e["max_own"] for e in summary.embedders]}
 
 
 def tutorial(root: str) -> dict:
@@ -352,7 +353,8 @@ def ratios(r: dict) -> dict:
             "d/b": rate("d_extract_bf16") / rate("b_extract_fp32"),
             "rss_8000/1000_driver": peak("peak_rss", False),
             "rss_8000/1000_actor": peak("actor_peak_rss", True),
-            "uss_8000/1000_actor": peak("actor_peak_uss", True)}
+            "uss_8000/1000_actor": peak("actor_peak_uss", True),
+            **({"own_8000/1000_actor": peak("actor_peak_own", True)} if "actor_peak_own" in r["memory_8000"] else {})}
 
 
 def table(r: dict) -> str:
@@ -389,17 +391,19 @@ def table(r: dict) -> str:
     lines += [f"b/c = {q['b/c']:.2f}   d/b = {q['d/b']:.2f}",
               f"bf16 vs fp32 feature cosine: mean {r['bf16_cosine']['mean']:.5f}, min {r['bf16_cosine']['min']:.5f}",
               f"peak memory 8,000 vs 1,000 images: driver RSS x{q['rss_8000/1000_driver']:.2f}, actor RSS "
-              f"x{q['rss_8000/1000_actor']:.2f} (object-store pages it read included), actor USS x{q['uss_8000/1000_actor']:.2f}",
+              f"x{q['rss_8000/1000_actor']:.2f} (object-store pages it read included), actor USS x{q['uss_8000/1000_actor']:.2f}"
+              + (f", actor USS without object-store pages x{q['own_8000/1000_actor']:.2f}" if "own_8000/1000_actor" in q else ""),
               *_timeline_lines(r["b_extract_fp32"]),
               "", f"{'codec':<8}{'bytes/image':>12}{'write MB/s':>12}{'read MB/s':>11}"]
     for codec in ("none", "snappy", "lz4", "zstd"):
         c = r["parquet"][codec]
         lines.append(f"{codec:<8}{c['bytes_per_image']:>12.0f}{c['write_mb_s']:>12.0f}{c['read_mb_s']:>11.0f}")
-    lines += ["", f"{'images':<14}{'driver peak RSS':>17}{'actor peak RSS':>16}{'actor peak USS':>16}"]
+    lines += ["", f"{'images':<14}{'driver peak RSS':>17}{'actor peak RSS':>16}{'actor peak USS':>16}{'  without store':>16}"]
     for key in ("memory_1000", "memory_8000"):
         m = r[key]
+        own = f"{max(m['actor_peak_own']) / gib:>12.2f} GiB" if "actor_peak_own" in m else ""
         lines.append(f"{m['images']:<14,}{m['peak_rss'] / gib:>13.2f} GiB{max(m['actor_peak_rss']) / gib:>12.2f} GiB"
-                     f"{max(m['actor_peak_uss']) / gib:>12.2f} GiB")
+                     f"{max(m['actor_peak_uss']) / gib:>12.2f} GiB{own}")
     lines += ["", f"decode + resize to 150x150: {r['decode']['ms_per_image']:.2f} ms of CPU per photo "
               f"(Pillow, one core, {r['decode']['images']} photos)",
               f"catdog.features.load: {r['parquet']['load_mb_s']:.0f} MB/s",

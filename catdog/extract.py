@@ -286,8 +286,9 @@ def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: 
         for row in rows:
             count = int(row["rows"]) + int(row["errors"])
             processed += count
-            rss, uss = peaks.get(row["embedder"], (0, 0))
-            peaks[row["embedder"]] = (max(rss, int(row["embedder_rss"])), max(uss, int(row["embedder_uss"])))
+            rss, uss, own = peaks.get(row["embedder"], (0, 0, 0))
+            peaks[row["embedder"]] = (max(rss, int(row["embedder_rss"])), max(uss, int(row["embedder_uss"])),
+                                      max(own, int(row["embedder_uss"]) - int(row["embedder_store"])))
             bar.update(count)
             writers[f"{row['split']}/{row['name']}"] = row["node"]
             entries.update(_written_entries(plan.image_set, row))
@@ -295,7 +296,9 @@ def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: 
             first = first or (time.perf_counter(), processed, time.time())
     steady_seconds = time.perf_counter() - first[0]
     steady = (processed - first[1]) / steady_seconds if shards >= STEADY_MIN_SHARDS and steady_seconds > 0 else 0.0
-    embedders = tuple({**json.loads(e), "max_rss": rss, "max_uss": uss} for e, (rss, uss) in sorted(peaks.items()))
+    # max_own: the actor's USS without the object-store pages it has read (see pipeline._private_memory)
+    embedders = tuple({**json.loads(e), "max_rss": rss, "max_uss": uss, "max_own": own}
+                      for e, (rss, uss, own) in sorted(peaks.items()))
     return Progress(processed, steady, embedders, writers, entries, {"first_shard": first[2], "last_shard": time.time()})
 
 

@@ -66,7 +66,8 @@ class EmbeddedRow(TypedDict):
     error_messages: list[str]
     embedder: str  # JSON: the actor's pid, node and devices
     embedder_rss: int  # the actor's peak RSS (object-store pages it read included)
-    embedder_uss: int  # the actor's own memory now
+    embedder_uss: int  # the actor's private memory now (USS)
+    embedder_store: int  # the part of it that is pages of Ray's object store the actor has read
 
 
 class WrittenRow(TypedDict):
@@ -80,6 +81,7 @@ class WrittenRow(TypedDict):
     embedder: str
     embedder_rss: int
     embedder_uss: int
+    embedder_store: int
 
 
 def shard_row(shard: Shard) -> ShardRow:
@@ -119,8 +121,6 @@ class Embedder:
                                     "loaded_at": time.time()})
 
     def __call__(self, row: DecodedRow) -> EmbeddedRow:
-        import psutil
-
         size = self.base.config.image_size
         pixels = np.frombuffer(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
         features = self.base.embed(pixels).astype(self.dtype, copy=False)
@@ -130,8 +130,19 @@ class Embedder:
             "features": features.tobytes(),
             "embedder": self.identity,
             "embedder_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "embedder_uss": psutil.Process().memory_full_info().uss,
+            **_private_memory(),
         }
+
+
+def _private_memory() -> dict[str, int]:
+    """The actor's USS, and how much of it is Ray's object store: the shared-memory pages of the
+    shards it has read count as its own once their writer is gone, and the object store hands out new
+    pages shard after shard up to its capacity, so USS grows with the job while the actor's heap does not."""
+    import psutil
+
+    process = psutil.Process()
+    store = sum(m.private_clean + m.private_dirty for m in process.memory_maps(grouped=True) if "plasma" in m.path)
+    return {"embedder_uss": process.memory_full_info().uss, "embedder_store": store}
 
 
 def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
@@ -143,7 +154,8 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
     rows = writer.write(row["split"], row["name"], list(row["paths"]), np.asarray(row["labels"]), features, errors, node)
     return {"split": row["split"], "name": row["name"], "node": node, "rows": rows, "errors": len(errors),
             "paths": list(row["paths"]) + list(row["error_paths"]), "digests": list(row["digests"]) + list(row["error_digests"]),
-            "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"]}
+            "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"],
+            "embedder_store": row["embedder_store"]}
 
 
 class Resident:

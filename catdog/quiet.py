@@ -15,11 +15,11 @@ from typing import Iterator
 VERBOSE_ENV = "CATDOG_VERBOSE"
 # Library messages that say nothing to a catdog user: catdog turns these features off on purpose.
 _DROPPED = ("Progress bars disabled", "Progress bars for operators disabled")
-# Lines Ray's C++ core worker writes straight to the driver's file descriptor 2 (they are also in the
-# session's python-core-driver log). Ray Data passes every actor pool's code to its actors through the
-# object store, so each pool prints this one (ray-project/ray#53727); catdog's actors need no restart
-# arguments beyond it.
-_DROPPED_NATIVE = (b"has constructor arguments in the object store and max_restarts > 0",)
+# Lines that reach the driver's file descriptor 2 from native code (all are also in the Ray session's
+# logs): Ray's C++ core worker prints the first for every Ray Data actor pool, whose code travels
+# through the object store (ray-project/ray#53727); abseil's mutex tracing (the second) is
+# forwarded now and then from a starting worker.
+_DROPPED_NATIVE = (b"has constructor arguments in the object store and max_restarts > 0", b"[mutex.cc : ")
 
 
 def verbose() -> bool:

@@ -21,11 +21,13 @@ class Resources:
     num_actors: int
     cpus_per_actor: float
     gpus_per_actor: float
-    io_cpus: float  # per decode/write task
-    # Decode and write run in this many long-lived actors that reserve no CPU, or (None) as tasks that
-    # each reserve io_cpus. Ray kills idle workers beyond one per CPU after a second, so 0-CPU tasks
+    decode_cpus: float  # per decode task
+    # Decoding runs in this many long-lived actors that reserve no CPU, or (None) in tasks that each
+    # reserve decode_cpus. Ray kills idle workers beyond one per CPU after a second, so 0-CPU tasks
     # would start a new Python process for nearly every shard, stealing the model's cores each time.
-    io_workers: int | None
+    # Writing always runs in one such actor per embedding actor: as CPU-reserving tasks, writes would
+    # wait behind every pending decode for a free CPU.
+    decode_workers: int | None
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def plan_resources(config: ExtractConfig, cluster: ClusterSize) -> Resources:
         cpus_per_actor = config.cpus_per_actor if config.cpus_per_actor is not None else 1.0
         num_actors = config.num_actors or max(1, int(cluster.gpus // gpus_per_actor))
         # On GPU nodes the CPUs left over decode; the model waits on them otherwise.
-        return Resources(num_actors, cpus_per_actor, gpus_per_actor, io_cpus=1.0, io_workers=None)
+        return Resources(num_actors, cpus_per_actor, gpus_per_actor, decode_cpus=1.0, decode_workers=None)
     if config.cpus_per_actor is not None:
         cpus_per_actor = config.cpus_per_actor
     elif config.num_actors:
@@ -77,7 +79,7 @@ def plan_resources(config: ExtractConfig, cluster: ClusterSize) -> Resources:
         cpus_per_actor = float(max(1, min(MAX_CPUS_PER_ACTOR, int(cluster.largest_node_cpus))))
     num_actors = config.num_actors or max(1, int(cluster.cpus // max(cpus_per_actor, 1e-9)))
     # CPU actors own every core; decoding (a few % of VGG16's cost) shares them unreserved.
-    return Resources(num_actors, cpus_per_actor, 0.0, io_cpus=0.0, io_workers=max(1, num_actors))
+    return Resources(num_actors, cpus_per_actor, 0.0, decode_cpus=0.0, decode_workers=max(1, num_actors))
 
 
 def cluster_size() -> ClusterSize:

@@ -3,7 +3,8 @@
 Extraction, top to bottom (the rows passed between the stages are defined below):
 
     shard rows ──decode_stage──▶ DecodedRow ──Embedder──▶ EmbeddedRow ──write_stage──▶ WrittenRow
-    (Ray tasks, every CPU)         (Ray actors, one conv base each)       (Ray tasks)
+    (tasks on the CPUs GPU actors      (Ray actors, one conv       (resident actors,
+     leave; resident actors on CPUs)     base each)                  one per Embedder)
 
 Ray Data runs the three stages as one streaming pipeline over shard rows, so decoding overlaps
 inference, back-pressure keeps memory bounded, failed tasks are retried and dead actors restarted.
@@ -159,8 +160,8 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
 
 
 class Resident:
-    """Ray Data actor that runs one decode or write stage in a long-lived process: on CPU-only
-    clusters these reserve no CPU, and Ray would otherwise start a new worker for nearly every shard."""
+    """Ray Data actor that runs the decode or write stage in a long-lived process reserving no CPU
+    (see `catdog.cluster.Resources`)."""
 
     def __init__(self, stage, kwargs: dict) -> None:
         self.stage, self.kwargs = stage, kwargs
@@ -169,15 +170,19 @@ class Resident:
         return self.stage(row, **self.kwargs)
 
 
-def _io_stage(stage, kwargs: dict, resources: Resources, node: str | None) -> dict:
-    """Ray Data `map` arguments for a decode or write stage: resident actors or CPU-reserving tasks."""
+def _resident(stage, kwargs: dict, workers: int, node: str | None) -> dict:
+    """Ray Data `map` arguments that run a stage in `workers` long-lived actors reserving no CPU."""
     import ray.data
 
-    where = _on_node(node)
-    if resources.io_workers is None:
-        return {"fn": stage, "fn_kwargs": kwargs, "num_cpus": resources.io_cpus, **where}
     return {"fn": Resident, "fn_constructor_kwargs": {"stage": stage, "kwargs": kwargs}, "num_cpus": 0,
-            "compute": ray.data.ActorPoolStrategy(size=resources.io_workers), **where}
+            "compute": ray.data.ActorPoolStrategy(size=workers), **_on_node(node)}
+
+
+def _decode(kwargs: dict, resources: Resources, node: str | None) -> dict:
+    """Decoding in resident actors (CPU-only clusters), or in tasks that each reserve CPUs (GPU ones)."""
+    if resources.decode_workers is None:
+        return {"fn": decode_stage, "fn_kwargs": kwargs, "num_cpus": resources.decode_cpus, **_on_node(node)}
+    return _resident(decode_stage, kwargs, resources.decode_workers, node)
 
 
 def _node_id() -> str:
@@ -204,7 +209,7 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S if resources.num_actors > 1 else 0
     pipeline = (
         ray.data.from_items([shard_row(s) for s in shards], override_num_blocks=len(shards))
-        .map(**_io_stage(decode_stage, {"root": root, "config": config.decode}, resources, placement.decode_node))
+        .map(**_decode({"root": root, "config": config.decode}, resources, placement.decode_node))
         .map(
             Embedder,
             fn_constructor_kwargs={"weights": ray.put(weights), "config": config.embed, "dtype": config.dtype,
@@ -213,7 +218,7 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
             num_cpus=resources.cpus_per_actor,
             num_gpus=resources.gpus_per_actor,
         )
-        .map(**_io_stage(write_stage, {"writer": writer}, resources, placement.write_node))
+        .map(**_resident(write_stage, {"writer": writer}, resources.num_actors, placement.write_node))
     )
     # Each shard as soon as it is written: iter_rows would prefetch, holding every shard until the next is out.
     for batch in pipeline.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):

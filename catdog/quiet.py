@@ -30,6 +30,35 @@ def set_verbose(on: bool) -> None:
     os.environ[VERBOSE_ENV] = "1" if on else "0"
 
 
+class _Stderr:
+    """Who file descriptor 2 points at. Two redirections can be active at once from different threads
+    (TensorFlow imported in the weights thread while Ray runs under the line filter), so each one only
+    changes a count or a flag, under a lock, and fd 2 is pointed at what they add up to: /dev/null
+    while anything is silenced, else the filter's pipe while it runs, else the real stderr."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.silenced = 0
+        self.pipe: int | None = None  # the filter's write end
+        self.real: int | None = None  # a copy of the real stderr, taken before any redirection
+        self.devnull: int | None = None
+
+    def change(self, silenced: int = 0, pipe: int | None | bool = False) -> int:
+        """Apply a change; returns the real stderr's descriptor."""
+        with self.lock:
+            if self.real is None:
+                self.real, self.devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+            self.silenced += silenced
+            if pipe is not False:
+                self.pipe = pipe
+            sys.stderr.flush()
+            os.dup2(self.devnull if self.silenced else self.pipe if self.pipe is not None else self.real, 2)
+            return self.real
+
+
+_stderr = _Stderr()
+
+
 @contextmanager
 def native_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null for the block: TensorFlow's C++ start-up lines (absl's
@@ -39,14 +68,11 @@ def native_stderr_silenced() -> Iterator[None]:
     if verbose():
         yield
         return
-    saved = os.dup(2)
+    _stderr.change(silenced=1)
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        _stderr.change(silenced=-1)
 
 
 def load_tensorflow() -> None:
@@ -73,20 +99,16 @@ def ray_native_lines_dropped() -> Iterator[None]:
     if verbose():
         yield
         return
-    sys.stderr.flush()
     read_end, write_end = os.pipe()
-    saved = os.dup(2)
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    forwarder = threading.Thread(target=_forward, args=(read_end, saved), name="stderr-filter", daemon=True)
+    real = _stderr.change(pipe=write_end)
+    forwarder = threading.Thread(target=_forward, args=(read_end, real), name="stderr-filter", daemon=True)
     forwarder.start()
     try:
         yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)  # the pipe's last writer gone: the forwarder reads to the end and stops
+        _stderr.change(pipe=None)
+        os.close(write_end)  # the pipe's last writer gone: the forwarder reads to the end and stops
         forwarder.join(timeout=5)
-        os.close(saved)
 
 
 def _forward(read_end: int, out: int) -> None:

@@ -14,7 +14,7 @@ def plan(cpus, gpus, largest, **flags):
 
 def test_one_actor_per_gpu_with_decode_on_the_other_cpus():
     r = plan(32, 4, 8)
-    assert (r.num_actors, r.gpus_per_actor, r.cpus_per_actor, r.io_cpus, r.io_workers) == (4, 1.0, 1.0, 1.0, None)
+    assert (r.num_actors, r.gpus_per_actor, r.cpus_per_actor, r.decode_cpus, r.decode_workers) == (4, 1.0, 1.0, 1.0, None)
 
 
 def test_fractional_gpus_double_the_actors():
@@ -24,11 +24,11 @@ def test_fractional_gpus_double_the_actors():
 
 def test_cpu_only_actors_fill_the_cluster_up_to_the_thread_cap():
     r = plan(2, 0, 2)
-    assert (r.num_actors, r.cpus_per_actor, r.gpus_per_actor, r.io_cpus, r.io_workers) == (1, 2.0, 0.0, 0.0, 1)
+    assert (r.num_actors, r.cpus_per_actor, r.gpus_per_actor, r.decode_cpus, r.decode_workers) == (1, 2.0, 0.0, 0.0, 1)
     r = plan(64, 0, 32)  # 8 threads at most per actor: 8 actors over 64 cores
     assert (r.num_actors, r.cpus_per_actor) == (8, 8.0)
     r = plan(8, 0, 8, num_actors=3)
-    assert (r.num_actors, r.cpus_per_actor, r.io_workers) == (3, 2.0, 3)
+    assert (r.num_actors, r.cpus_per_actor, r.decode_workers) == (3, 2.0, 3)
     assert plan(8, 0, 8, cpus_per_actor=4).num_actors == 2
 
 

@@ -142,7 +142,7 @@ def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local,
     stage = out / generation.STAGING / "gen-2" / "features"
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 420  # a loaded 2-core machine takes minutes to start Ray and the model
         while time.time() < deadline and job.poll() is None and len(list(stage.rglob("*.parquet"))) < 3:
             time.sleep(0.2)
     finally:

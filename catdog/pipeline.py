@@ -36,6 +36,7 @@ from catdog.storage import Location
 ACTOR_START_TIMEOUT_S = 1800
 E2E_DECODE_BATCH = 64
 NODE_ID_LABEL = "ray.io/node-id"
+MEMORY_SAMPLE_S = 5.0  # reading /proc/self/smaps costs milliseconds: a GPU embeds a shard in a tenth of a second
 
 
 class ShardRow(TypedDict):
@@ -117,6 +118,7 @@ class Embedder:
         self.dtype = dtype
         # Travels with each shard to the driver, which reports which actors and devices did the work.
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+        self.memory, self.sampled = _private_memory(), time.monotonic()
         self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
                                     "ray_gpu_ids": gpu_ids, **devices, "batch_size": self.base.batch_size,
                                     "loaded_at": time.time()})
@@ -131,8 +133,13 @@ class Embedder:
             "features": features.tobytes(),
             "embedder": self.identity,
             "embedder_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            **_private_memory(),
+            **self._memory(),
         }
+
+    def _memory(self) -> dict[str, int]:
+        if time.monotonic() - self.sampled >= MEMORY_SAMPLE_S:
+            self.memory, self.sampled = _private_memory(), time.monotonic()
+        return self.memory
 
 
 def _private_memory() -> dict[str, int]:

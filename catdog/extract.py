@@ -109,8 +109,7 @@ def run(config: ExtractConfig) -> Summary:
             marks["ray"] = time.time()
             resources = cluster.plan_resources(config, cluster.cluster_size())
             config, precision = _resolve_precision(config, resources)
-            plan, record = _plan(config, root, out, image_set, making_weights.result())
-            record["precision_auto"] = precision or None
+            plan, record = _plan(config, root, out, image_set, making_weights.result(), precision)
             startup = time.perf_counter() - started
             marks["pipeline"] = time.time()
             began = time.perf_counter()
@@ -168,7 +167,7 @@ def _since_process_start(marks: dict[str, float], embedders: tuple[dict, ...]) -
 
 
 def _plan(config: ExtractConfig, root: Location, out: Location, image_set: ImageSet,
-          weights: convbase.Weights) -> tuple[Run, dict]:
+          weights: convbase.Weights, precision_auto: str) -> tuple[Run, dict]:
     """Check OUT against this run's settings, find what is already done, and mark OUT as running."""
     metadata = features.feature_metadata(config, image_set, weights.identity)
     compat = features.compat_settings(config, metadata, root)
@@ -191,6 +190,7 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
         "plan": {"images": len(image_set), "shards": len(plan.shards), "digest": imagefolder.plan_digest(plan.shards)},
         "generation": earlier.get("generation", 1),  # the last committed one
         "status": "running",
+        "precision_auto": precision_auto or None,  # what --precision auto chose and why
         "written_by": earlier.get("written_by", {}),
     }
     manifest.write(out, record)

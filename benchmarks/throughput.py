@@ -98,7 +98,7 @@ def _zero_cost_model() -> None:
     from catdog import convbase
 
     class ZeroCost:
-        def __init__(self, weights: bytes, config) -> None:
+        def __init__(self, weights, config) -> None:
             self.config, self.dim, self.batch_size = config, convbase.feature_dim(config.image_size), 0
 
         def embed(self, pixels: np.ndarray) -> np.ndarray:
@@ -149,7 +149,7 @@ def jpeg_draft(root: str, n: int) -> dict:
     chosen = files(root, n)
     results = {}
     for size in (150, 64):
-        base = convbase.ConvBase(convbase.resolve_weights("none", 0, size).data, EmbedConfig(size, BATCH))
+        base = convbase.ConvBase(convbase.resolve_weights("none", 0, size), EmbedConfig(size, BATCH))
         X = {}
         for draft in (False, True):
             config = DecodeConfig(size, jpeg_draft=draft)
@@ -327,17 +327,28 @@ def main() -> None:
     print(table(r))
 
 
+def bracketed(reference: tuple, extract: tuple) -> tuple[dict, dict]:
+    """The reference measured just before and just after catdog, and their mean as its rate: this
+    machine's speed drifts by several % within minutes (the same model loop in one process ran
+    38-45 images/s from one window to the next), and the two runs around catdog cancel a drift."""
+    before = run_part(*reference)
+    measured = run_part(*extract)
+    after = run_part(*reference)
+    rates = [before["images_per_second"], after["images_per_second"]]
+    return {**before, "images_per_second": sum(rates) / 2, "samples": rates}, measured
+
+
 def measure(root: str, work: str) -> dict:
     photos = subset(root, 1000, f"{work}/photos")  # the train split: 2,000 photos
     many = replicate(photos, 4, f"{work}/many")  # 8,000 (the 2,000 four times, by symlink)
     r = {"machine": machine()}
-    r["a_reference_fp32"] = run_part("reference", photos, "512", "fp32", str(SIZE))
-    r["a_reference_bf16"] = run_part("reference", photos, "512", "bf16", str(SIZE))
-    r["b_extract_fp32"] = run_part("extract", photos, "fp32", f"{work}/fp32", str(SIZE))
+    r["a_reference_fp32"], r["b_extract_fp32"] = bracketed(("reference", photos, "512", "fp32", str(SIZE)),
+                                                           ("extract", photos, "fp32", f"{work}/fp32", str(SIZE)))
     r["c_tutorial"] = run_part("tutorial", subset(root, 250, f"{work}/few"))
-    r["d_extract_bf16"] = run_part("extract", photos, "bf16", f"{work}/bf16", str(SIZE))
-    r["e_reference_64_bf16"] = run_part("reference", photos, "1024", "bf16", str(SMALL))
-    r["e_extract_64_bf16"] = run_part("extract", many, "bf16", f"{work}/small", str(SMALL))
+    r["a_reference_bf16"], r["d_extract_bf16"] = bracketed(("reference", photos, "512", "bf16", str(SIZE)),
+                                                           ("extract", photos, "bf16", f"{work}/bf16", str(SIZE)))
+    r["e_reference_64_bf16"], r["e_extract_64_bf16"] = bracketed(("reference", photos, "1024", "bf16", str(SMALL)),
+                                                                 ("extract", many, "bf16", f"{work}/small", str(SMALL)))
     r["f_zero_cost_64"] = run_part("zero_cost", many, str(SMALL), f"{work}/zero", "256")
     r["f_zero_cost_64_1024"] = run_part("zero_cost", many, str(SMALL), f"{work}/zero", "1024")
     r["f_pillow_64"] = run_part("pillow", photos, str(SMALL))
@@ -394,7 +405,8 @@ def table(r: dict) -> str:
         actor = f"{max(m['actor_peak_rss']) / gib:.2f} GiB" if "actor_peak_rss" in m else "-"
         whole = f"{m['process_seconds']:.0f}" if "actor_peak_rss" in m else "-"
         driver = f"{m['peak_rss'] / gib:.2f} GiB" if "peak_rss" in m else "-"
-        lines.append(f"{name:<48}{m['images_per_second']:>10.1f}{whole:>9}{driver:>17}{actor:>16}")
+        samples = f"  (before {m['samples'][0]:.1f}, after {m['samples'][1]:.1f})" if "samples" in m else ""
+        lines.append(f"{name:<48}{m['images_per_second']:>10.1f}{whole:>9}{driver:>17}{actor:>16}{samples}")
     q = r["ratios"]
     lines += ["", f"steady vs reference: fp32 b/a = {q['b/a']:.2f}, bf16 d/a' = {q['d/a_bf16']:.2f}",
               f"whole command vs the reference's time for the same {r['b_extract_fp32']['images']:,} photos: "

@@ -22,8 +22,8 @@ class Resources:
     cpus_per_actor: float
     gpus_per_actor: float
     decode_cpus: float  # per decode task
-    # Decoding runs in this many long-lived actors that reserve no CPU, or (None) in tasks that each
-    # reserve decode_cpus. Ray kills idle workers beyond one per CPU after a second, so 0-CPU tasks
+    # Where decoding does not run inside the embedding actors (`catdog.pipeline`), it runs in this many
+    # long-lived actors that reserve no CPU, or (None) in tasks that each reserve decode_cpus. Ray kills idle workers beyond one per CPU after a second, so 0-CPU tasks
     # would start a new Python process for nearly every shard, stealing the model's cores each time.
     # Writing always runs in one such actor per embedding actor: as CPU-reserving tasks, writes would
     # wait behind every pending decode for a free CPU.
@@ -41,13 +41,15 @@ class Placement:
 
     decode_node: str | None
     write_node: str | None
+    nodes: int  # alive when the job started: the actor pool is sized then, so it stays on these
 
 
 def placement(root_is_local: bool, out_is_local: bool, shared_fs: bool) -> Placement:
     import ray
 
     here = ray.get_runtime_context().get_node_id()
-    return Placement(here if root_is_local and not shared_fs else None, here if out_is_local and not shared_fs else None)
+    return Placement(here if root_is_local and not shared_fs else None, here if out_is_local and not shared_fs else None,
+                     node_count())
 
 
 def node_count() -> int:

@@ -33,9 +33,11 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # CPUs where bf16 ran 1.8-3x fp32 
 
 @dataclass(frozen=True)
 class Weights:
-    """Weights resolved once on the driver: Keras-native bytes shipped to every actor."""
+    """Weights resolved once on the driver: their identity (recorded with the features) and the
+    Keras-native bytes shipped to every actor. --weights none has no bytes: every process that builds
+    the conv base draws the same numbers from the seed, so the driver need not import TensorFlow."""
 
-    data: bytes
+    data: bytes | None
     identity: dict
 
 
@@ -80,14 +82,14 @@ def feature_dim(image_size: int) -> int:
 def resolve_weights(source: str, seed: int, image_size: int) -> Weights:
     """Fetch or build the conv base weights on the driver, failing here rather than in a worker.
 
-    `source` is "imagenet", "none" (random init from `seed`) or a path/URI of a weights file.
+    `source` is "imagenet", "none" (random init from `seed`, drawn where the model is built) or a
+    path/URI of a weights file.
     """
+    if source == "none":
+        return Weights(None, {"source": "none", "seed": seed, "init": RANDOM_INIT})
     quiet.load_tensorflow()
     import keras
 
-    if source == "none":
-        model = _random_vgg16(keras, image_size, seed)
-        return Weights(_weights_bytes(model), {"source": "none", "seed": seed, "init": RANDOM_INIT})
     if source == "imagenet":
         path = _download_imagenet(keras)
         identity = {"source": "imagenet", "file": IMAGENET_FILE}
@@ -103,6 +105,22 @@ def resolve_weights(source: str, seed: int, image_size: int) -> Weights:
     except Exception as exc:  # Keras raises ValueError, KeyError or OSError for a foreign file
         raise CatdogError(f"--weights {source} is not a VGG16 notop weights file ({exc})") from None
     return Weights(_weights_bytes(model), identity)
+
+
+def build(weights: Weights, image_size: int):
+    """The VGG16 conv base with these weights, under the current Keras precision policy."""
+    quiet.load_tensorflow()
+    import keras
+
+    if weights.data is None:
+        return _random_vgg16(keras, image_size, weights.identity["seed"])
+    model = _vgg16(keras, image_size, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "vgg16_notop.weights.h5")
+        with open(path, "wb") as f:
+            f.write(weights.data)
+        model.load_weights(path)
+    return model
 
 
 def same_weights(a: dict, b: dict) -> bool:
@@ -135,9 +153,9 @@ def _local_copy(source: str) -> str:
 
 
 def keras_version() -> str:
-    import keras
+    from importlib.metadata import version  # the installed package's version, without importing TensorFlow
 
-    return keras.__version__
+    return version("keras")
 
 
 def _vgg16(keras, image_size: int, weights: str | None):
@@ -213,17 +231,12 @@ def tf_gpus() -> list:
 class ConvBase:
     """One loaded VGG16 conv base that turns uint8 pixels into flattened features."""
 
-    def __init__(self, weights: bytes, config: EmbedConfig) -> None:
+    def __init__(self, weights: Weights, config: EmbedConfig) -> None:
         quiet.load_tensorflow()
         import keras
 
         keras.mixed_precision.set_global_policy(POLICIES[config.precision])
-        self.model = _vgg16(keras, config.image_size, None)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "vgg16_notop.weights.h5")
-            with open(path, "wb") as f:
-                f.write(weights)
-            self.model.load_weights(path)
+        self.model = build(weights, config.image_size)
         self.config = config
         self.dim = feature_dim(config.image_size)
         on_gpu = bool(tf_gpus())

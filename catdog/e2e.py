@@ -24,7 +24,7 @@ STATE = "state.json"
 WEIGHTS = "model.weights.h5"
 
 
-def build_model(config: TrainConfig, conv_weights: bytes | None = None, classes: int = 2):
+def build_model(config: TrainConfig, conv_weights: convbase.Weights | None = None, classes: int = 2):
     """Raw RGB pixels (0..255) -> augmentation (training only) -> preprocessing -> conv base -> head:
     the recipe's Dense(1, sigmoid) for two classes, Dense(N, softmax) for N."""
     import keras
@@ -56,7 +56,7 @@ def fine_tune(net, from_layer: str) -> None:
 class Trainer:
     """The model, its training state and its compiled steps; restored from a saved folder if given."""
 
-    def __init__(self, config: TrainConfig, conv_weights: bytes, strategy, restore_from: str | None,
+    def __init__(self, config: TrainConfig, conv_weights: convbase.Weights, strategy, restore_from: str | None,
                  classes: int = 2) -> None:
         self.config, self.strategy = config, strategy
         self.state: dict = {"epoch": 0, "history": {}, "unreadable": {}}

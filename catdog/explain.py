@@ -52,7 +52,7 @@ class GradCam:
         else:
             config = model.extract_config(weights=weights)
             # fp32 whatever the features' precision: a heatmap needs gradients, not speed.
-            base = convbase.ConvBase(model.conv_weights(weights).data, config.embed.replace(precision="fp32")).model
+            base = convbase.ConvBase(model.conv_weights(weights), config.embed.replace(precision="fp32")).model
             self._preprocess = lambda pixels: layers.preprocess(pixels, config.preprocess)
             self._logits = _head_logits(model)
         self._maps = keras.Model(base.inputs, [base.get_layer(LAYER).output, base.output])

@@ -279,7 +279,7 @@ def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: 
     """Run the pipeline over the pending shards with a progress bar over images; gather the actors' reports."""
     writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.image_set.classes)
     where = cluster.placement(root.is_local, plan.target.is_local, config.shared_fs)
-    rows = pipeline.extract_shards(plan.pending, root, config, plan.weights.data, writer, resources, where)
+    rows = pipeline.extract_shards(plan.pending, root, config, plan.weights, writer, resources, where)
     total = sum(len(s.paths) for s in plan.pending)
     processed, peaks, first, shards, writers, entries = 0, {}, None, 0, {}, {}
     with tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:

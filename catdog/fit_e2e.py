@@ -45,7 +45,7 @@ def run(config: TrainConfig) -> dict:
         placement = cluster.placement(root.is_local, out.is_local, config.shared_fs)
         trainer = TensorflowTrainer(
             pipeline.train_worker,
-            train_loop_config={"config": asdict(config), "weights": ray.put(weights.data),
+            train_loop_config={"config": asdict(config), "weights": ray.put(weights),
                                "classes": len(image_set.classes)},
             scaling_config=ray.train.ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
             run_config=ray.train.RunConfig(

@@ -4,7 +4,8 @@ Extraction, top to bottom (the rows passed between the stages are defined below)
 
     shard rows ──decode_stage──▶ DecodedRow ──Embedder──▶ EmbeddedRow ──write_stage──▶ WrittenRow
     (tasks on the CPUs GPU actors      (Ray actors, one conv       (resident actors,
-     leave; resident actors on CPUs)     base each)                  one per Embedder)
+     leave; on CPU-only clusters         base each)                  one per Embedder)
+     inside the Embedder)
 
 Ray Data runs the three stages as one streaming pipeline over shard rows, so decoding overlaps
 inference, back-pressure keeps memory bounded, failed tasks are retried and dead actors restarted.
@@ -110,8 +111,10 @@ def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig) -> Deco
 class Embedder:
     """Ray Data actor: one conv base per actor, loaded once, applied to whole shards."""
 
-    def __init__(self, weights, config: EmbedConfig, dtype: str, cpus: float) -> None:
+    def __init__(self, weights, config: EmbedConfig, dtype: str, cpus: float, decode: dict | None = None) -> None:
         import ray
+
+        self.decode = decode  # decode_stage's arguments when this actor decodes its own shards
 
         devices = convbase.configure_devices(cpus)
         self.base = convbase.ConvBase(ray.get(weights), config)  # Ray Data does not resolve refs in constructor kwargs
@@ -123,7 +126,9 @@ class Embedder:
                                     "ray_gpu_ids": gpu_ids, **devices, "batch_size": self.base.batch_size,
                                     "loaded_at": time.time()})
 
-    def __call__(self, row: DecodedRow) -> EmbeddedRow:
+    def __call__(self, row: ShardRow | DecodedRow) -> EmbeddedRow:
+        if self.decode is not None:
+            row = decode_stage(row, **self.decode)
         size = self.base.config.image_size
         pixels = np.frombuffer(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
         features = self.base.embed(pixels).astype(self.dtype, copy=False)
@@ -185,6 +190,14 @@ def _resident(stage, kwargs: dict, workers: int, node: str | None) -> dict:
             "compute": ray.data.ActorPoolStrategy(size=workers), **_on_node(node)}
 
 
+def _decodes_in_embedder(resources: Resources, placement: Placement) -> bool:
+    """CPU-only clusters: each embedding actor decodes its own shards. Decoding costs a few % of
+    VGG16's time on a CPU; in a process of its own it would take the same cores, wake there while the
+    model runs and send every shard's pixels through the object store. Not when ROOT is one node's
+    disk on a cluster of several: every actor would have to run on that node."""
+    return resources.gpus_per_actor == 0 and (placement.decode_node is None or placement.nodes == 1)
+
+
 def _decode(kwargs: dict, resources: Resources, node: str | None) -> dict:
     """Decoding in resident actors (CPU-only clusters), or in tasks that each reserve CPUs (GPU ones)."""
     if resources.decode_workers is None:
@@ -214,19 +227,20 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     context.enable_progress_bars = False  # the job draws one images-level bar instead of one per operator
     context.execution_options.preserve_order = False
     context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S if resources.num_actors > 1 else 0
-    pipeline = (
-        ray.data.from_items([shard_row(s) for s in shards], override_num_blocks=len(shards))
-        .map(**_decode({"root": root, "config": config.decode}, resources, placement.decode_node))
-        .map(
-            Embedder,
-            fn_constructor_kwargs={"weights": ray.put(weights), "config": config.embed, "dtype": config.dtype,
-                                   "cpus": resources.cpus_per_actor},
-            compute=ray.data.ActorPoolStrategy(size=resources.num_actors),
-            num_cpus=resources.cpus_per_actor,
-            num_gpus=resources.gpus_per_actor,
-        )
-        .map(**_resident(write_stage, {"writer": writer}, resources.num_actors, placement.write_node))
-    )
+    decode = {"root": root, "config": config.decode}
+    fused = _decodes_in_embedder(resources, placement)
+    pipeline = ray.data.from_items([shard_row(s) for s in shards], override_num_blocks=len(shards))
+    if not fused:
+        pipeline = pipeline.map(**_decode(decode, resources, placement.decode_node))
+    pipeline = pipeline.map(
+        Embedder,
+        fn_constructor_kwargs={"weights": ray.put(weights), "config": config.embed, "dtype": config.dtype,
+                               "cpus": resources.cpus_per_actor, "decode": decode if fused else None},
+        compute=ray.data.ActorPoolStrategy(size=resources.num_actors),
+        num_cpus=resources.cpus_per_actor,
+        num_gpus=resources.gpus_per_actor,
+        **_on_node(placement.decode_node if fused else None),
+    ).map(**_resident(write_stage, {"writer": writer}, resources.num_actors, placement.write_node))
     # Each shard as soon as it is written: iter_rows would prefetch, holding every shard until the next is out.
     for batch in pipeline.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
         yield from batch.to_pylist()

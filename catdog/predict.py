@@ -35,7 +35,7 @@ def predict(model_dir: str, inputs: list[str], weights: str | None = None, addre
     resolved = model.conv_weights(weights)  # before any work, for files and folders alike
     results: list[Prediction] = []
     if files:
-        X = convbase.ConvBase(resolved.data, config.embed).embed(model.decode(files))
+        X = convbase.ConvBase(resolved, config.embed).embed(model.decode(files))
         X = X.astype(config.dtype).astype(np.float32)  # rounded as the stored features were
         results += _label(files, model.predict_proba(X), model.classes)
     for folder in folders:

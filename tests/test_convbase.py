@@ -28,7 +28,7 @@ def test_embed_equals_keras_predict_flattened_in_c_order(weights_file):
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
     weights = convbase.resolve_weights(weights_file, 0, 64)
-    base = convbase.ConvBase(weights.data, EmbedConfig(64, batch_size=2))  # batches of 2, 2 and 1
+    base = convbase.ConvBase(weights, EmbedConfig(64, batch_size=2))  # batches of 2, 2 and 1
     got = base.embed(pixels)
     model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(64, 64, 3))
     model.load_weights(weights_file)
@@ -48,7 +48,7 @@ def test_in_graph_preprocessing_equals_keras():
 @pytest.mark.parametrize("precision", ["bf16"])
 def test_reduced_precision_stays_close_to_fp32(weights_file, precision):
     pixels = np.random.default_rng(3).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    weights = convbase.resolve_weights(weights_file, 0, 64).data
+    weights = convbase.resolve_weights(weights_file, 0, 64)
     try:
         fast = convbase.ConvBase(weights, EmbedConfig(64, precision=precision)).embed(pixels)
     finally:
@@ -59,7 +59,7 @@ def test_reduced_precision_stays_close_to_fp32(weights_file, precision):
 
 
 def all_weights(w) -> np.ndarray:
-    return np.concatenate([x.ravel() for x in convbase.ConvBase(w.data, EmbedConfig(32)).model.get_weights()])
+    return np.concatenate([x.ravel() for x in convbase.ConvBase(w, EmbedConfig(32)).model.get_weights()])
 
 
 def test_random_weights_follow_the_seed():
@@ -68,7 +68,7 @@ def test_random_weights_follow_the_seed():
     first, other = all_weights(a), all_weights(c)
     assert not np.allclose(first, other)
     # Keras' default initialisation: Glorot-uniform kernels within +-sqrt(6 / (fan_in + fan_out)), zero biases.
-    model = convbase.ConvBase(a.data, EmbedConfig(32)).model
+    model = convbase.ConvBase(a, EmbedConfig(32)).model
     kernel, bias = model.get_layer("block3_conv2").get_weights()
     limit = np.sqrt(6 / (9 * 256 + 9 * 256))
     assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.99 * limit and not bias.any()
@@ -97,7 +97,7 @@ def test_random_weights_are_the_same_numbers_anywhere():
     drawing.start()
     try:
         with ThreadPoolExecutor(1) as pool:
-            again = all_weights(pool.submit(convbase.resolve_weights, "none", 0, 32).result())
+            again = pool.submit(all_weights, convbase.resolve_weights("none", 0, 32)).result()
     finally:
         stop.set()
         drawing.join()

@@ -259,3 +259,21 @@ def test_cluster_yaml_is_valid_and_installs_this_project():
     assert any(t["resources"].get("GPU", 0) >= 1 and t["min_workers"] == 0 for t in workers)
     start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in start and "0.0.0.0" not in yaml.safe_dump(config)
+
+
+def test_cpu_actors_on_both_nodes_read_a_local_root_through_the_driver_node(head, images, ray_local, tmp_path):
+    """CPU-only actors of 3 CPUs on two 4-CPU nodes: one per node. ROOT is the driver's disk, so the
+    actors do not decode it themselves: decoding stays on the driver's node, every image is read."""
+    out = tmp_path / "cpu"
+    status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", str(out), "--weights", "none",
+                                 "--image-size", "32", "--shard-size", "2", "--gpus-per-actor", "0", "--num-actors", "2",
+                                 "--cpus-per-actor", "3"])
+    assert status == "SUCCEEDED", logs
+    assert "images      16" in logs and "errors      0" in logs
+    recorded = json.load(open(out / "manifest.json"))
+    assert {a["node"] for a in recorded["totals"]["actors"]} == set(node_ids(head).values())
+    local = ExtractConfig(root=str(images), out=str(tmp_path / "local"), weights="none", image_size=32, progress=False)
+    extract.run(local)
+    mine, theirs = features.load(str(out)), features.load(local.out)
+    assert list(mine.paths) == list(theirs.paths)
+    np.testing.assert_allclose(mine.X, theirs.X, rtol=1e-4, atol=1e-4)

@@ -1,8 +1,10 @@
 """The Ray stages called as plain functions: the rows they pass along, without starting Ray."""
 
 import numpy as np
+import pytest
 
 from catdog import features, pipeline, storage
+from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, ExtractConfig
 from catdog.imagefolder import ImageSet, Shard
 from catdog.images import decode
@@ -48,3 +50,14 @@ def test_e2e_decode_stage_marks_unreadable_rows(tmp_path):
     assert out["image"].shape == (2, 32, 32, 3) and out["image"].dtype == np.float32
     assert list(out["ok"]) == [0.0, 1.0] and list(out["label"]) == [1.0, 0.0]
     assert not out["image"][0].any() and out["image"][1].any()
+
+
+@pytest.mark.parametrize("gpus, decode_node, nodes, inside", [
+    (0.0, None, 3, True),  # ROOT a URI or a shared folder: every actor can read it
+    (0.0, "driver", 1, True),  # ROOT on the one node's disk: the actors run there anyway
+    (0.0, "driver", 2, False),  # ROOT on one node's disk of two: decoding stays there, the actors spread
+    (1.0, None, 1, False),  # GPU actors: decoding needs the CPUs they leave
+])
+def test_cpu_actors_decode_their_own_shards_where_they_can_read_root(gpus, decode_node, nodes, inside):
+    resources = Resources(1, 2.0, gpus, decode_cpus=1.0 if gpus else 0.0, decode_workers=None if gpus else 1)
+    assert pipeline._decodes_in_embedder(resources, Placement(decode_node, None, nodes)) is inside

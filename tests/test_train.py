@@ -40,7 +40,7 @@ def vgg_weights(net) -> list[np.ndarray]:
 
 def initial_vgg(image_size=32) -> list[np.ndarray]:
     weights = convbase.resolve_weights("none", 0, image_size)
-    return [np.asarray(w) for w in convbase.ConvBase(weights.data, EmbedConfig(image_size)).model.get_weights()]
+    return [np.asarray(w) for w in convbase.ConvBase(weights, EmbedConfig(image_size)).model.get_weights()]
 
 
 def test_metrics_every_epoch_checkpoint_and_resume(resumed):

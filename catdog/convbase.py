@@ -262,7 +262,7 @@ def _compiled_features(model, config: EmbedConfig):
 
     size, mode = config.image_size, config.preprocess
 
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)], autograph=False)  # no Python control flow to convert
     def features(pixels):
         maps = model(preprocess(pixels, mode), training=False)
         return tf.reshape(tf.cast(maps, tf.float32), [tf.shape(pixels)[0], -1])

@@ -22,9 +22,10 @@ class Resources:
     cpus_per_actor: float
     gpus_per_actor: float
     decode_cpus: float  # per decode task
-    # Where decoding does not run inside the embedding actors (`catdog.pipeline`), it runs in this many
-    # long-lived actors that reserve no CPU, or (None) in tasks that each reserve decode_cpus. Ray kills idle workers beyond one per CPU after a second, so 0-CPU tasks
-    # would start a new Python process for nearly every shard, stealing the model's cores each time.
+    # Where decoding does not run inside the embedding actors (`catdog.pipeline`), it runs in this
+    # many long-lived actors that reserve no CPU, or (None) in tasks that each reserve decode_cpus.
+    # Ray kills idle workers beyond one per CPU after a second, so 0-CPU tasks would start a new
+    # Python process for nearly every shard, stealing the model's cores each time.
     # Writing always runs in one such actor per embedding actor: as CPU-reserving tasks, writes would
     # wait behind every pending decode for a free CPU.
     decode_workers: int | None

@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -282,7 +283,8 @@ def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: 
     rows = pipeline.extract_shards(plan.pending, root, config, plan.weights, writer, resources, where)
     total = sum(len(s.paths) for s in plan.pending)
     processed, peaks, first, shards, writers, entries = 0, {}, None, 0, {}, {}
-    with tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
+    # rows is closed on any exit, before the Ray session ends (see pipeline.extract_shards).
+    with closing(rows), tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
         for row in rows:
             count = int(row["rows"]) + int(row["errors"])
             processed += count

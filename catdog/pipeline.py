@@ -20,6 +20,7 @@ import os
 import resource
 import tempfile
 import time
+from contextlib import closing
 from typing import Iterator, TypedDict
 
 import numpy as np
@@ -242,8 +243,11 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
         **_on_node(placement.decode_node if fused else None),
     ).map(**_resident(write_stage, {"writer": writer}, resources.num_actors, placement.write_node))
     # Each shard as soon as it is written: iter_rows would prefetch, holding every shard until the next is out.
-    for batch in pipeline.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
-        yield from batch.to_pylist()
+    # Closed on any exit, an interrupt included: Ray Data then stops its executor at once, not when the
+    # iterator is collected after ray.shutdown() (its thread touching Ray then made Ray exit the process).
+    with closing(iter(pipeline.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))) as batches:
+        for batch in batches:
+            yield from batch.to_pylist()
 
 
 # ---- end-to-end training on Ray Train ----

@@ -39,10 +39,10 @@ def run(config: TrainConfig) -> dict:
                           "every class needs training images")
     weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
     with cluster.ray_session(config.address):
-        if out.is_local and not config.shared_fs and cluster.node_count() > 1:
-            raise CatdogError(f"on a cluster of {cluster.node_count()} nodes every worker writes checkpoints to --out: "
-                              "give a URI (s3://...) or a folder all nodes share (and --shared-fs)")
         placement = cluster.placement(root.is_local, out.is_local, config.shared_fs)
+        if out.is_local and not config.shared_fs and placement.nodes > 1:
+            raise CatdogError(f"on a cluster of {placement.nodes} nodes every worker writes checkpoints to --out: "
+                              "give a URI (s3://...) or a folder all nodes share (and --shared-fs)")
         trainer = TensorflowTrainer(
             pipeline.train_worker,
             train_loop_config={"config": asdict(config), "weights": ray.put(weights),

@@ -10,7 +10,7 @@ import io
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -82,19 +82,29 @@ def decode_files(files: Sequence[Location], config: DecodeConfig) -> Decoded:
     ok: list[int] = []
     errors: list[DecodeError] = []
     digests = [""] * len(files)
-    with ThreadPoolExecutor(min(FETCH_THREADS, max(1, len(files))), thread_name_prefix="fetch") as pool:
-        # A window at a time, so at most FETCH_THREADS files' bytes are held at once.
-        for start in range(0, len(files), FETCH_THREADS):
-            for i, data in enumerate(pool.map(_fetch, files[start:start + FETCH_THREADS]), start):
-                try:
-                    if isinstance(data, Exception):
-                        raise data
-                    digests[i] = hashlib.sha1(data).hexdigest()  # what incremental runs compare content by
-                    pixels[len(ok)] = decode(data, config)
-                    ok.append(i)
-                except Exception as exc:  # any failure of one file: unreadable, truncated, foreign, a bomb
-                    errors.append(DecodeError(i, type(exc).__name__, (str(exc) or repr(exc))[:MAX_MESSAGE]))
+    for i, data in enumerate(_fetched(files)):
+        try:
+            if isinstance(data, Exception):
+                raise data
+            digests[i] = hashlib.sha1(data).hexdigest()  # what incremental runs compare content by
+            pixels[len(ok)] = decode(data, config)
+            ok.append(i)
+        except Exception as exc:  # any failure of one file: unreadable, truncated, foreign, a bomb
+            errors.append(DecodeError(i, type(exc).__name__, (str(exc) or repr(exc))[:MAX_MESSAGE]))
     return Decoded(pixels[: len(ok)], tuple(ok), tuple(errors), tuple(digests))
+
+
+def _fetched(files: Sequence[Location]) -> Iterator[bytes | Exception]:
+    """Each file's bytes (or its read error), in order. Remote filesystems: FETCH_THREADS reads in
+    flight, a window at a time, so at most that many files' bytes are held at once. Local disks: one
+    after another in this thread: handing each file over from a reading thread cost more than
+    reading it (0.45 ms of GIL hand-over per file against a 0.7 ms decode at 64 px, measured)."""
+    if all(f.is_local for f in files):
+        yield from map(_fetch, files)
+        return
+    with ThreadPoolExecutor(min(FETCH_THREADS, max(1, len(files))), thread_name_prefix="fetch") as pool:
+        for start in range(0, len(files), FETCH_THREADS):
+            yield from pool.map(_fetch, files[start:start + FETCH_THREADS])
 
 
 def digests(files: Sequence[Location]) -> list[str]:

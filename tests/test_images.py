@@ -1,7 +1,9 @@
+import hashlib
 import io
 
 import keras
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 from PIL import Image
 
@@ -59,21 +61,27 @@ def test_decompression_bomb_refused_from_header():
         images.decode(data, DecodeConfig(32, "bilinear", max_pixels=1_000_000))
 
 
-def test_decode_files_keeps_good_ones_in_order_and_names_each_failure(tmp_path):
+@pytest.mark.parametrize("remote", [False, True], ids=["local-disk", "remote-fs"])
+def test_decode_files_keeps_good_ones_in_order_and_names_each_failure(tmp_path, remote):
     Image.fromarray(random_pixels(2)).save(tmp_path / "good.jpg")
     Image.fromarray(random_pixels(3)).save(tmp_path / "also.png")
     (tmp_path / "bad.jpg").write_bytes(b"this is not a jpeg")
     (tmp_path / "empty.png").write_bytes(b"")
-    root = storage.resolve(str(tmp_path))
-    names = ["bad.jpg", "good.jpg", "empty.png", "missing.jpg", "also.png"]
+    # A filesystem that is not the local one is read FETCH_THREADS files at a time, in windows.
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()) if remote else pafs.LocalFileSystem()
+    root = storage.Location(fs, "" if remote else str(tmp_path), str(tmp_path))
+    assert root.join("x").is_local is not remote
+    names = ["bad.jpg", "good.jpg", "empty.png", "missing.jpg", "also.png"] * 4  # 20: past one window of 16
     config = DecodeConfig(32)
     decoded = images.decode_files([root.join(n) for n in names], config)
-    assert decoded.ok == (1, 4) and decoded.pixels.shape == (2, 32, 32, 3)
-    for row, name in zip(decoded.pixels, ["good.jpg", "also.png"]):
-        np.testing.assert_array_equal(row, images.decode((tmp_path / name).read_bytes(), config))
-    assert [(e.index, e.error) for e in decoded.errors] == [
-        (0, "UnidentifiedImageError"), (2, "UnidentifiedImageError"), (3, "FileNotFoundError")]
+    good = [i for i, n in enumerate(names) if n in ("good.jpg", "also.png")]
+    assert decoded.ok == tuple(good) and decoded.pixels.shape == (len(good), 32, 32, 3)
+    for row, i in zip(decoded.pixels, good):
+        np.testing.assert_array_equal(row, images.decode((tmp_path / names[i]).read_bytes(), config))
+    expected = {"bad.jpg": "UnidentifiedImageError", "empty.png": "UnidentifiedImageError", "missing.jpg": "FileNotFoundError"}
+    assert [(e.index, e.error) for e in decoded.errors] == [(i, expected[n]) for i, n in enumerate(names) if n in expected]
     assert all(e.message for e in decoded.errors)
+    assert decoded.digests[1] == hashlib.sha1((tmp_path / "good.jpg").read_bytes()).hexdigest() and decoded.digests[3] == ""
 
 
 def test_jpeg_draft_scales_large_jpegs_only_and_stays_close():

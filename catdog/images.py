@@ -1,6 +1,6 @@
 """Decode image files into fixed-size RGB uint8 arrays, the way Keras' own image loading does.
 
-Runs in decode tasks spread over every CPU, so it must not import TensorFlow.
+Runs in decode tasks and actors spread over the CPUs, so it must not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -108,14 +108,8 @@ def _fetched(files: Sequence[Location]) -> Iterator[bytes | Exception]:
 
 
 def digests(files: Sequence[Location]) -> list[str]:
-    """SHA-1 of each file's bytes, read FETCH_THREADS at a time ("" where unreadable)."""
-    with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch") as pool:
-        return [d.hexdigest() if not isinstance(d, Exception) else "" for d in pool.map(_sha1, files)]
-
-
-def _sha1(file: Location):
-    data = _fetch(file)
-    return data if isinstance(data, Exception) else hashlib.sha1(data)
+    """SHA-1 of each file's bytes, read as decoding reads them ("" where unreadable)."""
+    return ["" if isinstance(data, Exception) else hashlib.sha1(data).hexdigest() for data in _fetched(files)]
 
 
 def _fetch(file: Location) -> bytes | Exception:

@@ -102,7 +102,7 @@ def _fetched(files: Sequence[Location]) -> Iterator[bytes | Exception]:
     if all(f.is_local for f in files):
         yield from map(_fetch, files)
         return
-    with ThreadPoolExecutor(min(FETCH_THREADS, max(1, len(files))), thread_name_prefix="fetch") as pool:
+    with ThreadPoolExecutor(min(FETCH_THREADS, len(files)), thread_name_prefix="fetch") as pool:  # never empty here
         for start in range(0, len(files), FETCH_THREADS):
             yield from pool.map(_fetch, files[start:start + FETCH_THREADS])
 

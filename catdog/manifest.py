@@ -79,14 +79,14 @@ def locked(out: Location) -> Iterator[None]:
     except OSError as exc:
         raise CatdogError(f"cannot create output folder {out}: {exc.strerror}") from None
     path = os.path.join(out.path, LOCK)
-    _take(path, out)
+    owner = _take(path, out)
     try:
         yield
     finally:
-        os.unlink(path)
+        _release(path, owner)
 
 
-def _take(path: str, out: str) -> None:
+def _take(path: str, out: str) -> str:
     owner = f"{socket.gethostname()} {os.getpid()}"
     for _ in range(2):
         try:
@@ -100,8 +100,20 @@ def _take(path: str, out: str) -> None:
             raise CatdogError(f"cannot write to output folder {out}: {exc.strerror}") from None
         with os.fdopen(fd, "w") as f:
             f.write(owner)
-        return
+        return owner
     raise CatdogError(f"cannot take the lock {path}")
+
+
+def _release(path: str, owner: str) -> None:
+    """Remove the lock if it is still ours: someone may have deleted it during the run (an `rm -rf`
+    of OUT) and another job taken it since; that job's lock stays, and a lock already gone is no error."""
+    try:
+        with open(path) as f:
+            if f.read() != owner:
+                return
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _stale(path: str) -> bool:

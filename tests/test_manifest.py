@@ -50,6 +50,17 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert not (tmp_path / "out" / manifest.LOCK).exists()
 
 
+@pytest.mark.parametrize("taken_by", [None, "otherhost 12345"])
+def test_a_lock_deleted_during_the_run_is_not_an_error_and_anothers_lock_stays(tmp_path, taken_by):
+    out = storage.resolve(str(tmp_path / "out"))
+    lock = tmp_path / "out" / manifest.LOCK
+    with manifest.locked(out):
+        lock.unlink()  # an `rm -rf OUT` while the job runs
+        if taken_by:
+            lock.write_text(taken_by)  # ... and another job took OUT since
+    assert (lock.read_text() if lock.exists() else None) == taken_by
+
+
 @pytest.mark.slow
 def test_second_extract_process_is_refused_while_the_first_runs(tmp_path):
     root = tmp_path / "in"

@@ -14,6 +14,11 @@ from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 
 MAX_CPUS_PER_ACTOR = 8  # past this a single VGG16 gains little from more threads; run another actor
+# GPU clusters decode in tasks, and the GPU waits on them. Each reserves half a CPU: two decode per
+# core, so one runs while Ray Data hands the other's shard on (~0.1 s a task, a quarter of a 256-image
+# shard at 64 px), and the core a GPU actor reserves but mostly waits on decodes too. Zero-cost model on
+# one fake GPU, 2 cores: 1.5x the images/s of a whole CPU per task, also with the actor busy 40 % (BENCHMARKS.md).
+GPU_DECODE_TASK_CPUS = 0.5
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,7 @@ def plan_resources(config: ExtractConfig, cluster: ClusterSize) -> Resources:
     if gpus_per_actor > 0:
         cpus_per_actor = config.cpus_per_actor if config.cpus_per_actor is not None else 1.0
         num_actors = config.num_actors or max(1, int(cluster.gpus // gpus_per_actor))
-        # On GPU nodes the CPUs left over decode; the model waits on them otherwise.
-        return Resources(num_actors, cpus_per_actor, gpus_per_actor, decode_cpus=1.0, decode_workers=None)
+        return Resources(num_actors, cpus_per_actor, gpus_per_actor, decode_cpus=GPU_DECODE_TASK_CPUS, decode_workers=None)
     if config.cpus_per_actor is not None:
         cpus_per_actor = config.cpus_per_actor
     elif config.num_actors:

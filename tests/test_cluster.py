@@ -12,9 +12,9 @@ def plan(cpus, gpus, largest, **flags):
     return cluster.plan_resources(ExtractConfig(root="", out="", **flags), ClusterSize(cpus, gpus, largest))
 
 
-def test_one_actor_per_gpu_with_decode_on_the_other_cpus():
+def test_one_actor_per_gpu_with_decode_in_tasks_of_half_a_cpu():
     r = plan(32, 4, 8)
-    assert (r.num_actors, r.gpus_per_actor, r.cpus_per_actor, r.decode_cpus, r.decode_workers) == (4, 1.0, 1.0, 1.0, None)
+    assert (r.num_actors, r.gpus_per_actor, r.cpus_per_actor, r.decode_cpus, r.decode_workers) == (4, 1.0, 1.0, 0.5, None)
 
 
 def test_fractional_gpus_double_the_actors():

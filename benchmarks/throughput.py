@@ -111,8 +111,9 @@ def _zero_cost_model() -> None:
 def zero_cost(root: str, size: int, out: str, shard_size: int) -> dict:
     """(f) The pipeline's ceiling: `catdog extract` with the embed step replaced inside this benchmark
     (never a user-facing option), on one fake GPU as a GPU node runs it: the actor reserves one core,
-    decode tasks share every core (half a CPU each), the actor's included. The rate is over the second half of the shards: decoding
-    starts while the actor starts, and the backlog it builds meanwhile would inflate the first half."""
+    decode tasks share every core (half a CPU each), the actor's included. The rate is over the
+    second half of the shards: decoding starts while the actor starts, and the backlog it builds
+    meanwhile would inflate the first half."""
     import ray
 
     from catdog import extract, pipeline

@@ -3,8 +3,8 @@
 Extraction, top to bottom (the rows passed between the stages are defined below):
 
     shard rows ──decode_stage──▶ DecodedRow ──Embedder──▶ EmbeddedRow ──write_stage──▶ WrittenRow
-    (tasks on the CPUs GPU actors      (Ray actors, one conv       (resident actors,
-     leave; on CPU-only clusters         base each)                  one per Embedder)
+    (tasks of half a CPU on GPU        (Ray actors, one conv       (resident actors,
+     clusters; on CPU-only ones          base each)                  one per Embedder)
      inside the Embedder)
 
 Ray Data runs the three stages as one streaming pipeline over shard rows, so decoding overlaps

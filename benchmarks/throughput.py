@@ -68,7 +68,9 @@ def reference(root: str, n: int, precision: str, size: int = SIZE) -> dict:
 
 
 def decode_time(root: str, n: int) -> dict:
-    """CPU time to read, decode and resize one photo to 150x150 (Pillow, one core)."""
+    """CPU time to read, decode and resize one photo to 150x150 (Pillow, one core); and the wall time
+    of a 256-photo shard at 64 px decoded in one thread and in as many as the machine has cores, as an
+    embedding actor holding them all decodes its shards (alternating, the median of five each)."""
     from catdog.config import DecodeConfig
     from catdog.images import decode_files
 
@@ -76,7 +78,16 @@ def decode_time(root: str, n: int) -> dict:
     decode_files(chosen[:10], DecodeConfig(SIZE))  # warm the page cache and Pillow's imports
     start = time.process_time()
     decode_files(chosen, DecodeConfig(SIZE))
-    return {"ms_per_image": (time.process_time() - start) / len(chosen) * 1000, "images": len(chosen)}
+    ms_per_image = (time.process_time() - start) / len(chosen) * 1000
+    shard, cores = files(root, 256), os.cpu_count() or 1
+    walls: dict[int, list[float]] = {1: [], cores: []}
+    for _ in range(5):
+        for threads in walls:
+            begin = time.perf_counter()
+            decode_files(shard, DecodeConfig(SMALL), threads)
+            walls[threads].append(time.perf_counter() - begin)
+    return {"ms_per_image": ms_per_image, "images": len(chosen), "threads": cores,
+            "shard_ms_one_thread": float(np.median(walls[1])) * 1000, "shard_ms_threads": float(np.median(walls[cores])) * 1000}
 
 
 def pillow_loop(root: str, size: int) -> dict:
@@ -434,6 +445,7 @@ def table(r: dict) -> str:
                      f"{max(m['actor_peak_uss']) / gib:>12.2f} GiB{own}")
     lines += ["", f"decode + resize to 150x150: {r['decode']['ms_per_image']:.2f} ms of CPU per photo "
               f"(Pillow, one core, {r['decode']['images']} photos)",
+              *_shard_decode_line(r["decode"]),
               f"catdog.features.load: {r['parquet']['load_mb_s']:.0f} MB/s",
               *_draft_lines(r.get("jpeg_draft")),
               f"VGG16 conv base at 150x150: {r['flops_per_image'] / 1e9:.2f} GFLOP per image"]
@@ -448,6 +460,13 @@ def _timeline_lines(m: dict) -> list[str]:
 
     return ["timeline of (b), s from the process start: " + ", ".join(f"{TIMELINE[k]} {v:.1f}" for k, v in marks.items())
             + f", exit {m['process_seconds']:.1f}"]
+
+
+def _shard_decode_line(d: dict) -> list[str]:
+    if "shard_ms_threads" not in d:  # runs saved before it was measured
+        return []
+    return [f"a 256-photo shard at 64 px in an actor: decoded in {d['shard_ms_one_thread']:.0f} ms on one thread, "
+            f"{d['shard_ms_threads']:.0f} ms on {d['threads']} (x{d['shard_ms_one_thread'] / d['shard_ms_threads']:.2f})"]
 
 
 def _draft_lines(d: dict | None) -> list[str]:

@@ -81,7 +81,7 @@ def load_tensorflow() -> None:
     global _loaded
     if _loaded:
         return
-    with native_stderr_silenced():
+    with native_stderr_silenced(), _not_importable(KERAS_EXTRAS):
         import keras  # noqa: F401
         import tensorflow as tf
 
@@ -90,6 +90,25 @@ def load_tensorflow() -> None:
 
 
 _loaded = False
+# Keras imports these at its own start-up when they are installed, for its plotting helpers and its
+# scikit-learn wrappers, neither of which catdog uses: 2.5 of the 8 s every embedding actor spent
+# loading TensorFlow and Keras (2 cores). catdog's own uses import them directly, later, as usual.
+KERAS_EXTRAS = ("matplotlib", "sklearn")
+
+
+@contextmanager
+def _not_importable(names: tuple[str, ...]) -> Iterator[None]:
+    """For the block, `import name` raises ImportError (a None entry in sys.modules) for those of
+    `names` not imported yet; afterwards they import normally."""
+    blocked = [n for n in names if n not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
 
 
 @contextmanager

@@ -61,8 +61,9 @@ def test_decompression_bomb_refused_from_header():
         images.decode(data, DecodeConfig(32, "bilinear", max_pixels=1_000_000))
 
 
+@pytest.mark.parametrize("threads", [1, 3], ids=["one-thread", "three-threads"])  # 3: parts of 6, 7 and 7 files
 @pytest.mark.parametrize("remote", [False, True], ids=["local-disk", "remote-fs"])
-def test_decode_files_keeps_good_ones_in_order_and_names_each_failure(tmp_path, remote):
+def test_decode_files_keeps_good_ones_in_order_and_names_each_failure(tmp_path, remote, threads):
     Image.fromarray(random_pixels(2)).save(tmp_path / "good.jpg")
     Image.fromarray(random_pixels(3)).save(tmp_path / "also.png")
     (tmp_path / "bad.jpg").write_bytes(b"this is not a jpeg")
@@ -73,7 +74,7 @@ def test_decode_files_keeps_good_ones_in_order_and_names_each_failure(tmp_path, 
     assert root.join("x").is_local is not remote
     names = ["bad.jpg", "good.jpg", "empty.png", "missing.jpg", "also.png"] * 4  # 20: past one window of 16
     config = DecodeConfig(32)
-    decoded = images.decode_files([root.join(n) for n in names], config)
+    decoded = images.decode_files([root.join(n) for n in names], config, threads)
     good = [i for i, n in enumerate(names) if n in ("good.jpg", "also.png")]
     assert decoded.ok == tuple(good) and decoded.pixels.shape == (len(good), 32, 32, 3)
     for row, i in zip(decoded.pixels, good):
@@ -81,7 +82,9 @@ def test_decode_files_keeps_good_ones_in_order_and_names_each_failure(tmp_path, 
     expected = {"bad.jpg": "UnidentifiedImageError", "empty.png": "UnidentifiedImageError", "missing.jpg": "FileNotFoundError"}
     assert [(e.index, e.error) for e in decoded.errors] == [(i, expected[n]) for i, n in enumerate(names) if n in expected]
     assert all(e.message for e in decoded.errors)
-    assert decoded.digests[1] == hashlib.sha1((tmp_path / "good.jpg").read_bytes()).hexdigest() and decoded.digests[3] == ""
+    assert len(decoded.digests) == len(names)
+    for i, n in enumerate(names):
+        assert decoded.digests[i] == ("" if n == "missing.jpg" else hashlib.sha1((tmp_path / n).read_bytes()).hexdigest())
 
 
 def test_jpeg_draft_scales_large_jpegs_only_and_stays_close():

@@ -21,6 +21,7 @@ def test_table_from_committed_results_has_every_figure():
     out, r = printed("throughput.py", RESULTS)
     assert f"{r['ratios']['b/a']:.2f}" in out and f"{r['decode']['ms_per_image']:.2f} ms" in out
     assert f"{r['memory_8000']['images']:,}" in out and r["machine"]["cpu"] in out
+    assert f"{r['decode']['shard_ms_threads']:.0f} ms on {r['decode']['threads']}" in out
 
 
 def test_object_store_table_from_committed_results():

@@ -86,8 +86,9 @@ def decode_time(root: str, n: int) -> dict:
             begin = time.perf_counter()
             decode_files(shard, DecodeConfig(SMALL), threads)
             walls[threads].append(time.perf_counter() - begin)
+    median_ms = {threads: float(np.median(w)) * 1000 for threads, w in walls.items()}
     return {"ms_per_image": ms_per_image, "images": len(chosen), "threads": cores,
-            "shard_ms_one_thread": float(np.median(walls[1])) * 1000, "shard_ms_threads": float(np.median(walls[cores])) * 1000}
+            "shard_ms_one_thread": median_ms[1], "shard_ms_threads": median_ms[cores]}
 
 
 def pillow_loop(root: str, size: int) -> dict:

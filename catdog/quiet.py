@@ -93,6 +93,8 @@ _loaded = False
 # Keras imports these at its own start-up when they are installed, for its plotting helpers and its
 # scikit-learn wrappers, neither of which catdog uses: 2.5 of the 8 s every embedding actor spent
 # loading TensorFlow and Keras (2 cores). catdog's own uses import them directly, later, as usual.
+# Meanwhile no other thread may import them: the extract driver's main thread, starting Ray while
+# the weights thread loads Keras, imports neither.
 KERAS_EXTRAS = ("matplotlib", "sklearn")
 
 

@@ -143,7 +143,8 @@ def add_extract_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="stored feature type")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="compute precision of the conv base; auto: fp16 on GPUs, bf16 on CPUs with bf16 instructions, else fp32")
-    p.add_argument("--shard-size", type=int, default=d.shard_size, help="images per output file (and per unit of resume)")
+    p.add_argument("--shard-size", type=int, default=d.shard_size, help="images per output file and per unit of resume (default 256 on CPU actors, 1024 on GPU ones; "
+                        "a resume keeps its run's)")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="refuse larger images (decompression bombs)")
     p.add_argument("--jpeg-draft", action="store_true", help="decode large JPEGs at 1/2, 1/4 or 1/8 scale (faster; see BENCHMARKS.md)")
     p.add_argument("--num-actors", type=int, default=None, help="default: one per GPU, else CPU actors filling the cluster")

@@ -70,7 +70,7 @@ class ExtractConfig(_Config):
     interpolation: str = "bilinear"
     dtype: str = "float32"
     precision: str = "fp32"
-    shard_size: int = 256
+    shard_size: int | None = None  # None: by device (catdog.cluster.default_shard_size), or what OUT's run used
     max_pixels: int = PILLOW_MAX_PIXELS
     jpeg_draft: bool = False
     num_actors: int | None = None  # None: follow the cluster's GPUs (or CPUs)
@@ -86,7 +86,8 @@ class ExtractConfig(_Config):
         _choice("precision", self.precision, PRECISIONS)
         _ = self.decode, self.replace(precision="fp32").embed if self.precision == "auto" else self.embed  # validates both
         _choice("dtype", self.dtype, DTYPES)
-        _positive(self, "shard_size")
+        if self.shard_size is not None:
+            _positive(self, "shard_size")
         if self.num_actors is not None and self.num_actors < 1:
             raise CatdogError("--num-actors must be at least 1")
         for name in ("gpus_per_actor", "cpus_per_actor"):

@@ -110,6 +110,7 @@ def run(config: ExtractConfig) -> Summary:
             marks["ray"] = time.time()
             resources = cluster.plan_resources(config, cluster.cluster_size())
             config, precision = _resolve_precision(config, resources)
+            config = _resolve_shard_size(config, resources, out)
             plan, record = _plan(config, root, out, image_set, making_weights.result(), precision)
             startup = time.perf_counter() - started
             marks["pipeline"] = time.time()
@@ -148,6 +149,15 @@ def _resolve_precision(config: ExtractConfig, resources: cluster.Resources) -> t
         return config, ""
     chosen, why = convbase.auto_precision(resources.gpus_per_actor > 0, convbase.cpu_flags())
     return config.replace(precision=chosen), f"{chosen} (auto: {why})"
+
+
+def _resolve_shard_size(config: ExtractConfig, resources: cluster.Resources, out: Location) -> ExtractConfig:
+    """No --shard-size: the size of the run OUT holds, so that it resumes or grows on any devices,
+    else the default for the actors' devices. Shard size never changes a feature, only the files."""
+    if config.shard_size is not None:
+        return config
+    earlier = None if config.overwrite else (manifest.read(out) or {}).get("compat", {}).get("shard_size")
+    return config.replace(shard_size=earlier or cluster.default_shard_size(resources))
 
 
 def _timed(marks: dict[str, float], name: str, fn, *args):

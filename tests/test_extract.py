@@ -142,3 +142,18 @@ def test_auto_precision_is_fp16_for_gpu_actors():
     resources = cluster.plan_resources(config, cluster.ClusterSize(cpus=8, gpus=1, largest_node_cpus=8))
     resolved, why = extract._resolve_precision(config, resources)
     assert resolved.precision == "fp16" and resolved.embed.precision == "fp16" and why == "fp16 (auto: GPU actors)"
+
+
+def test_shard_size_follows_the_devices_unless_given_or_out_holds_a_run(tmp_path):
+    from catdog import cluster, manifest, storage
+
+    cpu = cluster.plan_resources(ExtractConfig(root="in", out="out"), cluster.ClusterSize(cpus=8, gpus=0, largest_node_cpus=8))
+    gpu = cluster.plan_resources(ExtractConfig(root="in", out="out"), cluster.ClusterSize(cpus=8, gpus=1, largest_node_cpus=8))
+    out = storage.resolve(str(tmp_path / "out"))
+    config = ExtractConfig(root="in", out=out.path)
+    assert extract._resolve_shard_size(config, cpu, out).shard_size == 256
+    assert extract._resolve_shard_size(config, gpu, out).shard_size == 1024
+    assert extract._resolve_shard_size(config.replace(shard_size=8), gpu, out).shard_size == 8
+    manifest.write(out, {"compat": {"shard_size": 1024}})
+    assert extract._resolve_shard_size(config, cpu, out).shard_size == 1024  # resumes as it began
+    assert extract._resolve_shard_size(config.replace(overwrite=True), cpu, out).shard_size == 256

@@ -42,7 +42,7 @@ def test_metadata_and_schema_are_the_contract():
     assert schema.names == ["path", "label", "label_name", "features"]
     assert schema.field("features").type == pa.list_(pa.float32(), DIM)
     assert json.loads(schema.metadata[b"catdog"]) == meta
-    compat = features.compat_settings(ExtractConfig(root="r", out="o"), meta, storage.resolve("/data/r"))
+    compat = features.compat_settings(ExtractConfig(root="r", out="o", shard_size=256), meta, storage.resolve("/data/r"))
     assert compat["root"] == "/data/r" and "catdog_version" not in compat and compat["shard_size"] == 256
     drafted = ExtractConfig(root="r", out="o", jpeg_draft=True)
     image_set = ImageSet(storage.resolve("r"), "split", ("cats", "dogs"), (), (), ())

@@ -178,6 +178,22 @@ def test_driver_hands_its_store_settings_to_a_cluster_started_without_them(head,
     assert "images      16" in done.stdout and "errors      0" in done.stdout
     assert s3.env["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
     assert len(features.load(out).paths) == 16
+    assert json.loads(features.storage.resolve(out).join("manifest.json").read_bytes())["compat"]["shard_size"] == 1024
+
+
+def test_a_run_begun_on_gpus_grows_on_cpus_with_its_shard_size(head, images, ray_local, tmp_path):
+    """No --shard-size: GPU actors take shards of 1024; a later run on a CPU-only Ray (the tests' own)
+    continues that OUT with them instead of refusing it for the CPU default."""
+    root, out = tmp_path / "photos", tmp_path / "features"
+    shutil.copytree(images, root)
+    status, logs = submit(head, ["jobs/extract_features.py", str(root), "--out", str(out), "--weights", "none",
+                                 "--image-size", "32", "--num-actors", "1"])
+    assert status == "SUCCEEDED", logs
+    assert json.load(open(out / "manifest.json"))["compat"]["shard_size"] == 1024
+    shutil.copy(root / "train" / "cats" / sorted(os.listdir(root / "train" / "cats"))[0], root / "train" / "cats" / "new.jpg")
+    summary = extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False))
+    assert summary.processed == 1 and summary.images == 17
+    assert json.load(open(out / "manifest.json"))["compat"]["shard_size"] == 1024
 
 
 def test_job_submit_head_training(head, images, ray_local, tmp_path):

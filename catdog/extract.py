@@ -110,8 +110,9 @@ def run(config: ExtractConfig) -> Summary:
             marks["ray"] = time.time()
             resources = cluster.plan_resources(config, cluster.cluster_size())
             config, precision = _resolve_precision(config, resources)
-            config = _resolve_shard_size(config, resources, out)
-            plan, record = _plan(config, root, out, image_set, making_weights.result(), precision)
+            previous = manifest.read(out)  # under the lock: unchanged until _plan marks OUT as running
+            config = _resolve_shard_size(config, resources, previous)
+            plan, record = _plan(config, root, out, image_set, making_weights.result(), precision, previous)
             startup = time.perf_counter() - started
             marks["pipeline"] = time.time()
             began = time.perf_counter()
@@ -151,12 +152,12 @@ def _resolve_precision(config: ExtractConfig, resources: cluster.Resources) -> t
     return config.replace(precision=chosen), f"{chosen} (auto: {why})"
 
 
-def _resolve_shard_size(config: ExtractConfig, resources: cluster.Resources, out: Location) -> ExtractConfig:
+def _resolve_shard_size(config: ExtractConfig, resources: cluster.Resources, previous: dict | None) -> ExtractConfig:
     """No --shard-size: the size of the run OUT holds, so that it resumes or grows on any devices,
     else the default for the actors' devices. Shard size never changes a feature, only the files."""
     if config.shard_size is not None:
         return config
-    earlier = None if config.overwrite else (manifest.read(out) or {}).get("compat", {}).get("shard_size")
+    earlier = None if config.overwrite else (previous or {}).get("compat", {}).get("shard_size")
     return config.replace(shard_size=earlier or cluster.default_shard_size(resources))
 
 
@@ -178,12 +179,13 @@ def _since_process_start(marks: dict[str, float], embedders: tuple[dict, ...]) -
 
 
 def _plan(config: ExtractConfig, root: Location, out: Location, image_set: ImageSet,
-          weights: convbase.Weights, precision_auto: str) -> tuple[Run, dict]:
-    """Check OUT against this run's settings, find what is already done, and mark OUT as running."""
+          weights: convbase.Weights, precision_auto: str, previous: dict | None) -> tuple[Run, dict]:
+    """Check OUT against this run's settings (`previous`: its manifest), find what is already done,
+    and mark OUT as running."""
     metadata = features.feature_metadata(config, image_set, weights.identity)
     compat = features.compat_settings(config, metadata, root)
     manifest.prepare(out, compat, config.overwrite)
-    earlier = manifest.read(out) or {}
+    earlier = {} if config.overwrite else dict(previous or {})  # --overwrite has just deleted it
     if earlier.get("committing"):  # a run killed while committing: finish its commit first
         commit = earlier.pop("committing")
         generation.carry_out(out, commit)

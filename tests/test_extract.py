@@ -151,9 +151,9 @@ def test_shard_size_follows_the_devices_unless_given_or_out_holds_a_run(tmp_path
     gpu = cluster.plan_resources(ExtractConfig(root="in", out="out"), cluster.ClusterSize(cpus=8, gpus=1, largest_node_cpus=8))
     out = storage.resolve(str(tmp_path / "out"))
     config = ExtractConfig(root="in", out=out.path)
-    assert extract._resolve_shard_size(config, cpu, out).shard_size == 256
-    assert extract._resolve_shard_size(config, gpu, out).shard_size == 1024
-    assert extract._resolve_shard_size(config.replace(shard_size=8), gpu, out).shard_size == 8
+    assert extract._resolve_shard_size(config, cpu, manifest.read(out)).shard_size == 256
+    assert extract._resolve_shard_size(config, gpu, manifest.read(out)).shard_size == 1024
+    assert extract._resolve_shard_size(config.replace(shard_size=8), gpu, manifest.read(out)).shard_size == 8
     manifest.write(out, {"compat": {"shard_size": 1024}})
-    assert extract._resolve_shard_size(config, cpu, out).shard_size == 1024  # resumes as it began
-    assert extract._resolve_shard_size(config.replace(overwrite=True), cpu, out).shard_size == 256
+    assert extract._resolve_shard_size(config, cpu, manifest.read(out)).shard_size == 1024  # resumes as it began
+    assert extract._resolve_shard_size(config.replace(overwrite=True), cpu, manifest.read(out)).shard_size == 256

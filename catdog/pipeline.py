@@ -1,4 +1,4 @@
-"""Where the domain stages meet Ray: the one module that wires them into Ray Data and Ray Train.
+"""Where the domain stages meet Ray: the one module that wires them into Ray and Ray Train.
 
 Extraction, top to bottom (the rows passed between the stages are defined below):
 
@@ -7,8 +7,11 @@ Extraction, top to bottom (the rows passed between the stages are defined below)
      clusters; on CPU-only ones          base each)                  one per Embedder)
      inside the Embedder)
 
-Ray Data runs the three stages as one streaming pipeline over shard rows, so decoding overlaps
-inference, back-pressure keeps memory bounded, failed tasks are retried and dead actors restarted.
+On GPU clusters Ray Data runs the three stages as one streaming pipeline over shard rows, so
+decoding overlaps inference, back-pressure keeps memory bounded, failed tasks are retried and dead
+actors restarted. On CPU-only ones a shard is one call of an embedding actor, which decodes it, and
+one of its writer: Ray's ActorPool hands the shards out, two in flight per actor, and Ray restarts a
+dead actor and retries its calls.
 End-to-end training: `e2e_datasets` decodes the images for Ray Train; `train_worker` runs on each
 Ray Train worker and drives `catdog.e2e.Trainer` epoch by epoch, checkpointing through Ray Train.
 """
@@ -38,6 +41,7 @@ from catdog.storage import Location
 ACTOR_START_TIMEOUT_S = 1800
 E2E_DECODE_BATCH = 64
 NODE_ID_LABEL = "ray.io/node-id"
+SHARDS_IN_FLIGHT = 2  # per embedding actor on CPU-only clusters
 MEMORY_SAMPLE_S = 5.0  # reading /proc/self/smaps costs milliseconds: a GPU embeds a shard in a tenth of a second
 
 
@@ -110,7 +114,7 @@ def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, threads
 
 
 class Embedder:
-    """Ray Data actor: one conv base per actor, loaded once, applied to whole shards."""
+    """Actor: one conv base per actor, loaded once, applied to whole shards."""
 
     def __init__(self, weights, config: EmbedConfig, dtype: str, cpus: float, decode: dict | None = None) -> None:
         import ray
@@ -121,7 +125,8 @@ class Embedder:
         self.decode = None if decode is None else {**decode, "threads": max(1, int(cpus))}
 
         devices = convbase.configure_devices(cpus)
-        self.base = convbase.ConvBase(ray.get(weights), config)  # Ray Data does not resolve refs in constructor kwargs
+        # Ray Data hands constructor arguments over as they are; a Ray actor gets a ref resolved.
+        self.base = convbase.ConvBase(ray.get(weights) if isinstance(weights, ray.ObjectRef) else weights, config)
         self.dtype = dtype
         # Travels with each shard to the driver, which reports which actors and devices did the work.
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
@@ -176,7 +181,7 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
 
 
 class Resident:
-    """Ray Data actor that runs the decode or write stage in a long-lived process reserving no CPU
+    """Actor that runs the decode or write stage in a long-lived process reserving no CPU
     (see `catdog.cluster.Resources`)."""
 
     def __init__(self, stage, kwargs: dict) -> None:
@@ -223,6 +228,43 @@ def _on_node(node: str | None) -> dict:
 def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, weights: bytes, writer: ShardWriter,
                    resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
     """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed."""
+    decode = {"root": root, "config": config.decode}
+    if _decodes_in_embedder(resources, placement):
+        yield from _on_actors(shards, decode, config, weights, writer, resources, placement)
+    else:
+        yield from _on_ray_data(shards, decode, config, weights, writer, resources, placement)
+
+
+def _on_actors(shards: list[Shard], decode: dict, config: ExtractConfig, weights: bytes, writer: ShardWriter,
+               resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
+    """CPU-only clusters: each shard is one call of an embedding actor (which decodes it) and one of
+    its writer, handed out by Ray's ActorPool. Nothing streams between stages but whole shards: under
+    Ray Data its driver loop and helper actors took the CPU the model lacked (2 cores, 64 px: the
+    model's actor 72 of 80 CPU-s there, 76 here, BENCHMARKS.md)."""
+    import ray
+    from ray.util.actor_pool import ActorPool
+
+    retried = {"max_restarts": -1, "max_task_retries": -1}  # a dead actor restarts and takes its shards up again
+    shared = ray.put(weights)  # held until the end: a restarting actor reads it again
+    embedders = [ray.remote(Embedder).options(num_cpus=resources.cpus_per_actor, **retried,
+                                              **_on_node(placement.decode_node)).remote(
+                     shared, config.embed, config.dtype, resources.cpus_per_actor, decode)
+                 for _ in range(resources.num_actors)]
+    writers = [ray.remote(Resident).options(num_cpus=0, **retried, **_on_node(placement.write_node)).remote(
+                   write_stage, {"writer": writer}) for _ in embedders]
+    # Two shards in flight per actor: the next one is queued on it while the last is written.
+    pool = ActorPool([pair for pair in zip(embedders, writers) for _ in range(SHARDS_IN_FLIGHT)])
+    try:
+        yield from pool.map_unordered(
+            lambda pair, shard: pair[1].__call__.remote(pair[0].__call__.remote(shard_row(shard))), shards)
+    finally:
+        for actor in embedders + writers:  # an interrupted job leaves no queued shards running
+            ray.kill(actor, no_restart=True)
+
+
+def _on_ray_data(shards: list[Shard], decode: dict, config: ExtractConfig, weights: bytes, writer: ShardWriter,
+                 resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
+    """GPU clusters, or ROOT on one node of several: decoding streams in tasks beside the actors."""
     import ray
     import ray.data
 
@@ -231,19 +273,14 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     context.enable_progress_bars = False  # the job draws one images-level bar instead of one per operator
     context.execution_options.preserve_order = False
     context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S if resources.num_actors > 1 else 0
-    decode = {"root": root, "config": config.decode}
-    fused = _decodes_in_embedder(resources, placement)
     pipeline = ray.data.from_items([shard_row(s) for s in shards], override_num_blocks=len(shards))
-    if not fused:
-        pipeline = pipeline.map(**_decode(decode, resources, placement.decode_node))
-    pipeline = pipeline.map(
+    pipeline = pipeline.map(**_decode(decode, resources, placement.decode_node)).map(
         Embedder,
         fn_constructor_kwargs={"weights": ray.put(weights), "config": config.embed, "dtype": config.dtype,
-                               "cpus": resources.cpus_per_actor, "decode": decode if fused else None},
+                               "cpus": resources.cpus_per_actor},
         compute=ray.data.ActorPoolStrategy(size=resources.num_actors),
         num_cpus=resources.cpus_per_actor,
         num_gpus=resources.gpus_per_actor,
-        **_on_node(placement.decode_node if fused else None),
     ).map(**_resident(write_stage, {"writer": writer}, resources.num_actors, placement.write_node))
     # Each shard as soon as it is written: iter_rows would prefetch, holding every shard until the next is out.
     # Closed on any exit, an interrupt included: Ray Data then stops its executor at once, not when the

@@ -16,8 +16,8 @@ VERBOSE_ENV = "CATDOG_VERBOSE"
 # Library messages that say nothing to a catdog user: catdog turns these features off on purpose.
 _DROPPED = ("Progress bars disabled", "Progress bars for operators disabled")
 # Lines that reach the driver's file descriptor 2 from native code (all are also in the Ray session's
-# logs): Ray's C++ core worker prints the first for every Ray Data actor pool, whose code travels
-# through the object store (ray-project/ray#53727); abseil's mutex tracing (the second) is
+# logs): Ray's C++ core worker prints the first for every pool of restartable actors whose code or
+# arguments travel through the object store (ray-project/ray#53727); abseil's mutex tracing (the second) is
 # forwarded now and then from a starting worker.
 _DROPPED_NATIVE = (b"has constructor arguments in the object store and max_restarts > 0", b"[mutex.cc : ")
 

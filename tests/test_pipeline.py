@@ -61,3 +61,30 @@ def test_e2e_decode_stage_marks_unreadable_rows(tmp_path):
 def test_cpu_actors_decode_their_own_shards_where_they_can_read_root(gpus, decode_node, nodes, inside):
     resources = Resources(1, 2.0, gpus, decode_cpus=1.0 if gpus else 0.0, decode_workers=None if gpus else 1)
     assert pipeline._decodes_in_embedder(resources, Placement(decode_node, None, nodes)) is inside
+
+
+@pytest.mark.slow
+def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
+    """Closing the stream (an interrupt, an error downstream) kills the actors at once: the shards
+    queued on them are not written afterwards, and their CPUs are free for the next job in this Ray."""
+    import time
+
+    from catdog import convbase, demo, imagefolder
+
+    demo.make_demo_folder(str(tmp_path / "in"), per_class=60, size=40, splits={"train": 1.0})
+    root, out = storage.resolve(str(tmp_path / "in")), storage.resolve(str(tmp_path / "out"))
+    image_set = imagefolder.scan(root)
+    shards = imagefolder.plan_shards(image_set, 40)  # 40 images at 64 px: about a second of VGG16 here
+    config = ExtractConfig(root=str(tmp_path / "in"), out=str(tmp_path / "out"), weights="none", image_size=64,
+                           shard_size=40, batch_size=8)
+    meta = features.feature_metadata(config, image_set, {"source": "none", "seed": 0})
+    writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
+    resources = Resources(1, 2.0, 0.0, decode_cpus=0.0, decode_workers=1)
+    rows = pipeline.extract_shards(shards, root, config, convbase.resolve_weights("none", 0, 64), writer, resources,
+                                   Placement(None, None, 1))
+    assert next(rows)["rows"] == 40
+    rows.close()
+    written = features.committed(out)
+    time.sleep(5)  # the other two shards, had they kept running, would be written by now
+    assert features.committed(out) == written and len(written) < len(shards) == 3
+    assert ray_local.available_resources().get("CPU") == 2.0

@@ -225,7 +225,7 @@ def _on_node(node: str | None) -> dict:
     return {} if node is None else {"label_selector": {NODE_ID_LABEL: node}}
 
 
-def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, weights: bytes, writer: ShardWriter,
+def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
                    resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
     """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed."""
     decode = {"root": root, "config": config.decode}
@@ -235,7 +235,7 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
         yield from _on_ray_data(shards, decode, config, weights, writer, resources, placement)
 
 
-def _on_actors(shards: list[Shard], decode: dict, config: ExtractConfig, weights: bytes, writer: ShardWriter,
+def _on_actors(shards: list[Shard], decode: dict, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
                resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
     """CPU-only clusters: each shard is one call of an embedding actor (which decodes it) and one of
     its writer, handed out by Ray's ActorPool. Nothing streams between stages but whole shards: under
@@ -262,7 +262,7 @@ def _on_actors(shards: list[Shard], decode: dict, config: ExtractConfig, weights
             ray.kill(actor, no_restart=True)
 
 
-def _on_ray_data(shards: list[Shard], decode: dict, config: ExtractConfig, weights: bytes, writer: ShardWriter,
+def _on_ray_data(shards: list[Shard], decode: dict, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
                  resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
     """GPU clusters, or ROOT on one node of several: decoding streams in tasks beside the actors."""
     import ray

@@ -133,36 +133,57 @@ def images(tmp_path_factory):
     return root
 
 
-def test_job_submit_extract_matches_local_run(head, images, ray_local, tmp_path):
-    out = tmp_path / "job"
-    status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", str(out), "--weights", "none",
-                                 "--image-size", "32", "--shard-size", "4", "--num-actors", "1", "--gpus-per-actor", "1"])
+@pytest.fixture(scope="module")
+def local_out(images, ray_local, tmp_path_factory) -> str:
+    """The same folder extracted in this process, on the tests' own Ray, for the jobs to match."""
+    out = str(tmp_path_factory.mktemp("local") / "features")
+    extract.run(ExtractConfig(root=str(images), out=out, weights="none", image_size=32, shard_size=4, progress=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def local(local_out) -> features.Features:
+    return features.load(local_out)
+
+
+def test_job_submit_extract_matches_local_run_and_a_cpu_run_grows_it_with_its_shard_size(head, images, local, tmp_path):
+    """No --shard-size: the GPU actor takes shards of 1024. A later run on a CPU-only Ray (the tests'
+    own) continues that OUT with them instead of refusing it for the CPU default."""
+    root, out = tmp_path / "photos", tmp_path / "job"
+    shutil.copytree(images, root)
+    status, logs = submit(head, ["jobs/extract_features.py", str(root), "--out", str(out), "--weights", "none",
+                                 "--image-size", "32", "--num-actors", "1", "--gpus-per-actor", "1"])
     assert status == "SUCCEEDED", logs
     assert "images      16" in logs and "images/s" in logs and "extract:" in logs  # summary and progress bar
     assert "actors      1 (GPUs " in logs
-    local = ExtractConfig(root=str(images), out=str(tmp_path / "local"), weights="none", image_size=32, shard_size=4, progress=False)
-    extract.run(local)
-    X_job, y_job, p_job = features.load(str(out))
-    X_loc, y_loc, p_loc = features.load(local.out)
-    assert list(p_job) == list(p_loc) and list(y_job) == list(y_loc)
-    np.testing.assert_allclose(X_job, X_loc, rtol=1e-4, atol=1e-4)
+    job = features.load(str(out))
+    assert list(job.paths) == list(local.paths) and list(job.y) == list(local.y)
+    np.testing.assert_allclose(job.X, local.X, rtol=1e-4, atol=1e-4)
+    assert json.load(open(out / "manifest.json"))["compat"]["shard_size"] == 1024
+
+    shutil.copy(root / "train" / "cats" / sorted(os.listdir(root / "train" / "cats"))[0], root / "train" / "cats" / "new.jpg")
+    summary = extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False))
+    assert summary.processed == 1 and summary.images == 17
+    assert json.load(open(out / "manifest.json"))["compat"]["shard_size"] == 1024
 
 
-def test_job_submit_on_s3_matches_local_run(head, images, ray_local, s3, tmp_path):
-    """ROOT and OUT in a bucket, the credentials in the job's runtime env, the AWS way."""
+def test_job_submit_on_s3_with_half_gpu_actors_matches_local_run(head, local, images, s3):
+    """ROOT and OUT in a bucket, the credentials in the job's runtime env, the AWS way; two actors of
+    half a GPU each share one GPU."""
     root, out = s3.upload(images, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
     status, logs = submit(head, ["jobs/extract_features.py", root, "--out", out, "--weights", "none", "--image-size", "32",
-                                 "--shard-size", "4", "--num-actors", "2", "--gpus-per-actor", "1"], env_vars=s3.env)
+                                 "--shard-size", "1", "--num-actors", "2", "--gpus-per-actor", "0.5"], env_vars=s3.env)
     assert status == "SUCCEEDED", logs
     assert s3.env["AWS_SECRET_ACCESS_KEY"] not in logs
-    local = ExtractConfig(root=str(images), out=str(tmp_path / "local"), weights="none", image_size=32, shard_size=4, progress=False)
-    extract.run(local)
-    mine, theirs = features.load(out), features.load(local.out)
-    assert list(mine.paths) == list(theirs.paths)
-    np.testing.assert_allclose(mine.X, theirs.X, rtol=1e-4, atol=1e-4)
+    mine = features.load(out)
+    assert list(mine.paths) == list(local.paths)
+    np.testing.assert_allclose(mine.X, local.X, rtol=1e-4, atol=1e-4)
     recorded = json.loads(features.storage.resolve(out).join("manifest.json").read_bytes())
     assert s3.env["AWS_SECRET_ACCESS_KEY"] not in json.dumps(recorded)
     assert set(recorded["written_by"].values()) <= set(node_ids(head).values())
+    actors = recorded["totals"]["actors"]
+    assert len(actors) == 2 and actors[0]["ray_gpu_ids"] == actors[1]["ray_gpu_ids"]
+    assert len({a["pid"] for a in actors}) == 2
 
 
 def test_driver_hands_its_store_settings_to_a_cluster_started_without_them(head, images, s3):
@@ -181,25 +202,8 @@ def test_driver_hands_its_store_settings_to_a_cluster_started_without_them(head,
     assert json.loads(features.storage.resolve(out).join("manifest.json").read_bytes())["compat"]["shard_size"] == 1024
 
 
-def test_a_run_begun_on_gpus_grows_on_cpus_with_its_shard_size(head, images, ray_local, tmp_path):
-    """No --shard-size: GPU actors take shards of 1024; a later run on a CPU-only Ray (the tests' own)
-    continues that OUT with them instead of refusing it for the CPU default."""
-    root, out = tmp_path / "photos", tmp_path / "features"
-    shutil.copytree(images, root)
-    status, logs = submit(head, ["jobs/extract_features.py", str(root), "--out", str(out), "--weights", "none",
-                                 "--image-size", "32", "--num-actors", "1"])
-    assert status == "SUCCEEDED", logs
-    assert json.load(open(out / "manifest.json"))["compat"]["shard_size"] == 1024
-    shutil.copy(root / "train" / "cats" / sorted(os.listdir(root / "train" / "cats"))[0], root / "train" / "cats" / "new.jpg")
-    summary = extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False))
-    assert summary.processed == 1 and summary.images == 17
-    assert json.load(open(out / "manifest.json"))["compat"]["shard_size"] == 1024
-
-
-def test_job_submit_head_training(head, images, ray_local, tmp_path):
-    out = tmp_path / "f"
-    extract.run(ExtractConfig(root=str(images), out=str(out), weights="none", image_size=32, progress=False))
-    status, logs = submit(head, ["jobs/train_head.py", str(out), "--model", "logreg", "--model-dir", str(tmp_path / "m")])
+def test_job_submit_head_training(head, local_out, tmp_path):
+    status, logs = submit(head, ["jobs/train_head.py", local_out, "--model", "logreg", "--model-dir", str(tmp_path / "m")])
     assert status == "SUCCEEDED", logs
     assert "accuracy" in logs and (tmp_path / "m" / "report.json").exists() and (tmp_path / "m" / "head.skops").exists()
 
@@ -224,31 +228,21 @@ def test_default_actors_follow_gpus_on_both_nodes_and_local_out_stays_on_the_dri
     assert len(written) == 16 and set(written.values()) == {nodes["head_node"]}
 
 
-def test_half_gpu_actors_share_one_gpu(head, images, tmp_path):
-    out = tmp_path / "half"
-    status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", str(out), "--weights", "none",
-                                 "--image-size", "32", "--shard-size", "1", "--gpus-per-actor", "0.5", "--num-actors", "2"])
-    assert status == "SUCCEEDED", logs
-    actors = json.load(open(out / "manifest.json"))["totals"]["actors"]
-    assert len(actors) == 2 and actors[0]["ray_gpu_ids"] == actors[1]["ray_gpu_ids"]
-    assert len({a["pid"] for a in actors}) == 2
-
-
-def test_weights_file_in_working_dir_and_on_shared_storage(head, images, weights_file, tmp_path):
+def test_weights_file_in_the_jobs_working_dir(head, images, ray_local, weights_file, tmp_path):
+    """A relative --weights is found in the working dir the job uploaded; the features are those of
+    the same file given by its path to a run in this process."""
     workdir = tmp_path / "workdir"
     shutil.copytree(os.path.join(PROJECT, "catdog"), workdir / "catdog")
     shutil.copytree(os.path.join(PROJECT, "jobs"), workdir / "jobs")
     shutil.copy(weights_file, workdir / "vgg16.weights.h5")
-    args = ["--image-size", "32", "--num-actors", "1", "--gpus-per-actor", "1"]
-    status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", str(tmp_path / "a"),
-                                 "--weights", "vgg16.weights.h5", *args], working_dir=str(workdir))
+    status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", str(tmp_path / "a"), "--weights",
+                                 "vgg16.weights.h5", "--image-size", "32", "--num-actors", "1", "--gpus-per-actor", "1"],
+                          working_dir=str(workdir))
     assert status == "SUCCEEDED", logs
-    status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", str(tmp_path / "b"),
-                                 "--weights", weights_file, *args])
-    assert status == "SUCCEEDED", logs
+    extract.run(ExtractConfig(root=str(images), out=str(tmp_path / "b"), weights=weights_file, image_size=32, progress=False))
     a, b = features.read_metadata(str(tmp_path / "a")), features.read_metadata(str(tmp_path / "b"))
     assert a["weights"]["sha256"] == b["weights"]["sha256"] and a["weights"]["source"] == "file"
-    np.testing.assert_array_equal(features.load(str(tmp_path / "a")).X, features.load(str(tmp_path / "b")).X)
+    np.testing.assert_allclose(features.load(str(tmp_path / "a")).X, features.load(str(tmp_path / "b")).X, rtol=1e-4, atol=1e-4)
 
 
 def test_no_way_to_get_weights_fails_fast_on_the_driver(head, images, tmp_path):
@@ -277,7 +271,7 @@ def test_cluster_yaml_is_valid_and_installs_this_project():
     assert "--dashboard-host=127.0.0.1" in start and "0.0.0.0" not in yaml.safe_dump(config)
 
 
-def test_cpu_actors_on_both_nodes_read_a_local_root_through_the_driver_node(head, images, ray_local, tmp_path):
+def test_cpu_actors_on_both_nodes_read_a_local_root_through_the_driver_node(head, images, local, tmp_path):
     """CPU-only actors of 3 CPUs on two 4-CPU nodes: one per node. ROOT is the driver's disk, so the
     actors do not decode it themselves: decoding stays on the driver's node, every image is read."""
     out = tmp_path / "cpu"
@@ -288,8 +282,6 @@ def test_cpu_actors_on_both_nodes_read_a_local_root_through_the_driver_node(head
     assert "images      16" in logs and "errors      0" in logs
     recorded = json.load(open(out / "manifest.json"))
     assert {a["node"] for a in recorded["totals"]["actors"]} == set(node_ids(head).values())
-    local = ExtractConfig(root=str(images), out=str(tmp_path / "local"), weights="none", image_size=32, progress=False)
-    extract.run(local)
-    mine, theirs = features.load(str(out)), features.load(local.out)
-    assert list(mine.paths) == list(theirs.paths)
-    np.testing.assert_allclose(mine.X, theirs.X, rtol=1e-4, atol=1e-4)
+    mine = features.load(str(out))
+    assert list(mine.paths) == list(local.paths)
+    np.testing.assert_allclose(mine.X, local.X, rtol=1e-4, atol=1e-4)

@@ -197,26 +197,6 @@ def test_head_and_predict_from_and_to_the_bucket(s3, ray_local, photos, weights_
 
 
 @pytest.mark.slow
-def test_train_e2e_keeps_checkpoints_and_model_in_the_bucket_and_resumes_from_them(s3, ray_local, photos):
-    from catdog import fit_e2e
-    from catdog.config import TrainConfig
-
-    root, out = s3.upload(photos, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/run"
-    config = TrainConfig(root=root, out=out, num_workers=1, image_size=32, batch_size=4, weights="none", epochs=1)
-    first = fit_e2e.run(config)
-    second = fit_e2e.run(config.replace(epochs=2))
-    assert first["epochs"] == 1 and second["epochs"] == 2 and second["starts"] == [0, 1]  # resumed from the bucket
-    assert second["unreadable"] == {"train": 1, "validation": 0}
-    keys = s3.keys(f"{s3.prefix}/run")
-    assert {"model/model.keras", "model/head.json", "model/curves.png"} <= set(keys)
-    assert any(k.startswith(f"{fit_e2e.RUN_NAME}/") and k.endswith("/model.keras") for k in keys)  # checkpoints
-    assert second["model_dir"] == f"{out}/model" and not os.path.exists("s3:")
-    one = f"{root}/test/dogs/" + sorted(p.name for p in (photos / "test" / "dogs").iterdir())[0]
-    [prediction] = predict.predict(second["model_dir"], [one])
-    assert 0.0 <= prediction.probability <= 1.0 and prediction.label in ("cats", "dogs")
-
-
-@pytest.mark.slow
 def test_incremental_run_on_the_bucket(s3, ray_local, photos, tmp_path):
     root, out = s3.upload(photos, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
     config = ExtractConfig(root=root, out=out, weights="none", image_size=32, shard_size=4, progress=False)

@@ -1,4 +1,7 @@
-"""End-to-end training on Ray Train: 2 CPU workers, tiny images, a couple of epochs."""
+"""End-to-end training on Ray Train, tiny images, an epoch or two.
+
+A Ray Train run costs ~40 s of start-up here, so each run is checked for several things at once:
+one on local disk (3 classes, 2 workers, fine-tuning) and one resumed on a bucket (2 classes)."""
 
 import json
 import os
@@ -6,9 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from catdog import convbase, demo, e2e, fit_e2e, predict, saved
+from catdog import convbase, demo, e2e, explain, fit_e2e, predict, saved, storage
 from catdog.config import EmbedConfig, TrainConfig
-from tests.conftest import demo_with_a_broken_file
 
 
 pytestmark = pytest.mark.slow
@@ -21,17 +23,18 @@ def config_for(root, out, **changes) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    return demo_with_a_broken_file(tmp_path_factory.mktemp("e2e") / "images")
+def shapes(tmp_path_factory):
+    """Three classes of shapes, with one truncated JPEG among the training images."""
+    root = tmp_path_factory.mktemp("e2e") / "shapes"
+    demo.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
+    (root / "train" / demo.shape_classes(3)[0] / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
+    return root
 
 
 @pytest.fixture(scope="module")
-def resumed(ray_local, images, tmp_path_factory):
-    """One epoch, then the same OUT asked for two: the second run must start at epoch 2."""
-    out = tmp_path_factory.mktemp("run")
-    first = fit_e2e.run(config_for(images, out, epochs=1))
-    second = fit_e2e.run(config_for(images, out, epochs=2))
-    return first, second
+def tuned(ray_local, shapes, tmp_path_factory):
+    """2 workers: one epoch on the frozen base, then one with block5 unfrozen."""
+    return fit_e2e.run(config_for(shapes, tmp_path_factory.mktemp("run"), fine_tune_from="block5_conv1", fine_tune_epochs=1))
 
 
 def vgg_weights(net) -> list[np.ndarray]:
@@ -43,29 +46,28 @@ def initial_vgg(image_size=32) -> list[np.ndarray]:
     return [np.asarray(w) for w in convbase.ConvBase(weights, EmbedConfig(image_size)).model.get_weights()]
 
 
-def test_metrics_every_epoch_checkpoint_and_resume(resumed):
-    first, second = resumed
-    assert first["epochs"] == 1 and second["epochs"] == 2
-    assert second["unreadable"] == {"train": 1, "validation": 0}  # skipped, counted, never fatal
-    assert second["starts"] == [0, 1]  # resumed from the checkpoint of epoch 1
+def keras_probabilities(model_file: str, files: list) -> np.ndarray:
+    """The saved Keras model's own output, loaded the plain way, on pixels Keras loads itself."""
+    import keras
+
+    net = keras.saving.load_model(model_file)
+    pixels = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(32, 32), interpolation="bilinear"))
+                       for p in files])
+    return net.predict(pixels, verbose=0)
+
+
+def test_metrics_every_epoch_checkpoint_and_curves(tuned):
+    assert tuned["epochs"] == 2 and tuned["starts"] == [0]
+    assert tuned["unreadable"] == {"train": 1, "validation": 0}  # skipped, counted, never fatal
     for key in ("loss", "acc", "val_loss", "val_acc"):
-        assert len(second["history"][key]) == 2 and all(np.isfinite(second["history"][key]))
-    assert second["history"]["loss"][0] == first["history"]["loss"][0]
-    assert os.path.exists(os.path.join(second["checkpoint"], "model.keras"))
-    assert json.load(open(os.path.join(second["checkpoint"], "state.json")))["epoch"] == 2
-    assert os.path.getsize(os.path.join(second["model_dir"], "curves.png")) > 0
+        assert len(tuned["history"][key]) == 2 and all(np.isfinite(tuned["history"][key]))
+    assert os.path.exists(os.path.join(tuned["checkpoint"], "model.keras"))
+    assert json.load(open(os.path.join(tuned["checkpoint"], "state.json")))["epoch"] == 2
+    assert os.path.getsize(os.path.join(tuned["model_dir"], "curves.png")) > 0
 
 
-def test_frozen_conv_base_is_unchanged(resumed):
-    net = saved.load(resumed[1]["model_dir"]).model.model  # safe mode, as catdog predict loads it
-    for before, after in zip(initial_vgg(), vgg_weights(net)):
-        np.testing.assert_array_equal(before, after)
-
-
-def test_fine_tuning_changes_only_the_unfrozen_layers(ray_local, images, tmp_path):
-    result = fit_e2e.run(config_for(images, tmp_path, fine_tune_from="block5_conv1", fine_tune_epochs=1))
-    assert result["epochs"] == 2
-    net = saved.load(result["model_dir"]).model.model
+def test_fine_tuning_changes_only_the_unfrozen_layers(tuned):
+    net = saved.load(tuned["model_dir"]).model.model  # safe mode, as catdog predict loads it
     layers = [layer for layer in net.get_layer("vgg16").layers if layer.weights]
     before = iter(initial_vgg())
     for layer in layers:
@@ -81,42 +83,47 @@ def test_augmentation_changes_training_inputs_only():
     np.testing.assert_array_equal(np.asarray(augment(x, training=False)), x)
 
 
-def test_saved_model_predicts_through_catdog_predict(resumed, images):
-    """catdog predict on files and a folder gives the saved Keras model's own probabilities."""
-    import keras
-
-    one = sorted((images / "test" / "dogs").iterdir())[0]
-    cats = sorted((images / "test" / "cats").iterdir())
-    predictions = predict.predict(resumed[1]["model_dir"], [str(one), str(images / "test" / "cats")])
-    assert [p.path for p in predictions] == [str(one)] + [str(c) for c in cats]
-    saved.load(resumed[1]["model_dir"])  # registers the custom layer for the plain load below
-    net = keras.saving.load_model(os.path.join(resumed[1]["model_dir"], "model.keras"))
-    pixels = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(32, 32), interpolation="bilinear"))
-                       for p in [one, *cats]])
-    expected = net.predict(pixels, verbose=0).reshape(-1)
-    np.testing.assert_allclose([p.probabilities["dogs"] for p in predictions], expected, rtol=1e-5, atol=1e-6)
-    assert [p.label for p in predictions] == ["dogs" if q >= 0.5 else "cats" for q in expected]
-
-
-def test_three_classes_train_predict_and_explain(ray_local, tmp_path):
-    """N classes end to end: a softmax head, every class's probability from predict, Grad-CAM on the model."""
-    import keras
-
-    from catdog import explain
-
-    root = tmp_path / "shapes"
-    demo.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
-    result = fit_e2e.run(config_for(root, tmp_path / "run", num_workers=1))
-    net = saved.load(result["model_dir"]).model.model
+def test_three_classes_predict_on_files_and_a_folder_and_explain(tuned, shapes, tmp_path):
+    """N classes: a softmax head, every class's probability from catdog predict, Grad-CAM on the model."""
+    net = saved.load(tuned["model_dir"]).model.model
     assert net.output_shape == (None, 3)
-    files = sorted(str(p) for p in (root / "test").rglob("*.png"))
-    predictions = predict.predict(result["model_dir"], files)
-    pixels = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(32, 32), interpolation="bilinear")) for p in files])
-    expected = net.predict(pixels, verbose=0)
     classes = demo.shape_classes(3)
+    one = sorted((shapes / "test" / classes[1]).iterdir())[0]
+    folder = sorted((shapes / "test" / classes[0]).iterdir())
+    predictions = predict.predict(tuned["model_dir"], [str(one), str(shapes / "test" / classes[0])])
+    assert [p.path for p in predictions] == [str(one)] + [str(f) for f in folder]
+    expected = keras_probabilities(os.path.join(tuned["model_dir"], "model.keras"), [one, *folder])
     np.testing.assert_allclose([list(p.probabilities.values()) for p in predictions], expected, rtol=1e-5, atol=1e-6)
     assert [p.label for p in predictions] == [classes[k] for k in expected.argmax(axis=1)]
-    found = explain.explain(result["model_dir"], files[:2], str(tmp_path / "cams"))
+    found = explain.explain(tuned["model_dir"], [str(one), str(folder[0])], str(tmp_path / "cams"))
     for e, p in zip(found, predictions):
         assert e.explained == p.label and e.probability == pytest.approx(p.probability, abs=1e-5)
         assert e.heatmap.shape == (32, 32) and os.path.getsize(e.figure) > 0
+
+
+def test_on_a_bucket_checkpoints_resume_the_base_stays_frozen_and_predict_reads_the_model(s3, ray_local, tmp_path):
+    """Cats vs dogs (a sigmoid head), OUT in a bucket: one epoch, then the same OUT asked for two."""
+    photos = tmp_path / "photos"
+    demo.make_demo_folder(str(photos), per_class=8, size=40)
+    root, out = s3.upload(photos, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/run"
+    config = config_for(root, out, num_workers=1)
+    first = fit_e2e.run(config)
+    second = fit_e2e.run(config.replace(epochs=2))
+    assert first["epochs"] == 1 and second["epochs"] == 2 and second["starts"] == [0, 1]  # resumed from the bucket
+    assert second["history"]["loss"][0] == first["history"]["loss"][0]
+    keys = s3.keys(f"{s3.prefix}/run")
+    assert {"model/model.keras", "model/head.json", "model/curves.png"} <= set(keys)
+    assert any(k.startswith(f"{fit_e2e.RUN_NAME}/") and k.endswith("/model.keras") for k in keys)  # checkpoints
+    assert second["model_dir"] == f"{out}/model" and not os.path.exists("s3:")
+
+    model = saved.load(second["model_dir"])  # also registers the custom layer for the plain load below
+    for before, after in zip(initial_vgg(), vgg_weights(model.model.model)):
+        np.testing.assert_array_equal(before, after)
+    dogs = sorted((photos / "test" / "dogs").iterdir())
+    predictions = predict.predict(second["model_dir"], [f"{root}/test/dogs"])
+    assert [p.path for p in predictions] == [f"{root}/test/dogs/{d.name}" for d in dogs]
+    local_copy = tmp_path / "model.keras"
+    local_copy.write_bytes(storage.resolve(second["model_dir"]).join("model.keras").read_bytes())
+    expected = keras_probabilities(str(local_copy), dogs).reshape(-1)
+    np.testing.assert_allclose([p.probabilities["dogs"] for p in predictions], expected, rtol=1e-5, atol=1e-6)
+    assert [p.label for p in predictions] == ["dogs" if q >= 0.5 else "cats" for q in expected]

@@ -18,6 +18,7 @@ Ray Train worker and drives `catdog.e2e.Trainer` epoch by epoch, checkpointing t
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
@@ -136,6 +137,7 @@ class Embedder:
                                     "loaded_at": time.time()})
 
     def __call__(self, row: ShardRow | DecodedRow) -> EmbeddedRow:
+        _return_free_heap()  # what the last shard left: its pixels, and its features once Ray had sent them
         if self.decode is not None:
             row = decode_stage(row, **self.decode)
         size = self.base.config.image_size
@@ -154,6 +156,18 @@ class Embedder:
         if time.monotonic() - self.sampled >= MEMORY_SAMPLE_S:
             self.memory, self.sampled = _private_memory(), time.monotonic()
         return self.memory
+
+
+def _return_free_heap() -> None:
+    """Give glibc's free heap pages back to the kernel between shards. Under Ray the actor's heap
+    kept ~13 MB more *free* memory per 150 px shard (in use flat at 0.16 GiB, free 0.21 -> 0.30 GiB
+    over 8 shards, USS with it), while the same decode and embed outside Ray stayed flat; glibc
+    returns free memory on its own only from the top of the main heap. A trim takes milliseconds."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only: not musl or macOS
 
 
 def _private_memory() -> dict[str, int]:

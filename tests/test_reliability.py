@@ -197,8 +197,9 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     root = tmp_path / "in"
     demo.make_demo_folder(str(root), per_class=30, size=40)
     out = tmp_path / "out"
+    # 150 px: 30 shards of two take seconds, so the interrupt lands mid-run (at 32 px the job could end first).
     job = subprocess.Popen([sys.executable, "-m", "catdog.cli", "extract", str(root), "--out", str(out), "--weights", "none",
-                            "--image-size", "32", "--shard-size", "2", "--no-progress"],
+                            "--image-size", "150", "--shard-size", "2", "--no-progress"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 180

@@ -24,7 +24,8 @@ def test_decode_then_write_stage_commit_one_shard(tmp_path):
     decoded = pipeline.decode_stage(row, root=root, config=config)
     assert decoded["paths"] == ["cats/a.jpg", "dogs/b.png"] and decoded["labels"] == [0, 1]
     assert decoded["error_paths"] == ["cats/broken.jpg"] and decoded["error_types"] == ["UnidentifiedImageError"]
-    pixels = np.frombuffer(decoded["pixels"], np.uint8).reshape(2, 32, 32, 3)
+    pixels = decoded["pixels"]
+    assert pixels.shape == (2, 32, 32, 3) and pixels.dtype == np.uint8
     np.testing.assert_array_equal(pixels[1], decode((tmp_path / "in" / "dogs" / "b.png").read_bytes(), config))
 
     out = storage.resolve(str(tmp_path / "out"))
@@ -32,7 +33,7 @@ def test_decode_then_write_stage_commit_one_shard(tmp_path):
     meta = features.feature_metadata(ExtractConfig(root="", out="", image_size=32), image_set, {"source": "none", "seed": 0})
     writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
     X = np.arange(2 * 512, dtype=np.float32).reshape(2, 512)
-    embedded = {**{k: v for k, v in decoded.items() if k != "pixels"}, "features": X.tobytes(),
+    embedded = {**{k: v for k, v in decoded.items() if k != "pixels"}, "features": X,
                 "embedder": "{}", "embedder_rss": 1, "embedder_uss": 2, "embedder_store": 1}
     written = pipeline.write_stage(embedded, writer=writer)
     assert (written["rows"], written["errors"], written["name"]) == (2, 1, shard.name)

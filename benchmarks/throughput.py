@@ -310,6 +310,7 @@ def main() -> None:
     parser.add_argument("args", nargs="*", help="the image folder (with --part: that part's arguments)")
     parser.add_argument("--json", default="benchmarks/results.json")
     parser.add_argument("--table", metavar="RESULTS_JSON", help="only print the table of a saved run")
+    parser.add_argument("--rounds", type=int, default=2, help="catdog runs per bracketed row, each followed by a reference run")
     parser.add_argument("--part", help=argparse.SUPPRESS)
     parser.add_argument("--only-draft", action="store_true", help="measure JPEG draft mode alone, into the --json results")
     args = parser.parse_args()
@@ -335,35 +336,44 @@ def main() -> None:
             json.dump(r, f, indent=2)
         print(table(r))
         return
-    r = measure(os.path.abspath(args.args[0]), tempfile.mkdtemp(prefix="catdog-bench-"))
+    r = measure(os.path.abspath(args.args[0]), tempfile.mkdtemp(prefix="catdog-bench-"), args.rounds)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(r, f, indent=2)
     print(table(r))
 
 
-def bracketed(reference: tuple, extract: tuple) -> tuple[dict, dict]:
-    """The reference measured just before and just after catdog, and their mean as its rate: this
-    machine's speed drifts by several % within minutes (the same model loop in one process ran
-    38-45 images/s from one window to the next), and the two runs around catdog cancel a drift."""
-    before = run_part(*reference)
-    measured = run_part(*extract)
-    after = run_part(*reference)
-    rates = [before["images_per_second"], after["images_per_second"]]
-    return {**before, "images_per_second": sum(rates) / 2, "samples": rates}, measured
+def bracketed(reference: tuple, extract: tuple, rounds: int) -> tuple[dict, dict]:
+    """The reference measured before catdog and after each of its `rounds` runs; each side's rate is
+    the mean of its runs. This machine's speed drifts by several % within minutes (the same model
+    loop in one process ran 38-45 images/s from one window to the next), and one catdog run on
+    2,000 photos moved by +-4 % from run to run (AMX Xeon, 2026-12-02): one sample of each is noise."""
+    refs = [run_part(*reference)]
+    runs = []
+    for _ in range(rounds):
+        runs.append(run_part(*extract))
+        refs.append(run_part(*reference))
+    return _mean_of(refs, ("images_per_second",)), _mean_of(runs, ("images_per_second", "with_startup", "process_seconds"))
 
 
-def measure(root: str, work: str) -> dict:
+def _mean_of(runs: list[dict], keys: tuple[str, ...]) -> dict:
+    """The first run's record (timeline, memory) with the mean of `keys` over all runs, and each run's
+    rate as `samples`."""
+    mean = {k: sum(r[k] for r in runs) / len(runs) for k in keys}
+    return {**runs[0], **mean, "samples": [r["images_per_second"] for r in runs]}
+
+
+def measure(root: str, work: str, rounds: int) -> dict:
     photos = subset(root, 1000, f"{work}/photos")  # the train split: 2,000 photos
     many = replicate(photos, 4, f"{work}/many")  # 8,000 (the 2,000 four times, by symlink)
     r = {"machine": machine()}
     r["a_reference_fp32"], r["b_extract_fp32"] = bracketed(("reference", photos, "512", "fp32", str(SIZE)),
-                                                           ("extract", photos, "fp32", f"{work}/fp32", str(SIZE)))
+                                                           ("extract", photos, "fp32", f"{work}/fp32", str(SIZE)), rounds)
     r["c_tutorial"] = run_part("tutorial", subset(root, 250, f"{work}/few"))
     r["a_reference_bf16"], r["d_extract_bf16"] = bracketed(("reference", photos, "512", "bf16", str(SIZE)),
-                                                           ("extract", photos, "bf16", f"{work}/bf16", str(SIZE)))
+                                                           ("extract", photos, "bf16", f"{work}/bf16", str(SIZE)), rounds)
     r["e_reference_64_bf16"], r["e_extract_64_bf16"] = bracketed(("reference", photos, "1024", "bf16", str(SMALL)),
-                                                                 ("extract", many, "bf16", f"{work}/small", str(SMALL)))
+                                                                 ("extract", many, "bf16", f"{work}/small", str(SMALL)), rounds)
     # 32,000 photos: with 8,000 the shards decoded while the actor starts were a large part of the second
     # half, and shards of 1024 read 1.5x the rate two decoding cores can give.
     ceiling = replicate(photos, 16, f"{work}/ceiling")
@@ -423,7 +433,7 @@ def table(r: dict) -> str:
         actor = f"{max(m['actor_peak_rss']) / gib:.2f} GiB" if "actor_peak_rss" in m else "-"
         whole = f"{m['process_seconds']:.0f}" if "actor_peak_rss" in m else "-"
         driver = f"{m['peak_rss'] / gib:.2f} GiB" if "peak_rss" in m else "-"
-        samples = f"  (before {m['samples'][0]:.1f}, after {m['samples'][1]:.1f})" if "samples" in m else ""
+        samples = f"  (runs: {', '.join(f'{x:.1f}' for x in m['samples'])})" if "samples" in m else ""
         lines.append(f"{name:<48}{m['images_per_second']:>10.1f}{whole:>9}{driver:>17}{actor:>16}{samples}")
     q = r["ratios"]
     lines += ["", f"steady vs reference: fp32 b/a = {q['b/a']:.2f}, bf16 d/a' = {q['d/a_bf16']:.2f}",

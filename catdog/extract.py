@@ -168,12 +168,13 @@ def _timed(marks: dict[str, float], name: str, fn, *args):
 
 
 def _since_process_start(marks: dict[str, float], embedders: tuple[dict, ...]) -> dict[str, float]:
-    """The run's marks (and the last actor's model loaded) in seconds from this process's start: what
-    the user waited for, Python's imports included."""
+    """The run's marks (and the first actor's model loaded: the first shard waits on it, not on the
+    others, which ActorPool starts on as they come up) in seconds from this process's start: what the
+    user waited for, Python's imports included."""
     import psutil
 
     loaded = [e["loaded_at"] for e in embedders if "loaded_at" in e]
-    marks = {**marks, **({"model_loaded": max(loaded)} if loaded else {})}
+    marks = {**marks, **({"model_loaded": min(loaded)} if loaded else {})}
     start = psutil.Process().create_time()
     return {k: round(marks[k] - start, 2) for k in TIMELINE if k in marks}
 

@@ -66,8 +66,9 @@ def test_cpu_actors_decode_their_own_shards_where_they_can_read_root(gpus, decod
 
 @pytest.mark.slow
 def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
-    """Closing the stream (an interrupt, an error downstream) kills the actors at once: the shards
-    queued on them are not written afterwards, and their CPUs are free for the next job in this Ray."""
+    """Closing the stream (an interrupt, an error downstream) kills the actors at once: of the shards
+    handed out, only those already on an actor may still land, each whole and once; none queued behind
+    them is started, and their CPUs are free for the next job in this Ray."""
     import time
 
     from catdog import convbase, demo, imagefolder
@@ -75,17 +76,20 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     demo.make_demo_folder(str(tmp_path / "in"), per_class=60, size=40, splits={"train": 1.0})
     root, out = storage.resolve(str(tmp_path / "in")), storage.resolve(str(tmp_path / "out"))
     image_set = imagefolder.scan(root)
-    shards = imagefolder.plan_shards(image_set, 40)  # 40 images at 64 px: about a second of VGG16 here
+    shards = imagefolder.plan_shards(image_set, 20)  # 6 shards at 64 px: all of them are seconds of VGG16 here
     config = ExtractConfig(root=str(tmp_path / "in"), out=str(tmp_path / "out"), weights="none", image_size=64,
-                           shard_size=40, batch_size=8)
+                           shard_size=20, batch_size=8)
     meta = features.feature_metadata(config, image_set, {"source": "none", "seed": 0})
     writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
     resources = Resources(1, 2.0, 0.0, decode_cpus=0.0, decode_workers=1)
     rows = pipeline.extract_shards(shards, root, config, convbase.resolve_weights("none", 0, 64), writer, resources,
                                    Placement(None, None, 1))
-    assert next(rows)["rows"] == 40
+    assert next(rows)["rows"] == 20
     rows.close()
+    time.sleep(5)  # the shards not yet handed out, had the actor kept going, would be written by now
     written = features.committed(out)
-    time.sleep(5)  # the other two shards, had they kept running, would be written by now
-    assert features.committed(out) == written and len(written) < len(shards) == 3
+    # The one returned, and at most the SHARDS_IN_FLIGHT on the actor when it came back (its slot refilled).
+    assert 1 <= len(written) <= 1 + pipeline.SHARDS_IN_FLIGHT < len(shards) == 6
+    paths = features.dataset(out).to_table(columns=["path"]).column("path").to_pylist()
+    assert len(paths) == len(set(paths)) == 20 * len(written)
     assert ray_local.available_resources().get("CPU") == 2.0

@@ -271,7 +271,10 @@ def _on_actors(shards: list[Shard], decode: dict, config: ExtractConfig, weights
                                               **_on_node(placement.decode_node)).remote(
                      shared, config.embed, config.dtype, resources.cpus_per_actor, decode)
                  for _ in range(resources.num_actors)]
-    writers = [ray.remote(Resident).options(num_cpus=0, **retried, **_on_node(placement.write_node)).remote(
+    # Out of order: the model takes its two shards in either order, and a writer keeping to the order
+    # of submission would hold the one embedded first until the other was done too.
+    writers = [ray.remote(Resident).options(num_cpus=0, allow_out_of_order_execution=True, **retried,
+                                            **_on_node(placement.write_node)).remote(
                    write_stage, {"writer": writer}) for _ in embedders]
     # Two shards in flight per actor, run side by side: one decodes while the other is embedded and written.
     pool = ActorPool([pair for pair in zip(embedders, writers) for _ in range(SHARDS_IN_FLIGHT)])

@@ -86,7 +86,7 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
                                    Placement(None, None, 1))
     assert next(rows)["rows"] == 20
     rows.close()
-    time.sleep(5)  # the shards not yet handed out, had the actor kept going, would be written by now
+    time.sleep(5)  # the shards on the actor, had they kept running, would be written by now
     written = features.committed(out)
     # When the first came back, the next two were on the actor (its slot refilled at once): left running
     # they both land (3 written, as without the kill); killed, at most one caught at its write does.

@@ -76,7 +76,7 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     demo.make_demo_folder(str(tmp_path / "in"), per_class=60, size=40, splits={"train": 1.0})
     root, out = storage.resolve(str(tmp_path / "in")), storage.resolve(str(tmp_path / "out"))
     image_set = imagefolder.scan(root)
-    shards = imagefolder.plan_shards(image_set, 20)  # 6 shards at 64 px: all of them are seconds of VGG16 here
+    shards = imagefolder.plan_shards(image_set, 20)  # 6 shards at 64 px, a fraction of a second of VGG16 each
     config = ExtractConfig(root=str(tmp_path / "in"), out=str(tmp_path / "out"), weights="none", image_size=64,
                            shard_size=20, batch_size=8)
     meta = features.feature_metadata(config, image_set, {"source": "none", "seed": 0})

@@ -91,6 +91,6 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     # When the first came back, the next two were on the actor (its slot refilled at once): left running
     # they both land (3 written, as without the kill); killed, at most one caught at its write does.
     assert 1 <= len(written) <= pipeline.SHARDS_IN_FLIGHT < len(shards) == 6
-    paths = features.dataset(out).to_table(columns=["path"]).column("path").to_pylist()
+    paths = list(features.read_paths(out, "train"))
     assert len(paths) == len(set(paths)) == 20 * len(written)
     assert ray_local.available_resources().get("CPU") == 2.0

@@ -28,7 +28,10 @@ POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"
 RANDOM_INIT = "glorot-uniform-numpy"  # how --weights none draws its numbers: recorded, so other draws are refused
 CPU_BATCH = 32  # past this a CPU gains nothing per image, and memory grows
 GPU_BATCH = 256  # at up to 224 px: a few GB of fp16 activations, well within a 16-24 GB GPU
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # CPUs where bf16 ran 1.8-3x fp32 (BENCHMARKS.md); without, it is slower
+# Where bf16 was measured faster than fp32 (BENCHMARKS.md): Intel with AMX (3-5.9x), AMD with
+# AVX512_BF16 (1.8x). An Intel Xeon with AVX512_BF16 but AMX hidden ran it at 0.63x, as does any CPU
+# that emulates it: the flag alone does not make bf16 the fast path.
+BF16_CPUS = (("GenuineIntel", "amx_bf16"), ("AuthenticAMD", "avx512_bf16"))
 
 
 @dataclass(frozen=True)
@@ -49,22 +52,27 @@ def default_batch_size(image_size: int, on_gpu: bool) -> int:
     return int(max(16, min(GPU_BATCH, GPU_BATCH * (224 / image_size) ** 2)))
 
 
-def auto_precision(on_gpu: bool, cpu_flags: set[str]) -> tuple[str, str]:
-    """--precision auto: the fast path of the devices the actors get, and why."""
+def auto_precision(on_gpu: bool, cpu: tuple[str, set[str]]) -> tuple[str, str]:
+    """--precision auto: the fast path of the devices the actors get, and why. `cpu` is the
+    (vendor, flags) of /proc/cpuinfo."""
     if on_gpu:
         return "fp16", "GPU actors"
-    found = [f for f in BF16_CPU_FLAGS if f in cpu_flags]
+    vendor, flags = cpu
+    found = next((flag for who, flag in BF16_CPUS if who == vendor and flag in flags), None)
     if found:
-        return "bf16", f"CPU with {found[0]}"
-    return "fp32", "CPU without bf16 instructions"
+        return "bf16", f"CPU with {found}"
+    return "fp32", "CPU with no fast bf16 path"
 
 
-def cpu_flags() -> set[str]:
+def cpu() -> tuple[str, set[str]]:
+    """This machine's CPU vendor and flags, from /proc/cpuinfo (empty off Linux: no bf16 claim)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
-    except OSError:  # not Linux: no bf16 claim
-        return set()
+            lines = [line.split(":", 1) for line in f if line.startswith(("vendor_id", "flags"))]
+    except OSError:
+        return "", set()
+    fields = {key.strip(): value.split() for key, value in lines[:2]}
+    return " ".join(fields.get("vendor_id", [])), set(fields.get("flags", []))
 
 
 def feature_shape(image_size: int) -> tuple[int, int, int]:

@@ -148,7 +148,7 @@ def _resolve_precision(config: ExtractConfig, resources: cluster.Resources) -> t
     re-run that would choose otherwise (other devices) is refused rather than mixing precisions."""
     if config.precision != "auto":
         return config, ""
-    chosen, why = convbase.auto_precision(resources.gpus_per_actor > 0, convbase.cpu_flags())
+    chosen, why = convbase.auto_precision(resources.gpus_per_actor > 0, convbase.cpu())
     return config.replace(precision=chosen), f"{chosen} (auto: {why})"
 
 

@@ -15,14 +15,14 @@ from catdog.errors import CatdogError
 
 MAX_CPUS_PER_ACTOR = 8  # past this a single VGG16 gains little from more threads; run another actor
 # GPU clusters decode in tasks, and the GPU waits on them. Each reserves half a CPU: two decode per
-# core, so one runs while Ray Data hands the other's shard on (~0.1 s a task, a quarter of a 256-image
-# shard at 64 px), and the core a GPU actor reserves but mostly waits on decodes too. Zero-cost model on
-# one fake GPU, 2 cores: 1.5x the images/s of a whole CPU per task, also with the actor busy 40 % (BENCHMARKS.md).
+# core, so one runs while Ray hands the other's shard on, and the core a GPU actor reserves but mostly
+# waits on decodes too. Zero-cost model on one fake GPU, 2 cores: 1.5x the images/s of a whole CPU
+# per task, also with the actor busy 40 % (BENCHMARKS.md).
 GPU_DECODE_TASK_CPUS = 0.5
+CPU_SHARDS_IN_FLIGHT = 2  # per CPU embedding actor: one decodes while the other is embedded
 # Images per shard when --shard-size is not given. A shard is one decode task and one call of an
 # actor: on a CPU one of 256 is tens of seconds of VGG16, a fine unit of resume and of the progress
-# bar; on a GPU it is a fraction of a second, and Ray Data's cost per task (~0.1 s) then sets the
-# rate. Zero-cost model, one fake GPU, 2 cores, 32,000 photos: 1,271 images/s with shards of 1024
+# bar; on a GPU it is a fraction of a second, and the cost per task then sets the rate. Zero-cost model, one fake GPU, 2 cores, 32,000 photos: 1,271 images/s with shards of 1024
 # against 958 with 256 (BENCHMARKS.md).
 CPU_SHARD_SIZE = 256
 GPU_SHARD_SIZE = 1024
@@ -33,14 +33,16 @@ class Resources:
     num_actors: int
     cpus_per_actor: float
     gpus_per_actor: float
-    decode_cpus: float  # per decode task
-    # Where decoding does not run inside the embedding actors (`catdog.pipeline`), it runs in this
-    # many long-lived actors that reserve no CPU, or (None) in tasks that each reserve decode_cpus.
-    # Ray kills idle workers beyond one per CPU after a second, so 0-CPU tasks would start a new
-    # Python process for nearly every shard, stealing the model's cores each time.
+    # Where decoding does not run inside the embedding actors (`catdog.pipeline`): in tasks that each
+    # reserve this many CPUs (GPU actors), or (0) in one long-lived actor per embedding actor that
+    # reserves none. Ray kills idle workers beyond one per CPU after a second, so 0-CPU tasks would
+    # start a new Python process for nearly every shard, stealing the model's cores each time.
     # Writing always runs in one such actor per embedding actor: as CPU-reserving tasks, writes would
     # wait behind every pending decode for a free CPU.
-    decode_workers: int | None
+    decode_cpus: float
+    # Shards on each embedding actor at once: one embedded while the others decode. CPU actors decode
+    # their own, one beside the model; beside a GPU actor, as many as the CPUs it leaves can decode.
+    shards_in_flight: int
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ def plan_resources(config: ExtractConfig, cluster: ClusterSize) -> Resources:
     if gpus_per_actor > 0:
         cpus_per_actor = config.cpus_per_actor if config.cpus_per_actor is not None else 1.0
         num_actors = config.num_actors or max(1, int(cluster.gpus // gpus_per_actor))
-        return Resources(num_actors, cpus_per_actor, gpus_per_actor, decode_cpus=GPU_DECODE_TASK_CPUS, decode_workers=None)
+        decoding = max(0.0, cluster.cpus - num_actors * cpus_per_actor) / GPU_DECODE_TASK_CPUS / num_actors
+        return Resources(num_actors, cpus_per_actor, gpus_per_actor, decode_cpus=GPU_DECODE_TASK_CPUS,
+                         shards_in_flight=1 + max(1, math.ceil(decoding)))
     if config.cpus_per_actor is not None:
         cpus_per_actor = config.cpus_per_actor
     elif config.num_actors:
@@ -93,7 +97,7 @@ def plan_resources(config: ExtractConfig, cluster: ClusterSize) -> Resources:
         cpus_per_actor = float(max(1, min(MAX_CPUS_PER_ACTOR, int(cluster.largest_node_cpus))))
     num_actors = config.num_actors or max(1, int(cluster.cpus // max(cpus_per_actor, 1e-9)))
     # CPU actors own every core; decoding (a few % of VGG16's cost) shares them unreserved.
-    return Resources(num_actors, cpus_per_actor, 0.0, decode_cpus=0.0, decode_workers=max(1, num_actors))
+    return Resources(num_actors, cpus_per_actor, 0.0, decode_cpus=0.0, shards_in_flight=CPU_SHARDS_IN_FLIGHT)
 
 
 def default_shard_size(resources: Resources) -> int:

@@ -3,15 +3,14 @@
 Extraction, top to bottom (the rows passed between the stages are defined below):
 
     shard rows ──decode_stage──▶ DecodedRow ──Embedder──▶ EmbeddedRow ──write_stage──▶ WrittenRow
-    (tasks of half a CPU on GPU        (Ray actors, one conv       (resident actors,
-     clusters; on CPU-only ones          base each)                  one per Embedder)
-     inside the Embedder)
+    (inside the Embedder on CPU-only     (Ray actors, one conv      (resident actors,
+     clusters; tasks of half a CPU         base each)                 one per Embedder)
+     beside GPU actors)
 
-On GPU clusters Ray Data runs the three stages as one streaming pipeline over shard rows, so
-decoding overlaps inference, back-pressure keeps memory bounded, failed tasks are retried and dead
-actors restarted. On CPU-only ones a shard is one call of an embedding actor, which decodes it, and
-one of its writer: Ray's ActorPool hands the shards out, two in flight per actor and run side by side
-(one decodes while the model embeds the other), and Ray restarts a dead actor and retries its calls.
+A shard is one call of an embedding actor and one of its writer; Ray's ActorPool hands the shards
+out, a few in flight per actor, so the next shards decode while the model embeds one (side by side
+in the actor on CPU-only clusters, in tasks on the CPUs GPU actors leave). Ray restarts a dead actor
+and retries its calls, and retries a decode task whose worker died.
 End-to-end training: `e2e_datasets` decodes the images for Ray Train; `train_worker` runs on each
 Ray Train worker and drives `catdog.e2e.Trainer` epoch by epoch, checkpointing through Ray Train.
 """
@@ -25,7 +24,6 @@ import resource
 import tempfile
 import threading
 import time
-from contextlib import closing
 from typing import Iterator, TypedDict
 
 import numpy as np
@@ -43,7 +41,6 @@ from catdog.storage import Location
 ACTOR_START_TIMEOUT_S = 1800
 E2E_DECODE_BATCH = 64
 NODE_ID_LABEL = "ray.io/node-id"
-SHARDS_IN_FLIGHT = 2  # per embedding actor on CPU-only clusters: one decodes while the other is embedded
 MEMORY_SAMPLE_S = 5.0  # reading /proc/self/smaps costs milliseconds: a GPU embeds a shard in a tenth of a second
 
 
@@ -124,15 +121,14 @@ class Embedder:
         import ray
 
         # decode_stage's arguments when this actor decodes its own shards. It runs its shards in flight
-        # side by side (max_concurrency in `_on_actors`), so one decodes while the model embeds the
+        # side by side (max_concurrency in `extract_shards`), so one decodes while the model embeds the
         # other: on half the cores it holds, since the model keeps them all busy. 64 px, bf16, 2-core
         # AMX Xeon: +6.5 % images/s against decoding on all of them while the model waited (#12).
         self.decode = None if decode is None else {**decode, "threads": max(1, int(cpus) // 2)}
         self.model_lock = threading.Lock()  # one shard at a time on the model: two would split its threads
 
         devices = convbase.configure_devices(cpus)
-        # Ray Data hands constructor arguments over as they are; a Ray actor gets a ref resolved.
-        self.base = convbase.ConvBase(ray.get(weights) if isinstance(weights, ray.ObjectRef) else weights, config)
+        self.base = convbase.ConvBase(weights, config)
         self.dtype = dtype
         # Travels with each shard to the driver, which reports which actors and devices did the work.
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
@@ -212,27 +208,12 @@ class Resident:
         return self.stage(row, **self.kwargs)
 
 
-def _resident(stage, kwargs: dict, workers: int, node: str | None) -> dict:
-    """Ray Data `map` arguments that run a stage in `workers` long-lived actors reserving no CPU."""
-    import ray.data
-
-    return {"fn": Resident, "fn_constructor_kwargs": {"stage": stage, "kwargs": kwargs}, "num_cpus": 0,
-            "compute": ray.data.ActorPoolStrategy(size=workers), **_on_node(node)}
-
-
 def _decodes_in_embedder(resources: Resources, placement: Placement) -> bool:
     """CPU-only clusters: each embedding actor decodes its own shards. Decoding costs a few % of
     VGG16's time on a CPU; in a process of its own it would take the same cores, wake there while the
     model runs and send every shard's pixels through the object store. Not when ROOT is one node's
     disk on a cluster of several: every actor would have to run on that node."""
     return resources.gpus_per_actor == 0 and (placement.decode_node is None or placement.nodes == 1)
-
-
-def _decode(kwargs: dict, resources: Resources, node: str | None) -> dict:
-    """Decoding in resident actors (CPU-only clusters), or in tasks that each reserve CPUs (GPU ones)."""
-    if resources.decode_workers is None:
-        return {"fn": decode_stage, "fn_kwargs": kwargs, "num_cpus": resources.decode_cpus, **_on_node(node)}
-    return _resident(decode_stage, kwargs, resources.decode_workers, node)
 
 
 def _node_id() -> str:
@@ -248,70 +229,52 @@ def _on_node(node: str | None) -> dict:
 
 def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
                    resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
-    """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed."""
-    decode = {"root": root, "config": config.decode}
-    if _decodes_in_embedder(resources, placement):
-        yield from _on_actors(shards, decode, config, weights, writer, resources, placement)
-    else:
-        yield from _on_ray_data(shards, decode, config, weights, writer, resources, placement)
+    """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed.
 
-
-def _on_actors(shards: list[Shard], decode: dict, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
-               resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
-    """CPU-only clusters: each shard is one call of an embedding actor (which decodes it) and one of
-    its writer, handed out by Ray's ActorPool. Nothing streams between stages but whole shards: under
-    Ray Data its driver loop and helper actors took the CPU the model lacked (2 cores, 64 px: the
+    Each shard is one call of an embedding actor and one of its writer, handed out by Ray's ActorPool,
+    `resources.shards_in_flight` at a time per actor; its decoding runs in the embedding actor (CPU-only
+    clusters), in a resident decoder on the node holding ROOT, or in a task of `resources.decode_cpus`
+    (GPU actors: decoding takes the CPUs they leave). Nothing streams between stages but whole shards:
+    under Ray Data its driver loop and helper actors took the CPU the model lacked (2 cores, 64 px: the
     model's actor 72 of 80 CPU-s there, 76 here, BENCHMARKS.md)."""
     import ray
     from ray.util.actor_pool import ActorPool
 
+    decode = {"root": root, "config": config.decode}
+    inside = _decodes_in_embedder(resources, placement)
     retried = {"max_restarts": -1, "max_task_retries": -1}  # a dead actor restarts and takes its shards up again
     shared = ray.put(weights)  # held until the end: a restarting actor reads it again
-    embedders = [ray.remote(Embedder).options(num_cpus=resources.cpus_per_actor, max_concurrency=SHARDS_IN_FLIGHT, **retried,
-                                              **_on_node(placement.decode_node)).remote(
-                     shared, config.embed, config.dtype, resources.cpus_per_actor, decode)
+    embedders = [ray.remote(Embedder).options(num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor,
+                                              max_concurrency=resources.shards_in_flight, **retried,
+                                              **_on_node(placement.decode_node if inside else None)).remote(
+                     shared, config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None)
                  for _ in range(resources.num_actors)]
-    # Out of order: the model takes its two shards in either order, and a writer keeping to the order
-    # of submission would hold the one embedded first until the other was done too.
-    writers = [ray.remote(Resident).options(num_cpus=0, allow_out_of_order_execution=True, **retried,
-                                            **_on_node(placement.write_node)).remote(
-                   write_stage, {"writer": writer}) for _ in embedders]
-    # Two shards in flight per actor, run side by side: one decodes while the other is embedded and written.
-    pool = ActorPool([pair for pair in zip(embedders, writers) for _ in range(SHARDS_IN_FLIGHT)])
+    # Out of order: the model takes its shards in the order their pixels arrive, and a writer keeping to
+    # the order of submission would hold the one embedded first until the others were done too.
+    writers = [_resident_actor(write_stage, {"writer": writer}, placement.write_node, retried) for _ in embedders]
+    if inside:
+        decoders = [lambda row: row for _ in embedders]
+    elif resources.decode_cpus > 0:
+        task = ray.remote(decode_stage).options(num_cpus=resources.decode_cpus, **_on_node(placement.decode_node))
+        decoders = [lambda row: task.remote(row, **decode) for _ in embedders]
+    else:
+        decoders = [_resident_actor(decode_stage, decode, placement.decode_node, retried).__call__.remote for _ in embedders]
+    lanes = [lane for lane in zip(decoders, embedders, writers) for _ in range(resources.shards_in_flight)]
+    pool = ActorPool(lanes)
     try:
         yield from pool.map_unordered(
-            lambda pair, shard: pair[1].__call__.remote(pair[0].__call__.remote(shard_row(shard))), shards)
+            lambda lane, shard: lane[2].__call__.remote(lane[1].__call__.remote(lane[0](shard_row(shard)))), shards)
     finally:
         for actor in embedders + writers:  # an interrupted job leaves no queued shards running
             ray.kill(actor, no_restart=True)
 
 
-def _on_ray_data(shards: list[Shard], decode: dict, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
-                 resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
-    """GPU clusters, or ROOT on one node of several: decoding streams in tasks beside the actors."""
+def _resident_actor(stage, kwargs: dict, node: str | None, retried: dict):
+    """A long-lived process running a stage, reserving no CPU (see `catdog.cluster.Resources`)."""
     import ray
-    import ray.data
 
-    quiet.quiet_ray_data()
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # the job draws one images-level bar instead of one per operator
-    context.execution_options.preserve_order = False
-    context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S if resources.num_actors > 1 else 0
-    pipeline = ray.data.from_items([shard_row(s) for s in shards], override_num_blocks=len(shards))
-    pipeline = pipeline.map(**_decode(decode, resources, placement.decode_node)).map(
-        Embedder,
-        fn_constructor_kwargs={"weights": ray.put(weights), "config": config.embed, "dtype": config.dtype,
-                               "cpus": resources.cpus_per_actor},
-        compute=ray.data.ActorPoolStrategy(size=resources.num_actors),
-        num_cpus=resources.cpus_per_actor,
-        num_gpus=resources.gpus_per_actor,
-    ).map(**_resident(write_stage, {"writer": writer}, resources.num_actors, placement.write_node))
-    # Each shard as soon as it is written: iter_rows would prefetch, holding every shard until the next is out.
-    # Closed on any exit, an interrupt included: Ray Data then stops its executor at once, not when the
-    # iterator is collected after ray.shutdown() (its thread touching Ray then made Ray exit the process).
-    with closing(iter(pipeline.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))) as batches:
-        for batch in batches:
-            yield from batch.to_pylist()
+    return ray.remote(Resident).options(num_cpus=0, allow_out_of_order_execution=True, **retried,
+                                        **_on_node(node)).remote(stage, kwargs)
 
 
 # ---- end-to-end training on Ray Train ----

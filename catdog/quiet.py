@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 VERBOSE_ENV = "CATDOG_VERBOSE"
-# Library messages that say nothing to a catdog user: catdog turns these features off on purpose.
-_DROPPED = ("Progress bars disabled", "Progress bars for operators disabled")
 # Lines that reach the driver's file descriptor 2 from native code (all are also in the Ray session's
 # logs): Ray's C++ core worker prints the first for every pool of restartable actors whose code or
 # arguments travel through the object store (ray-project/ray#53727); abseil's mutex tracing (the second) is
@@ -150,13 +148,3 @@ def _forward(read_end: int, out: int) -> None:
 def ray_log_level() -> int:
     return logging.INFO if verbose() else logging.ERROR
 
-
-def quiet_ray_data() -> None:
-    """Ray Data's console handler: warnings and errors only, without the ones catdog caused on purpose.
-    Its full log stays in the Ray session's logs folder."""
-    if verbose():
-        return
-    for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler):  # the console; the session file handler keeps all
-            handler.setLevel(logging.WARNING)
-            handler.addFilter(lambda record: not str(record.msg).startswith(_DROPPED))

@@ -14,7 +14,11 @@ def plan(cpus, gpus, largest, **flags):
 
 def test_one_actor_per_gpu_with_decode_in_tasks_of_half_a_cpu():
     r = plan(32, 4, 8)
-    assert (r.num_actors, r.gpus_per_actor, r.cpus_per_actor, r.decode_cpus, r.decode_workers) == (4, 1.0, 1.0, 0.5, None)
+    assert (r.num_actors, r.gpus_per_actor, r.cpus_per_actor, r.decode_cpus) == (4, 1.0, 1.0, 0.5)
+    # 28 CPUs left by the actors: 56 decode tasks, 14 per actor, and the shard being embedded
+    assert r.shards_in_flight == 15
+    assert plan(2, 1, 2).shards_in_flight == 3  # one CPU left: two decode tasks
+    assert plan(1, 1, 1).shards_in_flight == 2  # none left: still one decoding ahead
 
 
 def test_fractional_gpus_double_the_actors():
@@ -24,11 +28,11 @@ def test_fractional_gpus_double_the_actors():
 
 def test_cpu_only_actors_fill_the_cluster_up_to_the_thread_cap():
     r = plan(2, 0, 2)
-    assert (r.num_actors, r.cpus_per_actor, r.gpus_per_actor, r.decode_cpus, r.decode_workers) == (1, 2.0, 0.0, 0.0, 1)
+    assert (r.num_actors, r.cpus_per_actor, r.gpus_per_actor, r.decode_cpus, r.shards_in_flight) == (1, 2.0, 0.0, 0.0, 2)
     r = plan(64, 0, 32)  # 8 threads at most per actor: 8 actors over 64 cores
     assert (r.num_actors, r.cpus_per_actor) == (8, 8.0)
     r = plan(8, 0, 8, num_actors=3)
-    assert (r.num_actors, r.cpus_per_actor, r.decode_workers) == (3, 2.0, 3)
+    assert (r.num_actors, r.cpus_per_actor, r.shards_in_flight) == (3, 2.0, 2)
     assert plan(8, 0, 8, cpus_per_actor=4).num_actors == 2
 
 

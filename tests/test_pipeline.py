@@ -60,7 +60,7 @@ def test_e2e_decode_stage_marks_unreadable_rows(tmp_path):
     (1.0, None, 1, False),  # GPU actors: decoding needs the CPUs they leave
 ])
 def test_cpu_actors_decode_their_own_shards_where_they_can_read_root(gpus, decode_node, nodes, inside):
-    resources = Resources(1, 2.0, gpus, decode_cpus=1.0 if gpus else 0.0, decode_workers=None if gpus else 1)
+    resources = Resources(1, 2.0, gpus, decode_cpus=1.0 if gpus else 0.0, shards_in_flight=2)
     assert pipeline._decodes_in_embedder(resources, Placement(decode_node, None, nodes)) is inside
 
 
@@ -81,7 +81,7 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
                            shard_size=20, batch_size=8)
     meta = features.feature_metadata(config, image_set, {"source": "none", "seed": 0})
     writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
-    resources = Resources(1, 2.0, 0.0, decode_cpus=0.0, decode_workers=1)
+    resources = Resources(1, 2.0, 0.0, decode_cpus=0.0, shards_in_flight=2)
     rows = pipeline.extract_shards(shards, root, config, convbase.resolve_weights("none", 0, 64), writer, resources,
                                    Placement(None, None, 1))
     assert next(rows)["rows"] == 20
@@ -90,7 +90,7 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     written = features.committed(out)
     # When the first came back, the next two were on the actor (its slot refilled at once): left running
     # they both land (3 written, as without the kill); killed, at most one caught at its write does.
-    assert 1 <= len(written) <= pipeline.SHARDS_IN_FLIGHT < len(shards) == 6
+    assert 1 <= len(written) <= resources.shards_in_flight < len(shards) == 6
     paths = list(features.read_paths(out, "train"))
     assert len(paths) == len(set(paths)) == 20 * len(written)
     assert ray_local.available_resources().get("CPU") == 2.0

@@ -252,21 +252,29 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     # Out of order: the model takes its shards in the order their pixels arrive, and a writer keeping to
     # the order of submission would hold the one embedded first until the others were done too.
     writers = [_resident_actor(write_stage, {"writer": writer}, placement.write_node, retried) for _ in embedders]
-    if inside:
-        decoders = [lambda row: row for _ in embedders]
-    elif resources.decode_cpus > 0:
-        task = ray.remote(decode_stage).options(num_cpus=resources.decode_cpus, **_on_node(placement.decode_node))
-        decoders = [lambda row: task.remote(row, **decode) for _ in embedders]
-    else:
-        decoders = [_resident_actor(decode_stage, decode, placement.decode_node, retried).__call__.remote for _ in embedders]
+    decoders, residents = _decoders(inside, decode, resources, placement, retried)
     lanes = [lane for lane in zip(decoders, embedders, writers) for _ in range(resources.shards_in_flight)]
     pool = ActorPool(lanes)
     try:
         yield from pool.map_unordered(
             lambda lane, shard: lane[2].__call__.remote(lane[1].__call__.remote(lane[0](shard_row(shard)))), shards)
     finally:
-        for actor in embedders + writers:  # an interrupted job leaves no queued shards running
+        for actor in residents + embedders + writers:  # an interrupted job leaves no queued shards running
             ray.kill(actor, no_restart=True)
+
+
+def _decoders(inside: bool, decode: dict, resources: Resources, placement: Placement, retried: dict) -> tuple[list, list]:
+    """Per embedding actor, what turns a shard row into the row its actor takes (the row itself where
+    the actor decodes, else a decode task's or a resident decoder's result); and the resident decoders."""
+    import ray
+
+    if inside:
+        return [lambda row: row] * resources.num_actors, []
+    if resources.decode_cpus > 0:
+        task = ray.remote(decode_stage).options(num_cpus=resources.decode_cpus, **_on_node(placement.decode_node))
+        return [lambda row: task.remote(row, **decode)] * resources.num_actors, []
+    residents = [_resident_actor(decode_stage, decode, placement.decode_node, retried) for _ in range(resources.num_actors)]
+    return [actor.__call__.remote for actor in residents], residents
 
 
 def _resident_actor(stage, kwargs: dict, node: str | None, retried: dict):

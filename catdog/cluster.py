@@ -22,8 +22,9 @@ GPU_DECODE_TASK_CPUS = 0.5
 CPU_SHARDS_IN_FLIGHT = 2  # per CPU embedding actor: one decodes while the other is embedded
 # Images per shard when --shard-size is not given. A shard is one decode task and one call of an
 # actor: on a CPU one of 256 is tens of seconds of VGG16, a fine unit of resume and of the progress
-# bar; on a GPU it is a fraction of a second, and the cost per task then sets the rate. Zero-cost model, one fake GPU, 2 cores, 32,000 photos: 1,271 images/s with shards of 1024
-# against 958 with 256 (BENCHMARKS.md).
+# bar; on a GPU it is a fraction of a second, and the cost per task then sets the rate. Zero-cost
+# model, one fake GPU, 2 cores, 32,000 photos: 1,897 images/s with shards of 1024 against 1,547
+# with 256 (BENCHMARKS.md, fifteenth session).
 CPU_SHARD_SIZE = 256
 GPU_SHARD_SIZE = 1024
 

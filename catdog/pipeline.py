@@ -35,10 +35,6 @@ from catdog.features import ShardWriter
 from catdog.imagefolder import Shard
 from catdog.storage import Location
 
-# Several actors all load their model before the first shard is dispatched (else the first one up
-# takes everything small); generous, since an autoscaler may first have to start GPU nodes. A lone
-# actor is not waited for: the first shards decode while it loads.
-ACTOR_START_TIMEOUT_S = 1800
 E2E_DECODE_BATCH = 64
 NODE_ID_LABEL = "ray.io/node-id"
 MEMORY_SAMPLE_S = 5.0  # reading /proc/self/smaps costs milliseconds: a GPU embeds a shard in a tenth of a second

@@ -147,4 +147,3 @@ def _forward(read_end: int, out: int) -> None:
 
 def ray_log_level() -> int:
     return logging.INFO if verbose() else logging.ERROR
-

@@ -510,8 +510,10 @@ def machine() -> dict:
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("tensorflow", "keras", "ray", "pyarrow", "pillow"))
-    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
-    extras = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f" {f}" in flags]
+    from catdog.convbase import cpu
+
+    _, flags = cpu()  # the flags --precision auto reads
+    extras = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f in flags]
     return {"cpus": os.cpu_count(), "cpu": f"{_cpu_name()} ({', '.join(extras) or 'no AVX-512'})",
             "memory_gib": round(memory, 1), "python": sys.version.split()[0], "versions": versions}
 

@@ -8,6 +8,9 @@ from catdog import demo
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+# Ray Train's controller polls its workers every 2 s by default: each run in the tests would wait for
+# it to see a finished epoch. Propagated by Ray to the controller; it changes no result.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 
 
 def pytest_collection_modifyitems(items):

@@ -10,6 +10,7 @@ Classes are the sorted class folder names, numbered from 0 as Keras numbers them
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import stat
@@ -41,6 +42,12 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @functools.cached_property
+    def stamp_of(self) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns), built once: the driver looks up every written shard's paths in it,
+        and building it per shard made a job's bookkeeping grow with shards x images."""
+        return dict(zip(self.paths, self.stamps))
 
 
 @dataclass(frozen=True)

@@ -77,14 +77,14 @@ def write(out: Location, index: Index) -> None:
 
 def entries(image_set: ImageSet, file: str, paths: Iterable[str], digests: Iterable[str]) -> Index:
     """Index entries for images just written to `file`, stamped with the listing they came from."""
-    stamps = dict(zip(image_set.paths, image_set.stamps))
+    stamps = image_set.stamp_of
     return {p: Entry(*stamps[p], d, file) for p, d in zip(paths, digests)}
 
 
 def compare(index: Index, image_set: ImageSet, content: Callable[[list[str]], dict[str, str]] | None = None) -> Changes:
     """ROOT's listing against the index: an image changed when its size or modification time did,
     or, given `content` (paths -> SHA-1 of their bytes now), when its bytes did."""
-    stamps = dict(zip(image_set.paths, image_set.stamps))
+    stamps = image_set.stamp_of
     known = [p for p in image_set.paths if p in index]
     changed = {p for p in known if (index[p].size, index[p].mtime_ns) != tuple(stamps[p])}
     if content is not None:

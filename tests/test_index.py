@@ -48,3 +48,16 @@ def test_compare_at_100k_paths():
     previous = {p: Entry(i, i, "", "f") for i, p in enumerate(paths[1000:], 1000)}
     changes = index.compare(previous, image_set)
     assert changes.added == paths[:1000] and len(changes.unchanged) == n - 1000 and not changes.removed
+
+
+def test_entries_for_every_shard_of_100k_paths():
+    """The driver stamps each written shard's paths as it arrives: one lookup per path, not a map of the
+    whole listing per shard (that took 8.5 s at 100k paths in 256-path shards, 46 s at 200k)."""
+    n = 100_000
+    paths = tuple(f"train/cats/{i:06d}.jpg" for i in range(n))
+    image_set = imagefolder.ImageSet(storage.resolve("/tmp"), "split", ("cats",), paths, ("train",) * n, (0,) * n,
+                                     tuple((1000 + i, 7 * i) for i in range(n)))
+    found: index.Index = {}
+    for start in range(0, n, 256):
+        found.update(index.entries(image_set, f"f{start}", paths[start:start + 256], ["d"] * len(paths[start:start + 256])))
+    assert len(found) == n and found[paths[4321]] == Entry(5321, 7 * 4321, "d", "f4096")

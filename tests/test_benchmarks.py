@@ -24,6 +24,20 @@ def test_table_from_committed_results_has_every_figure():
     assert f"{r['decode']['shard_ms_threads']:.0f} ms on {r['decode']['threads']}" in out
 
 
+def test_table_of_a_run_of_some_groups_prints_only_their_rows(tmp_path):
+    """`--only fast,ceiling` saves those rows and their ratios alone; the table prints what is there."""
+    r = json.load(open(RESULTS))
+    rows = ("machine", "e_reference_64_bf16", "e_extract_64_bf16", "f_zero_cost_64", "f_zero_cost_64_256", "f_pillow_64",
+            "f_pillow_64_256")
+    partial = {k: r[k] for k in rows} | {"only": ["fast", "ceiling"]}
+    partial["ratios"] = {k: r["ratios"][k] for k in ("e/a_64_bf16", "f_per_core/pillow", "f256_per_core/pillow")}
+    json.dump(partial, open(tmp_path / "partial.json", "w"))
+    out, _ = printed("throughput.py", str(tmp_path / "partial.json"))
+    assert f"e/e' = {r['ratios']['e/a_64_bf16']:.2f}" in out and f"per core {r['ratios']['f_per_core/pillow']:.2f} x" in out
+    assert f"{r['f_pillow_64_256']['images_per_second']:.1f}" in out
+    assert "steady vs reference" not in out and "codec" not in out and "(b) catdog extract" not in out
+
+
 def test_object_store_table_from_committed_results():
     out, r = printed("object_store.py", os.path.join(PROJECT, "benchmarks", "object_store.json"))
     assert f"{r['decode_s3_delay']:.1f}" in out and f"{r['gets_per_image']:.2f}" in out

@@ -119,6 +119,8 @@ def test_two_actors_and_float16_at_150(ray_local, tmp_path):
     )
     summary = extract.run(config)
     assert len({e["pid"] for e in summary.embedders}) == 2
+    # The model's actors at this process's priority, not at the 15 Ray adds to its workers.
+    assert [e["niceness"] for e in summary.embedders] == [os.getpriority(os.PRIO_PROCESS, 0)] * 2
     cpuinfo = open("/proc/cpuinfo").read()
     fast_bf16 = ("GenuineIntel" in cpuinfo and " amx_bf16" in cpuinfo) or ("AuthenticAMD" in cpuinfo and " avx512_bf16" in cpuinfo)
     expected = "bf16" if fast_bf16 else "fp32"

@@ -247,8 +247,8 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     retried = {"max_restarts": -1, "max_task_retries": -1}  # a dead actor restarts and takes its shards up again
     shared = ray.put(weights)  # held until the end: a restarting actor reads it again
     embedders = [ray.remote(Embedder).options(num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor,
-                                              max_concurrency=resources.shards_in_flight, runtime_env={"env_vars": EMBEDDER_ENV},
-                                              **retried,
+                                              max_concurrency=resources.shards_in_flight, **retried,
+                                              runtime_env={"env_vars": EMBEDDER_ENV},
                                               **_on_node(placement.decode_node if inside else None)).remote(
                      shared, config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None)
                  for _ in range(resources.num_actors)]

@@ -128,16 +128,11 @@ def _zero_cost_model() -> None:
     convbase.configure_devices = lambda cpus, inter_op_threads=1: {"intra_op_threads": 0}
 
 
-def zero_cost(root: str, size: int, out: str, shard_size: int | None) -> dict:
-    """(f) The pipeline's ceiling: `catdog extract` with the embed step replaced inside this benchmark
-    (never a user-facing option), on one fake GPU as a GPU node runs it: the actor reserves one core,
-    decode tasks share every core (half a CPU each), the actor's included. The rate is over the
-    second half of the shards: decoding starts while the actor starts, and the backlog it builds
-    meanwhile would inflate the first half. `shard_size` None: catdog's default for a GPU actor."""
-    import ray
-
-    from catdog import extract, pipeline
-    from catdog.config import ExtractConfig
+def shard_arrivals() -> list[tuple[float, int]]:
+    """From now on in this process, every shard the pipeline hands back to `catdog extract` is
+    recorded as (perf_counter at its arrival, images in it): a slow run then shows whether it
+    was slow throughout or stalled on a few shards."""
+    from catdog import pipeline
 
     arrivals = []
     shards = pipeline.extract_shards
@@ -148,6 +143,21 @@ def zero_cost(root: str, size: int, out: str, shard_size: int | None) -> dict:
             yield row
 
     pipeline.extract_shards = timed
+    return arrivals
+
+
+def zero_cost(root: str, size: int, out: str, shard_size: int | None) -> dict:
+    """(f) The pipeline's ceiling: `catdog extract` with the embed step replaced inside this benchmark
+    (never a user-facing option), on one fake GPU as a GPU node runs it: the actor reserves one core,
+    decode tasks share every core (half a CPU each), the actor's included. The rate is over the
+    second half of the shards: decoding starts while the actor starts, and the backlog it builds
+    meanwhile would inflate the first half. `shard_size` None: catdog's default for a GPU actor."""
+    import ray
+
+    from catdog import extract
+    from catdog.config import ExtractConfig
+
+    arrivals = shard_arrivals()
     ray.init(num_gpus=1, include_dashboard=False, logging_level="ERROR",
              runtime_env={"worker_process_setup_hook": _zero_cost_model})
     summary = extract.run(ExtractConfig(root=root, out=out, weights="none", image_size=size, overwrite=True, progress=False,
@@ -194,10 +204,11 @@ def catdog_extract(root: str, precision: str, out: str, size: int = SIZE) -> dic
 
     config = ExtractConfig(root=root, out=out, weights="none", image_size=size, batch_size=BATCH, precision=precision,
                            overwrite=True, progress=False)
+    arrivals = shard_arrivals()
     summary = extract.run(config)
     return {"images_per_second": summary.steady_images_per_second, "with_startup": summary.images_per_second,
             "startup_seconds": summary.startup_seconds, "images": summary.images, "peak_rss": peak_rss(),
-            "timeline": summary.timeline,
+            "timeline": summary.timeline, "arrivals": [[round(t - arrivals[0][0], 3), n] for t, n in arrivals],
             "actor_peak_rss": [e["max_rss"] for e in summary.embedders], "actor_peak_uss": [e["max_uss"] for e in summary.embedders],
             "actor_peak_own": [e["max_own"] for e in summary.embedders]}
 
@@ -306,11 +317,24 @@ def cosine(out_a: str, out_b: str) -> dict:
 def run_part(part: str, *args: str) -> dict:
     """One measurement in its own process, so its peak RSS and thread pools are its own; its wall
     time from process start to exit is what a user of the whole command waits for."""
-    start = time.perf_counter()
+    start, before = time.perf_counter(), _cpu_jiffies()
     done = subprocess.run([sys.executable, __file__, "--part", part, *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{part} failed:\n{done.stderr[-3000:]}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_seconds": time.perf_counter() - start}
+    after = _cpu_jiffies()
+    total = after["total"] - before["total"]
+    machine_cpu = {k: round((after[k] - before[k]) / total, 4) for k in ("busy", "steal")}
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_seconds": time.perf_counter() - start,
+            "machine_cpu": machine_cpu}
+
+
+def _cpu_jiffies() -> dict[str, int]:
+    """The machine's CPU time so far (/proc/stat): busy, stolen by the hypervisor, total. A part's
+    share of steal says whether a slow run had less machine, not slower code."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return {"busy": user + nice + system + irq + softirq, "steal": steal,
+            "total": user + nice + system + idle + iowait + irq + softirq + steal}
 
 
 def main() -> None:
@@ -370,11 +394,14 @@ def bracketed(reference: tuple, extract: tuple, rounds: int) -> tuple[dict, dict
 
 
 def _mean_of(runs: list[dict], keys: tuple[str, ...]) -> dict:
-    """The first run's record (timeline, memory) with the mean of `keys` over all runs, and each run's
-    rate as `samples`."""
+    """The first run's record (timeline, memory) with the mean of `keys` over all runs, each run's
+    rate as `samples`, and each run's own timeline, shard arrivals and machine CPU as `runs`."""
     mean = {k: sum(r[k] for r in runs) / len(runs) for k in keys}
+    each = [{k: r[k] for k in ("images_per_second", "process_seconds", "timeline", "arrivals", "machine_cpu") if k in r}
+            for r in runs]
     # The timeline is the first run's, so its exit must be too, not the mean.
-    return {**runs[0], **mean, "samples": [r["images_per_second"] for r in runs], "first_process_seconds": runs[0]["process_seconds"]}
+    return {**runs[0], **mean, "samples": [r["images_per_second"] for r in runs], "runs": each,
+            "first_process_seconds": runs[0]["process_seconds"]}
 
 
 def measure(root: str, work: str, rounds: int, only: tuple[str, ...] = ()) -> dict:
@@ -490,6 +517,9 @@ def table(r: dict) -> str:
                   f"fp32 {q['b_whole/a']:.2f}, bf16 {q['d_whole/a_bf16']:.2f}"]
     if "e/a_64_bf16" in q:
         lines.append(f"fast model ({SMALL} px, bf16, {r['e_extract_64_bf16']['images']:,} photos): steady e/e' = {q['e/a_64_bf16']:.2f}")
+    for label, extract, reference in (("b", "b_extract_fp32", "a_reference_fp32"), ("d", "d_extract_bf16", "a_reference_bf16"),
+                                      ("e", "e_extract_64_bf16", "e_reference_64_bf16")):
+        lines += _run_lines(label, r.get(extract), r.get(reference))
     if "f_per_core/pillow" in q:
         lines += _ceiling_lines(r)
     if "b/a" in q:
@@ -522,6 +552,22 @@ def _other_lines(r: dict, q: dict) -> list[str]:
                     f"catdog.features.load: {r['parquet']['load_mb_s']:.0f} MB/s",
                     *_draft_lines(r.get("jpeg_draft")),
                     f"VGG16 conv base at 150x150: {r['flops_per_image'] / 1e9:.2f} GFLOP per image"]
+
+
+def _run_lines(label: str, extract: dict | None, reference: dict | None) -> list[str]:
+    """Run by run, for runs saved with their shards: each catdog run's rate, the CPU the hypervisor
+    stole from the machine meanwhile, and its widest gap between two shards against the median gap."""
+    runs = (extract or {}).get("runs", [])
+    if not runs or "arrivals" not in runs[0]:
+        return []
+
+    def described(run: dict) -> str:
+        gaps = np.diff([t for t, _ in run["arrivals"]])
+        widest = f", widest shard gap {gaps.max() / np.median(gaps):.2f} x the median" if len(gaps) else ""
+        return f"{run['images_per_second']:.1f} (steal {run['machine_cpu']['steal']:.1%}{widest})"
+
+    steal = ", ".join(f"{x['machine_cpu']['steal']:.1%}" for x in reference.get("runs", []) if "machine_cpu" in x)
+    return [f"({label}) run by run: " + "; ".join(described(run) for run in runs) + f"; steal during its references: {steal}"]
 
 
 def _ceiling_lines(r: dict) -> list[str]:

@@ -54,3 +54,19 @@ def test_similar_table_from_committed_results():
     out, r = printed("similar.py", os.path.join(PROJECT, "benchmarks", "similar.json"))
     assert f"{r['neighbours'][-1]['seconds']:.1f}" in out and f"{r['map']['seconds']:.1f} s" in out
     assert all(line in out for line in r["real"]["lines"])
+
+
+def test_table_prints_every_run_of_a_run_saved_with_its_shards():
+    """Each catdog run's rate, steal and widest shard gap, computed here again from its records."""
+    import numpy as np
+
+    out, r = printed("throughput.py", os.path.join(PROJECT, "benchmarks", "results_model_4rounds.json"))
+    for label, key in (("b", "b_extract_fp32"), ("d", "d_extract_bf16")):
+        line = next(x for x in out.splitlines() if x.startswith(f"({label}) run by run: "))
+        runs = r[key]["runs"]
+        assert len(runs) == len(r[key]["samples"]) == line.count("widest shard gap")
+        for run in runs:
+            gaps = np.diff([t for t, _ in run["arrivals"]])
+            assert (f"{run['images_per_second']:.1f} (steal {run['machine_cpu']['steal']:.1%}, "
+                    f"widest shard gap {gaps.max() / np.median(gaps):.2f} x the median)") in line
+            assert sum(n for _, n in run["arrivals"]) == r[key]["images"]

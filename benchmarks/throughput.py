@@ -146,6 +146,11 @@ def shard_arrivals() -> list[tuple[float, int]]:
     return arrivals
 
 
+def since_first(arrivals: list[tuple[float, int]]) -> list[list]:
+    """The arrivals as saved: [seconds since the first shard, images in the shard]."""
+    return [[round(t - arrivals[0][0], 3), n] for t, n in arrivals]
+
+
 def zero_cost(root: str, size: int, out: str, shard_size: int | None) -> dict:
     """(f) The pipeline's ceiling: `catdog extract` with the embed step replaced inside this benchmark
     (never a user-facing option), on one fake GPU as a GPU node runs it: the actor reserves one core,
@@ -168,7 +173,7 @@ def zero_cost(root: str, size: int, out: str, shard_size: int | None) -> dict:
         used = json.load(f)["compat"]["shard_size"]
     return {"images_per_second": images / (arrivals[-1][0] - arrivals[half][0]), "with_startup": summary.images_per_second,
             "images": summary.processed, "shard_size": used, "cpus": os.cpu_count(),
-            "arrivals": [round(t - arrivals[0][0], 3) for t, _ in arrivals], "timeline": summary.timeline}
+            "arrivals": since_first(arrivals), "timeline": summary.timeline}
 
 
 def jpeg_draft(root: str, n: int) -> dict:
@@ -208,7 +213,7 @@ def catdog_extract(root: str, precision: str, out: str, size: int = SIZE) -> dic
     summary = extract.run(config)
     return {"images_per_second": summary.steady_images_per_second, "with_startup": summary.images_per_second,
             "startup_seconds": summary.startup_seconds, "images": summary.images, "peak_rss": peak_rss(),
-            "timeline": summary.timeline, "arrivals": [[round(t - arrivals[0][0], 3), n] for t, n in arrivals],
+            "timeline": summary.timeline, "arrivals": since_first(arrivals),
             "actor_peak_rss": [e["max_rss"] for e in summary.embedders], "actor_peak_uss": [e["max_uss"] for e in summary.embedders],
             "actor_peak_own": [e["max_own"] for e in summary.embedders]}
 

@@ -69,6 +69,7 @@ class Trainer:
                     fine_tune(self.net, config.fine_tune_from)
                 self.net.load_weights(os.path.join(restore_from, WEIGHTS))
         self.state.setdefault("starts", []).append(self.state["epoch"])  # where each (re)start picked up
+        self.state.setdefault("replicas", []).append(strategy.num_replicas_in_sync)  # and on how many workers
         self.steps = _Steps(self.net, strategy, config, self.tuning)
 
     @property

@@ -24,7 +24,9 @@ def run(config: TrainConfig) -> dict:
     """Train on ROOT/train, validate on ROOT/validation; write OUT/model and curves; resume if OUT has a run."""
     import ray
     import ray.train
-    from ray.train.tensorflow import TensorflowTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from catdog import multiworker  # imports Ray, as the lines above: only when a run starts
 
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
@@ -43,8 +45,9 @@ def run(config: TrainConfig) -> dict:
         if out.is_local and not config.shared_fs and placement.nodes > 1:
             raise CatdogError(f"on a cluster of {placement.nodes} nodes every worker writes checkpoints to --out: "
                               "give a URI (s3://...) or a folder all nodes share (and --shared-fs)")
-        trainer = TensorflowTrainer(
+        trainer = DataParallelTrainer(
             pipeline.train_worker,
+            backend_config=multiworker.MultiWorkerConfig(),
             train_loop_config={"config": asdict(config), "weights": ray.put(weights),
                                "classes": len(image_set.classes)},
             scaling_config=ray.train.ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
@@ -70,5 +73,6 @@ def run(config: TrainConfig) -> dict:
         saved.write_info(model_dir, saved.E2E_KIND, asdict(config), metadata, asdict(extract_config))
         history = {**state["history"], "epoch": list(range(1, state["epoch"] + 1)), "x": "epoch"}
         figures.plot_curves(history, os.path.join(model_dir, "curves.png"), "end-to-end")
-    return {"epochs": state["epoch"], "history": state["history"], "starts": state["starts"], "model_dir": str(model_folder),
+    return {"epochs": state["epoch"], "history": state["history"], "starts": state["starts"], "replicas": state["replicas"],
+            "model_dir": str(model_folder),
             "unreadable": state["unreadable"], "checkpoint": result.checkpoint.path}

@@ -1,10 +1,12 @@
+import functools
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import demo
+from catdog import convbase, demo, imagefolder, images, storage
+from catdog.config import EmbedConfig, ExtractConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -80,3 +82,19 @@ def save_image(path, pixels: np.ndarray, **kwargs) -> str:
 
 def random_pixels(seed: int, h: int = 40, w: int = 56) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def fresh_extraction(config: ExtractConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+    """What a fresh extraction of config.root holds, computed in this process from catdog's decode and
+    conv base alone, with no Ray and no pipeline: {path: features} of the images that decode, and the
+    paths of those that do not."""
+    root = storage.resolve(config.root)
+    found = imagefolder.scan(root)
+    decoded = images.decode_files([root.join(p) for p in found.paths], config.decode)
+    X = _conv_base(config.weights, config.seed, config.embed).embed(decoded.pixels)
+    return dict(zip((found.paths[i] for i in decoded.ok), X)), sorted(found.paths[e.index] for e in decoded.errors)
+
+
+@functools.cache
+def _conv_base(weights: str, seed: int, config: EmbedConfig) -> convbase.ConvBase:
+    return convbase.ConvBase(convbase.resolve_weights(weights, seed, config.image_size), config)

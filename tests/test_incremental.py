@@ -1,5 +1,6 @@
 """Incremental runs: OUT follows ROOT as photos are added, changed, removed and fixed, with work
-proportional to the change; every state checked against a fresh full extraction of the same ROOT."""
+proportional to the change; every state checked against a fresh full extraction of the same ROOT,
+computed image by image in the test's process (`fresh_extraction`)."""
 
 import os
 import signal
@@ -12,7 +13,7 @@ import pytest
 
 from catdog import cli, demo, extract, features, generation, manifest, storage
 from catdog.config import ExtractConfig
-from tests.conftest import random_pixels, save_image
+from tests.conftest import fresh_extraction, random_pixels, save_image
 
 pytestmark = pytest.mark.slow
 
@@ -33,17 +34,16 @@ def error_paths(out) -> list:
     return sorted(features.dataset(str(out), features.ERRORS_DIR).to_table(columns=["path"]).column("path").to_pylist())
 
 
-def assert_same_as_fresh(out, root, tmp_path, name: str) -> None:
+def assert_same_as_fresh(out, root) -> None:
     """Every readable image exactly once with its current content's features, as a fresh run gives."""
-    fresh = tmp_path / f"fresh-{name}"
-    extract.run(config_for(root, fresh))
+    expected, unreadable = fresh_extraction(config_for(root, out))
     X, _, paths = features.load(str(out))
     assert len(set(paths)) == len(paths), "a row twice"
-    mine, theirs = rows(out), rows(fresh)
-    assert sorted(mine) == sorted(theirs)
-    for path in theirs:  # the same images in other batches: oneDNN's sums may differ in the last bit
-        np.testing.assert_allclose(mine[path], theirs[path], rtol=1e-5, atol=1e-6, err_msg=path)
-    assert error_paths(out) == error_paths(fresh)
+    mine = rows(out)
+    assert sorted(mine) == sorted(expected)
+    for path in expected:  # the same images in other batches: oneDNN's sums may differ in the last bit
+        np.testing.assert_allclose(mine[path], expected[path], rtol=1e-5, atol=1e-6, err_msg=path)
+    assert error_paths(out) == unreadable
 
 
 def touch_later(path) -> None:
@@ -85,13 +85,13 @@ def test_add_change_remove_and_fix_then_nothing(ray_local, photos, tmp_path, cap
     assert second.processed == 6  # only the new and changed images were read
     assert second.images == 22 and second.errors == 0
     assert not (out / generation.STAGING).exists()
-    assert_same_as_fresh(out, photos, tmp_path, "after-changes")
+    assert_same_as_fresh(out, photos)
     recorded = manifest.read(storage.resolve(str(out)))
     assert recorded["generation"] == 2 and recorded["status"] == "complete"
 
     third = extract.run(config_for(photos, out))
     assert third.processed == 0 and third.changes == "added 0, changed 0, removed 0, unchanged 22"
-    assert rows(out).keys() == rows(tmp_path / "fresh-after-changes").keys()
+    assert_same_as_fresh(out, photos)
 
 
 def test_verify_content_finds_a_change_under_the_same_size_and_time(ray_local, photos, tmp_path):
@@ -106,7 +106,7 @@ def test_verify_content_finds_a_change_under_the_same_size_and_time(ray_local, p
     assert extract.run(config_for(photos, out)).processed == 0  # size and time alone cannot see it
     verified = extract.run(config_for(photos, out, verify_content=True))
     assert verified.changes == "added 0, changed 1, removed 0, unchanged 20" and verified.processed == 1
-    assert_same_as_fresh(out, photos, tmp_path, "verified")
+    assert_same_as_fresh(out, photos)
 
 
 def test_a_commit_cut_short_is_finished_by_the_next_run(ray_local, photos, tmp_path, monkeypatch, capsys):
@@ -127,7 +127,7 @@ def test_a_commit_cut_short_is_finished_by_the_next_run(ray_local, photos, tmp_p
     assert "interrupted while committing generation 2" in capsys.readouterr().out
     done = extract.run(config_for(photos, out))
     assert done.processed == 0  # the commit is finished, nothing is read again
-    assert_same_as_fresh(out, photos, tmp_path, "rolled-forward")
+    assert_same_as_fresh(out, photos)
 
 
 def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local, photos, tmp_path):
@@ -154,4 +154,4 @@ def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local,
     resumed = extract.run(config_for(photos, out, shard_size=2))
     assert resumed.resumed_shards >= staged and resumed.processed == 30 - 2 * resumed.resumed_shards
     assert resumed.changes == "added 30, changed 0, removed 1, unchanged 20"
-    assert_same_as_fresh(out, photos, tmp_path, "after-kill")
+    assert_same_as_fresh(out, photos)

@@ -15,7 +15,7 @@ import pytest
 from catdog import cli, cluster, demo, extract, features, fit_head, images, manifest, predict, storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
-from tests.conftest import demo_with_a_broken_file, random_pixels, save_image
+from tests.conftest import demo_with_a_broken_file, fresh_extraction, random_pixels, save_image
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def _embedder_pids() -> list[int]:
 
 
 @pytest.mark.slow
-def test_killed_s3_job_resumes_to_exactly_once_and_matches_a_local_run(s3, ray_local, tmp_path):
+def test_killed_s3_job_resumes_to_exactly_once_with_the_features_of_each_image(s3, ray_local, tmp_path):
     root_dir = tmp_path / "many"
     demo.make_demo_folder(str(root_dir), per_class=30, size=40, splits={"train": 1.0})
     root, out = s3.upload(root_dir, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
@@ -164,12 +164,11 @@ def test_killed_s3_job_resumes_to_exactly_once_and_matches_a_local_run(s3, ray_l
     assert len(written) == 30 and len(set(written.values())) == 2
     assert ray_local.get_runtime_context().get_node_id() in written.values()
 
-    local = ExtractConfig(root=str(root_dir), out=str(tmp_path / "local"), weights="none", image_size=32, shard_size=2,
-                          progress=False)
-    extract.run(local)
-    mine, theirs = features.load(out), features.load(local.out)
-    order_a, order_b = np.argsort(mine.paths), np.argsort(theirs.paths)
-    np.testing.assert_array_equal(mine.X[order_a], theirs.X[order_b])
+    expected, unreadable = fresh_extraction(ExtractConfig(root=str(root_dir), out="", weights="none", image_size=32))
+    mine = features.load(out)
+    assert not unreadable and sorted(mine.paths) == sorted(expected)
+    for path, x in zip(mine.paths, mine.X):  # other batches than the job's: the last bit may differ
+        np.testing.assert_allclose(x, expected[path], rtol=1e-5, atol=1e-6, err_msg=path)
     # Other readers see the same rows straight from the bucket.
     table = pads.dataset(f"{s3.prefix}/features/features", filesystem=storage.resolve(out).fs, format="parquet",
                          partitioning="hive").to_table(columns=["path"])

@@ -58,6 +58,7 @@ def keras_probabilities(model_file: str, files: list) -> np.ndarray:
 
 def test_metrics_every_epoch_checkpoint_and_curves(tuned):
     assert tuned["epochs"] == 2 and tuned["starts"] == [0]
+    assert tuned["replicas"] == [2]  # the two workers trained one model: each found the other in TF_CONFIG
     assert tuned["unreadable"] == {"train": 1, "validation": 0}  # skipped, counted, never fatal
     for key in ("loss", "acc", "val_loss", "val_acc"):
         assert len(tuned["history"][key]) == 2 and all(np.isfinite(tuned["history"][key]))
@@ -110,6 +111,7 @@ def test_on_a_bucket_checkpoints_resume_the_base_stays_frozen_and_predict_reads_
     first = fit_e2e.run(config)
     second = fit_e2e.run(config.replace(epochs=2))
     assert first["epochs"] == 1 and second["epochs"] == 2 and second["starts"] == [0, 1]  # resumed from the bucket
+    assert second["replicas"] == [1, 1]
     assert second["history"]["loss"][0] == first["history"]["loss"][0]
     keys = s3.keys(f"{s3.prefix}/run")
     assert {"model/model.keras", "model/head.json", "model/curves.png"} <= set(keys)

@@ -117,7 +117,8 @@ def _wait_until_ready(process, env) -> None:
     # Ready when it takes a job: the dashboard answers before its job agent does.
     while True:
         try:
-            if wait_for(jobs(env), jobs(env).submit_job(entrypoint="python -c pass"), 60) == "SUCCEEDED":
+            client = jobs(env)
+            if wait_for(client, client.submit_job(entrypoint="python -c pass"), 60) == "SUCCEEDED":
                 return
         except (ConnectionError, RuntimeError) as exc:  # the SDK's ways of saying the head is not up yet
             problem = exc

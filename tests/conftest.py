@@ -95,6 +95,14 @@ def fresh_extraction(config: ExtractConfig) -> tuple[dict[str, np.ndarray], list
     return dict(zip((found.paths[i] for i in decoded.ok), X)), sorted(found.paths[e.index] for e in decoded.errors)
 
 
+def assert_rows_match(paths, X, expected: dict[str, np.ndarray]) -> None:
+    """Stored rows (paths, X) are the images of `expected` (from `fresh_extraction`), each with its
+    features; other batches than the run's, so oneDNN's sums may differ in the last bit."""
+    assert sorted(paths) == sorted(expected)
+    for path, x in zip(paths, X):
+        np.testing.assert_allclose(x, expected[path], rtol=1e-5, atol=1e-6, err_msg=path)
+
+
 @functools.cache
 def _conv_base(weights: str, seed: int, config: EmbedConfig) -> convbase.ConvBase:
     return convbase.ConvBase(convbase.resolve_weights(weights, seed, config.image_size), config)

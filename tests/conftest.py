@@ -1,3 +1,4 @@
+import collections
 import functools
 import os
 
@@ -16,10 +17,14 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 
 
 def pytest_collection_modifyitems(items):
-    """A test that needs the embedded Ray is slow by definition; others mark themselves."""
+    """A test that needs the embedded Ray is slow by definition; others mark themselves. Files with
+    the most slow tests run first, so that the two test processes end on short files together
+    rather than one on a long file alone (within a file, and between equals, the order stays)."""
     for item in items:
         if "ray_local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +106,28 @@ def assert_rows_match(paths, X, expected: dict[str, np.ndarray]) -> None:
     assert sorted(paths) == sorted(expected)
     for path, x in zip(paths, X):
         np.testing.assert_allclose(x, expected[path], rtol=1e-5, atol=1e-6, err_msg=path)
+
+
+def embedder_pids(ancestor: int) -> list[int]:
+    """The embedding actors under process `ancestor` (the driver that started the Ray they run in: its
+    raylet forks the workers), by the title Ray gives an actor's process (ray::Embedder...). By
+    ancestry, so that a Ray of another test process on the machine is left alone."""
+    parents, titles = {}, {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                parents[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                titles[int(pid)] = f.read()
+        except (OSError, IndexError):
+            pass  # gone meanwhile
+    def under(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == ancestor:
+                return True
+        return False
+    return sorted(pid for pid, title in titles.items() if b"Embedder" in title and under(pid))
 
 
 @functools.cache

@@ -15,7 +15,7 @@ import pytest
 from catdog import cli, cluster, demo, extract, features, fit_head, images, manifest, predict, storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
-from tests.conftest import assert_rows_match, demo_with_a_broken_file, fresh_extraction, random_pixels, save_image
+from tests.conftest import assert_rows_match, demo_with_a_broken_file, embedder_pids, fresh_extraction, random_pixels, save_image
 
 
 @pytest.fixture(scope="module")
@@ -115,17 +115,6 @@ def test_workers_get_the_store_settings_but_not_twice_under_a_job(monkeypatch):
     assert cluster.worker_runtime_env() is None
 
 
-def _embedder_pids() -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if b"Embedder" in open(f"/proc/{pid}/cmdline", "rb").read():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 @pytest.mark.slow
 def test_killed_s3_job_resumes_to_exactly_once_with_the_features_of_each_image(s3, ray_local, tmp_path):
     root_dir = tmp_path / "many"
@@ -139,7 +128,9 @@ def test_killed_s3_job_resumes_to_exactly_once_with_the_features_of_each_image(s
         deadline = time.time() + 240
         while time.time() < deadline and len(features.committed(out)) < 3 and job.poll() is None:
             time.sleep(0.2)
-        for pid in _embedder_pids():
+        actors = embedder_pids(job.pid)
+        assert actors, "the job's embedding actor, to kill"
+        for pid in actors:
             os.kill(pid, signal.SIGKILL)  # an actor first: Ray restarts it and the job goes on
         while time.time() < deadline and len(features.committed(out)) < 8 and job.poll() is None:
             time.sleep(0.2)

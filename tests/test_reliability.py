@@ -14,7 +14,7 @@ from PIL import Image
 
 from catdog import cli, demo, extract, features, images, manifest, storage
 from catdog.config import DecodeConfig, ExtractConfig
-from tests.conftest import random_pixels
+from tests.conftest import embedder_pids, random_pixels
 
 ROOT_USER = os.geteuid() == 0
 
@@ -118,9 +118,9 @@ def test_actor_killed_mid_run_is_restarted_exactly_once(ray_local, tmp_path):
     deadline = time.time() + 180
     while len(features.committed(config.out)) < 3 and time.time() < deadline:
         time.sleep(0.1)
-    embedders = [pid for pid in os.listdir("/proc") if pid.isdigit() and b"Embedder" in _cmdline(pid)]
+    embedders = embedder_pids(os.getpid())
     assert len(embedders) == 1, "one live embedding actor to kill"
-    os.kill(int(embedders[0]), signal.SIGKILL)
+    os.kill(embedders[0], signal.SIGKILL)
     killed_at = len(features.committed(config.out))
     job.join(300)
     assert not job.is_alive(), "the job did not finish after its actor was killed"
@@ -130,15 +130,6 @@ def test_actor_killed_mid_run_is_restarted_exactly_once(ray_local, tmp_path):
     assert len(set(paths)) == 80 and result["summary"].images == 80
     assert len({a["pid"] for a in result["summary"].embedders}) == 2  # the first actor and its restart
     assert ray.is_initialized()
-
-
-def _cmdline(pid: str) -> bytes:
-    """Ray titles an actor's process after its class: ray::MapWorker(Map(Embedder))."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def test_crash_while_writing_leaves_nothing_visible(tmp_path, monkeypatch):

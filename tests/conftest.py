@@ -3,6 +3,7 @@ import functools
 import os
 
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -112,22 +113,14 @@ def embedder_pids(ancestor: int) -> list[int]:
     """The embedding actors under process `ancestor` (the driver that started the Ray they run in: its
     raylet forks the workers), by the title Ray gives an actor's process (ray::Embedder...). By
     ancestry, so that a Ray of another test process on the machine is left alone."""
-    parents, titles = {}, {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    found = []
+    for process in psutil.Process(ancestor).children(recursive=True):
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                parents[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                titles[int(pid)] = f.read()
-        except (OSError, IndexError):
+            if any("Embedder" in part for part in process.cmdline()):
+                found.append(process.pid)
+        except psutil.NoSuchProcess:
             pass  # gone meanwhile
-    def under(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == ancestor:
-                return True
-        return False
-    return sorted(pid for pid, title in titles.items() if b"Embedder" in title and under(pid))
+    return sorted(found)
 
 
 @functools.cache

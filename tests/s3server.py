@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,22 +14,9 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
+from tests.ports import free_port
+
 ACCESS_KEY, SECRET_KEY = "catdog-test", "catdog-test-secret"
-
-
-def free_port() -> int:
-    """A free port whose +10000 (the gRPC port SeaweedFS derives) is free too."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 < 65536:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port + 10000))
-                    return port
-                except OSError:
-                    continue
 
 
 @dataclass
@@ -83,9 +69,11 @@ def start(folder: str, timeout: float = 60) -> S3Server:
         json.dump({"identities": [{"name": "catdog", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                                    "actions": ["Admin", "Read", "Write", "List"]}]}, f)
     s3 = free_port()
+    # Every port given: by default SeaweedFS derives each gRPC port as its port + 10000.
+    ports = [f"-{server}.port{kind}={free_port()}" for server in ("master", "volume", "filer") for kind in ("", ".grpc")]
     command = [weed, "server", f"-dir={folder}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.port={s3}",
-               f"-s3.config={identities}", f"-master.port={free_port()}", f"-volume.port={free_port()}",
-               f"-filer.port={free_port()}", "-volume.max=100", "-master.volumeSizeLimitMB=64", "-s3.port.iceberg=0", "-s3.port.lance=0",
+               f"-s3.port.grpc={free_port()}", f"-s3.config={identities}", *ports, "-volume.max=100",
+               "-master.volumeSizeLimitMB=64", "-s3.port.iceberg=0", "-s3.port.lance=0",
                "-s3.autoCreateBucket=false"]  # as on AWS: a missing bucket is an error
     log = open(os.path.join(folder, "weed.log"), "wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -7,7 +7,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,21 +19,17 @@ import yaml
 from catdog import demo, extract, features
 from catdog.config import ExtractConfig
 from tests.conftest import fresh_extraction
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ray_start(args: list[str], env: dict) -> subprocess.Popen:
     """One `ray start --block` node in a session of its own, every port its own (the tests' own local
-    Ray already holds the defaults), so the teardown stops this node only."""
+    Ray already holds the defaults; tests/ports.py says why not the kernel's choice), so the teardown
+    stops this node only."""
     command = [f"{BIN}/ray", "start", "--block", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", *args]
     for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
                  "metrics-export-port", "node-manager-port", "object-manager-port"):
@@ -69,7 +64,7 @@ def head():
     env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard}"
     env["CATDOG_TEST_RAY_ADDRESS"] = f"127.0.0.1:{port}"
     try:
-        _wait_until_ready(nodes[0], env)
+        _wait_until_ready(nodes[0], env, temps[0])
         nodes.append(_ray_start(["--address", f"127.0.0.1:{port}", "--temp-dir", temps[1], "--num-cpus", "4",
                                  "--num-gpus", "2", "--resources", '{"second_node": 1}'], env))
         _wait_for_nodes(env, 2)
@@ -112,7 +107,7 @@ def jobs(env):
     return JobSubmissionClient(env["RAY_API_SERVER_ADDRESS"], headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
 
 
-def _wait_until_ready(process, env) -> None:
+def _wait_until_ready(process, env, temp: str) -> None:
     deadline, problem = time.time() + 120, "its first job did not succeed"
     # Ready when it takes a job: the dashboard answers before its job agent does.
     while True:
@@ -122,8 +117,20 @@ def _wait_until_ready(process, env) -> None:
                 return
         except (ConnectionError, RuntimeError) as exc:  # the SDK's ways of saying the head is not up yet
             problem = exc
-        assert time.time() < deadline and process.poll() is None, f"the Ray head did not come up: {problem}"
+        assert time.time() < deadline and process.poll() is None, f"the Ray head did not come up: {problem}\n{_agent_log(temp)}"
         time.sleep(2)
+
+
+def _agent_log(temp: str) -> str:
+    """The errors in the head's dashboard agent log (or its end): why its job agent is missing, if it is."""
+    path = os.path.join(temp, "session_latest", "logs", "dashboard_agent.log")
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()
+        problems = [line for line in lines if " ERROR " in line or " WARNING " in line or "Error" in line]
+        return "dashboard_agent.log:\n" + "".join(problems[-15:] or lines[-5:])
+    except OSError as exc:
+        return f"no dashboard agent log: {exc}"
 
 
 def wait_for(client, job_id: str, timeout: float) -> str | None:

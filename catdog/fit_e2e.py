@@ -17,52 +17,20 @@ from catdog import cluster, convbase, e2e, features, figures, imagefolder, pipel
 from catdog.config import TrainConfig
 from catdog.errors import CatdogError
 
-RUN_NAME = "train-e2e"
-
 
 def run(config: TrainConfig) -> dict:
     """Train on ROOT/train, validate on ROOT/validation; write OUT/model and curves; resume if OUT has a run."""
-    import ray
-    import ray.train
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-
-    from catdog import multiworker  # imports Ray, as the lines above: only when a run starts
-
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
     image_set = imagefolder.scan(root)
-    rows = {s: [{"path": p, "label": y} for p, y, t in zip(image_set.paths, image_set.labels, image_set.splits) if t == s]
-            for s in ("train", "validation")}
-    if image_set.layout != "split" or not rows["train"] or not rows["validation"] or len(image_set.classes) < 2:
-        raise CatdogError("train-e2e needs ROOT/train/CLASS/* and ROOT/validation/CLASS/* with at least two classes")
-    missing = sorted(set(range(len(image_set.classes))) - {r["label"] for r in rows["train"]})
-    if missing:
-        raise CatdogError(f"no train images of class {', '.join(image_set.classes[k] for k in missing)} in {root}: "
-                          "every class needs training images")
+    rows = _training_rows(image_set, root)
     weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
     with cluster.ray_session(config.address):
         placement = cluster.placement(root.is_local, out.is_local, config.shared_fs)
         if out.is_local and not config.shared_fs and placement.nodes > 1:
             raise CatdogError(f"on a cluster of {placement.nodes} nodes every worker writes checkpoints to --out: "
                               "give a URI (s3://...) or a folder all nodes share (and --shared-fs)")
-        trainer = DataParallelTrainer(
-            pipeline.train_worker,
-            backend_config=multiworker.MultiWorkerConfig(),
-            train_loop_config={"config": asdict(config), "weights": ray.put(weights),
-                               "classes": len(image_set.classes)},
-            scaling_config=ray.train.ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
-            run_config=ray.train.RunConfig(
-                # On a URI the checkpoints live in the bucket: any node can resume the run.
-                name=RUN_NAME, storage_path=out.path, storage_filesystem=None if out.is_local else out.fs,
-                failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-                # No worker_runtime_env with pipeline.EMBEDDER_ENV: unlike the embedding actor, the workers
-                # trained no faster at the driver's priority than at Ray's 15 (means of 4 interleaved runs:
-                # 100.6 s against 98.4 s; 2 epochs, 800 photos at 64 px, 2-core AMD EPYC; #12).
-            ),
-            datasets=pipeline.e2e_datasets(rows, root, config.decode, placement),
-        )
-        result = trainer.fit()
+        result = pipeline.train(config, rows, root, out, weights, len(image_set.classes), placement)
     model_folder = out.join("model")
     with result.checkpoint.as_directory() as folder, storage.writable_folder(model_folder) as model_dir:
         with open(os.path.join(folder, e2e.STATE)) as f:
@@ -76,3 +44,16 @@ def run(config: TrainConfig) -> dict:
     return {"epochs": state["epoch"], "history": state["history"], "starts": state["starts"], "replicas": state["replicas"],
             "model_dir": str(model_folder),
             "unreadable": state["unreadable"], "checkpoint": result.checkpoint.path}
+
+
+def _training_rows(image_set: imagefolder.ImageSet, root: storage.Location) -> dict[str, list[dict]]:
+    """{"train" | "validation": [{"path", "label"}]}, or a one-line refusal of a folder it cannot train on."""
+    rows = {s: [{"path": p, "label": y} for p, y, t in zip(image_set.paths, image_set.labels, image_set.splits) if t == s]
+            for s in ("train", "validation")}
+    if image_set.layout != "split" or not rows["train"] or not rows["validation"] or len(image_set.classes) < 2:
+        raise CatdogError("train-e2e needs ROOT/train/CLASS/* and ROOT/validation/CLASS/* with at least two classes")
+    missing = sorted(set(range(len(image_set.classes))) - {r["label"] for r in rows["train"]})
+    if missing:
+        raise CatdogError(f"no train images of class {', '.join(image_set.classes[k] for k in missing)} in {root}: "
+                          "every class needs training images")
+    return rows

@@ -38,6 +38,20 @@ def test_user_mistakes_are_one_line(capsys, tiny_root, argv, message):
     assert err.startswith("catdog: error: ") and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("files, message", [
+    (["cats/a.jpg", "dogs/b.jpg"], "train-e2e needs ROOT/train/CLASS/* and ROOT/validation/CLASS/*"),
+    (["train/cats/a.jpg", "train/dogs/b.jpg"], "train-e2e needs ROOT/train/CLASS/* and ROOT/validation/CLASS/*"),
+    (["train/cats/a.jpg", "validation/cats/b.jpg"], "at least two classes"),
+    (["train/cats/a.jpg", "validation/cats/b.jpg", "validation/dogs/c.jpg"], "no train images of class dogs in "),
+])
+def test_train_e2e_refuses_a_folder_it_cannot_train_on(capsys, tmp_path, files, message):
+    for i, name in enumerate(files):
+        save_image(str(tmp_path / "in" / name), random_pixels(i))
+    code, _, err = run(capsys, "train-e2e", str(tmp_path / "in"), "--out", str(tmp_path / "run"), "--weights", "none")
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # refused before Ray or any output
+
+
 def test_weights_file_that_is_not_vgg16_is_refused(capsys, tiny_root, tmp_path):
     import keras
 

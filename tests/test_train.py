@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from catdog import convbase, demo, e2e, explain, fit_e2e, predict, saved, storage
+from catdog import convbase, demo, e2e, explain, fit_e2e, pipeline, predict, saved, storage
 from catdog.config import EmbedConfig, TrainConfig
 
 
@@ -115,7 +115,7 @@ def test_on_a_bucket_checkpoints_resume_the_base_stays_frozen_and_predict_reads_
     assert second["history"]["loss"][0] == first["history"]["loss"][0]
     keys = s3.keys(f"{s3.prefix}/run")
     assert {"model/model.keras", "model/head.json", "model/curves.png"} <= set(keys)
-    assert any(k.startswith(f"{fit_e2e.RUN_NAME}/") and k.endswith("/model.keras") for k in keys)  # checkpoints
+    assert any(k.startswith(f"{pipeline.TRAIN_RUN_NAME}/") and k.endswith("/model.keras") for k in keys)  # checkpoints
     assert second["model_dir"] == f"{out}/model" and not os.path.exists("s3:")
 
     model = saved.load(second["model_dir"])  # also registers the custom layer for the plain load below

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict
-from typing import Iterator, TypedDict
+from typing import TYPE_CHECKING, Iterator, TypedDict
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, TrainConfig
 from catdog.features import ShardWriter
 from catdog.imagefolder import Shard
 from catdog.storage import Location
+
+if TYPE_CHECKING:  # Ray is imported where a stage runs, not when this module is
+    import ray.train
 
 E2E_DECODE_BATCH = 64
 TRAIN_RUN_NAME = "train-e2e"  # Ray Train's run folder under OUT: its checkpoints
@@ -318,7 +321,7 @@ def e2e_datasets(rows: dict[str, list[dict]], root: Location, config: DecodeConf
 
 
 def train(config: TrainConfig, rows: dict[str, list[dict]], root: Location, out: Location, weights: convbase.Weights,
-          classes: int, placement: Placement):
+          classes: int, placement: Placement) -> ray.train.Result:
     """Run `train_worker` on `config.num_workers` Ray Train workers; returns Ray Train's Result.
     Checkpoints go to OUT/train-e2e (in the bucket on a URI: any node can resume the run)."""
     import ray

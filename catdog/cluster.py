@@ -27,6 +27,8 @@ CPU_SHARDS_IN_FLIGHT = 2  # per CPU embedding actor: one decodes while the other
 # with 256 (BENCHMARKS.md, fifteenth session).
 CPU_SHARD_SIZE = 256
 GPU_SHARD_SIZE = 1024
+# The scripts of Ray's autoscaler monitor (v1, v2): a local session stops its own (`ray_session`).
+AUTOSCALER_MONITORS = ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py")
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,30 @@ def ray_session(address: str | None) -> Iterator[None]:
         with quiet.ray_native_lines_dropped():  # entered after ray.init: Ray's own processes keep their stderr
             yield
     finally:
+        _stop_autoscaler_monitor()
         ray.shutdown()
+
+
+def _stop_autoscaler_monitor() -> None:
+    """Kill the autoscaler monitor of a Ray this process started, before `ray.shutdown()` would.
+
+    Ray 2.60 stops the GCS before the monitor; the monitor's SIGTERM handler then reports its own end
+    to the GCS that is gone, and Ray kills it only after a grace period of a second: 1.0 of the 1.35 s
+    `ray.shutdown()` took, at the end of every local run (2-core Xeon, #12). A local Ray has no nodes
+    to scale, and SIGKILL reports nothing. A cluster joined by address runs its monitor elsewhere: no
+    child of this process."""
+    import psutil
+
+    for child in psutil.Process().children():
+        try:
+            if is_autoscaler_monitor(child.cmdline()):
+                child.kill()  # Ray's shutdown reaps it
+        except psutil.Error:  # gone already
+            pass
+
+
+def is_autoscaler_monitor(cmdline: list[str]) -> bool:
+    return any(arg.endswith(AUTOSCALER_MONITORS) for arg in cmdline)
 
 
 def worker_runtime_env() -> dict | None:

@@ -147,12 +147,15 @@ def _stop_autoscaler_monitor() -> None:
     child of this process."""
     import psutil
 
+    killed = []
     for child in psutil.Process().children():
         try:
             if is_autoscaler_monitor(child.cmdline()):
-                child.kill()  # Ray's shutdown reaps it
+                child.kill()
+                killed.append(child)
         except psutil.Error:  # gone already
             pass
+    psutil.wait_procs(killed, timeout=5)  # reaped here: Ray's shutdown then finds it exited
 
 
 def is_autoscaler_monitor(cmdline: list[str]) -> bool:

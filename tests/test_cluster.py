@@ -64,8 +64,14 @@ import json, psutil, ray
 from catdog import cluster
 monitors, alive = [], []
 def running_monitors():
-    return [p.pid for p in psutil.Process().children()
-            if p.status() != psutil.STATUS_ZOMBIE and cluster.is_autoscaler_monitor(p.cmdline())]
+    found = []
+    for p in psutil.Process().children():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and cluster.is_autoscaler_monitor(p.cmdline()):
+                found.append(p.pid)
+        except psutil.Error:  # exited meanwhile
+            pass
+    return found
 real_shutdown = ray.shutdown
 def shutdown(*args, **kwargs):
     alive.extend(running_monitors())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -147,19 +147,23 @@ def _stop_autoscaler_monitor() -> None:
     child of this process."""
     import psutil
 
-    killed = []
+    monitors = autoscaler_monitors()
+    for monitor in monitors:
+        with suppress(psutil.Error):  # gone already
+            monitor.kill()
+    psutil.wait_procs(monitors, timeout=5)  # reaped here: Ray's shutdown then finds it exited
+
+
+def autoscaler_monitors() -> list:
+    """This process's children that are Ray autoscaler monitors, still running (psutil.Process)."""
+    import psutil
+
+    found = []
     for child in psutil.Process().children():
-        try:
-            if is_autoscaler_monitor(child.cmdline()):
-                child.kill()
-                killed.append(child)
-        except psutil.Error:  # gone already
-            pass
-    psutil.wait_procs(killed, timeout=5)  # reaped here: Ray's shutdown then finds it exited
-
-
-def is_autoscaler_monitor(cmdline: list[str]) -> bool:
-    return any(arg.endswith(AUTOSCALER_MONITORS) for arg in cmdline)
+        with suppress(psutil.Error):  # exited meanwhile
+            if child.status() != psutil.STATUS_ZOMBIE and any(a.endswith(AUTOSCALER_MONITORS) for a in child.cmdline()):
+                found.append(child)
+    return found
 
 
 def worker_runtime_env() -> dict | None:

@@ -60,18 +60,11 @@ def test_unreachable_address_fails_in_seconds():
 
 # In a fresh process: this one may hold the suite's Ray, which ray_session would join, not start.
 LOCAL_SESSION = """
-import json, psutil, ray
+import json, ray
 from catdog import cluster
 monitors, alive = [], []
 def running_monitors():
-    found = []
-    for p in psutil.Process().children():
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE and cluster.is_autoscaler_monitor(p.cmdline()):
-                found.append(p.pid)
-        except psutil.Error:  # exited meanwhile
-            pass
-    return found
+    return [p.pid for p in cluster.autoscaler_monitors()]
 real_shutdown = ray.shutdown
 def shutdown(*args, **kwargs):
     alive.extend(running_monitors())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from catdog.config import (DTYPES, HEAD_MODELS, INTERPOLATIONS, PRECISIONS, PREPROCESSING, ExtractConfig, HeadConfig,
@@ -27,8 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet.set_verbose(args.verbose)
+    if not args.verbose:
+        # TensorFlow's documented switch for its C++ INFO and WARNING lines, for this process and,
+        # through the runtime env, for Ray's workers; a user's own setting is kept.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        return args.func(args)
+        with quiet.info_lines_dropped(enabled=not args.verbose):
+            return args.func(args)
     except CatdogError as exc:
         print(f"catdog: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -27,8 +27,6 @@ CPU_SHARDS_IN_FLIGHT = 2  # per CPU embedding actor: one decodes while the other
 # with 256 (BENCHMARKS.md, fifteenth session).
 CPU_SHARD_SIZE = 256
 GPU_SHARD_SIZE = 1024
-# The scripts of Ray's autoscaler monitor (v1, v2): a local session stops its own (`ray_session`).
-AUTOSCALER_MONITORS = ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py")
 
 
 @dataclass(frozen=True)
@@ -118,7 +116,8 @@ def cluster_size() -> ClusterSize:
 
 @contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
-    """Join the given cluster (or RAY_ADDRESS, as under `ray job submit`), else start a local Ray."""
+    """Join the given cluster (or RAY_ADDRESS, as under `ray job submit`), else start a local Ray.
+    A Ray this process already joined (a notebook's `ray.init()`) is used as it is and left running."""
     import ray
 
     if ray.is_initialized():
@@ -130,47 +129,19 @@ def ray_session(address: str | None) -> Iterator[None]:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise CatdogError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None
     try:
-        with quiet.ray_native_lines_dropped():  # entered after ray.init: Ray's own processes keep their stderr
-            yield
+        yield
     finally:
-        _stop_autoscaler_monitor()
         ray.shutdown()
 
 
-def _stop_autoscaler_monitor() -> None:
-    """Kill the autoscaler monitor of a Ray this process started, before `ray.shutdown()` would.
-
-    Ray 2.60 stops the GCS before the monitor; the monitor's SIGTERM handler then reports its own end
-    to the GCS that is gone, and Ray kills it only after a grace period of a second: 1.0 of the 1.35 s
-    `ray.shutdown()` took, at the end of every local run (2-core Xeon, #12). A local Ray has no nodes
-    to scale, and SIGKILL reports nothing. A cluster joined by address runs its monitor elsewhere: no
-    child of this process."""
-    import psutil
-
-    monitors = autoscaler_monitors()
-    for monitor in monitors:
-        with suppress(psutil.Error):  # gone already
-            monitor.kill()
-    psutil.wait_procs(monitors, timeout=5)  # reaped here: Ray's shutdown then finds it exited
-
-
-def autoscaler_monitors() -> list:
-    """This process's children that are Ray autoscaler monitors, still running (psutil.Process)."""
-    import psutil
-
-    found = []
-    for child in psutil.Process().children():
-        with suppress(psutil.Error):  # exited meanwhile
-            if child.status() != psutil.STATUS_ZOMBIE and any(a.endswith(AUTOSCALER_MONITORS) for a in child.cmdline()):
-                found.append(child)
-    return found
+LOG_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", quiet.VERBOSE_ENV)
 
 
 def worker_runtime_env() -> dict | None:
-    """The object-store settings of this process for every worker of the job: a cluster's workers
-    were started with their own environment. Under `ray job submit` the job's own runtime env
-    already reaches them (and Ray refuses a variable named twice)."""
-    env = storage.credentials_env()
+    """The object-store and log settings of this process for every worker of the job: a cluster's
+    workers were started with their own environment. Under `ray job submit` the job's own runtime
+    env already reaches them (and Ray refuses a variable named twice)."""
+    env = {**storage.credentials_env(), **{k: os.environ[k] for k in LOG_VARIABLES if os.environ.get(k)}}
     if not env or "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
         return None
     return {"env_vars": env}

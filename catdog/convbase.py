@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import quiet, storage
+from catdog import storage
 from catdog.config import EmbedConfig
 from catdog.errors import CatdogError
 from catdog.layers import preprocess
@@ -95,7 +95,6 @@ def resolve_weights(source: str, seed: int, image_size: int) -> Weights:
     """
     if source == "none":
         return Weights(None, {"source": "none", "seed": seed, "init": RANDOM_INIT})
-    quiet.load_tensorflow()
     import keras
 
     if source == "imagenet":
@@ -117,7 +116,6 @@ def resolve_weights(source: str, seed: int, image_size: int) -> Weights:
 
 def build(weights: Weights, image_size: int):
     """The VGG16 conv base with these weights, under the current Keras precision policy."""
-    quiet.load_tensorflow()
     import keras
 
     if weights.data is None:
@@ -211,7 +209,6 @@ def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
     Must run before TensorFlow executes anything in this process. On a cluster Ray has already
     narrowed CUDA_VISIBLE_DEVICES to the GPU ids it assigned, so TensorFlow sees only those.
     """
-    quiet.load_tensorflow()
     import tensorflow as tf
 
     intra = max(1, int(round(cpus)))
@@ -230,7 +227,6 @@ def configure_devices(cpus: float, inter_op_threads: int = 1) -> dict:
 
 
 def tf_gpus() -> list:
-    quiet.load_tensorflow()
     import tensorflow as tf
 
     return tf.config.list_physical_devices("GPU")
@@ -240,7 +236,6 @@ class ConvBase:
     """One loaded VGG16 conv base that turns uint8 pixels into flattened features."""
 
     def __init__(self, weights: Weights, config: EmbedConfig) -> None:
-        quiet.load_tensorflow()
         import keras
 
         keras.mixed_precision.set_global_policy(POLICIES[config.precision])

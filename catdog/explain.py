@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from catdog import convbase, figures, imagefolder, layers, quiet, saved, storage
+from catdog import convbase, figures, imagefolder, layers, saved, storage
 from catdog.errors import CatdogError
 
 LAYER = "block5_conv3"
@@ -40,7 +40,6 @@ class GradCam:
     """A saved model's conv base, preprocessing and head, wired for Grad-CAM."""
 
     def __init__(self, model: saved.SavedModel, weights: str | None = None) -> None:
-        quiet.load_tensorflow()
         import keras
 
         self.model = model

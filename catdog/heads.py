@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from catdog import features, quiet
+from catdog import features
 from catdog.config import HeadConfig
 from catdog.errors import CatdogError
 from catdog.metrics import accuracy, cross_entropy
@@ -146,7 +146,6 @@ class DenseHead:
         self.config, self.model = config, model
 
     def build(self, dim: int, classes: int):
-        quiet.load_tensorflow()
         import keras
 
         keras.utils.set_random_seed(self.config.seed)
@@ -220,7 +219,6 @@ class DenseHead:
 
     @classmethod
     def load(cls, model_dir: str, config: HeadConfig) -> "DenseHead":
-        quiet.load_tensorflow()
         import keras
 
         return cls(config, keras.saving.load_model(os.path.join(model_dir, cls.file), safe_mode=True))

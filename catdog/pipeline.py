@@ -18,10 +18,8 @@ checkpointing through Ray Train.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import resource
 import tempfile
 import threading
 import time
@@ -30,9 +28,10 @@ from typing import TYPE_CHECKING, Iterator, TypedDict
 
 import numpy as np
 
-from catdog import convbase, images, quiet
+from catdog import convbase, images
 from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, TrainConfig
+from catdog.errors import CatdogError
 from catdog.features import ShardWriter
 from catdog.imagefolder import Shard
 from catdog.storage import Location
@@ -43,11 +42,9 @@ if TYPE_CHECKING:  # Ray is imported where a stage runs, not when this module is
 E2E_DECODE_BATCH = 64
 TRAIN_RUN_NAME = "train-e2e"  # Ray Train's run folder under OUT: its checkpoints
 NODE_ID_LABEL = "ray.io/node-id"
-MEMORY_SAMPLE_S = 5.0  # reading /proc/self/smaps costs milliseconds: a GPU embeds a shard in a tenth of a second
 # Ray starts every worker at niceness 15 (its daemons first) unless this variable says otherwise, as
-# Ray's job manager does for a job's driver. The embedding actor is the job's own work: at Ray's 15 it
-# ran 8.08 and 8.27 images/s where it ran 8.49 and 8.82 at 0, interleaved (fp32, 150 px, 2,000 photos,
-# 2-core AMD EPYC, #12). Its helpers (writer, decoders) keep Ray's 15, behind it.
+# Ray's job manager does for a job's driver. The embedding actor is the job's own work and runs at 0,
+# ahead of Ray's daemons; its helpers (writer, decoders) keep Ray's 15, behind it.
 EMBEDDER_ENV = {"RAY_worker_niceness": "0"}
 
 
@@ -79,9 +76,6 @@ class EmbeddedRow(TypedDict):
     error_types: list[str]
     error_messages: list[str]
     embedder: str  # JSON: the actor's pid, node and devices
-    embedder_rss: int  # the actor's peak RSS (object-store pages it read included)
-    embedder_uss: int  # the actor's private memory now (USS)
-    embedder_store: int  # the part of it that is pages of Ray's object store the actor has read
 
 
 class WrittenRow(TypedDict):
@@ -93,9 +87,6 @@ class WrittenRow(TypedDict):
     paths: list[str]  # what the run's index records: every image of the shard, rows first, then errors
     digests: list[str]
     embedder: str
-    embedder_rss: int
-    embedder_uss: int
-    embedder_store: int
 
 
 def shard_row(shard: Shard) -> ShardRow:
@@ -124,72 +115,47 @@ def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, threads
 class Embedder:
     """Actor: one conv base per actor, loaded once, applied to whole shards."""
 
-    def __init__(self, weights, config: EmbedConfig, dtype: str, cpus: float, decode: dict | None = None) -> None:
+    def __init__(self, config: EmbedConfig, dtype: str, cpus: float, decode: dict | None = None) -> None:
         import ray
 
         # decode_stage's arguments when this actor decodes its own shards. It runs its shards in flight
         # side by side (max_concurrency in `extract_shards`), so one decodes while the model embeds the
-        # other: on half the cores it holds, since the model keeps them all busy. 64 px, bf16, 2-core
-        # AMX Xeon: +6.5 % images/s against decoding on all of them while the model waited (#12).
+        # other, on half the cores it holds: the model keeps them all busy (benchmarks/throughput.py).
         self.decode = None if decode is None else {**decode, "threads": max(1, int(cpus) // 2)}
         self.model_lock = threading.Lock()  # one shard at a time on the model: two would split its threads
+        self.config, self.dtype, self.base, self.identity = config, dtype, None, ""
+        self.devices = convbase.configure_devices(cpus)
+        self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+        if self.gpu_ids and not self.devices["tf_gpus"]:
+            raise CatdogError(f"Ray gave this actor GPU {', '.join(self.gpu_ids)} but TensorFlow finds no GPU "
+                              f"(CUDA_VISIBLE_DEVICES={self.devices['cuda_visible_devices']}): see the actor's log")
 
-        devices = convbase.configure_devices(cpus)
-        self.base = convbase.ConvBase(weights, config)
-        self.dtype = dtype
+    def _load(self, weights: list) -> None:
+        """The conv base, built at the first shard. The weights come with every call as [ObjectRef],
+        a reference the driver keeps alive for the job and the actor reads once: an actor restarted by
+        Ray reads it again, and as no constructor argument lives in the object store Ray has nothing
+        to warn about (ray-project/ray#53727)."""
+        import ray
+
+        self.base = convbase.ConvBase(ray.get(weights[0]), self.config)
         # Travels with each shard to the driver, which reports which actors and devices did the work.
-        gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-        self.memory, self.sampled = _private_memory(), time.monotonic()
         self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                                    "ray_gpu_ids": gpu_ids, **devices, "batch_size": self.base.batch_size,
-                                    "niceness": os.getpriority(os.PRIO_PROCESS, 0),
-                                    "loaded_at": time.time()})
+                                    "ray_gpu_ids": self.gpu_ids, **self.devices, "batch_size": self.base.batch_size,
+                                    "niceness": os.getpriority(os.PRIO_PROCESS, 0), "loaded_at": time.time()})
 
-    def __call__(self, row: ShardRow | DecodedRow) -> EmbeddedRow:
-        _return_free_heap()  # what the last shard left: its pixels, and its features once Ray had sent them
+    def __call__(self, row: ShardRow | DecodedRow, weights: list) -> EmbeddedRow:
+        with self.model_lock:
+            if self.base is None:
+                self._load(weights)
         if self.decode is not None:
             row = decode_stage(row, **self.decode)
-        size = self.base.config.image_size
+        size = self.config.image_size
         pixels = np.asarray(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
         with self.model_lock:
             features = self.base.embed(pixels)
         features = features.astype(self.dtype, copy=False)
         embedded = {k: v for k, v in row.items() if k != "pixels"}
-        return {
-            **embedded,
-            "features": features,
-            "embedder": self.identity,
-            "embedder_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            **self._memory(),
-        }
-
-    def _memory(self) -> dict[str, int]:
-        if time.monotonic() - self.sampled >= MEMORY_SAMPLE_S:
-            self.memory, self.sampled = _private_memory(), time.monotonic()
-        return self.memory
-
-
-def _return_free_heap() -> None:
-    """Give glibc's free heap pages back to the kernel between shards. Under Ray the actor's heap
-    kept ~13 MB more *free* memory per 150 px shard (in use flat at 0.16 GiB, free 0.21 -> 0.30 GiB
-    over 8 shards, USS with it), while the same decode and embed outside Ray stayed flat; glibc
-    returns free memory on its own only from the top of the main heap. A trim takes milliseconds."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only: not musl or macOS
-
-
-def _private_memory() -> dict[str, int]:
-    """The actor's USS, and how much of it is Ray's object store: the shared-memory pages of the
-    shards it has read count as its own once their writer is gone, and the object store hands out new
-    pages shard after shard up to its capacity, so USS grows with the job while the actor's heap does not."""
-    import psutil
-
-    process = psutil.Process()
-    store = sum(m.private_clean + m.private_dirty for m in process.memory_maps(grouped=True) if "plasma" in m.path)
-    return {"embedder_uss": process.memory_full_info().uss, "embedder_store": store}
+        return {**embedded, "features": features, "embedder": self.identity}
 
 
 def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
@@ -201,8 +167,7 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
     rows = writer.write(row["split"], row["name"], list(row["paths"]), np.asarray(row["labels"]), features, errors, node)
     return {"split": row["split"], "name": row["name"], "node": node, "rows": rows, "errors": len(errors),
             "paths": list(row["paths"]) + list(row["error_paths"]), "digests": list(row["digests"]) + list(row["error_digests"]),
-            "embedder": row["embedder"], "embedder_rss": row["embedder_rss"], "embedder_uss": row["embedder_uss"],
-            "embedder_store": row["embedder_store"]}
+            "embedder": row["embedder"]}
 
 
 class Resident:
@@ -243,20 +208,20 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     `resources.shards_in_flight` at a time per actor; its decoding runs in the embedding actor (CPU-only
     clusters), in a resident decoder on the node holding ROOT, or in a task of `resources.decode_cpus`
     (GPU actors: decoding takes the CPUs they leave). Nothing streams between stages but whole shards:
-    under Ray Data its driver loop and helper actors took the CPU the model lacked (2 cores, 64 px: the
-    model's actor 72 of 80 CPU-s there, 76 here, BENCHMARKS.md)."""
+    under Ray Data its driver loop and helper actors took CPU the model lacked on small machines
+    (docs/performance.md)."""
     import ray
     from ray.util.actor_pool import ActorPool
 
     decode = {"root": root, "config": config.decode}
     inside = _decodes_in_embedder(resources, placement)
     retried = {"max_restarts": -1, "max_task_retries": -1}  # a dead actor restarts and takes its shards up again
-    shared = ray.put(weights)  # held until the end: a restarting actor reads it again
+    shared = [ray.put(weights)]  # held until the end: a restarting actor reads it again
     embedders = [ray.remote(Embedder).options(num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor,
                                               max_concurrency=resources.shards_in_flight, **retried,
                                               runtime_env={"env_vars": EMBEDDER_ENV},
                                               **_on_node(placement.decode_node if inside else None)).remote(
-                     shared, config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None)
+                     config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None)
                  for _ in range(resources.num_actors)]
     # Out of order: the model takes its shards in the order their pixels arrive, and a writer keeping to
     # the order of submission would hold the one embedded first until the others were done too.
@@ -266,7 +231,7 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     pool = ActorPool(lanes)
     try:
         yield from pool.map_unordered(
-            lambda lane, shard: lane[2].__call__.remote(lane[1].__call__.remote(lane[0](shard_row(shard)))), shards)
+            lambda lane, shard: lane[2].__call__.remote(lane[1].__call__.remote(lane[0](shard_row(shard)), shared)), shards)
     finally:
         for actor in residents + embedders + writers:  # an interrupted job leaves no queued shards running
             ray.kill(actor, no_restart=True)
@@ -339,9 +304,8 @@ def train(config: TrainConfig, rows: dict[str, list[dict]], root: Location, out:
             name=TRAIN_RUN_NAME, storage_path=out.path, storage_filesystem=None if out.is_local else out.fs,
             failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            # No worker_runtime_env with EMBEDDER_ENV: unlike the embedding actor, the workers trained no
-            # faster at the driver's priority than at Ray's 15 (means of 4 interleaved runs: 100.6 s
-            # against 98.4 s; 2 epochs, 800 photos at 64 px, 2-core AMD EPYC; #12).
+            # No EMBEDDER_ENV here: unlike the embedding actor, the workers trained no faster at the
+            # driver's priority than at Ray's 15 (benchmarks/train_startup.py).
         ),
         datasets=e2e_datasets(rows, root, config.decode, placement),
     )
@@ -355,7 +319,6 @@ def train_worker(loop_config: dict) -> None:
 
     from catdog import e2e  # here, not at the top: it imports scikit-learn, which extraction workers do not need
 
-    quiet.load_tensorflow()
     import tensorflow as tf
 
     config = TrainConfig(**loop_config["config"])

@@ -1,23 +1,19 @@
-"""A quiet command by default: the progress bar, the user's warnings and the summary, not the
-libraries' start-up chatter. `catdog --verbose` (CATDOG_VERBOSE=1, inherited by Ray's workers)
-shows everything.
+"""How much catdog and the libraries it drives say: `--verbose` (CATDOG_VERBOSE=1) shows Ray's INFO
+lines; without it Ray's Python loggers are set to ERROR through `ray.init(logging_level=...)`.
+Nothing here touches file descriptors, `sys.modules` or other processes.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import re
 import sys
-import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 VERBOSE_ENV = "CATDOG_VERBOSE"
-# Lines that reach the driver's file descriptor 2 from native code (all are also in the Ray session's
-# logs): Ray's C++ core worker prints the first for every pool of restartable actors whose code or
-# arguments travel through the object store (ray-project/ray#53727); abseil's mutex tracing (the second) is
-# forwarded now and then from a starting worker.
-_DROPPED_NATIVE = (b"has constructor arguments in the object store and max_restarts > 0", b"[mutex.cc : ")
 
 
 def verbose() -> bool:
@@ -28,122 +24,62 @@ def set_verbose(on: bool) -> None:
     os.environ[VERBOSE_ENV] = "1" if on else "0"
 
 
-class _Stderr:
-    """Who file descriptor 2 points at. Two redirections can be active at once from different threads
-    (TensorFlow imported in the weights thread while Ray runs under the line filter), so each one only
-    changes a count or a flag, under a lock, and fd 2 is pointed at what they add up to: /dev/null
-    while anything is silenced, else the filter's pipe while it runs, else the real stderr."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.silenced = 0
-        self.pipe: int | None = None  # the filter's write end
-        self.real: int | None = None  # a copy of the real stderr, taken before any redirection
-        self.devnull: int | None = None
-
-    def change(self, silenced: int = 0, pipe: int | None | bool = False) -> int:
-        """Apply a change; returns the real stderr's descriptor."""
-        with self.lock:
-            if self.real is None:
-                self.real, self.devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-            self.silenced += silenced
-            if pipe is not False:
-                self.pipe = pipe
-            sys.stderr.flush()
-            os.dup2(self.devnull if self.silenced else self.pipe if self.pipe is not None else self.real, 2)
-            return self.real
-
-
-_stderr = _Stderr()
-
-
-@contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the block: TensorFlow's C++ start-up lines (absl's
-    'All log messages before absl::InitializeLog()', 'Could not find cuda drivers', 'failed call to
-    cuInit') are written there by native code, below Python's sys.stderr and TF_CPP_MIN_LOG_LEVEL."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose() else "2")
-    if verbose():
-        yield
-        return
-    _stderr.change(silenced=1)
-    try:
-        yield
-    finally:
-        _stderr.change(silenced=-1)
-
-
-def load_tensorflow() -> None:
-    """Import TensorFlow and Keras, and let TensorFlow meet the devices, with the native chatter
-    silenced; call before any `import keras` or `import tensorflow` (cheap once done)."""
-    global _loaded
-    if _loaded:
-        return
-    with native_stderr_silenced(), _not_importable(KERAS_EXTRAS):
-        import keras  # noqa: F401
-        import tensorflow as tf
-
-        tf.config.list_physical_devices("GPU")  # where cuInit complains on a machine without a GPU
-    _loaded = True
-
-
-_loaded = False
-# Keras imports these at its own start-up when they are installed, for its plotting helpers and its
-# scikit-learn wrappers, neither of which catdog uses: 2.5 of the 8 s every embedding actor spent
-# loading TensorFlow and Keras (2 cores). catdog's own uses import them directly, later, as usual.
-# Meanwhile no other thread may import them: the extract driver's main thread, starting Ray while
-# the weights thread loads Keras, imports neither.
-KERAS_EXTRAS = ("matplotlib", "sklearn")
-
-
-@contextmanager
-def _not_importable(names: tuple[str, ...]) -> Iterator[None]:
-    """For the block, `import name` raises ImportError (a None entry in sys.modules) for those of
-    `names` not imported yet; afterwards they import normally."""
-    blocked = [n for n in names if n not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        for name in blocked:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
-
-
-@contextmanager
-def ray_native_lines_dropped() -> Iterator[None]:
-    """Pass file descriptor 2 through a pipe for the block, forwarding everything but the lines of
-    `_DROPPED_NATIVE`; partial lines (a progress bar's carriage returns) go through at once."""
-    if verbose():
-        yield
-        return
-    read_end, write_end = os.pipe()
-    real = _stderr.change(pipe=write_end)
-    forwarder = threading.Thread(target=_forward, args=(read_end, real), name="stderr-filter", daemon=True)
-    forwarder.start()
-    try:
-        yield
-    finally:
-        _stderr.change(pipe=None)
-        os.close(write_end)  # the pipe's last writer gone: the forwarder reads to the end and stops
-        forwarder.join(timeout=5)
-
-
-def _forward(read_end: int, out: int) -> None:
-    pending = b""
-    with os.fdopen(read_end, "rb", buffering=0) as pipe:
-        while chunk := pipe.read(65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            kept = [line + b"\n" for line in lines if not any(d in line for d in _DROPPED_NATIVE)]
-            if pending and not pending.startswith(b"["):  # not the start of a Ray log line: show it now
-                kept.append(pending)
-                pending = b""
-            if kept:
-                os.write(out, b"".join(kept))
-    if pending:
-        os.write(out, pending)
-
-
 def ray_log_level() -> int:
     return logging.INFO if verbose() else logging.ERROR
+
+
+# Lines that are information only, as Ray forwards them from its workers to the driver's sys.stderr
+# ("(Embedder pid=7) " in front): abseil's INFO-severity lines ("I0000 00:00:1796.1 4242 port.cc:153] ..."),
+# which TensorFlow writes before abseil's logging is initialised and TF_CPP_MIN_LOG_LEVEL cannot stop;
+# abseil's banner that says so; and TensorFlow's report that CUDA found no driver on a machine without
+# a GPU (an actor that Ray gave a GPU TensorFlow cannot see stops with its own error). Every other
+# line, WARNING, ERROR and FATAL ones included, passes.
+_RAY_PREFIX = r"(?:(?:\x1b\[[0-9;]*m)?\([^)]*\)(?:\x1b\[0m)? )?"
+_ABSL = r"\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.-]+:\d+\] "
+INFO_LINE = re.compile(_RAY_PREFIX + r"(?:I" + _ABSL + r"|E" + _ABSL + r"failed call to cuInit: |"
+                       r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)")
+
+
+class _InfoFilter(io.TextIOBase):
+    """sys.stderr without INFO_LINE lines; any other text, partial lines included, goes through at once."""
+
+    def __init__(self, target) -> None:
+        self.target = target
+        self._dropped = False  # print() writes a line, then its "\n"
+
+    def write(self, text: str) -> int:
+        dropped, self._dropped = self._dropped, False
+        if text == "\n" and dropped:
+            return len(text)
+        kept = [line for line in text.splitlines(keepends=True) if not INFO_LINE.match(line)]
+        if len(kept) < len(text.splitlines(keepends=True)):
+            self._dropped = not text.endswith("\n")
+        return self.target.write("".join(kept)) if kept else len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    @property
+    def encoding(self):
+        return self.target.encoding
+
+
+@contextmanager
+def info_lines_dropped(enabled: bool = True) -> Iterator[None]:
+    """For the command line only: Python's sys.stderr without abseil's INFO lines for the block.
+    File descriptor 2 itself is never touched, so whatever native code writes there is seen."""
+    if not enabled:
+        yield
+        return
+    original = sys.stderr
+    sys.stderr = _InfoFilter(original)
+    try:
+        yield
+    finally:
+        sys.stderr = original

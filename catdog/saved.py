@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import convbase, e2e, layers, quiet, storage
+from catdog import convbase, e2e, layers, storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
 from catdog.images import decode_files
@@ -43,7 +43,6 @@ class PixelModel:
 
     @classmethod
     def load(cls, model_dir: str) -> "PixelModel":
-        quiet.load_tensorflow()
         import keras
 
         layers.shear_layer()  # registers the one custom layer the model holds

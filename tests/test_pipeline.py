@@ -34,7 +34,7 @@ def test_decode_then_write_stage_commit_one_shard(tmp_path):
     writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
     X = np.arange(2 * 512, dtype=np.float32).reshape(2, 512)
     embedded = {**{k: v for k, v in decoded.items() if k != "pixels"}, "features": X,
-                "embedder": "{}", "embedder_rss": 1, "embedder_uss": 2, "embedder_store": 1}
+                "embedder": "{}"}
     written = pipeline.write_stage(embedded, writer=writer)
     assert (written["rows"], written["errors"], written["name"]) == (2, 1, shard.name)
     got, y, paths = features.load(out)

@@ -17,8 +17,10 @@ import time
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
 
-from catdog import imagefolder, index, storage  # noqa: E402
 from benchmarks import photos_cli  # noqa: E402
+from catdog import storage
+from catdog.extraction import imagefolder
+from catdog.store import index  # noqa: E402
 
 SIZE, ADDED_FRACTION, LISTING = 150, 0.01, 100_000
 

@@ -24,9 +24,10 @@ import time
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
 
-from catdog import images, storage  # noqa: E402
-from catdog.config import DecodeConfig  # noqa: E402
 from benchmarks import photos_cli  # noqa: E402
+from catdog import storage
+from catdog.config import DecodeConfig  # noqa: E402
+from catdog.extraction import images  # noqa: E402
 from tests import s3server  # noqa: E402
 
 SHARD, DELAY_MS, EXTRACT_PHOTOS, EXTRACT_SIZE = 256, 20, 512, 64

@@ -42,7 +42,7 @@ def synthetic(n: int, seed: int = 0) -> np.ndarray:
 
 
 def part_neighbours(n: int) -> dict:
-    from catdog import similar
+    from catdog.insight import similar
 
     X = synthetic(n)
     start = time.perf_counter()
@@ -64,8 +64,8 @@ def part_map(n: int) -> dict:
 
 
 def part_real(out: str, threshold: str) -> dict:
-    from catdog import similar
     from catdog.config import SimilarConfig
+    from catdog.insight import similar
 
     with tempfile.TemporaryDirectory() as report:
         summary = similar.run(SimilarConfig(features=out, report_dir=report, threshold=float(threshold)))

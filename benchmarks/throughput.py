@@ -32,7 +32,8 @@ def peak_rss() -> int:
 
 
 def files(root: str, n: int | None = None) -> list:
-    from catdog import imagefolder, storage
+    from catdog import storage
+    from catdog.extraction import imagefolder
 
     folder = storage.resolve(root)
     return [folder.join(p) for p in imagefolder.scan(folder).paths[:n]]
@@ -40,7 +41,7 @@ def files(root: str, n: int | None = None) -> list:
 
 def decoded_pixels(root: str, n: int, size: int = SIZE) -> np.ndarray:
     from catdog.config import DecodeConfig
-    from catdog.images import decode_files
+    from catdog.extraction.images import decode_files
 
     return decode_files(files(root, n), DecodeConfig(size)).pixels
 
@@ -52,7 +53,7 @@ def reference(root: str, n: int, precision: str, size: int = SIZE) -> dict:
     import keras
     import tensorflow as tf
 
-    from catdog.convbase import POLICIES
+    from catdog.extraction.convbase import POLICIES
 
     pixels = decoded_pixels(root, n, size)
     keras.mixed_precision.set_global_policy(POLICIES[precision])
@@ -72,7 +73,7 @@ def decode_time(root: str, n: int) -> dict:
     of a 256-photo shard at 64 px decoded in one thread and in as many as the machine has cores, as an
     embedding actor holding them all decodes its shards (alternating, the median of five each)."""
     from catdog.config import DecodeConfig
-    from catdog.images import decode_files
+    from catdog.extraction.images import decode_files
 
     chosen = files(root, n)
     decode_files(chosen[:10], DecodeConfig(SIZE))  # warm the page cache and Pillow's imports
@@ -115,7 +116,7 @@ def pillow_loop(root: str, size: int, passes: int = 3) -> dict:
 def _zero_cost_model() -> None:
     """Runs in every Ray worker of the zero-cost part (a worker_process_setup_hook): the conv base
     is replaced by zeros of the right shape, so only the pipeline around it is left to measure."""
-    from catdog import convbase
+    from catdog.extraction import convbase
 
     class ZeroCost:
         def __init__(self, weights, config) -> None:
@@ -132,7 +133,7 @@ def shard_arrivals() -> list[tuple[float, int]]:
     """From now on in this process, every shard the pipeline hands back to `catdog extract` is
     recorded as (perf_counter at its arrival, images in it): a slow run then shows whether it
     was slow throughout or stalled on a few shards."""
-    from catdog import pipeline
+    from catdog.extraction import pipeline
 
     arrivals = []
     shards = pipeline.extract_shards
@@ -159,8 +160,8 @@ def zero_cost(root: str, size: int, out: str, shard_size: int | None) -> dict:
     meanwhile would inflate the first half. `shard_size` None: catdog's default for a GPU actor."""
     import ray
 
-    from catdog import extract
     from catdog.config import ExtractConfig
+    from catdog.extraction import extract
 
     arrivals = shard_arrivals()
     ray.init(num_gpus=1, include_dashboard=False, logging_level="ERROR",
@@ -180,9 +181,9 @@ def jpeg_draft(root: str, n: int) -> dict:
     """Pillow's JPEG draft mode (libjpeg scaling by 1/2, 1/4, 1/8 while decoding) against a full
     decode: CPU time per photo, and the cosine of the conv base's features (random weights, fp32)."""
 
-    from catdog import convbase
     from catdog.config import DecodeConfig, EmbedConfig
-    from catdog.images import decode_files
+    from catdog.extraction import convbase
+    from catdog.extraction.images import decode_files
 
     chosen = files(root, n)
     results = {}
@@ -204,8 +205,8 @@ def jpeg_draft(root: str, n: int) -> dict:
 
 def catdog_extract(root: str, precision: str, out: str, size: int = SIZE) -> dict:
     """(b), (d), (e) The whole job on local Ray: scan, decode, embed, write Parquet."""
-    from catdog import extract
     from catdog.config import ExtractConfig
+    from catdog.extraction import extract
 
     config = ExtractConfig(root=root, out=out, weights="none", image_size=size, batch_size=BATCH, precision=precision,
                            overwrite=True, progress=False)
@@ -254,7 +255,7 @@ def tutorial(root: str) -> dict:
     """(c) The tutorial's loop: a Keras directory dataset, batch 20, predict, copy into a preallocated array."""
     import keras
 
-    from catdog import imagefolder
+    from catdog.extraction import imagefolder
 
     keras.utils.set_random_seed(0)
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
@@ -286,7 +287,7 @@ def parquet_codecs(out: str) -> dict:
     """Size, write and read speed of each codec on real features from (b)."""
     import pyarrow.parquet as pq
 
-    from catdog import features
+    from catdog.store import features
 
     table = features.dataset(out).to_table()
     results = {}
@@ -343,7 +344,7 @@ def subset(root: str, per_class: int, into: str) -> str:
 
 
 def cosine(out_a: str, out_b: str) -> dict:
-    from catdog import features
+    from catdog.store import features
 
     a, b = features.load(out_a), features.load(out_b)
     assert list(a.paths) == list(b.paths)
@@ -586,7 +587,7 @@ def _other_lines(r: dict, q: dict) -> list[str]:
     return lines + ["", f"decode + resize to 150x150: {r['decode']['ms_per_image']:.2f} ms of CPU per photo "
                     f"(Pillow, one core, {r['decode']['images']} photos)",
                     *_shard_decode_line(r["decode"]),
-                    f"catdog.features.load: {r['parquet']['load_mb_s']:.0f} MB/s",
+                    f"catdog.store.features.load: {r['parquet']['load_mb_s']:.0f} MB/s",
                     *_draft_lines(r.get("jpeg_draft")),
                     f"VGG16 conv base at 150x150: {r['flops_per_image'] / 1e9:.2f} GFLOP per image"]
 
@@ -622,7 +623,7 @@ def _timeline_lines(m: dict) -> list[str]:
     marks = m.get("timeline")
     if not marks:
         return [f"start-up (Ray, weights) before the pipeline: {m['startup_seconds']:.1f} s"]
-    from catdog.extract import TIMELINE
+    from catdog.extraction.extract import TIMELINE
 
     return ["timeline of (b), s from the process start: " + ", ".join(f"{TIMELINE[k]} {v:.1f}" for k, v in marks.items())
             + f", exit {m.get('first_process_seconds', m['process_seconds']):.1f}"]
@@ -649,7 +650,7 @@ def machine() -> dict:
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("tensorflow", "keras", "ray", "pyarrow", "pillow"))
-    from catdog.convbase import cpu
+    from catdog.extraction.convbase import cpu
 
     _, flags = cpu()  # the flags --precision auto reads
     extras = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f in flags]

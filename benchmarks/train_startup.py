@@ -1,4 +1,4 @@
-"""A small `catdog train-e2e` run with catdog's Ray Train backend (`catdog.multiworker`) and with Ray's
+"""A small `catdog train-e2e` run with catdog's Ray Train backend (`catdog.e2e.multiworker`) and with Ray's
 own `TensorflowConfig`, interleaved; every run a fresh process, timed from its start to its exit as a
 user waits for it (its Ray start and its driver's imports count). Ray's config is swapped in here only.
 
@@ -29,11 +29,13 @@ VARIANTS = ("catdog", "ray")
 
 def one_run(variant: str, root: str, out: str, workers: int) -> None:
     """In the child process: one train-e2e run with the given backend config."""
-    from catdog import fit_e2e, multiworker
     from catdog.config import TrainConfig
+    from catdog.e2e import fit_e2e, multiworker
 
     if variant == "ray":
-        from ray.train.tensorflow import TensorflowConfig  # imports TensorFlow, as Ray Train's controller then does
+        from ray.train.tensorflow import (
+            TensorflowConfig,  # imports TensorFlow, as Ray Train's controller then does
+        )
 
         multiworker.MultiWorkerConfig = TensorflowConfig
     started = time.time()
@@ -65,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.folder
         if not root:
-            from catdog import demo
+            from catdog import synthetic as demo
 
             root = os.path.join(tmp, "demo")
             demo.make_demo_folder(root, per_class=8, size=40)

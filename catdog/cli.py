@@ -6,9 +6,18 @@ import argparse
 import os
 import sys
 
-from catdog.config import (DTYPES, HEAD_MODELS, INTERPOLATIONS, PRECISIONS, PREPROCESSING, ExtractConfig, HeadConfig,
-                           SimilarConfig, TrainConfig)
 from catdog import quiet
+from catdog.config import (
+    DTYPES,
+    HEAD_MODELS,
+    INTERPOLATIONS,
+    PRECISIONS,
+    PREPROCESSING,
+    ExtractConfig,
+    HeadConfig,
+    SimilarConfig,
+    TrainConfig,
+)
 from catdog.errors import CatdogError
 
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -171,7 +180,7 @@ def config_from_args(cls, args: argparse.Namespace, **fixed):
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from catdog import extract
+    from catdog.extraction import extract
 
     summary = extract.run(config_from_args(ExtractConfig, args))
     print("\n".join(summary.lines()))
@@ -179,14 +188,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from catdog import status
+    from catdog.extraction import status
 
-    print("\n".join(status.status(args.out, args.root)))
+    print("\n".join(status.status(args.out, args.root).lines()))
     return 0
 
 
 def cmd_head(args: argparse.Namespace) -> int:
-    from catdog import fit_head, metrics
+    from catdog.heads import fit_head, metrics
 
     config = config_from_args(HeadConfig, args)
     result = fit_head.run(config)
@@ -201,7 +210,7 @@ def cmd_head(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from catdog import predict
+    from catdog.heads import predict
 
     if args.top_k is not None and args.top_k < 1:
         raise CatdogError(f"--top-k must be at least 1, got {args.top_k}")
@@ -217,7 +226,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from catdog import explain
+    from catdog.heads import explain
 
     for e in explain.explain(args.model_dir, args.inputs, args.out, args.class_name, args.weights):
         print(f"{e.path}\t{e.explained}\t{e.probability:.4f}\t{e.figure}")
@@ -225,7 +234,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from catdog import similar
+    from catdog.insight import similar
 
     config = config_from_args(SimilarConfig, args)
     print("\n".join(similar.lines(similar.run(config))))
@@ -234,7 +243,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_train_e2e(args: argparse.Namespace) -> int:
-    from catdog import fit_e2e
+    from catdog.e2e import fit_e2e
 
     result = fit_e2e.run(config_from_args(TrainConfig, args))
     for epoch, (loss, acc, val_loss, val_acc) in enumerate(zip(*(result["history"][k] for k in ("loss", "acc", "val_loss", "val_acc"))), 1):

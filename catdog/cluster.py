@@ -13,6 +13,7 @@ from catdog import quiet, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 
+NODE_ID_LABEL = "ray.io/node-id"  # every Ray node carries its id as a label
 MAX_CPUS_PER_ACTOR = 8  # past this a single VGG16 gains little from more threads; run another actor
 # GPU clusters decode in tasks, and the GPU waits on them. Each reserves half a CPU: two decode per
 # core, so one runs while Ray hands the other's shard on, and the core a GPU actor reserves but mostly
@@ -34,7 +35,7 @@ class Resources:
     num_actors: int
     cpus_per_actor: float
     gpus_per_actor: float
-    # Where decoding does not run inside the embedding actors (`catdog.pipeline`): in tasks that each
+    # Where decoding does not run inside the embedding actors (`catdog.extraction.pipeline`): in tasks that each
     # reserve this many CPUs (GPU actors), or (0) in one long-lived actor per embedding actor that
     # reserves none. Ray kills idle workers beyond one per CPU after a second, so 0-CPU tasks would
     # start a new Python process for nearly every shard, stealing the model's cores each time.
@@ -174,3 +175,8 @@ def devices(embedders: tuple[dict, ...]) -> str:
         where = f"GPUs {', '.join(gpus)}" if gpus else f"CPU, {sum(a['intra_op_threads'] for a in actors)} threads"
         parts.append(where if len(by_node) == 1 else f"node {node[:8]}: {where}")
     return "; ".join(parts)
+
+
+def on_node(node: str | None) -> dict:
+    """Ray options that keep a task or actor on one node, or none."""
+    return {} if node is None else {"label_selector": {NODE_ID_LABEL: node}}

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from catdog import demo, explain, extract, fit_head, metrics
+from catdog import synthetic
 from catdog.config import ExtractConfig, HeadConfig
+from catdog.extraction import extract
+from catdog.heads import explain, fit_head, metrics
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ def run(config: DemoConfig) -> list[str]:
     """The lines a user reads: what was made, the accuracy table, and where each figure is."""
     images = os.path.join(config.folder, "images")
     if not os.path.isdir(images):
-        demo.make_demo_folder(images, per_class=config.per_class)
+        synthetic.make_demo_folder(images, per_class=config.per_class)
     lines = [f"demo images: {images} (synthetic, 2 classes, {config.per_class} per class)"]
     if config.weights == "none":
         lines.append("weights: none (random init, seed 0) - offline demo; features are not ImageNet features")
@@ -32,7 +34,7 @@ def run(config: DemoConfig) -> list[str]:
     head = HeadConfig(features=extracted.out, model_dir=os.path.join(config.folder, "model"))
     report = fit_head.run(head)
     lines += ["", metrics.table(report["splits"], report["classes"])]
-    one = os.path.join(images, "test", demo.CLASSES[1], sorted(os.listdir(os.path.join(images, "test", demo.CLASSES[1])))[0])
+    one = os.path.join(images, "test", synthetic.CLASSES[1], sorted(os.listdir(os.path.join(images, "test", synthetic.CLASSES[1])))[0])
     (explained,) = explain.explain(head.model_dir, [one], os.path.join(config.folder, "explain"))
     figures = [os.path.join(head.model_dir, f) for f in ("curves.png", "confusion.png", "map.png", "wrong.png")]
     lines += ["", "figures:"] + [f"  {f}" for f in figures if os.path.exists(f)]

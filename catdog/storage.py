@@ -13,16 +13,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pyarrow.fs as pafs
 
 from catdog.errors import CatdogError
 
-TMP_DIR = "_tmp"
 # What a worker needs to reach the same object store as the driver (never printed or recorded).
 CREDENTIAL_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                         "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE",
@@ -129,33 +127,6 @@ def credentials_env() -> dict[str, str]:
 
 def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts if p)
-
-
-def commit(out: Location, final: str, write: Callable[[str], None]) -> None:
-    """Make `final` appear whole or not at all, written through `write(path)`.
-
-    On a filesystem: under a temporary name in OUT/_tmp, then renamed onto `final`, so a crash
-    mid-write leaves nothing half-written in view. On an object store a PUT (multipart included)
-    is already atomic, and a rename would be a copy plus a delete: the object is written in place.
-    """
-    if out.is_object_store:
-        write(final)
-        return
-    fs = out.fs
-    tmp_dir = join(out.path, TMP_DIR)
-    fs.create_dir(tmp_dir, recursive=True)
-    tmp = join(tmp_dir, f"{uuid.uuid4().hex}-{final.rsplit('/', 1)[-1]}")
-    write(tmp)
-    fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-    fs.move(tmp, final)
-
-
-def write_text(out: Location, name: str, text: str) -> None:
-    def write(tmp: str) -> None:
-        with out.fs.open_output_stream(tmp) as stream:
-            stream.write(text.encode())
-
-    commit(out, join(out.path, name), write)
 
 
 @contextmanager

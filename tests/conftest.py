@@ -7,8 +7,10 @@ import psutil
 import pytest
 from PIL import Image
 
-from catdog import convbase, demo, imagefolder, images, storage
+from catdog import storage
+from catdog import synthetic as demo
 from catdog.config import EmbedConfig, ExtractConfig
+from catdog.extraction import convbase, imagefolder, images
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")

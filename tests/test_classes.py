@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import cli, demo, explain, extract, features, fit_head, metrics, predict, saved, similar
+from catdog import cli
+from catdog import synthetic as demo
 from catdog.config import ExtractConfig, HeadConfig, SimilarConfig
 from catdog.errors import CatdogError
+from catdog.extraction import extract
+from catdog.heads import explain, fit_head, metrics, predict
+from catdog.heads import model_folder as saved
+from catdog.insight import similar
+from catdog.store import features
 
 CLASSES = demo.shape_classes(10)
 COPY = "test/hue0-disc/copy-of-train-0000.jpg"

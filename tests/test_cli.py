@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from catdog import cli, features
+from catdog import cli
+from catdog.store import features
 from tests.conftest import random_pixels, save_image
 
 

@@ -1,9 +1,6 @@
 """Actor planning from cluster sizes, and the device line of the summary (no Ray needed); a local
 Ray session's end (starts Ray in a process of its own)."""
 
-import json
-import subprocess
-import sys
 
 import pytest
 

@@ -2,7 +2,13 @@
 
 import pytest
 
-from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, HeadConfig, TrainConfig
+from catdog.config import (
+    DecodeConfig,
+    EmbedConfig,
+    ExtractConfig,
+    HeadConfig,
+    TrainConfig,
+)
 from catdog.errors import CatdogError
 
 

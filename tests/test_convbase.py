@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from catdog import convbase
 from catdog.config import EmbedConfig
 from catdog.errors import CatdogError
+from catdog.extraction import convbase
 from catdog.layers import preprocess
 
 
@@ -78,10 +78,9 @@ def test_random_weights_are_the_same_numbers_anywhere():
     """An incremental run's new rows must match the earlier ones: the same seed gives the same numbers
     in another thread, after other code has drawn random numbers and while it draws more (numpy's
     own generator, seeded: the same in another process by construction)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import random
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     first = all_weights(convbase.resolve_weights("none", 0, 32))
     keras.random.uniform((3,))

@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import explain, extract, fit_head, heads, saved
 from catdog.config import ExtractConfig, HeadConfig
+from catdog.extraction import extract
+from catdog.heads import explain, fit_head
+from catdog.heads import model_folder as saved
+from catdog.heads import models as heads
 
 SIZE = 64
 HALF = SIZE // 2
@@ -129,7 +132,7 @@ def test_the_logreg_head_as_a_linear_layer_gives_its_own_probabilities(classes):
     y = np.arange(90) % classes
     X[np.arange(90), y] += 4
     pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
-    model = saved.SavedModel(heads.LogRegHead(HeadConfig(features="", model_dir=""), pipe), {})
+    model = saved.ModelFolder(heads.LogRegHead(HeadConfig(features="", model_dir=""), pipe), {})
     logits = explain._head_logits(model)(tf.constant(X))
     assert logits.shape == (90, classes)
     np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), pipe.predict_proba(X), atol=1e-5)

@@ -10,9 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catdog import demo, extract, features
+from catdog import synthetic as demo
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
+from catdog.extraction import extract
+from catdog.store import features
+from catdog.store.manifest import Manifest
 
 SIZE = 64  # 2x2x512: small, yet the flatten order still matters
 
@@ -148,7 +151,8 @@ def test_auto_precision_is_fp16_for_gpu_actors():
 
 
 def test_shard_size_follows_the_devices_unless_given_or_out_holds_a_run(tmp_path):
-    from catdog import cluster, manifest, storage
+    from catdog import cluster, storage
+    from catdog.store import manifest
 
     cpu = cluster.plan_resources(ExtractConfig(root="in", out="out"), cluster.ClusterSize(cpus=8, gpus=0, largest_node_cpus=8))
     gpu = cluster.plan_resources(ExtractConfig(root="in", out="out"), cluster.ClusterSize(cpus=8, gpus=1, largest_node_cpus=8))
@@ -157,6 +161,6 @@ def test_shard_size_follows_the_devices_unless_given_or_out_holds_a_run(tmp_path
     assert extract._resolve_shard_size(config, cpu, manifest.read(out)).shard_size == 256
     assert extract._resolve_shard_size(config, gpu, manifest.read(out)).shard_size == 1024
     assert extract._resolve_shard_size(config.replace(shard_size=8), gpu, manifest.read(out)).shard_size == 8
-    manifest.write(out, {"compat": {"shard_size": 1024}})
+    manifest.write(out, Manifest(compat={"shard_size": 1024}, features={}, config={}))
     assert extract._resolve_shard_size(config, cpu, manifest.read(out)).shard_size == 1024  # resumes as it began
     assert extract._resolve_shard_size(config.replace(overwrite=True), cpu, manifest.read(out)).shard_size == 256

@@ -7,10 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catdog import features, storage
+from catdog import storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
-from catdog.imagefolder import NO_LABEL, ImageSet
+from catdog.extraction.imagefolder import NO_LABEL, ImageSet
+from catdog.extraction.metadata import compat_settings, feature_metadata
+from catdog.store import features, layout
 
 DIM = 512
 
@@ -18,7 +20,7 @@ DIM = 512
 def metadata(dtype="float32") -> dict:
     config = ExtractConfig(root="r", out="o", image_size=32, dtype=dtype)
     image_set = ImageSet(storage.resolve("r"), "split", ("cats", "dogs"), (), (), ())
-    return features.feature_metadata(config, image_set, {"source": "none", "seed": 0})
+    return feature_metadata(config, image_set, {"source": "none", "seed": 0})
 
 
 def write_dataset(tmp_path, shards: dict, dtype="float32"):
@@ -42,11 +44,11 @@ def test_metadata_and_schema_are_the_contract():
     assert schema.names == ["path", "label", "label_name", "features"]
     assert schema.field("features").type == pa.list_(pa.float32(), DIM)
     assert json.loads(schema.metadata[b"catdog"]) == meta
-    compat = features.compat_settings(ExtractConfig(root="r", out="o", shard_size=256), meta, storage.resolve("/data/r"))
+    compat = compat_settings(ExtractConfig(root="r", out="o", shard_size=256), meta, storage.resolve("/data/r"))
     assert compat["root"] == "/data/r" and "catdog_version" not in compat and compat["shard_size"] == 256
     drafted = ExtractConfig(root="r", out="o", jpeg_draft=True)
     image_set = ImageSet(storage.resolve("r"), "split", ("cats", "dogs"), (), (), ())
-    other = features.compat_settings(drafted, features.feature_metadata(drafted, image_set, meta["weights"]), storage.resolve("/data/r"))
+    other = compat_settings(drafted, feature_metadata(drafted, image_set, meta["weights"]), storage.resolve("/data/r"))
     assert other["jpeg_draft"] is True and compat["jpeg_draft"] is False  # pinned: a resume must match
 
 
@@ -61,12 +63,12 @@ def test_written_shards_read_back_exactly(tmp_path):
     X_test, _, test_paths = features.load(str(tmp_path / "out"), "test")  # a plain path works too
     assert sorted(test_paths) == sorted(p for p in written if written[p][2] == "test")
     assert features.committed(out) == {("train", "a.parquet"), ("train", "b.parquet"), ("test", "c.parquet")}
-    assert features.committed(out, features.ERRORS_DIR) == {("train", "a.parquet"), ("test", "c.parquet")}
-    errors = features.dataset(out, features.ERRORS_DIR).to_table().to_pylist()
+    assert features.committed(out, layout.ERRORS_DIR) == {("train", "a.parquet"), ("test", "c.parquet")}
+    errors = features.dataset(out, layout.ERRORS_DIR).to_table().to_pylist()
     assert sorted(e["path"] for e in errors) == ["test/c.parquet/bad.jpg", "train/a.parquet/bad.jpg"]
     assert features.splits(out) == ["test", "train"] and features.count_rows(out, "train") == 5
     assert list(features.read_paths(out, "train")) == list(features.load(out, "train").paths)
-    table = pq.read_table(features.shard_path(out, features.FEATURES_DIR, "train", "a.parquet"))
+    table = pq.read_table(features.shard_path(out, layout.FEATURES_DIR, "train", "a.parquet"))
     assert table.column("label_name").to_pylist() == ["cats", "dogs", "dogs"]
     assert features.read_metadata(out)["feature_dim"] == DIM
     assert not (tmp_path / "out" / "_tmp").exists() or not list((tmp_path / "out" / "_tmp").iterdir())

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from catdog import fit_head
+from catdog.heads import fit_head
 
 
 class Chunked:

@@ -3,15 +3,17 @@ the index replaced, and every step safe to do twice (a run killed mid-commit is 
 
 import numpy as np
 
-from catdog import features, generation, index, storage
+from catdog import storage
 from catdog.config import ExtractConfig
-from catdog.imagefolder import ImageSet
-from catdog.index import Changes, Entry
+from catdog.extraction import metadata
+from catdog.extraction.imagefolder import ImageSet
+from catdog.store import features, generation, index, layout
+from catdog.store.index import Changes, Entry
 
 
 def writer_at(location, classes=("cats", "dogs")):
     image_set = ImageSet(location, "class", classes, (), (), ())
-    meta = features.feature_metadata(ExtractConfig(root="", out="", image_size=32), image_set, {"source": "none", "seed": 0})
+    meta = metadata.feature_metadata(ExtractConfig(root="", out="", image_size=32), image_set, {"source": "none", "seed": 0})
     return features.ShardWriter(location, features.feature_schema(meta), classes)
 
 
@@ -22,7 +24,7 @@ def test_commit_moves_staged_files_in_drops_superseded_rows_and_is_idempotent(tm
                          X, [("dogs/bad.jpg", "OSError", "truncated")])
     previous = {p: Entry(1, 1, "", "features/split=all/part-00000-a.parquet") for p in ("cats/1.jpg", "cats/2.jpg", "dogs/3.jpg")}
     previous["dogs/bad.jpg"] = Entry(1, 1, "", "errors/split=all/part-00000-a.parquet")
-    stage = generation.staging(out, 2)
+    stage = out.join(layout.staging(2))
     new = np.full((2, 512), 7, np.float32)
     writer_at(stage).write("all", "part-g2-00000-b.parquet", ["cats/2.jpg", "dogs/bad.jpg"], np.array([0, 1]), new, [])
     changes = Changes(added=(), changed=("cats/2.jpg", "dogs/bad.jpg"), removed=("dogs/3.jpg",), unchanged=("cats/1.jpg",))
@@ -42,10 +44,10 @@ def test_commit_moves_staged_files_in_drops_superseded_rows_and_is_idempotent(tm
     assert sorted(got) == ["cats/1.jpg", "cats/2.jpg", "dogs/bad.jpg"]
     np.testing.assert_array_equal(got["cats/1.jpg"], X[0])
     np.testing.assert_array_equal(got["cats/2.jpg"], new[0])
-    assert not features.committed(out, features.ERRORS_DIR)  # its only row was superseded: no file left
+    assert not features.committed(out, layout.ERRORS_DIR)  # its only row was superseded: no file left
     assert sorted(features.committed(out)) == [("all", "part-00000-a-r2.parquet"), ("all", "part-g2-00000-b.parquet")]
     assert index.read(out) == after and after["cats/1.jpg"].file == "features/split=all/part-00000-a-r2.parquet"
-    assert not out.join(generation.STAGING).exists()
+    assert not out.join(layout.STAGING).exists()
     rewritten = features.read_file(out, "features/split=all/part-00000-a-r2.parquet")
     assert rewritten.schema.metadata[features.METADATA_KEY] == features.read_file(
         out, "features/split=all/part-g2-00000-b.parquet").schema.metadata[features.METADATA_KEY]

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import demo, extract, features, fit_head, metrics, predict, saved
+from catdog import synthetic as demo
 from catdog.config import ExtractConfig, HeadConfig
+from catdog.extraction import extract
+from catdog.heads import fit_head, metrics, predict
+from catdog.heads import model_folder as saved
+from catdog.store import features
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 

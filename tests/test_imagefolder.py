@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from catdog import imagefolder
 from catdog.errors import CatdogError
+from catdog.extraction import imagefolder
 from tests.conftest import random_pixels, save_image
 
 

@@ -7,8 +7,9 @@ import pyarrow.fs as pafs
 import pytest
 from PIL import Image
 
-from catdog import images, storage
+from catdog import storage
 from catdog.config import DecodeConfig
+from catdog.extraction import images
 from tests.conftest import random_pixels
 
 

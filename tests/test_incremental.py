@@ -10,9 +10,17 @@ import time
 
 import pytest
 
-from catdog import cli, demo, extract, features, generation, manifest, storage
+from catdog import cli, storage
+from catdog import synthetic as demo
 from catdog.config import ExtractConfig
-from tests.conftest import assert_rows_match, fresh_extraction, random_pixels, save_image
+from catdog.extraction import extract
+from catdog.store import features, layout, manifest
+from tests.conftest import (
+    assert_rows_match,
+    fresh_extraction,
+    random_pixels,
+    save_image,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +36,9 @@ def rows(out) -> dict:
 
 
 def error_paths(out) -> list:
-    if not features.committed(str(out), features.ERRORS_DIR):
+    if not features.committed(str(out), layout.ERRORS_DIR):
         return []
-    return sorted(features.dataset(str(out), features.ERRORS_DIR).to_table(columns=["path"]).column("path").to_pylist())
+    return sorted(features.dataset(str(out), layout.ERRORS_DIR).to_table(columns=["path"]).column("path").to_pylist())
 
 
 def assert_same_as_fresh(out, root) -> None:
@@ -80,10 +88,10 @@ def test_add_change_remove_and_fix_then_nothing(ray_local, photos, tmp_path, cap
     assert second.changes == "added 3, changed 3, removed 2, unchanged 16"
     assert second.processed == 6  # only the new and changed images were read
     assert second.images == 22 and second.errors == 0
-    assert not (out / generation.STAGING).exists()
+    assert not (out / layout.STAGING).exists()
     assert_same_as_fresh(out, photos)
     recorded = manifest.read(storage.resolve(str(out)))
-    assert recorded["generation"] == 2 and recorded["status"] == "complete"
+    assert recorded.generation == 2 and recorded.status == "complete"
 
     third = extract.run(config_for(photos, out))
     assert third.processed == 0 and third.changes == "added 0, changed 0, removed 0, unchanged 22"
@@ -118,7 +126,7 @@ def test_a_commit_cut_short_is_finished_by_the_next_run(ray_local, photos, tmp_p
     with pytest.raises(KeyboardInterrupt):
         extract.run(config_for(photos, out))
     monkeypatch.undo()
-    assert manifest.read(storage.resolve(str(out)))["committing"]["generation"] == 2
+    assert manifest.read(storage.resolve(str(out))).committing["generation"] == 2
     assert cli.main(["status", str(out)]) == 0
     assert "interrupted while committing generation 2" in capsys.readouterr().out
     done = extract.run(config_for(photos, out))
@@ -135,7 +143,7 @@ def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local,
     os.remove(photos / "train" / "dogs" / "dog.0.jpg")
     command = [sys.executable, "-m", "catdog.cli", "extract", str(photos), "--out", str(out), "--weights", "none",
                "--image-size", "32", "--shard-size", "2", "--no-progress"]
-    stage = out / generation.STAGING / "gen-2" / "features"
+    stage = out / layout.STAGING / "gen-2" / "features"
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 420  # a loaded 2-core machine takes minutes to start Ray and the model

@@ -1,7 +1,9 @@
 """The index: written and read back, and ROOT's listing compared against it path by path."""
 
-from catdog import imagefolder, index, storage
-from catdog.index import Entry
+from catdog import storage
+from catdog.extraction import imagefolder
+from catdog.store import index
+from catdog.store.index import Entry
 from tests.conftest import random_pixels, save_image
 
 
@@ -13,7 +15,7 @@ def listing(tmp_path, names):
 
 def test_round_trip_and_stamps_from_the_listing(tmp_path):
     image_set = listing(tmp_path, ["cats/a.png", "dogs/b.png"])
-    entries = index.entries(image_set, "features/split=all/part-00000-x.parquet", ["cats/a.png", "dogs/b.png"], ["s1", "s2"])
+    entries = index.entries(image_set.stamp_of, "features/split=all/part-00000-x.parquet", ["cats/a.png", "dogs/b.png"], ["s1", "s2"])
     stat = (tmp_path / "in" / "cats" / "a.png").stat()
     assert entries["cats/a.png"] == Entry(stat.st_size, stat.st_mtime_ns, "s1", "features/split=all/part-00000-x.parquet")
     out = storage.resolve(str(tmp_path / "out"))
@@ -30,12 +32,12 @@ def test_compare_finds_added_changed_removed_and_unchanged(tmp_path):
         "cats/b.png": Entry(stamps["cats/b.png"][0] + 1, stamps["cats/b.png"][1], "h-b", "f1"),  # size differs
         "dogs/gone.png": Entry(1, 1, "h-g", "f2"),
     }
-    changes = index.compare(previous, image_set)
+    changes = index.compare(previous, image_set.stamp_of)
     assert (changes.added, changes.changed, changes.removed, changes.unchanged) == (
         ("dogs/c.png",), ("cats/b.png",), ("dogs/gone.png",), ("cats/a.png",))
     assert changes.pending == {"dogs/c.png", "cats/b.png"} and changes.superseded == {"cats/b.png", "dogs/gone.png"}
     assert str(changes) == "added 1, changed 1, removed 1, unchanged 1"
-    by_content = index.compare(previous, image_set, lambda paths: {p: "other" for p in paths})
+    by_content = index.compare(previous, image_set.stamp_of, lambda paths: {p: "other" for p in paths})
     assert by_content.changed == ("cats/a.png", "cats/b.png") and by_content.unchanged == ()
 
 
@@ -46,7 +48,7 @@ def test_compare_at_100k_paths():
     image_set = imagefolder.ImageSet(storage.resolve("/tmp"), "split", tuple(f"c{i}" for i in range(10)), paths,
                                      ("train",) * n, tuple(i % 10 for i in range(n)), tuple((i, i) for i in range(n)))
     previous = {p: Entry(i, i, "", "f") for i, p in enumerate(paths[1000:], 1000)}
-    changes = index.compare(previous, image_set)
+    changes = index.compare(previous, image_set.stamp_of)
     assert changes.added == paths[:1000] and len(changes.unchanged) == n - 1000 and not changes.removed
 
 
@@ -59,5 +61,5 @@ def test_entries_for_every_shard_of_100k_paths():
                                      tuple((1000 + i, 7 * i) for i in range(n)))
     found: index.Index = {}
     for start in range(0, n, 256):
-        found.update(index.entries(image_set, f"f{start}", paths[start:start + 256], ["d"] * len(paths[start:start + 256])))
+        found.update(index.entries(image_set.stamp_of, f"f{start}", paths[start:start + 256], ["d"] * len(paths[start:start + 256])))
     assert len(found) == n and found[paths[4321]] == Entry(5321, 7 * 4321, "d", "f4096")

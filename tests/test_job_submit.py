@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import yaml
 
-from catdog import demo, extract, features
+from catdog import synthetic as demo
 from catdog.config import ExtractConfig
+from catdog.extraction import extract
+from catdog.store import features
 from tests.conftest import fresh_extraction
 from tests.ports import free_port
 

@@ -8,8 +8,12 @@ import time
 
 import pytest
 
-from catdog import demo, manifest, storage
+from catdog import storage
+from catdog import synthetic as demo
 from catdog.errors import CatdogError
+from catdog.store import layout, manifest
+from catdog.store.lock import locked
+from catdog.store.manifest import Manifest
 
 
 def test_differences_name_each_changed_setting():
@@ -21,7 +25,7 @@ def test_differences_name_each_changed_setting():
 
 def test_prepare_resumes_same_settings_refuses_others_and_overwrite_clears(tmp_path):
     out = storage.resolve(str(tmp_path / "out"))
-    manifest.write(out, {"compat": {"preprocess": "vgg16", "shard_size": 256}})
+    manifest.write(out, Manifest(compat={"preprocess": "vgg16", "shard_size": 256}, features={}, config={}))
     (tmp_path / "out" / "features" / "split=train").mkdir(parents=True)
     (tmp_path / "out" / "features" / "split=train" / "part-00000-x.parquet").write_bytes(b"x")
     (tmp_path / "out" / "_tmp" / "leftover.parquet").write_bytes(b"half")
@@ -44,17 +48,17 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     os.makedirs(out.path)
-    (tmp_path / "out" / manifest.LOCK).write_text(f"{os.uname().nodename} {dead.pid}")
-    with manifest.locked(out):
-        assert (tmp_path / "out" / manifest.LOCK).read_text().endswith(str(os.getpid()))
-    assert not (tmp_path / "out" / manifest.LOCK).exists()
+    (tmp_path / "out" / layout.LOCK).write_text(f"{os.uname().nodename} {dead.pid}")
+    with locked(out):
+        assert (tmp_path / "out" / layout.LOCK).read_text().endswith(str(os.getpid()))
+    assert not (tmp_path / "out" / layout.LOCK).exists()
 
 
 @pytest.mark.parametrize("taken_by", [None, "otherhost 12345"])
 def test_a_lock_deleted_during_the_run_is_not_an_error_and_anothers_lock_stays(tmp_path, taken_by):
     out = storage.resolve(str(tmp_path / "out"))
-    lock = tmp_path / "out" / manifest.LOCK
-    with manifest.locked(out):
+    lock = tmp_path / "out" / layout.LOCK
+    with locked(out):
         lock.unlink()  # an `rm -rf OUT` while the job runs
         if taken_by:
             lock.write_text(taken_by)  # ... and another job took OUT since
@@ -71,7 +75,7 @@ def test_second_extract_process_is_refused_while_the_first_runs(tmp_path):
     first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while not (out / manifest.LOCK).exists() and first.poll() is None and time.time() < deadline:
+        while not (out / layout.LOCK).exists() and first.poll() is None and time.time() < deadline:
             time.sleep(0.1)
         assert first.poll() is None, "the first job should still be running"
         second = subprocess.run(command, capture_output=True, text=True, timeout=120)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from catdog import metrics
+from catdog.heads import metrics
 
 
 def two_columns(p):

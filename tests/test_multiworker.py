@@ -1,10 +1,10 @@
-"""catdog.multiworker: Ray Train's TF_CONFIG set-up, loadable where nothing trains without TensorFlow."""
+"""catdog.e2e.multiworker: Ray Train's TF_CONFIG set-up, loadable where nothing trains without TensorFlow."""
 
 import pickle
 import subprocess
 import sys
 
-from catdog import multiworker
+from catdog.e2e import multiworker
 
 
 def test_the_backend_config_unpickles_without_tensorflow():

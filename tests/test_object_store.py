@@ -12,10 +12,22 @@ import numpy as np
 import pyarrow.dataset as pads
 import pytest
 
-from catdog import cli, cluster, demo, extract, features, fit_head, images, manifest, predict, storage
+from catdog import cli, cluster, storage
+from catdog import synthetic as demo
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
-from tests.conftest import assert_rows_match, demo_with_a_broken_file, embedder_pids, fresh_extraction, random_pixels, save_image
+from catdog.extraction import extract, images
+from catdog.heads import fit_head, predict
+from catdog.store import features, files, layout, lock
+from catdog.store.lock import locked
+from tests.conftest import (
+    assert_rows_match,
+    demo_with_a_broken_file,
+    embedder_pids,
+    fresh_extraction,
+    random_pixels,
+    save_image,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +37,7 @@ def photos(tmp_path_factory):
 
 def test_files_are_written_in_place_and_folders_round_trip(s3, tmp_path):
     out = storage.resolve(f"s3://{s3.prefix}/out")
-    storage.write_text(out, "sub/note.txt", "hi")
+    files.write_text(out, "sub/note.txt", "hi")
     assert out.join("sub", "note.txt").read_bytes() == b"hi"
     assert s3.keys(s3.prefix) == ["out/sub/note.txt"]  # no temporary object, no copy: a PUT is atomic
     with storage.writable_folder(out.join("model")) as local:
@@ -81,36 +93,38 @@ def test_bad_object_store_input_is_one_line_and_writes_nothing(s3, photos, capsy
 
 def test_lock_object_refuses_a_second_job_and_a_stale_one_is_taken_over(s3, monkeypatch):
     out = storage.resolve(f"s3://{s3.prefix}/out")
-    monkeypatch.setattr(manifest, "SETTLE_S", 0.1)
-    with manifest.locked(out):
-        held = json.loads(out.join(manifest.LOCK).read_bytes())
+    monkeypatch.setattr(lock, "SETTLE_S", 0.1)
+    with locked(out):
+        held = json.loads(out.join(layout.LOCK).read_bytes())
         assert held["pid"] == os.getpid() and time.time() - held["heartbeat"] < 60
         with pytest.raises(CatdogError, match="another catdog job is writing to s3://"):
-            with manifest.locked(out):
+            with locked(out):
                 pass
-    assert not out.join(manifest.LOCK).exists()  # released
-    stale = {"owner": "dead", "host": "elsewhere", "pid": 1, "heartbeat": time.time() - manifest.STALE_S - 1}
-    storage.write_text(out, manifest.LOCK, json.dumps(stale))
-    with manifest.locked(out):
-        assert json.loads(out.join(manifest.LOCK).read_bytes())["owner"] != "dead"
+    assert not out.join(layout.LOCK).exists()  # released
+    stale = {"owner": "dead", "host": "elsewhere", "pid": 1, "heartbeat": time.time() - lock.STALE_S - 1}
+    files.write_text(out, layout.LOCK, json.dumps(stale))
+    with locked(out):
+        assert json.loads(out.join(layout.LOCK).read_bytes())["owner"] != "dead"
     fresh_elsewhere = {**stale, "heartbeat": time.time()}
-    storage.write_text(out, manifest.LOCK, json.dumps(fresh_elsewhere))
+    files.write_text(out, layout.LOCK, json.dumps(fresh_elsewhere))
     with pytest.raises(CatdogError, match="held|another catdog job"):
-        with manifest.locked(out):
+        with locked(out):
             pass
-    out.join(manifest.LOCK).delete()
+    out.join(layout.LOCK).delete()
     assert s3.keys(s3.prefix) == []
 
 
 def test_workers_get_the_store_settings_but_not_twice_under_a_job(monkeypatch):
-    for key in storage.CREDENTIAL_VARIABLES:
+    for key in storage.CREDENTIAL_VARIABLES + cluster.LOG_VARIABLES:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
     assert cluster.worker_runtime_env() is None
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://h:1")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     monkeypatch.setenv("UNRELATED", "x")
-    assert cluster.worker_runtime_env() == {"env_vars": {"AWS_ACCESS_KEY_ID": "k", "AWS_ENDPOINT_URL": "http://h:1"}}
+    assert cluster.worker_runtime_env() == {"env_vars": {"AWS_ACCESS_KEY_ID": "k", "AWS_ENDPOINT_URL": "http://h:1",
+                                                         "TF_CPP_MIN_LOG_LEVEL": "2"}}
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")  # inside `ray job submit`: the job's env reaches workers
     assert cluster.worker_runtime_env() is None
 
@@ -139,7 +153,7 @@ def test_killed_s3_job_resumes_to_exactly_once_with_the_features_of_each_image(s
         job.wait()
     before = len(features.committed(out))
     assert 8 <= before < 30, "the kill should land mid-run"
-    assert out.endswith("/features") and storage.resolve(out).join(manifest.LOCK).exists()  # left by the killed job
+    assert out.endswith("/features") and storage.resolve(out).join(layout.LOCK).exists()  # left by the killed job
 
     # Its lock is fresh, but its owner ran here and is gone: taken over at once.
     summary = extract.run(ExtractConfig(root=root, out=out, weights="none", image_size=32, shard_size=2, progress=False))

@@ -3,11 +3,14 @@
 import numpy as np
 import pytest
 
-from catdog import features, pipeline, storage
+from catdog import storage
 from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, ExtractConfig
-from catdog.imagefolder import ImageSet, Shard
-from catdog.images import decode
+from catdog.e2e import training
+from catdog.extraction import metadata, pipeline
+from catdog.extraction.imagefolder import ImageSet, Shard
+from catdog.extraction.images import decode
+from catdog.store import features, layout
 from tests.conftest import random_pixels, save_image
 
 
@@ -30,7 +33,7 @@ def test_decode_then_write_stage_commit_one_shard(tmp_path):
 
     out = storage.resolve(str(tmp_path / "out"))
     image_set = ImageSet(root, "class", ("cats", "dogs"), shard.paths, ("all",) * 3, shard.labels)
-    meta = features.feature_metadata(ExtractConfig(root="", out="", image_size=32), image_set, {"source": "none", "seed": 0})
+    meta = metadata.feature_metadata(ExtractConfig(root="", out="", image_size=32), image_set, {"source": "none", "seed": 0})
     writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
     X = np.arange(2 * 512, dtype=np.float32).reshape(2, 512)
     embedded = {**{k: v for k, v in decoded.items() if k != "pixels"}, "features": X,
@@ -40,14 +43,14 @@ def test_decode_then_write_stage_commit_one_shard(tmp_path):
     got, y, paths = features.load(out)
     assert list(paths) == ["cats/a.jpg", "dogs/b.png"] and list(y) == [0, 1]
     np.testing.assert_array_equal(got, X)
-    assert features.committed(out, features.ERRORS_DIR) == {("all", shard.name)}
+    assert features.committed(out, layout.ERRORS_DIR) == {("all", shard.name)}
 
 
 def test_e2e_decode_stage_marks_unreadable_rows(tmp_path):
     save_image(str(tmp_path / "a.jpg"), random_pixels(2))
     (tmp_path / "b.jpg").write_bytes(b"")
     batch = {"path": np.array(["b.jpg", "a.jpg"]), "label": np.array([1, 0])}
-    out = pipeline.e2e_decode_stage(batch, root=storage.resolve(str(tmp_path)), config=DecodeConfig(32))
+    out = training.decode_stage(batch, root=storage.resolve(str(tmp_path)), config=DecodeConfig(32))
     assert out["image"].shape == (2, 32, 32, 3) and out["image"].dtype == np.float32
     assert list(out["ok"]) == [0.0, 1.0] and list(out["label"]) == [1.0, 0.0]
     assert not out["image"][0].any() and out["image"][1].any()
@@ -71,7 +74,8 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     next job in this Ray."""
     import time
 
-    from catdog import convbase, demo, imagefolder
+    from catdog import synthetic as demo
+    from catdog.extraction import convbase, imagefolder
 
     demo.make_demo_folder(str(tmp_path / "in"), per_class=60, size=40, splits={"train": 1.0})
     root, out = storage.resolve(str(tmp_path / "in")), storage.resolve(str(tmp_path / "out"))
@@ -79,7 +83,7 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     shards = imagefolder.plan_shards(image_set, 20)  # 6 shards at 64 px, a fraction of a second of VGG16 each
     config = ExtractConfig(root=str(tmp_path / "in"), out=str(tmp_path / "out"), weights="none", image_size=64,
                            shard_size=20, batch_size=8)
-    meta = features.feature_metadata(config, image_set, {"source": "none", "seed": 0})
+    meta = metadata.feature_metadata(config, image_set, {"source": "none", "seed": 0})
     writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
     resources = Resources(1, 2.0, 0.0, decode_cpus=0.0, shards_in_flight=2)
     rows = pipeline.extract_shards(shards, root, config, convbase.resolve_weights("none", 0, 64), writer, resources,

@@ -8,9 +8,13 @@ import keras
 import numpy as np
 import pytest
 
-from catdog import demo, extract, features, fit_head, predict, saved
+from catdog import synthetic as demo
 from catdog.config import ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
+from catdog.extraction import extract
+from catdog.heads import fit_head, predict
+from catdog.heads import model_folder as saved
+from catdog.store import features
 
 SIZE = 32
 

@@ -44,7 +44,8 @@ def test_verbose_or_outside_the_block_stderr_is_the_real_one():
 
 WRITER = r"""
 import os, sys, threading, time
-from catdog import demo, extract
+from catdog import synthetic as demo
+from catdog.extraction import extract
 from catdog.config import ExtractConfig
 
 root = demo.make_demo_folder(sys.argv[1] + "/in", per_class=4, size=40)

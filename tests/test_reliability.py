@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import cli, demo, extract, features, images, manifest, storage
+from catdog import cli, storage
+from catdog import synthetic as demo
 from catdog.config import DecodeConfig, ExtractConfig
+from catdog.extraction import extract, images
+from catdog.store import features, files, layout, manifest
 from tests.conftest import embedder_pids, random_pixels
 
 ROOT_USER = os.geteuid() == 0
@@ -142,7 +145,7 @@ def test_crash_while_writing_leaves_nothing_visible(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        storage.commit(out, final, half_then_crash)
+        files.commit(out, final, half_then_crash)
     assert not os.path.exists(final) and features.committed(out) == set()
     assert os.listdir(tmp_path / "out" / "_tmp")  # the half-written file is there, out of view
     manifest.prepare(out, {}, overwrite=False)  # the next run clears the leftovers
@@ -206,7 +209,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
             job.wait()
     assert job.returncode == 130, err[-3000:]
     assert "interrupted; committed shards are kept, re-run the same command to resume" in err
-    assert not (out / manifest.LOCK).exists()
+    assert not (out / layout.LOCK).exists()
 
 
 def _interruptible() -> None:

@@ -6,8 +6,10 @@ import subprocess
 import sys
 import time
 
-from catdog import demo, extract, features
+from catdog import synthetic as demo
 from catdog.config import ExtractConfig
+from catdog.extraction import extract
+from catdog.store import features
 
 
 def test_killed_run_resumes_to_exactly_once(ray_local, tmp_path):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from catdog import similar
 from catdog.config import SimilarConfig
 from catdog.errors import CatdogError
+from catdog.insight import similar
 
 
 def features_with_copies(n=600, dim=64, seed=0):

@@ -7,6 +7,7 @@ import pytest
 
 from catdog import cli, storage
 from catdog.errors import CatdogError
+from catdog.store import files, layout
 
 
 def test_path_and_file_uri_resolve_to_the_same_place(tmp_path):
@@ -23,14 +24,14 @@ def test_path_and_file_uri_resolve_to_the_same_place(tmp_path):
 
 def test_write_text_commits_by_rename_and_delete_removes_files_and_folders(tmp_path):
     out = storage.resolve(str(tmp_path / "out"))
-    storage.write_text(out, "sub/note.txt", "hi")
+    files.write_text(out, "sub/note.txt", "hi")
     assert (tmp_path / "out" / "sub" / "note.txt").read_text() == "hi"
-    assert os.listdir(tmp_path / "out" / storage.TMP_DIR) == []  # the temporary name was moved away
+    assert os.listdir(tmp_path / "out" / layout.TMP_DIR) == []  # the temporary name was moved away
     out.join("sub", "note.txt").delete()
     assert not (tmp_path / "out" / "sub" / "note.txt").exists()
     out.join("sub").delete()
     out.join("never-there").delete()  # nothing to delete is not an error
-    assert sorted(os.listdir(tmp_path / "out")) == [storage.TMP_DIR]
+    assert sorted(os.listdir(tmp_path / "out")) == [layout.TMP_DIR]
 
 
 def test_unknown_uri_scheme_is_one_line_error(capsys):

@@ -9,9 +9,14 @@ import os
 import numpy as np
 import pytest
 
-from catdog import convbase, demo, e2e, explain, fit_e2e, pipeline, predict, saved, storage
+from catdog import storage
+from catdog import synthetic as demo
 from catdog.config import EmbedConfig, TrainConfig
-
+from catdog.e2e import fit_e2e, training
+from catdog.e2e import model as e2e
+from catdog.extraction import convbase
+from catdog.heads import explain, predict
+from catdog.heads import model_folder as saved
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +120,7 @@ def test_on_a_bucket_checkpoints_resume_the_base_stays_frozen_and_predict_reads_
     assert second["history"]["loss"][0] == first["history"]["loss"][0]
     keys = s3.keys(f"{s3.prefix}/run")
     assert {"model/model.keras", "model/head.json", "model/curves.png"} <= set(keys)
-    assert any(k.startswith(f"{pipeline.TRAIN_RUN_NAME}/") and k.endswith("/model.keras") for k in keys)  # checkpoints
+    assert any(k.startswith(f"{training.RUN_NAME}/") and k.endswith("/model.keras") for k in keys)  # checkpoints
     assert second["model_dir"] == f"{out}/model" and not os.path.exists("s3:")
 
     model = saved.load(second["model_dir"])  # also registers the custom layer for the plain load below

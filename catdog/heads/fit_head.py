@@ -10,10 +10,13 @@ from dataclasses import asdict
 
 import numpy as np
 
-from catdog import features, figures, metrics, originals, saved, storage
+from catdog import figures, storage
 from catdog.config import HeadConfig
 from catdog.errors import CatdogError
-from catdog.heads import HEADS, FeatureSplits, predict_split
+from catdog.extraction import originals
+from catdog.heads import metrics, model_folder
+from catdog.heads.models import HEADS, FeatureSplits, predict_split
+from catdog.store import features
 
 REPORT = "report.json"
 MANY_CLASSES = 1000  # above this the dense head's last layer is large: said, not refused
@@ -44,7 +47,7 @@ def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> dict:
     notes += [f"{', '.join(m['absent'])} absent from {s}: not in its averages" for s, m in by_split.items() if m["absent"]]
     recorded = originals.settings(out)
     head.save(model_dir)
-    saved.write_info(model_dir, head.kind, asdict(config), data.metadata, recorded)
+    model_folder.write_info(model_dir, head.kind, asdict(config), data.metadata, recorded)
     title = f"{config.model} head"
     figures.plot_curves(history, os.path.join(model_dir, "curves.png"), title)
     last = "test" if "test" in results else list(results)[-1]

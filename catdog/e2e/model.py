@@ -1,6 +1,6 @@
 """The end-to-end model: the frozen VGG16 conv base plus the tutorial's head, trained on augmented
 pixels, under any tf.distribute strategy. Plain Keras and TensorFlow: Ray Train drives it from
-`catdog.pipeline.train_worker`.
+`catdog.e2e.training.train_worker`.
 
 Keras 3's fit() cannot take MultiWorkerMirroredStrategy input (keras-team/keras#20585), so steps
 run through strategy.run in a small custom loop; the optimizer all-reduces the gradients.
@@ -14,10 +14,11 @@ from typing import Iterable
 
 import numpy as np
 
-from catdog import convbase, layers
+from catdog import layers
 from catdog.config import TrainConfig
 from catdog.errors import CatdogError
-from catdog.metrics import CLIP
+from catdog.extraction import convbase
+from catdog.heads.metrics import CLIP
 
 MODEL_FILE = "model.keras"  # the whole model, preprocessing inside: what `catdog predict` loads
 STATE = "state.json"

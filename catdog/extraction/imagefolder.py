@@ -22,10 +22,10 @@ import pyarrow.fs as pafs
 from catdog import storage
 from catdog.errors import CatdogError
 from catdog.storage import Location
+from catdog.store.features import NO_LABEL
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 SPLIT_NAMES = frozenset({"train", "validation", "val", "test"})
-NO_LABEL = -1  # sklearn's convention for "unlabeled"; Parquet stores it as null
 
 
 @dataclass(frozen=True)

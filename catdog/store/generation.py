@@ -12,25 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from catdog import features, index
-from catdog.index import Changes, Index
 from catdog.storage import Location
-
-STAGING = "_staging"
-
-
-def staging(out: Location, generation: int) -> Location:
-    return out.join(STAGING, f"gen-{generation}")
+from catdog.store import features, layout
+from catdog.store.index import Changes, Index
+from catdog.store.layout import rewritten
 
 
 def staged_files(stage: Location) -> list[str]:
     """The shard files a run has staged, relative to its staging folder (and so to OUT)."""
-    return sorted(f"{kind}/split={split}/{name}" for kind in (features.FEATURES_DIR, features.ERRORS_DIR)
+    return sorted(layout.shard_file(kind, split, name) for kind in layout.KINDS
                   for split, name in features.committed(stage, kind))
-
-
-def rewritten(file: str, generation: int) -> str:
-    return f"{file[: -len('.parquet')]}-r{generation}.parquet"
 
 
 def plan(generation: int, staged: list[str], previous: Index, changes: Changes) -> dict:
@@ -51,8 +42,8 @@ def next_index(previous: Index, record: dict, added: Index) -> Index:
 
 def carry_out(out: Location, record: dict) -> None:
     """Move the staged files and the new index in, rewrite the files holding superseded rows; idempotent."""
-    stage = staging(out, record["generation"])
-    for file in record["add"] + [index.INDEX]:
+    stage = out.join(layout.staging(record["generation"]))
+    for file in record["add"] + [layout.INDEX]:
         source = stage.join(file)
         if source.exists():
             if out.is_local:
@@ -60,4 +51,4 @@ def carry_out(out: Location, record: dict) -> None:
             out.fs.move(source.path, out.join(file).path)
     for file, paths in record["rewrite"].items():
         features.rewrite_without(out, file, set(paths), rewritten(file, record["generation"]))
-    out.join(STAGING).delete()  # this generation's folder and any a killed run over another listing left
+    out.join(layout.STAGING).delete()  # this generation's folder and any a killed run over another listing left

@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from catdog import features, figures, originals, storage
+from catdog import figures, storage
 from catdog.config import SimilarConfig
 from catdog.errors import CatdogError
+from catdog.extraction import originals
+from catdog.store import features
 
 SHEET_PAIRS = 12
 

@@ -9,16 +9,17 @@ was added, changed and removed (`compare`), so only those images are read again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catdog import storage
-from catdog.imagefolder import ImageSet
 from catdog.storage import Location
+from catdog.store.files import commit
+from catdog.store.layout import INDEX
 
-INDEX = "index.parquet"
+Stamps = Mapping[str, tuple[int, int]]  # path -> (size in bytes, modification time in ns), in listing order
 SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()), ("sha1", pa.string()),
                     ("file", pa.string())])
 
@@ -72,27 +73,25 @@ def write(out: Location, index: Index) -> None:
     entries = [index[p] for p in paths]
     table = pa.table([paths, [e.size for e in entries], [e.mtime_ns for e in entries], [e.sha1 for e in entries],
                       [e.file for e in entries]], schema=SCHEMA)
-    storage.commit(out, storage.join(out.path, INDEX), lambda path: pq.write_table(table, path, filesystem=out.fs))
+    commit(out, storage.join(out.path, INDEX), lambda path: pq.write_table(table, path, filesystem=out.fs))
 
 
-def entries(image_set: ImageSet, file: str, paths: Iterable[str], digests: Iterable[str]) -> Index:
+def entries(stamps: Stamps, file: str, paths: Iterable[str], digests: Iterable[str]) -> Index:
     """Index entries for images just written to `file`, stamped with the listing they came from."""
-    stamps = image_set.stamp_of
     return {p: Entry(*stamps[p], d, file) for p, d in zip(paths, digests)}
 
 
-def compare(index: Index, image_set: ImageSet, content: Callable[[list[str]], dict[str, str]] | None = None) -> Changes:
-    """ROOT's listing against the index: an image changed when its size or modification time did,
-    or, given `content` (paths -> SHA-1 of their bytes now), when its bytes did."""
-    stamps = image_set.stamp_of
-    known = [p for p in image_set.paths if p in index]
+def compare(index: Index, stamps: Stamps, content: Callable[[list[str]], dict[str, str]] | None = None) -> Changes:
+    """ROOT's listing (`stamps`) against the index: an image changed when its size or modification
+    time did, or, given `content` (paths -> SHA-1 of their bytes now), when its bytes did."""
+    known = [p for p in stamps if p in index]
     changed = {p for p in known if (index[p].size, index[p].mtime_ns) != tuple(stamps[p])}
     if content is not None:
         look = [p for p in known if p not in changed]
         now = content(look)
         changed |= {p for p in look if not index[p].sha1 or now[p] != index[p].sha1}
     return Changes(
-        added=tuple(p for p in image_set.paths if p not in index),
+        added=tuple(p for p in stamps if p not in index),
         changed=tuple(p for p in known if p in changed),
         removed=tuple(sorted(set(index) - set(stamps))),
         unchanged=tuple(p for p in known if p not in changed),

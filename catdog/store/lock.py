@@ -1,12 +1,8 @@
-"""OUT's own state: the manifest that pins a job's configuration, and the lock against a second job.
-
-Resume rests on two facts: a shard is done exactly when its features file exists (files are
-committed by rename), and an OUT is only ever continued by a job with the same configuration.
-"""
+"""One job per OUT at a time: an exclusively created file on a filesystem, a lock object with a
+heartbeat on an object store."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import socket
@@ -16,60 +12,18 @@ import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
-from catdog import features, storage
-from catdog.generation import STAGING
-from catdog.index import INDEX
 from catdog.errors import CatdogError
 from catdog.storage import Location
+from catdog.store.layout import LOCK
 
-MANIFEST = "manifest.json"
-LOCK = ".catdog.lock"
 HEARTBEAT_S = 10.0  # how often a job on an object store renews its lock object
 STALE_S = 120.0  # a lock object not renewed for this long belonged to a job that died
 SETTLE_S = 1.0  # two jobs that write the lock at once: the later PUT wins, the other sees it and stops
 
 
-def read(out: Location) -> dict | None:
-    file = out.join(MANIFEST)
-    return json.loads(file.read_bytes()) if file.exists() else None
-
-
-def write(out: Location, manifest: dict) -> None:
-    manifest = {**manifest, "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    storage.write_text(out, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-
-
-def differences(previous: dict, current: dict) -> list[str]:
-    """The settings whose values differ between two compat records, sorted."""
-    return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-
-
-def prepare(out: Location, compat: dict, overwrite: bool) -> None:
-    """Make OUT ready for a job with settings `compat`: new, resumable, or cleared by --overwrite."""
-    previous = read(out)
-    if overwrite:
-        for name in (features.FEATURES_DIR, features.ERRORS_DIR, storage.TMP_DIR, STAGING, INDEX, MANIFEST):
-            out.join(name).delete()
-        return
-    has_data = any(out.join(d).exists() for d in (features.FEATURES_DIR, features.ERRORS_DIR))
-    if previous is None and has_data:
-        raise CatdogError(f"{out} holds features but no {MANIFEST}; use --overwrite or another --out")
-    if previous is not None and previous.get("compat") != compat:
-        raise CatdogError(
-            f"{out} was made with other settings ({', '.join(differences(previous.get('compat', {}), compat))} differ); "
-            "use --overwrite to replace it, or another --out"
-        )
-    clear_tmp(out)  # leftovers of an interrupted run
-
-
-def clear_tmp(out: Location) -> None:
-    out.join(storage.TMP_DIR).delete()
-
-
 @contextmanager
 def locked(out: Location) -> Iterator[None]:
-    """One job per OUT at a time: an exclusively created file on a filesystem, a lock object with
-    a heartbeat on an object store."""
+    """Hold OUT's lock for the block, or stop with a one-line error naming the job that holds it."""
     if not out.is_local:
         with _lock_object(out):
             yield

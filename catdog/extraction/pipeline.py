@@ -1,6 +1,8 @@
-"""Where the domain stages meet Ray: the one module that wires them into Ray and Ray Train.
+"""Extraction on Ray: the domain stages (decode, the conv base, the Parquet writer) as Ray actors and
+tasks. The one module of extraction that imports Ray; `catdog.e2e.training` is its counterpart for
+end-to-end training.
 
-Extraction, top to bottom (the rows passed between the stages are defined below):
+Top to bottom (the rows passed between the stages are defined below):
 
     shard rows ──decode_stage──▶ DecodedRow ──Embedder──▶ EmbeddedRow ──write_stage──▶ WrittenRow
     (inside the Embedder on CPU-only     (Ray actors, one conv      (resident actors,
@@ -11,37 +13,27 @@ A shard is one call of an embedding actor and one of its writer; Ray's ActorPool
 out, a few in flight per actor, so the next shards decode while the model embeds one (side by side
 in the actor on CPU-only clusters, in tasks on the CPUs GPU actors leave). Ray restarts a dead actor
 and retries its calls, and retries a decode task whose worker died.
-End-to-end training: `train` starts Ray Train; `e2e_datasets` decodes the images for it;
-`train_worker` runs on each Ray Train worker and drives `catdog.e2e.Trainer` epoch by epoch,
-checkpointing through Ray Train.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Iterator, TypedDict
+from typing import Iterator, TypedDict
 
 import numpy as np
 
-from catdog import convbase, images
+from catdog import cluster
 from catdog.cluster import Placement, Resources
-from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig, TrainConfig
+from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig
 from catdog.errors import CatdogError
-from catdog.features import ShardWriter
-from catdog.imagefolder import Shard
+from catdog.extraction import convbase, images
+from catdog.extraction.imagefolder import Shard
 from catdog.storage import Location
+from catdog.store.features import ShardWriter
 
-if TYPE_CHECKING:  # Ray is imported where a stage runs, not when this module is
-    import ray.train
-
-E2E_DECODE_BATCH = 64
-TRAIN_RUN_NAME = "train-e2e"  # Ray Train's run folder under OUT: its checkpoints
-NODE_ID_LABEL = "ray.io/node-id"
 # Ray starts every worker at niceness 15 (its daemons first) unless this variable says otherwise, as
 # Ray's job manager does for a job's driver. The embedding actor is the job's own work and runs at 0,
 # ahead of Ray's daemons; its helpers (writer, decoders) keep Ray's 15, behind it.
@@ -195,11 +187,6 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
-def _on_node(node: str | None) -> dict:
-    """Ray arguments that keep a task on one node (every node carries its id as a label), or none."""
-    return {} if node is None else {"label_selector": {NODE_ID_LABEL: node}}
-
-
 def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
                    resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
     """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed.
@@ -220,7 +207,7 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     embedders = [ray.remote(Embedder).options(num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor,
                                               max_concurrency=resources.shards_in_flight, **retried,
                                               runtime_env={"env_vars": EMBEDDER_ENV},
-                                              **_on_node(placement.decode_node if inside else None)).remote(
+                                              **cluster.on_node(placement.decode_node if inside else None)).remote(
                      config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None)
                  for _ in range(resources.num_actors)]
     # Out of order: the model takes its shards in the order their pixels arrive, and a writer keeping to
@@ -245,7 +232,7 @@ def _decoders(inside: bool, decode: dict, resources: Resources, placement: Place
     if inside:
         return [lambda row: row] * resources.num_actors, []
     if resources.decode_cpus > 0:
-        task = ray.remote(decode_stage).options(num_cpus=resources.decode_cpus, **_on_node(placement.decode_node))
+        task = ray.remote(decode_stage).options(num_cpus=resources.decode_cpus, **cluster.on_node(placement.decode_node))
         return [lambda row: task.remote(row, **decode)] * resources.num_actors, []
     residents = [_resident_actor(decode_stage, decode, placement.decode_node, retried) for _ in range(resources.num_actors)]
     return [actor.__call__.remote for actor in residents], residents
@@ -256,87 +243,4 @@ def _resident_actor(stage, kwargs: dict, node: str | None, retried: dict):
     import ray
 
     return ray.remote(Resident).options(num_cpus=0, allow_out_of_order_execution=True, **retried,
-                                        **_on_node(node)).remote(stage, kwargs)
-
-
-# ---- end-to-end training on Ray Train ----
-
-
-def e2e_decode_stage(batch: dict, *, root: Location, config: DecodeConfig) -> dict:
-    """paths -> raw pixels, with `ok` 0 where a file could not be read: the trainer gives those rows
-    no weight and counts them, so every worker keeps the same number of steps."""
-    paths = list(batch["path"])
-    decoded = images.decode_files([root.join(p) for p in paths], config)
-    size = config.image_size
-    pixels = np.zeros((len(paths), size, size, 3), np.float32)
-    pixels[list(decoded.ok)] = decoded.pixels
-    ok = np.zeros(len(paths), np.float32)
-    ok[list(decoded.ok)] = 1.0
-    return {"image": pixels, "label": np.asarray(batch["label"], np.float32), "ok": ok}
-
-
-def e2e_datasets(rows: dict[str, list[dict]], root: Location, config: DecodeConfig, placement: Placement) -> dict:
-    import ray
-
-    # Workers hold the CPUs; decoding shares them unreserved, a few tasks at a time.
-    return {split: ray.data.from_items(r).map_batches(
-                e2e_decode_stage, fn_kwargs={"root": root, "config": config}, batch_size=E2E_DECODE_BATCH,
-                num_cpus=0, compute=ray.data.TaskPoolStrategy(size=2), **_on_node(placement.decode_node))
-            for split, r in rows.items()}
-
-
-def train(config: TrainConfig, rows: dict[str, list[dict]], root: Location, out: Location, weights: convbase.Weights,
-          classes: int, placement: Placement) -> ray.train.Result:
-    """Run `train_worker` on `config.num_workers` Ray Train workers; returns Ray Train's Result.
-    Checkpoints go to OUT/train-e2e (in the bucket on a URI: any node can resume the run)."""
-    import ray
-    import ray.train
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-
-    from catdog import multiworker  # imports Ray Train: only when a run starts
-
-    trainer = DataParallelTrainer(
-        train_worker,
-        backend_config=multiworker.MultiWorkerConfig(),
-        train_loop_config={"config": asdict(config), "weights": ray.put(weights), "classes": classes},
-        scaling_config=ray.train.ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
-        run_config=ray.train.RunConfig(
-            name=TRAIN_RUN_NAME, storage_path=out.path, storage_filesystem=None if out.is_local else out.fs,
-            failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            # No EMBEDDER_ENV here: unlike the embedding actor, the workers trained no faster at the
-            # driver's priority than at Ray's 15 (benchmarks/train_startup.py).
-        ),
-        datasets=e2e_datasets(rows, root, config.decode, placement),
-    )
-    return trainer.fit()
-
-
-def train_worker(loop_config: dict) -> None:
-    """Runs on every Ray Train worker: restore from Ray Train's checkpoint, train, report each epoch."""
-    import ray
-    import ray.train
-
-    from catdog import e2e  # here, not at the top: it imports scikit-learn, which extraction workers do not need
-
-    import tensorflow as tf
-
-    config = TrainConfig(**loop_config["config"])
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    checkpoint = ray.train.get_checkpoint()
-    weights = ray.get(loop_config["weights"])
-    classes = loop_config["classes"]
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            trainer = e2e.Trainer(config, weights, strategy, folder, classes)
-    else:
-        trainer = e2e.Trainer(config, weights, strategy, None, classes)
-    shards = {split: ray.train.get_dataset_shard(split) for split in ("train", "validation")}
-    chief = ray.train.get_context().get_world_rank() == 0
-    for epoch in trainer.remaining_epochs():
-        batches = {split: ((b["image"], b["label"], b["ok"]) for b in shard.iter_tf_batches(batch_size=config.batch_size))
-                   for split, shard in shards.items()}
-        metrics = trainer.run_epoch(epoch, batches)
-        with tempfile.TemporaryDirectory() as folder:
-            trainer.save(folder, chief)  # every worker: saving weights is collective
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if chief else None)
+                                        **cluster.on_node(node)).remote(stage, kwargs)

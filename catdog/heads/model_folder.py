@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import convbase, e2e, layers, storage
+from catdog import layers, storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
+from catdog.e2e import model as e2e_model
 from catdog.errors import CatdogError
-from catdog.images import decode_files
-from catdog.heads import HEADS, DenseHead, LogRegHead, class_columns
+from catdog.extraction import convbase
+from catdog.extraction.images import decode_files
+from catdog.heads.models import HEADS, DenseHead, LogRegHead, class_columns
 
 HEAD_JSON = "head.json"
 # Feature settings a head depends on: features made any other way mean something else.
@@ -33,7 +35,7 @@ class PixelModel:
     """A model from `catdog train-e2e`: conv base and head in one, fed raw pixels, not features."""
 
     kind = E2E_KIND
-    file = e2e.MODEL_FILE
+    file = e2e_model.MODEL_FILE
 
     def __init__(self, model) -> None:
         self.model = model
@@ -50,7 +52,7 @@ class PixelModel:
 
 
 @dataclass(frozen=True)
-class SavedModel:
+class ModelFolder:
     """A model loaded back with the feature and extraction settings it was trained with."""
 
     model: LogRegHead | DenseHead | PixelModel
@@ -134,7 +136,7 @@ def write_info(model_dir: str, kind: str, settings: dict, feature_metadata: dict
         json.dump(info, f, indent=2, sort_keys=True)
 
 
-def load(model_dir: "str | storage.Location") -> SavedModel:
+def load(model_dir: "str | storage.Location") -> ModelFolder:
     """A model folder on a local path or a URI (downloaded first: the models load from files)."""
     folder = storage.resolve(model_dir)
     if not folder.join(HEAD_JSON).exists():
@@ -143,5 +145,5 @@ def load(model_dir: "str | storage.Location") -> SavedModel:
         with open(os.path.join(local, HEAD_JSON)) as f:
             info = json.load(f)
         if info["kind"] == E2E_KIND:
-            return SavedModel(PixelModel.load(local), info)
-        return SavedModel(HEADS[info["kind"]].load(local, HeadConfig(**info["head"])), info)
+            return ModelFolder(PixelModel.load(local), info)
+        return ModelFolder(HEADS[info["kind"]].load(local, HeadConfig(**info["head"])), info)

@@ -13,9 +13,12 @@ import os
 import shutil
 from dataclasses import asdict
 
-from catdog import cluster, convbase, e2e, features, figures, imagefolder, pipeline, saved, storage
+from catdog import cluster, figures, storage
 from catdog.config import TrainConfig
+from catdog.e2e import model as e2e_model
+from catdog.e2e import training
 from catdog.errors import CatdogError
+from catdog.extraction import convbase, imagefolder, metadata
 
 
 def run(config: TrainConfig) -> dict:
@@ -30,15 +33,15 @@ def run(config: TrainConfig) -> dict:
         if out.is_local and not config.shared_fs and placement.nodes > 1:
             raise CatdogError(f"on a cluster of {placement.nodes} nodes every worker writes checkpoints to --out: "
                               "give a URI (s3://...) or a folder all nodes share (and --shared-fs)")
-        result = pipeline.train(config, rows, root, out, weights, len(image_set.classes), placement)
+        result = training.train(config, rows, root, out, weights, len(image_set.classes), placement)
     model_folder = out.join("model")
     with result.checkpoint.as_directory() as folder, storage.writable_folder(model_folder) as model_dir:
-        with open(os.path.join(folder, e2e.STATE)) as f:
+        with open(os.path.join(folder, e2e_model.STATE)) as f:
             state = json.load(f)
-        shutil.copy(os.path.join(folder, e2e.MODEL_FILE), os.path.join(model_dir, saved.PixelModel.file))
+        shutil.copy(os.path.join(folder, e2e_model.MODEL_FILE), os.path.join(model_dir, model_folder.PixelModel.file))
         extract_config = config.extract_config()
-        metadata = features.feature_metadata(extract_config, image_set, weights.identity)
-        saved.write_info(model_dir, saved.E2E_KIND, asdict(config), metadata, asdict(extract_config))
+        feature_meta = metadata.feature_metadata(extract_config, image_set, weights.identity)
+        model_folder.write_info(model_dir, model_folder.E2E_KIND, asdict(config), feature_meta, asdict(extract_config))
         history = {**state["history"], "epoch": list(range(1, state["epoch"] + 1)), "x": "epoch"}
         figures.plot_curves(history, os.path.join(model_dir, "curves.png"), "end-to-end")
     return {"epochs": state["epoch"], "history": state["history"], "starts": state["starts"], "replicas": state["replicas"],

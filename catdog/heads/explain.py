@@ -19,8 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from catdog import convbase, figures, imagefolder, layers, saved, storage
+from catdog import figures, layers, storage
 from catdog.errors import CatdogError
+from catdog.extraction import convbase, imagefolder
+from catdog.heads import model_folder
 
 LAYER = "block5_conv3"
 BATCH = 16  # images per gradient pass: bounds the memory of the stored activations
@@ -39,7 +41,7 @@ class Explanation:
 class GradCam:
     """A saved model's conv base, preprocessing and head, wired for Grad-CAM."""
 
-    def __init__(self, model: saved.SavedModel, weights: str | None = None) -> None:
+    def __init__(self, model: model_folder.ModelFolder, weights: str | None = None) -> None:
         import keras
 
         self.model = model
@@ -84,7 +86,7 @@ class GradCam:
 def explain(model_dir: str, inputs: list[str], out_dir: str, class_name: str | None = None,
             weights: str | None = None) -> list[Explanation]:
     """Heatmaps for image files and folders, each saved as OUT_DIR/NAME.cam.png (photo | overlay)."""
-    model = saved.load(model_dir)
+    model = model_folder.load(model_dir)
     if class_name is not None and class_name not in model.classes:
         raise CatdogError(f"--class {class_name!r} is not one of the model's classes: {', '.join(model.classes)}")
     files, folders = imagefolder.inputs(inputs)
@@ -116,7 +118,7 @@ def _figure_names(files: list[storage.Location]) -> list[str]:
     return [f"{s}.cam.png" if counts[s] == 1 else f"{s}-{i}.cam.png" for i, s in enumerate(stems)]
 
 
-def _head_logits(model: saved.SavedModel) -> Callable:
+def _head_logits(model: model_folder.ModelFolder) -> Callable:
     """A feature head as TensorFlow ops on the flat features: (n, dim) -> (n, K) logits."""
     head = model.model
     if head.kind == "dense":

@@ -159,7 +159,9 @@ def _local_copy(source: str) -> str:
 
 
 def keras_version() -> str:
-    from importlib.metadata import version  # the installed package's version, without importing TensorFlow
+    from importlib.metadata import (
+        version,  # the installed package's version, without importing TensorFlow
+    )
 
     return version("keras")
 

@@ -1,12 +1,5 @@
-"""The Parquet feature dataset: its schema and metadata (a public contract), writing shards, reading back.
-
-Layout under OUT:
-  features/split=SPLIT/part-NNNNN-DIGEST.parquet   one file per shard, committed by rename (part-gN-... from
-                                                   incremental run N, ...-rN.parquet rewritten by it)
-  errors/split=SPLIT/part-NNNNN-DIGEST.parquet     files that could not be decoded, if any
-  index.parquet                                    which file holds each image's row (catdog.index)
-  manifest.json                                    the job's configuration and totals
-"""
+"""The Parquet feature dataset: its schema and metadata (a public contract, docs/output-format.md),
+writing shards, reading them back. OUT's file names are `catdog.store.layout`'s."""
 
 from __future__ import annotations
 
@@ -21,48 +14,18 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-import catdog
-from catdog import convbase, storage
-from catdog.config import ExtractConfig
+from catdog import storage
 from catdog.errors import CatdogError
-from catdog.imagefolder import NO_LABEL, ImageSet
 from catdog.storage import Location
+from catdog.store.files import commit
+from catdog.store.layout import ERRORS_DIR, FEATURES_DIR, shard_file
 
-FEATURES_DIR = "features"
-ERRORS_DIR = "errors"
+NO_LABEL = -1  # scikit-learn's "unlabeled"; Parquet stores it as null
 METADATA_KEY = b"catdog"
 WRITTEN_BY_KEY = b"catdog_written_by"  # per file: the Ray node that wrote it (not part of the schema contract)
 COMPRESSION = "zstd"
 ARROW_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 ERROR_SCHEMA = pa.schema([("path", pa.string()), ("error", pa.string()), ("message", pa.string())])
-
-
-def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identity: dict) -> dict:
-    """What every features file says of how it was made (the `catdog` key of its Parquet metadata)."""
-    return {
-        "model": "VGG16 conv base (keras.applications.VGG16, include_top=False)",
-        "weights": weights_identity,
-        "input_size": [config.image_size, config.image_size, 3],
-        "preprocess": config.preprocess,
-        "interpolation": config.interpolation,
-        "jpeg_draft": config.jpeg_draft,
-        "feature_shape": list(convbase.feature_shape(config.image_size)),
-        "feature_dim": convbase.feature_dim(config.image_size),
-        "flatten_order": "C",  # numpy reshape(n, -1) of the (n, h, w, c) Keras output
-        "dtype": config.dtype,
-        "precision": config.precision,
-        "classes": list(image_set.classes),
-        "layout": image_set.layout,
-        "catdog_version": catdog.__version__,
-        "keras_version": convbase.keras_version(),
-    }
-
-
-def compat_settings(config: ExtractConfig, metadata: dict, root: Location) -> dict:
-    """What must match for a later run to continue an OUT (version numbers may move on)."""
-    skip = {"catdog_version", "keras_version"}
-    pinned = {k: v for k, v in metadata.items() if k not in skip}
-    return {**pinned, "root": root.path, "shard_size": config.shard_size, "max_pixels": config.max_pixels}
 
 
 def feature_schema(metadata: dict) -> pa.Schema:
@@ -79,7 +42,7 @@ def feature_schema(metadata: dict) -> pa.Schema:
 
 
 def shard_path(out: Location, kind: str, split: str, name: str) -> str:
-    return storage.join(out.path, kind, f"split={split}", name)
+    return storage.join(out.path, shard_file(kind, split, name))
 
 
 @dataclass(frozen=True)
@@ -113,7 +76,7 @@ class ShardWriter:
         return table.num_rows
 
     def _commit(self, final: str, table: pa.Table) -> None:
-        storage.commit(self.out, final, lambda tmp: pq.write_table(
+        commit(self.out, final, lambda tmp: pq.write_table(
             table, tmp, filesystem=self.out.fs, compression=COMPRESSION, use_dictionary=["label_name"]))
 
 
@@ -243,7 +206,7 @@ def rewrite_without(out: Location, file: str, drop: set[str], dest: str) -> None
     kept = table.filter(pc.invert(pc.is_in(table.column("path"), pa.array(sorted(drop), pa.string()))))
     if kept.num_rows:
         options = {"use_dictionary": ["label_name"]} if "label_name" in kept.column_names else {}
-        storage.commit(out, storage.join(out.path, dest), lambda path: pq.write_table(
+        commit(out, storage.join(out.path, dest), lambda path: pq.write_table(
             kept, path, filesystem=out.fs, compression=COMPRESSION, **options))
     source.delete()
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from catdog import manifest, storage
+from catdog import storage
 from catdog.config import ExtractConfig
-from catdog.images import decode_files
+from catdog.extraction.images import decode_files
+from catdog.store import manifest
 
 
 def settings(out: storage.Location) -> dict | None:
     """The extraction settings recorded beside the features (manifest.json), if any."""
-    return (manifest.read(out) or {}).get("config")
+    recorded = manifest.read(out)
+    return recorded.config if recorded else None
 
 
 def decode(recorded: dict | None, paths: list[str]) -> tuple[dict[int, np.ndarray], str | None]:

@@ -1,9 +1,9 @@
 """The `catdog extract` job: plan (scan, compare with what OUT holds, shard, weights), run the Ray
-pipeline over the pending shards, commit, summarise. The data path itself is `catdog.pipeline`.
+pipeline over the pending shards, commit, summarise. The data path itself is `catdog.extraction.pipeline`.
 
 A first run writes its shards straight into OUT (resumable shard by shard) and the index last.
 Every later run is incremental: it extracts only the images added or changed since, stages their
-shards, and commits them with the removal of superseded rows as one generation (`catdog.generation`).
+shards, and commits them with the removal of superseded rows as one generation (`catdog.store.generation`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,15 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 import catdog
-from catdog import cluster, convbase, features, generation, images, imagefolder, index, manifest, pipeline, storage
+from catdog import cluster, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
-from catdog.imagefolder import ImageSet, Shard
+from catdog.extraction import convbase, imagefolder, images, metadata, pipeline
+from catdog.extraction.imagefolder import ImageSet, Shard
 from catdog.storage import Location
+from catdog.store import features, generation, index, layout, manifest
+from catdog.store.lock import locked
+from catdog.store.manifest import Manifest
 
 STEADY_MIN_SHARDS = 4  # a rate needs a few shards after the first; with fewer there is no steady state
 
@@ -102,7 +106,7 @@ def run(config: ExtractConfig) -> Summary:
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
     image_set = imagefolder.scan(root)
-    with manifest.locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
+    with locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
         # The weights (TensorFlow's import, building VGG16) and Ray's start each take seconds: overlap them.
         making_weights = pool.submit(_timed, marks, "weights", convbase.resolve_weights, config.weights, config.seed,
                                      config.image_size)
@@ -122,8 +126,8 @@ def run(config: ExtractConfig) -> Summary:
         marks.update(progress.marks, committed=time.time())
         summary = Summary(
             out=config.out,
-            images=_count(out, features.FEATURES_DIR),
-            errors=_count(out, features.ERRORS_DIR),
+            images=_count(out, layout.FEATURES_DIR),
+            errors=_count(out, layout.ERRORS_DIR),
             processed=progress.processed,
             resumed_shards=len(plan.shards) - len(plan.pending),
             embedders=progress.embedders,
@@ -136,9 +140,8 @@ def run(config: ExtractConfig) -> Summary:
         )
         done = features.committed(out)  # listed once: on an object store each listing is requests
         totals = {"images": summary.images, "errors": summary.errors, "shards": len(done), "actors": list(progress.embedders)}
-        written = _writers(out, done, {**record["written_by"], **progress.writers})
-        manifest.write(out, {**record, "status": "complete", "totals": totals, "written_by": written,
-                             "timeline": summary.timeline})
+        written = _writers(out, done, {**record.written_by, **progress.writers})
+        manifest.write(out, record.replace(status="complete", totals=totals, written_by=written, timeline=summary.timeline))
         manifest.clear_tmp(out)
     return summary
 
@@ -152,12 +155,12 @@ def _resolve_precision(config: ExtractConfig, resources: cluster.Resources) -> t
     return config.replace(precision=chosen), f"{chosen} (auto: {why})"
 
 
-def _resolve_shard_size(config: ExtractConfig, resources: cluster.Resources, previous: dict | None) -> ExtractConfig:
+def _resolve_shard_size(config: ExtractConfig, resources: cluster.Resources, previous: Manifest | None) -> ExtractConfig:
     """No --shard-size: the size of the run OUT holds, so that it resumes or grows on any devices,
     else the default for the actors' devices. Shard size never changes a feature, only the files."""
     if config.shard_size is not None:
         return config
-    earlier = None if config.overwrite else (previous or {}).get("compat", {}).get("shard_size")
+    earlier = None if config.overwrite or previous is None else previous.compat.get("shard_size")
     return config.replace(shard_size=earlier or cluster.default_shard_size(resources))
 
 
@@ -180,63 +183,62 @@ def _since_process_start(marks: dict[str, float], embedders: tuple[dict, ...]) -
 
 
 def _plan(config: ExtractConfig, root: Location, out: Location, image_set: ImageSet,
-          weights: convbase.Weights, precision_auto: str, previous: dict | None) -> tuple[Run, dict]:
+          weights: convbase.Weights, precision_auto: str, previous: Manifest | None) -> tuple[Run, Manifest]:
     """Check OUT against this run's settings (`previous`: its manifest), find what is already done,
     and mark OUT as running."""
-    metadata = features.feature_metadata(config, image_set, weights.identity)
-    compat = features.compat_settings(config, metadata, root)
+    feature_meta = metadata.feature_metadata(config, image_set, weights.identity)
+    compat = metadata.compat_settings(config, feature_meta, root)
     manifest.prepare(out, compat, config.overwrite)
-    earlier = {} if config.overwrite else dict(previous or {})  # --overwrite has just deleted it
-    if earlier.get("committing"):  # a run killed while committing: finish its commit first
-        commit = earlier.pop("committing")
-        generation.carry_out(out, commit)
-        earlier["generation"] = commit["generation"]
-    previous = index.read(out)
-    if previous is None:
-        plan = _first_run(config, out, image_set, weights, metadata)
+    earlier = None if config.overwrite else previous  # --overwrite has just deleted it
+    number = earlier.generation if earlier else 1  # the last committed generation
+    if earlier and earlier.committing:  # a run killed while committing: finish its commit first
+        generation.carry_out(out, earlier.committing)
+        number = earlier.committing["generation"]
+    indexed = index.read(out)
+    if indexed is None:
+        plan = _first_run(config, out, image_set, weights, feature_meta)
     else:
-        plan = _incremental_run(config, out, image_set, weights, metadata, previous, earlier.get("generation", 1) + 1)
-    record = {
-        "catdog_version": catdog.__version__,
-        "compat": compat,
-        "features": metadata,
-        "config": dataclasses.asdict(config),
-        "plan": {"images": len(image_set), "shards": len(plan.shards), "digest": imagefolder.plan_digest(plan.shards)},
-        "generation": earlier.get("generation", 1),  # the last committed one
-        "status": "running",
-        "precision_auto": precision_auto or None,  # what --precision auto chose and why
-        "written_by": earlier.get("written_by", {}),
-    }
+        plan = _incremental_run(config, out, image_set, weights, feature_meta, indexed, number + 1)
+    record = Manifest(
+        compat=compat,
+        features=feature_meta,
+        config=dataclasses.asdict(config),
+        plan={"images": len(image_set), "shards": len(plan.shards), "digest": imagefolder.plan_digest(plan.shards)},
+        generation=number,
+        precision_auto=precision_auto or None,
+        written_by=earlier.written_by if earlier else {},
+        catdog_version=catdog.__version__,
+    )
     manifest.write(out, record)
     return plan, record
 
 
 def _first_run(config: ExtractConfig, out: Location, image_set: ImageSet, weights: convbase.Weights,
-               metadata: dict) -> Run:
+               feature_meta: dict) -> Run:
     shards = imagefolder.plan_shards(image_set, config.shard_size)
     done = features.committed(out)
     _refuse_foreign_shards(out, done, shards)
     pending = [s for s in shards if (s.split, s.name) not in done]
-    return Run(image_set, shards, pending, out, 1, None, None, weights, metadata)
+    return Run(image_set, shards, pending, out, 1, None, None, weights, feature_meta)
 
 
 def _incremental_run(config: ExtractConfig, out: Location, image_set: ImageSet, weights: convbase.Weights,
-                     metadata: dict, previous: index.Index, number: int) -> Run:
+                     feature_meta: dict, previous: index.Index, number: int) -> Run:
     content = (lambda paths: dict(zip(paths, images.digests([image_set.root.join(p) for p in paths])))) \
         if config.verify_content else None
-    changes = index.compare(previous, image_set, content)
+    changes = index.compare(previous, image_set.stamp_of, content)
     shards = imagefolder.plan_shards(image_set, config.shard_size, only=changes.pending, generation=number)
-    stage = generation.staging(out, number)
+    stage = out.join(layout.staging(number))
     planned = {(s.split, s.name) for s in shards}
     for split, name in features.committed(stage) - planned:  # staged by a killed run over another listing
-        stage.join(features.FEATURES_DIR, f"split={split}", name).delete()
-        stage.join(features.ERRORS_DIR, f"split={split}", name).delete()
+        for kind in layout.KINDS:
+            stage.join(layout.shard_file(kind, split, name)).delete()
     done = features.committed(stage)
     pending = [s for s in shards if (s.split, s.name) not in done]
-    return Run(image_set, shards, pending, stage, number, previous, changes, weights, metadata)
+    return Run(image_set, shards, pending, stage, number, previous, changes, weights, feature_meta)
 
 
-def _commit(out: Location, plan: Run, record: dict, progress: Progress) -> dict:
+def _commit(out: Location, plan: Run, record: Manifest, progress: Progress) -> Manifest:
     """A first run: write the index. An incremental one: commit its generation (if anything changed)."""
     entries = {**_entries_from_files(plan, progress.entries), **progress.entries}
     if plan.previous is None:
@@ -247,9 +249,9 @@ def _commit(out: Location, plan: Run, record: dict, progress: Progress) -> dict:
     stage = plan.target
     commit = generation.plan(plan.generation, generation.staged_files(stage), plan.previous, plan.changes)
     index.write(stage, generation.next_index(plan.previous, commit, entries))
-    manifest.write(out, {**record, "committing": commit})  # from here on, a killed run is finished by the next
+    manifest.write(out, record.replace(committing=commit))  # from here on, a killed run is finished by the next
     generation.carry_out(out, commit)
-    return {**record, "generation": plan.generation, "last_changes": str(plan.changes)}
+    return record.replace(generation=plan.generation, last_changes=str(plan.changes))
 
 
 def _entries_from_files(plan: Run, known: index.Index) -> index.Index:
@@ -257,13 +259,13 @@ def _entries_from_files(plan: Run, known: index.Index) -> index.Index:
     (the path column alone); their content digests are unknown."""
     found: index.Index = {}
     this_run = {(s.split, s.name) for s in plan.pending}
-    for kind in (features.FEATURES_DIR, features.ERRORS_DIR):
+    for kind in layout.KINDS:
         for split, name in features.committed(plan.target, kind) - this_run:
-            file = f"{kind}/split={split}/{name}"
+            file = layout.shard_file(kind, split, name)
             paths = features.read_file(plan.target, file, ["path"]).column("path").to_pylist()
             if all(p in known for p in paths):
                 continue
-            found.update(index.entries(plan.image_set, file, paths, [""] * len(paths)))
+            found.update(index.entries(plan.image_set.stamp_of, file, paths, [""] * len(paths)))
     return found
 
 
@@ -318,7 +320,7 @@ def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: 
 
 
 def _written_entries(image_set: ImageSet, row: pipeline.WrittenRow) -> index.Index:
-    n, where = int(row["rows"]), f"split={row['split']}/{row['name']}"
+    n, stamps = int(row["rows"]), image_set.stamp_of
     paths, digests = list(row["paths"]), list(row["digests"])
-    return {**index.entries(image_set, f"{features.FEATURES_DIR}/{where}", paths[:n], digests[:n]),
-            **index.entries(image_set, f"{features.ERRORS_DIR}/{where}", paths[n:], digests[n:])}
+    return {**index.entries(stamps, layout.shard_file(layout.FEATURES_DIR, row["split"], row["name"]), paths[:n], digests[:n]),
+            **index.entries(stamps, layout.shard_file(layout.ERRORS_DIR, row["split"], row["name"]), paths[n:], digests[n:])}

@@ -20,11 +20,11 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from catdog import features
 from catdog.config import HeadConfig
 from catdog.errors import CatdogError
-from catdog.metrics import accuracy, cross_entropy
+from catdog.heads.metrics import accuracy, cross_entropy
 from catdog.storage import Location
+from catdog.store import features
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)

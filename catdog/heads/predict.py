@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import convbase, extract, features, imagefolder, saved
 from catdog.config import ExtractConfig
+from catdog.extraction import convbase, extract, imagefolder
+from catdog.heads import model_folder
 from catdog.storage import Location
+from catdog.store import features
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class Prediction:
 
 
 def predict(model_dir: str, inputs: list[str], weights: str | None = None, address: str | None = None) -> list[Prediction]:
-    model = saved.load(model_dir)
+    model = model_folder.load(model_dir)
     files, folders = imagefolder.inputs(inputs)
     if model.takes_images:  # an end-to-end model: pixels in, no features
         everything = files + imagefolder.files_in(folders)
@@ -43,7 +45,7 @@ def predict(model_dir: str, inputs: list[str], weights: str | None = None, addre
     return results
 
 
-def _predict_folder(folder: Location, config: ExtractConfig, model: saved.SavedModel) -> list[Prediction]:
+def _predict_folder(folder: Location, config: ExtractConfig, model: model_folder.ModelFolder) -> list[Prediction]:
     """A folder goes through the same Ray extraction job as `catdog extract`."""
     with tempfile.TemporaryDirectory(prefix="catdog-predict-") as out:
         extract.run(config.replace(root=folder.name, out=out))

@@ -1,0 +1,1 @@
+"""Extraction: scan an image folder, decode, the conv base, the extract job."""

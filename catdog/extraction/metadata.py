@@ -1,0 +1,38 @@
+"""What extracted features say of how they were made (the `catdog` key of every features file's
+Parquet metadata, docs/output-format.md), and which of it pins an OUT."""
+
+from __future__ import annotations
+
+import catdog
+from catdog.config import ExtractConfig
+from catdog.extraction import convbase
+from catdog.extraction.imagefolder import ImageSet
+from catdog.storage import Location
+
+
+def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identity: dict) -> dict:
+    """What every features file says of how it was made (the `catdog` key of its Parquet metadata)."""
+    return {
+        "model": "VGG16 conv base (keras.applications.VGG16, include_top=False)",
+        "weights": weights_identity,
+        "input_size": [config.image_size, config.image_size, 3],
+        "preprocess": config.preprocess,
+        "interpolation": config.interpolation,
+        "jpeg_draft": config.jpeg_draft,
+        "feature_shape": list(convbase.feature_shape(config.image_size)),
+        "feature_dim": convbase.feature_dim(config.image_size),
+        "flatten_order": "C",  # numpy reshape(n, -1) of the (n, h, w, c) Keras output
+        "dtype": config.dtype,
+        "precision": config.precision,
+        "classes": list(image_set.classes),
+        "layout": image_set.layout,
+        "catdog_version": catdog.__version__,
+        "keras_version": convbase.keras_version(),
+    }
+
+
+def compat_settings(config: ExtractConfig, metadata: dict, root: Location) -> dict:
+    """What must match for a later run to continue an OUT (version numbers may move on)."""
+    skip = {"catdog_version", "keras_version"}
+    pinned = {k: v for k, v in metadata.items() if k not in skip}
+    return {**pinned, "root": root.path, "shard_size": config.shard_size, "max_pixels": config.max_pixels}

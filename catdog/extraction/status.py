@@ -1,0 +1,73 @@
+"""`catdog status OUT [ROOT]`: what OUT holds and how it was made, and given ROOT, what a re-run
+of `catdog extract` would do, without running it (nothing is written, Ray is not started)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from catdog import storage
+from catdog.errors import CatdogError
+from catdog.extraction import imagefolder
+from catdog.store import index, layout, manifest
+from catdog.store.index import Changes
+from catdog.store.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class Status:
+    out: str
+    manifest: Manifest  # everything OUT records of itself
+    state: str  # "complete", or what an interrupted run left and what the next one does about it
+    rerun: Changes | None = None  # given ROOT: what a re-run would find
+    first_run_unfinished: bool = False  # given ROOT: no index yet, a re-run continues the first run
+
+    @property
+    def images(self) -> int | None:
+        return self.manifest.totals.get("images")
+
+    @property
+    def errors(self) -> int | None:
+        return self.manifest.totals.get("errors")
+
+    def lines(self) -> list[str]:
+        m, meta = self.manifest, self.manifest.features
+        weights, totals = meta.get("weights", {}), m.totals
+        lines = [
+            f"output      {self.out}",
+            f"input       {m.config.get('root', '?')}",
+            f"settings    {meta.get('input_size', ['?'])[0]} px, preprocess {meta.get('preprocess')}, "
+            f"{meta.get('precision')} -> {meta.get('dtype')}, weights {weights.get('source')}"
+            + (f" (sha256 {weights['sha256'][:12]})" if weights.get("sha256") else ""),
+            f"classes     {', '.join(meta.get('classes', [])) or 'none'}",
+            f"rows        {totals.get('images', '?')} images, {totals.get('errors', '?')} errors, {totals.get('shards', '?')} files",
+            f"last run    {self.state}, {m.updated or '?'}, generation {m.generation}"
+            + (f" ({m.last_changes})" if m.last_changes else ""),
+        ]
+        if self.first_run_unfinished:
+            lines.append("a re-run    continues the first run (no index yet)")
+        elif self.rerun is not None:
+            work = len(self.rerun.pending)
+            lines.append(f"a re-run    would read {work:,} images: {self.rerun}" if work or self.rerun.removed
+                         else f"a re-run    has nothing to do: {self.rerun}")
+        return lines
+
+
+def status(out: str, root: str | None = None) -> Status:
+    location = storage.resolve(out)
+    recorded = manifest.read(location)
+    if recorded is None:
+        raise CatdogError(f"{out} holds no catdog output (no {layout.MANIFEST})")
+    rerun, unfinished = None, False
+    if root is not None:
+        previous = index.read(location)
+        if previous is None:
+            unfinished = True
+        else:
+            rerun = index.compare(previous, imagefolder.scan(root).stamp_of)
+    return Status(out, recorded, _state(recorded), rerun, unfinished)
+
+
+def _state(recorded: Manifest) -> str:
+    if recorded.committing:
+        return f"interrupted while committing generation {recorded.committing['generation']} (the next run finishes it)"
+    return "complete" if recorded.status == "complete" else "interrupted (a re-run resumes it)"

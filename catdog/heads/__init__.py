@@ -1,0 +1,1 @@
+"""Classifiers on the stored features: fit, evaluate, the model folder, predict, explain."""

@@ -1,0 +1,1 @@
+"""What is wrong with the data: near-duplicates and leakage across splits."""

@@ -1,0 +1,1 @@
+"""The OUT store: the Parquet features and their contract, the manifest, the index, generations."""

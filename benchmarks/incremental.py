@@ -27,7 +27,7 @@ SIZE, ADDED_FRACTION, LISTING = 150, 0.01, 100_000
 
 def extract(root: str, out: str) -> dict:
     """`catdog extract` as a user runs it; its summary's figures and the whole command's time."""
-    command = [sys.executable, "-m", "catdog.cli", "extract", root, "--out", out, "--weights", "none",
+    command = [sys.executable, "-m", "catdog.commands", "extract", root, "--out", out, "--weights", "none",
                "--image-size", str(SIZE), "--no-progress"]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT)

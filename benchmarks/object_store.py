@@ -79,7 +79,7 @@ def decode_rate(root: storage.Location, names: list[str], threads: int) -> float
 
 
 def extract(root: str, out: str, env: dict) -> dict:
-    command = [sys.executable, "-m", "catdog.cli", "extract", root, "--out", out, "--weights", "none",
+    command = [sys.executable, "-m", "catdog.commands", "extract", root, "--out", out, "--weights", "none",
                "--image-size", str(EXTRACT_SIZE), "--shard-size", "64", "--no-progress"]
     start = time.perf_counter()
     done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, cwd=PROJECT)

@@ -1,14 +1,15 @@
 """Side-by-side throughput, memory and Parquet measurements for catdog extract, in one run.
 
-    python benchmarks/throughput.py ../shared/data/cats_and_dogs_small --json benchmarks/results.json
-    python benchmarks/throughput.py --table benchmarks/results.json     # print a saved run again
+    python benchmarks/throughput.py ../shared/data/cats_and_dogs_small    # measure, save under this machine's kind
+    python benchmarks/throughput.py --table benchmarks/throughput.json     # print the saved runs again
 
 Each measurement runs in a fresh process (so peak RSS is its own): (a) the conv base alone on
 pre-decoded tensors, (b) `catdog extract` end-to-end with its timeline, (c) the tutorial's loop,
 (d) catdog in bf16; (e) the fast-model regime (bf16, 64 px, 8,000 photos) against its own
 reference; (f) the pipeline's ceiling with a zero-cost model against a plain Pillow loop; then
 memory at 1,000 / 8,000 images, decode time per photo, JPEG draft mode, Parquet codecs, read-back
-speed, and the conv base's FLOPs. Every figure in BENCHMARKS.md comes from this script.
+speed, and the conv base's FLOPs. The results file holds the last run on each kind of machine (its
+CPU and the instructions that decide the precision path); `--only` replaces the rows it measured.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 import numpy as np
 
 SIZE, SMALL, BATCH = 150, 64, 32
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "throughput.json")
 
 
 def peak_rss() -> int:
@@ -378,8 +380,8 @@ def _cpu_jiffies() -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("args", nargs="*", help="the image folder (with --part: that part's arguments)")
-    parser.add_argument("--json", default="benchmarks/results.json")
-    parser.add_argument("--table", metavar="RESULTS_JSON", help="only print the table of a saved run")
+    parser.add_argument("--json", default=RESULTS, help="the results file, one entry per kind of machine")
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="only print the tables of the saved runs")
     parser.add_argument("--rounds", type=int, default=2, help="catdog runs per bracketed row, each followed by a reference run")
     parser.add_argument("--part", help=argparse.SUPPRESS)
     parser.add_argument("--only-draft", action="store_true", help="measure JPEG draft mode alone, into the --json results")
@@ -388,7 +390,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.table:
         with open(args.table) as f:
-            print(table(json.load(f)))
+            print(tables(json.load(f)))
         return
     if args.part:
         parts = {"reference": lambda r, n, p, s: reference(r, int(n), p, int(s)),
@@ -401,21 +403,35 @@ def main() -> None:
     if len(args.args) != 1:
         parser.error("give the image folder")
     if args.only_draft:
-        with open(args.json) as f:
-            r = json.load(f)
-        r["jpeg_draft"] = run_part("draft", os.path.abspath(args.args[0]), "200")
-        with open(args.json, "w") as f:
-            json.dump(r, f, indent=2)
+        r = save(args.json, {"machine": machine(), "jpeg_draft": run_part("draft", os.path.abspath(args.args[0]), "200"),
+                             "only": ["draft"]})
         print(table(r))
         return
     only = tuple(args.only.split(",")) if args.only else ()
     if any(g not in GROUPS for g in only):
         parser.error(f"--only takes {', '.join(GROUPS)}")
-    r = measure(os.path.abspath(args.args[0]), tempfile.mkdtemp(prefix="catdog-bench-"), args.rounds, only)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(r, f, indent=2)
+    r = save(args.json, measure(os.path.abspath(args.args[0]), tempfile.mkdtemp(prefix="catdog-bench-"), args.rounds, only))
     print(table(r))
+
+
+def save(path: str, r: dict) -> dict:
+    """Keep `r` as the entry of this machine's kind in the results file: a whole run replaces it, a
+    partial one (`--only`) replaces the rows and ratios it measured. Returns the entry."""
+    saved = json.load(open(path)) if os.path.exists(path) else {}
+    kind = r["machine"]["cpu"]
+    if r.get("only") and kind in saved:
+        ratios = {**saved[kind].get("ratios", {}), **r.get("ratios", {})}
+        r = {**saved[kind], **{k: v for k, v in r.items() if k != "only"}, "ratios": ratios}
+    saved[kind] = r
+    with open(path, "w") as f:
+        json.dump(saved, f, indent=2)
+    return r
+
+
+def tables(saved: dict) -> str:
+    """One table per kind of machine, the newest run first."""
+    runs = sorted(saved.values(), key=lambda r: r["machine"].get("date", ""), reverse=True)
+    return "\n\n".join(f"### {r['machine']['cpu']}, {r['machine'].get('date', 'undated')}\n\n{table(r)}" for r in runs)
 
 
 def bracketed(reference: tuple, extract: tuple, rounds: int) -> tuple[dict, dict]:
@@ -654,7 +670,7 @@ def machine() -> dict:
 
     _, flags = cpu()  # the flags --precision auto reads
     extras = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f in flags]
-    return {"cpus": os.cpu_count(), "cpu": f"{_cpu_name()} ({', '.join(extras) or 'no AVX-512'})",
+    return {"cpus": os.cpu_count(), "cpu": f"{_cpu_name()} ({', '.join(extras) or 'no AVX-512'})", "date": time.strftime("%Y-%m-%d"),
             "memory_gib": round(memory, 1), "python": sys.version.split()[0], "versions": versions}
 
 

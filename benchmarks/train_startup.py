@@ -63,14 +63,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "train_startup.json"))
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="only print the table of a saved run")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.load(open(args.table))))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.folder
         if not root:
-            from catdog import synthetic as demo
+            from catdog import synthetic
 
             root = os.path.join(tmp, "demo")
-            demo.make_demo_folder(root, per_class=8, size=40)
+            synthetic.make_demo_folder(root, per_class=8, size=40)
         runs = []
         for r in range(args.rounds):  # ABBA order, so a drift of the machine's speed weighs on both alike
             for variant in VARIANTS if r % 2 == 0 else VARIANTS[::-1]:
@@ -80,11 +84,20 @@ def main() -> None:
     summary = {v: {"median_seconds": statistics.median(r["seconds"] for r in runs if r["variant"] == v),
                    "median_fit_seconds": statistics.median(r["fit_seconds"] for r in runs if r["variant"] == v)}
                for v in VARIANTS}
-    for v, s in summary.items():
-        print(f"{v:7} median {s['median_seconds']:.1f} s whole, {s['median_fit_seconds']:.1f} s in fit_e2e.run")
+    r = {"folder": args.folder or "demo (8 per class and split, 40 px)", "workers": args.workers,
+         "machine": machine(), "runs": runs, "summary": summary}
     with open(args.out, "w") as f:
-        json.dump({"folder": args.folder or "demo (8 per class and split, 40 px)", "workers": args.workers,
-                   "machine": machine(), "runs": runs, "summary": summary}, f, indent=2)
+        json.dump(r, f, indent=2)
+    print(table(r))
+
+
+def table(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; {m['versions']}",
+             f"{r['workers']} workers, {r['folder']}; {len(r['runs'])} runs, ABBA"]
+    lines += [f"{v:7} median {s['median_seconds']:.1f} s whole, {s['median_fit_seconds']:.1f} s in fit_e2e.run"
+              for v, s in r["summary"].items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

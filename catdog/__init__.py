@@ -1,3 +1,20 @@
-"""catdog: VGG16 conv-base features for image folders, extracted on Ray and stored as Parquet."""
+"""catdog: conv-base features for large photo collections, extracted on Ray and stored as Parquet;
+classifiers, explanations and data checks on them. The Python API is `catdog.api`'s functions."""
 
 __version__ = "0.1.0"
+
+from catdog.api import (  # noqa: E402
+           explain,
+           extract,
+           fit_e2e,
+           fit_head,
+           load,
+           load_model,
+           similar,
+           status,
+           stream,
+)
+from catdog.errors import CatdogError  # noqa: E402
+
+__all__ = ["CatdogError", "explain", "extract", "fit_e2e", "fit_head", "load", "load_model", "similar", "status",
+           "stream"]

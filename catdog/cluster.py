@@ -173,6 +173,10 @@ def devices(embedders: tuple[dict, ...]) -> str:
     for node, actors in sorted(by_node.items()):
         gpus = sorted({g for a in actors for g in a["ray_gpu_ids"]})
         where = f"GPUs {', '.join(gpus)}" if gpus else f"CPU, {sum(a['intra_op_threads'] for a in actors)} threads"
+        if any(a["ray_gpu_ids"] and not a.get("tf_gpus") for a in actors):
+            # Ray's GPU resource without a device TensorFlow can use (no driver, a CUDA library that did
+            # not load: the actor's log says which), or a fake GPU resource: the model ran on the CPU.
+            where += " (TensorFlow saw no GPU: ran on the CPU)"
         parts.append(where if len(by_node) == 1 else f"node {node[:8]}: {where}")
     return "; ".join(parts)
 

@@ -116,6 +116,10 @@ class HeadConfig(_Config):
     dropout: float = 0.5
     max_memory: int = 2 * 1024**3
     seed: int = 0
+    # A folder without splits (ROOT/CLASS/*.jpg) is split here, stratified and seeded: these fractions
+    # (None: 0.2 each, catdog.heads.splits). A folder with its own splits keeps them.
+    validation_split: float | None = None
+    test_split: float | None = None
 
     def __post_init__(self) -> None:
         _choice("model", self.model, HEAD_MODELS)
@@ -123,12 +127,18 @@ class HeadConfig(_Config):
             _positive(self, name)
         if not 0 <= self.dropout < 1:
             raise CatdogError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("validation_split", "test_split"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise CatdogError(f"--{_flag(name)} must be in [0, 1), got {value}")
+        if (self.validation_split or 0) + (self.test_split or 0) >= 1:
+            raise CatdogError("--validation-split and --test-split leave no training images")
 
 
 @dataclass(frozen=True)
 class SimilarConfig(_Config):
     features: str  # the OUT folder of `catdog extract`
-    report_dir: str  # where similar.csv, similar.json and similar.png go
+    report_dir: str | None = None  # where similar.csv, similar.json and similar.png go (None: OUT/similar)
     threshold: float = 0.95  # cosine similarity at or above which two images are near-duplicates
     top: int = 5  # neighbours looked at per image
     working_memory_mb: int = 1024  # the block of the distance matrix computed at once

@@ -5,13 +5,8 @@ Nothing here touches file descriptors, `sys.modules` or other processes.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import re
-import sys
-from contextlib import contextmanager
-from typing import Iterator
 
 VERBOSE_ENV = "CATDOG_VERBOSE"
 
@@ -26,60 +21,3 @@ def set_verbose(on: bool) -> None:
 
 def ray_log_level() -> int:
     return logging.INFO if verbose() else logging.ERROR
-
-
-# Lines that are information only, as Ray forwards them from its workers to the driver's sys.stderr
-# ("(Embedder pid=7) " in front): abseil's INFO-severity lines ("I0000 00:00:1796.1 4242 port.cc:153] ..."),
-# which TensorFlow writes before abseil's logging is initialised and TF_CPP_MIN_LOG_LEVEL cannot stop;
-# abseil's banner that says so; and TensorFlow's report that CUDA found no driver on a machine without
-# a GPU (an actor that Ray gave a GPU TensorFlow cannot see stops with its own error). Every other
-# line, WARNING, ERROR and FATAL ones included, passes.
-_RAY_PREFIX = r"(?:(?:\x1b\[[0-9;]*m)?\([^)]*\)(?:\x1b\[0m)? )?"
-_ABSL = r"\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.-]+:\d+\] "
-INFO_LINE = re.compile(_RAY_PREFIX + r"(?:I" + _ABSL + r"|E" + _ABSL + r"failed call to cuInit: |"
-                       r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)")
-
-
-class _InfoFilter(io.TextIOBase):
-    """sys.stderr without INFO_LINE lines; any other text, partial lines included, goes through at once."""
-
-    def __init__(self, target) -> None:
-        self.target = target
-        self._dropped = False  # print() writes a line, then its "\n"
-
-    def write(self, text: str) -> int:
-        dropped, self._dropped = self._dropped, False
-        if text == "\n" and dropped:
-            return len(text)
-        kept = [line for line in text.splitlines(keepends=True) if not INFO_LINE.match(line)]
-        if len(kept) < len(text.splitlines(keepends=True)):
-            self._dropped = not text.endswith("\n")
-        return self.target.write("".join(kept)) if kept else len(text)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-    def isatty(self) -> bool:
-        return self.target.isatty()
-
-    def fileno(self) -> int:
-        return self.target.fileno()
-
-    @property
-    def encoding(self):
-        return self.target.encoding
-
-
-@contextmanager
-def info_lines_dropped(enabled: bool = True) -> Iterator[None]:
-    """For the command line only: Python's sys.stderr without abseil's INFO lines for the block.
-    File descriptor 2 itself is never touched, so whatever native code writes there is seen."""
-    if not enabled:
-        yield
-        return
-    original = sys.stderr
-    sys.stderr = _InfoFilter(original)
-    try:
-        yield
-    finally:
-        sys.stderr = original

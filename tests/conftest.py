@@ -7,8 +7,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from catdog import storage
-from catdog import synthetic as demo
+from catdog import storage, synthetic
 from catdog.config import EmbedConfig, ExtractConfig
 from catdog.extraction import convbase, imagefolder, images
 
@@ -33,10 +32,13 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def ray_local(s3_server):
     """One embedded Ray for the in-process tests; the library reuses it instead of starting its own.
-    Its workers can reach the test S3 server, as `catdog.cluster.ray_session` would arrange."""
+    Its workers can reach the test S3 server, as `catdog.cluster.ray_session` would arrange. Their own
+    output (TensorFlow's start-up lines) stays in Ray's log files: Ray would forward it to this
+    process's stderr whenever it arrives, into whichever test's captured output runs then."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", runtime_env={"env_vars": s3_server.env})
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": s3_server.env})
     yield ray
     ray.shutdown()
 
@@ -77,7 +79,7 @@ def weights_file(tmp_path_factory):
 
 def demo_with_a_broken_file(root) -> "os.PathLike":
     """The cats-vs-dogs demo folder (8 per class, 40 px) with one truncated JPEG under train/cats."""
-    demo.make_demo_folder(str(root), per_class=8, size=40)
+    synthetic.make_demo_folder(str(root), per_class=8, size=40)
     (root / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
     return root
 

@@ -1,4 +1,5 @@
-"""The benchmark script prints its table from the committed results, as BENCHMARKS.md says it does."""
+"""The benchmark scripts print their tables from the committed results, and BENCHMARKS.md is what
+they print (benchmarks/benchmarks_md.py), not a hand-written copy."""
 
 import json
 import os
@@ -6,7 +7,7 @@ import subprocess
 import sys
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(PROJECT, "benchmarks", "results.json")
+RESULTS = os.path.join(PROJECT, "benchmarks", "throughput.json")
 
 
 def printed(script: str, results: str) -> tuple[str, dict]:
@@ -17,8 +18,18 @@ def printed(script: str, results: str) -> tuple[str, dict]:
     return done.stdout, json.load(open(results))
 
 
-def test_table_from_committed_results_has_every_figure():
-    out, r = printed("throughput.py", RESULTS)
+def one_machine(tmp_path, kind: str | None = None) -> tuple[str, dict]:
+    """A results file holding one kind of machine's run (the first, or `kind`), and that run."""
+    saved = json.load(open(RESULTS))
+    r = saved[kind or next(iter(saved))]
+    path = tmp_path / "one.json"
+    json.dump({r["machine"]["cpu"]: r}, open(path, "w"))
+    return str(path), r
+
+
+def test_table_from_committed_results_has_every_figure(tmp_path):
+    out, _ = printed("throughput.py", one_machine(tmp_path)[0])
+    r = next(iter(json.load(open(RESULTS)).values()))
     assert f"{r['ratios']['b/a']:.2f}" in out and f"{r['decode']['ms_per_image']:.2f} ms" in out
     assert f"{r['memory_8000']['images']:,}" in out and r["machine"]["cpu"] in out
     assert f"{r['decode']['shard_ms_threads']:.0f} ms on {r['decode']['threads']}" in out
@@ -26,12 +37,12 @@ def test_table_from_committed_results_has_every_figure():
 
 def test_table_of_a_run_of_some_groups_prints_only_their_rows(tmp_path):
     """`--only fast,ceiling` saves those rows and their ratios alone; the table prints what is there."""
-    r = json.load(open(RESULTS))
+    _, r = one_machine(tmp_path)
     rows = ("machine", "e_reference_64_bf16", "e_extract_64_bf16", "f_zero_cost_64", "f_zero_cost_64_256", "f_pillow_64",
             "f_pillow_64_256")
     partial = {k: r[k] for k in rows} | {"only": ["fast", "ceiling"]}
     partial["ratios"] = {k: r["ratios"][k] for k in ("e/a_64_bf16", "f_per_core/pillow", "f256_per_core/pillow")}
-    json.dump(partial, open(tmp_path / "partial.json", "w"))
+    json.dump({r["machine"]["cpu"]: partial}, open(tmp_path / "partial.json", "w"))
     out, _ = printed("throughput.py", str(tmp_path / "partial.json"))
     assert f"e/e' = {r['ratios']['e/a_64_bf16']:.2f}" in out and f"per core {r['ratios']['f_per_core/pillow']:.2f} x" in out
     assert f"{r['f_pillow_64_256']['images_per_second']:.1f}" in out
@@ -56,11 +67,12 @@ def test_similar_table_from_committed_results():
     assert all(line in out for line in r["real"]["lines"])
 
 
-def test_table_prints_every_run_of_a_run_saved_with_its_shards():
+def test_table_prints_every_run_of_a_run_saved_with_its_shards(tmp_path):
     """Each catdog run's rate, steal and widest shard gap, computed here again from its records."""
     import numpy as np
 
-    out, r = printed("throughput.py", os.path.join(PROJECT, "benchmarks", "results_model_4rounds.json"))
+    out, _ = printed("throughput.py", one_machine(tmp_path)[0])
+    _, r = one_machine(tmp_path)
     for label, key in (("b", "b_extract_fp32"), ("d", "d_extract_bf16")):
         line = next(x for x in out.splitlines() if x.startswith(f"({label}) run by run: "))
         runs = r[key]["runs"]
@@ -70,3 +82,12 @@ def test_table_prints_every_run_of_a_run_saved_with_its_shards():
             assert (f"{run['images_per_second']:.1f} (steal {run['machine_cpu']['steal']:.1%}, "
                     f"widest shard gap {gaps.max() / np.median(gaps):.2f} x the median)") in line
             assert sum(n for _, n in run["arrivals"]) == r[key]["images"]
+
+
+def test_benchmarks_md_is_what_the_scripts_print():
+    sys.path.insert(0, os.path.join(PROJECT, "benchmarks"))
+    try:
+        import benchmarks_md
+    finally:
+        sys.path.pop(0)
+    assert open(os.path.join(PROJECT, "BENCHMARKS.md")).read() == benchmarks_md.markdown()

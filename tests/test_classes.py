@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import cli
-from catdog import synthetic as demo
+from catdog import commands, synthetic
 from catdog.config import ExtractConfig, HeadConfig, SimilarConfig
 from catdog.errors import CatdogError
 from catdog.extraction import extract
-from catdog.heads import explain, fit_head, metrics, predict
-from catdog.heads import model_folder as saved
+from catdog.heads import explain, fit_head, metrics, model_folder, predict
 from catdog.insight import similar
 from catdog.store import features
 
-CLASSES = demo.shape_classes(10)
+CLASSES = synthetic.shape_classes(10)
 COPY = "test/hue0-disc/copy-of-train-0000.jpg"
 
 
@@ -28,7 +26,7 @@ COPY = "test/hue0-disc/copy-of-train-0000.jpg"
 def shapes(ray_local, tmp_path_factory):
     base = tmp_path_factory.mktemp("classes")
     root = base / "images"
-    demo.make_shapes_folder(str(root), classes=10, per_class=12, size=40)
+    synthetic.make_shapes_folder(str(root), classes=10, per_class=12, size=40)
     # A near-duplicate across splits, as the Kaggle set has: a train image saved again, re-encoded, under test.
     Image.open(root / "train" / "hue0-disc" / "0000.png").save(root / COPY, quality=95)
     config = ExtractConfig(root=str(root), out=str(base / "features"), weights="none", image_size=32, shard_size=32,
@@ -48,12 +46,12 @@ def fit(shapes, tmp_path, **changes):
 @pytest.mark.parametrize("model", ["logreg", "dense"])
 def test_heads_learn_ten_classes_and_report_each(shapes, tmp_path, model):
     config, report = fit(shapes, tmp_path, model=model)
-    test = report["splits"]["test"]
-    assert report["classes"] == CLASSES and test["n"] == 31
+    test = report.splits["test"]
+    assert report.classes == CLASSES and test["n"] == 31
     assert test["accuracy"] >= 0.6  # chance is 0.1
     assert list(test["per_class"]) == CLASSES and sum(c["support"] for c in test["per_class"].values()) == 31
     assert np.array(test["confusion_matrix"]).shape == (10, 10) and test["top_5_accuracy"] >= test["accuracy"]
-    loaded = saved.load(config.model_dir)
+    loaded = model_folder.load(config.model_dir)
     X, y, _ = features.load(shapes.out, "test")
     P = loaded.predict_proba(X)
     assert P.shape == (31, 10)
@@ -65,7 +63,7 @@ def test_heads_learn_ten_classes_and_report_each(shapes, tmp_path, model):
         assert loaded.model.model.output_shape == (None, 10)  # softmax over the classes, not one sigmoid
     for name in ("curves.png", "confusion.png", "map.png"):
         assert os.path.getsize(os.path.join(config.model_dir, name)) > 0
-    assert report["map"]["points"] == 31 and report["map"]["seconds"] >= 0
+    assert report.map["points"] == 31 and report.map["seconds"] >= 0
     with Image.open(os.path.join(config.model_dir, "confusion.png")) as figure:
         assert figure.size[0] >= 500  # grows with the classes so the labels stay readable
 
@@ -73,15 +71,15 @@ def test_heads_learn_ten_classes_and_report_each(shapes, tmp_path, model):
 @pytest.mark.parametrize("model", ["logreg", "dense"])
 def test_streaming_learns_ten_classes(shapes, tmp_path, model):
     _, report = fit(shapes, tmp_path, model=model, max_memory=24 * 512 * 4 * 4)  # 24-row chunks
-    assert report["streaming"] is True and report["splits"]["test"]["accuracy"] >= 0.5
+    assert report.streaming is True and report.splits["test"]["accuracy"] >= 0.5
 
 
 def test_predict_gives_every_class_or_the_top_k(shapes, tmp_path, capsys):
     config, _ = fit(shapes, tmp_path)
-    loaded = saved.load(config.model_dir)
+    loaded = model_folder.load(config.model_dir)
     X, _, paths = features.load(shapes.out, "test")
     expected = dict(zip(paths, loaded.predict_proba(X)))
-    found = predict.predict(config.model_dir, [os.path.join(shapes.root, "test")])
+    found = predict.load_model(config.model_dir).predictions([os.path.join(shapes.root, "test")])
     assert len(found) == len(paths)
     for p in found:
         row = expected[os.path.relpath(p.path, shapes.root)]
@@ -91,7 +89,7 @@ def test_predict_gives_every_class_or_the_top_k(shapes, tmp_path, capsys):
     out = tmp_path / "top3.csv"
     folder = os.path.join(shapes.root, "test", "hue1-square")
     files = [os.path.join(folder, f) for f in sorted(os.listdir(folder))]  # files: no extraction job, unlike folders
-    assert cli.main(["predict", config.model_dir, *files, "--top-k", "3", "--out", str(out)]) == 0
+    assert commands.main(["predict", config.model_dir, *files, "--top-k", "3", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out)))
     assert list(rows[0]) == ["path", "label", "probability", "top1", "top1_probability", "top2", "top2_probability",
                              "top3", "top3_probability"]
@@ -100,14 +98,14 @@ def test_predict_gives_every_class_or_the_top_k(shapes, tmp_path, capsys):
         assert [r[f"top{i}"] for i in (1, 2, 3)] == [CLASSES[k] for k in np.argsort(-row)[:3]]
         assert r["top1"] == r["label"]
     capsys.readouterr()
-    assert cli.main(["predict", config.model_dir, os.path.join(shapes.root, COPY)]) == 0
+    assert commands.main(["predict", config.model_dir, os.path.join(shapes.root, COPY)]) == 0
     assert capsys.readouterr().out.split("\t")[1] in CLASSES
 
 
 def test_explain_any_class_of_ten(shapes, tmp_path):
     config, _ = fit(shapes, tmp_path)
     image = os.path.join(shapes.root, "test", "hue2-ring", "0010.png")
-    (predicted,) = predict.predict(config.model_dir, [image])
+    (predicted,) = predict.load_model(config.model_dir).predictions([image])
     (mine,) = explain.explain(config.model_dir, [image], str(tmp_path / "cam"))
     (other,) = explain.explain(config.model_dir, [image], str(tmp_path / "cam-other"), class_name="hue5-disc")
     assert mine.explained == predicted.label and mine.probability == pytest.approx(predicted.probability, abs=1e-5)
@@ -127,8 +125,8 @@ def test_similar_finds_the_copy_across_splits(shapes, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "similar" / "similar.csv")))
     pair = {"train/hue0-disc/0000.png", COPY}
     assert any({r["path_a"], r["path_b"]} == pair and r["across_splits"] == "1" for r in rows)
-    assert summary["pairs"] == len(rows) and summary["across_splits"] == sum(r["across_splits"] == "1" for r in rows)
-    assert summary["by_split_pair"].get("test / train", 0) >= 1
+    assert len(summary.pairs) == len(rows) and summary.across_splits == sum(r["across_splits"] == "1" for r in rows)
+    assert summary.by_split_pair.get("test / train", 0) >= 1
     # Every pair listed is a real one: cosine computed here, from the stored features, over all splits.
     stored = {}
     for split in features.splits(shapes.out):
@@ -144,14 +142,14 @@ def test_similar_finds_the_copy_across_splits(shapes, tmp_path):
 
 def test_a_class_missing_from_test_is_said_not_fatal(ray_local, tmp_path):
     root = tmp_path / "images"
-    demo.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
+    synthetic.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
     shutil.rmtree(root / "test" / "hue2-ring")
     out = tmp_path / "features"
     extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False))
     report = fit_head.run(HeadConfig(features=str(out), model_dir=str(tmp_path / "model")))
-    assert report["splits"]["test"]["absent"] == ["hue2-ring"]
-    assert report["splits"]["test"]["per_class"]["hue2-ring"]["support"] == 0
-    assert any("hue2-ring absent from test" in n for n in report["notes"])
+    assert report.splits["test"]["absent"] == ["hue2-ring"]
+    assert report.splits["test"]["per_class"]["hue2-ring"]["support"] == 0
+    assert any("hue2-ring absent from test" in n for n in report.notes)
 
 
 @pytest.mark.parametrize("layout, message", [
@@ -160,7 +158,7 @@ def test_a_class_missing_from_test_is_said_not_fatal(ray_local, tmp_path):
 ])
 def test_folders_a_classifier_cannot_learn_from_are_one_line(ray_local, tmp_path, capsys, layout, message):
     root = tmp_path / "images"
-    demo.make_shapes_folder(str(root), classes=1, per_class=4, size=40)
+    synthetic.make_shapes_folder(str(root), classes=1, per_class=4, size=40)
     if layout == "no labels":
         for split in ("train", "validation", "test"):
             for f in (root / split / "hue0-disc").iterdir():
@@ -168,6 +166,6 @@ def test_folders_a_classifier_cannot_learn_from_are_one_line(ray_local, tmp_path
             (root / split / "hue0-disc").rmdir()
     out = tmp_path / "features"
     extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False))
-    code = cli.main(["head", str(out), "--model-dir", str(tmp_path / "model")])
+    code = commands.main(["head", str(out), "--model-dir", str(tmp_path / "model")])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1

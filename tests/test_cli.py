@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from catdog import cli
+from catdog import commands
 from catdog.store import features
 from tests.conftest import random_pixels, save_image
 
@@ -20,7 +20,7 @@ def tiny_root(tmp_path):
 
 
 def run(capsys, *argv):
-    code = cli.main(list(argv))
+    code = commands.main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -67,7 +67,7 @@ def test_weights_file_that_is_not_vgg16_is_refused(capsys, tiny_root, tmp_path):
 def test_demo_runs_end_to_end_and_quietly(tmp_path):
     """The README's first command, as a user runs it: a fresh process with its own embedded Ray."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TF_CPP_MIN_LOG_LEVEL", "CATDOG_VERBOSE")}
-    done = subprocess.run([sys.executable, "-m", "catdog.cli", "demo", "--dir", str(tmp_path / "demo"), "--per-class", "4",
+    done = subprocess.run([sys.executable, "-m", "catdog.commands", "demo", "--dir", str(tmp_path / "demo"), "--per-class", "4",
                            "--image-size", "32"], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     assert "weights: none" in done.stdout and "images      8" in done.stdout

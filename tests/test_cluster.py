@@ -39,13 +39,15 @@ def test_cpu_only_actors_fill_the_cluster_up_to_the_thread_cap():
 
 
 def test_devices_never_merge_gpu_ids_across_nodes():
-    one = {"node": "aaaaaaaaaa", "ray_gpu_ids": ["0"], "intra_op_threads": 1}
-    two = {"node": "bbbbbbbbbb", "ray_gpu_ids": ["0"], "intra_op_threads": 1}
+    one = {"node": "aaaaaaaaaa", "ray_gpu_ids": ["0"], "intra_op_threads": 1, "tf_gpus": ["/physical_device:GPU:0"]}
+    two = {"node": "bbbbbbbbbb", "ray_gpu_ids": ["0"], "intra_op_threads": 1, "tf_gpus": ["/physical_device:GPU:0"]}
     assert cluster.devices((one,)) == "GPUs 0"
     assert cluster.devices((one, {**one, "ray_gpu_ids": ["1"]})) == "GPUs 0, 1"
     assert cluster.devices((one, two)) == "node aaaaaaaa: GPUs 0; node bbbbbbbb: GPUs 0"
     cpu = {"node": "c", "ray_gpu_ids": [], "intra_op_threads": 2}
     assert cluster.devices((cpu, cpu)) == "CPU, 4 threads"
+    # Ray's GPU without a device TensorFlow can use (a fake GPU resource, a driver that failed): said.
+    assert cluster.devices(({**one, "tf_gpus": []},)) == "GPUs 0 (TensorFlow saw no GPU: ran on the CPU)"
 
 
 def test_unreachable_address_fails_in_seconds():

@@ -15,9 +15,7 @@ from PIL import Image
 
 from catdog.config import ExtractConfig, HeadConfig
 from catdog.extraction import extract
-from catdog.heads import explain, fit_head
-from catdog.heads import model_folder as saved
-from catdog.heads import models as heads
+from catdog.heads import explain, fit_head, model_folder, models
 
 SIZE = 64
 HALF = SIZE // 2
@@ -69,7 +67,7 @@ def quadrant(ray_local, local_weights, tmp_path_factory):
 def test_the_heatmap_falls_on_the_patch_that_decides_the_class(quadrant, tmp_path):
     model_dir = str(tmp_path / "model")
     report = fit_head.run(HeadConfig(features=quadrant.out, model_dir=model_dir))
-    assert report["splits"]["test"]["accuracy"] == 1.0
+    assert report.splits["test"]["accuracy"] == 1.0
     marked = os.path.join(quadrant.root, "test", "marked")
     found = explain.explain(model_dir, [marked], str(tmp_path / "cams"))
     assert len(found) == 6
@@ -88,7 +86,7 @@ def test_heatmaps_equal_an_independent_grad_cam(quadrant, tmp_path):
 
     model_dir = str(tmp_path / "dense")
     fit_head.run(HeadConfig(features=quadrant.out, model_dir=model_dir, model="dense", epochs=10, learning_rate=1e-3))
-    head = saved.load(model_dir).model.model
+    head = model_folder.load(model_dir).model.model
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
     base.load_weights(quadrant.weights)
     hidden, last = [layer for layer in head.layers if isinstance(layer, keras.layers.Dense)]
@@ -132,7 +130,7 @@ def test_the_logreg_head_as_a_linear_layer_gives_its_own_probabilities(classes):
     y = np.arange(90) % classes
     X[np.arange(90), y] += 4
     pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
-    model = saved.ModelFolder(heads.LogRegHead(HeadConfig(features="", model_dir=""), pipe), {})
+    model = model_folder.ModelFolder(models.LogRegHead(HeadConfig(features="", model_dir=""), pipe), {})
     logits = explain._head_logits(model)(tf.constant(X))
     assert logits.shape == (90, classes)
     np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), pipe.predict_proba(X), atol=1e-5)
@@ -143,7 +141,7 @@ def test_the_dense_head_before_its_activation_gives_its_own_probabilities(classe
     import keras
     import tensorflow as tf
 
-    head = heads.DenseHead(HeadConfig(features="", model_dir="", units=8))
+    head = models.DenseHead(HeadConfig(features="", model_dir="", units=8))
     head.model = head.build(20, classes)
     X = np.random.default_rng(1).normal(0, 1, (30, 20)).astype(np.float32)
     dense = [layer for layer in head.model.layers if isinstance(layer, keras.layers.Dense)]

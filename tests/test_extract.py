@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catdog import synthetic as demo
+from catdog import synthetic
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 from catdog.extraction import extract
@@ -23,7 +23,7 @@ SIZE = 64  # 2x2x512: small, yet the flatten order still matters
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("images")
-    demo.make_demo_folder(str(root), per_class=8, size=48)
+    synthetic.make_demo_folder(str(root), per_class=8, size=48)
     (root / "train" / "cats" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     return root
 
@@ -115,7 +115,7 @@ def test_two_actors_and_float16_at_150(ray_local, tmp_path):
     """The 8192 contract at the default size, with two CPU actors sharing the work; --precision auto
     and the default batch size decided for CPU actors, and recorded."""
     root = tmp_path / "in"
-    demo.make_demo_folder(str(root), per_class=4, size=40, splits={"train": 1.0})
+    synthetic.make_demo_folder(str(root), per_class=4, size=40, splits={"train": 1.0})
     config = ExtractConfig(
         root=str(root), out=str(tmp_path / "out"), weights="none", dtype="float16", precision="auto",
         shard_size=2, num_actors=2, cpus_per_actor=1, progress=False,

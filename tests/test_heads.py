@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import synthetic as demo
+from catdog import synthetic
 from catdog.config import ExtractConfig, HeadConfig
 from catdog.extraction import extract
-from catdog.heads import fit_head, metrics, predict
-from catdog.heads import model_folder as saved
+from catdog.heads import fit_head, metrics, model_folder, predict
 from catdog.store import features
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
@@ -22,9 +21,9 @@ README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 @pytest.fixture(scope="module")
 def out(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("heads") / "images"
-    demo.make_demo_folder(str(root), per_class=30, size=48)
+    synthetic.make_demo_folder(str(root), per_class=30, size=48)
     # One dog filed under cats: a guaranteed, confident mistake for the grid of wrong images.
-    demo.synthetic_image(1, 48, np.random.default_rng(99)).save(root / "test" / "cats" / "misfiled.jpg")
+    synthetic.synthetic_image(1, 48, np.random.default_rng(99)).save(root / "test" / "cats" / "misfiled.jpg")
     # Small shards, as a large dataset has many: streaming shuffles whole files, then rows within chunks.
     config = ExtractConfig(root=str(root), out=str(root.parent / "features"), weights="none", image_size=32, shard_size=8, progress=False)
     extract.run(config)
@@ -41,14 +40,14 @@ def fit(out, tmp_path, name, **changes):
 @pytest.mark.parametrize("model", ["logreg", "dense"])
 def test_head_learns_reports_and_round_trips(out, tmp_path, model):
     config, result = fit(out, tmp_path, model, model=model)
-    assert result["splits"]["test"]["accuracy"] >= 0.9
+    assert result.splits["test"]["accuracy"] >= 0.9
     n_test = sum(len(files) for _, _, files in os.walk(os.path.join(out.root, "test")))
-    assert result["splits"]["test"]["n"] == n_test and result["streaming"] is False
+    assert result.splits["test"]["n"] == n_test and result.streaming is False
     for name in ("report.json", "curves.png", "confusion.png", "wrong.png", "head.json"):
         assert os.path.getsize(os.path.join(config.model_dir, name)) > 0
     with Image.open(os.path.join(config.model_dir, "curves.png")) as img:
         assert img.size[0] > 500
-    loaded = saved.load(config.model_dir)
+    loaded = model_folder.load(config.model_dir)
     X, y, paths = features.load(out.out, "test")
     again = metrics.metrics(loaded.predict_proba(X), y, loaded.classes)
     reported = json.load(open(os.path.join(config.model_dir, "report.json")))["splits"]["test"]
@@ -77,15 +76,15 @@ def test_streaming_matches_in_memory(out, tmp_path, model):
 
 def test_predict_agrees_with_evaluation(out, tmp_path):
     config, _ = fit(out, tmp_path, "logreg")
-    loaded = saved.load(config.model_dir)
+    loaded = model_folder.load(config.model_dir)
     X, _, paths = features.load(out.out, "test")
     expected = dict(zip(paths, loaded.predict_proba(X)[:, 1]))
     test_dir = os.path.join(out.root, "test")
-    from_folder = {os.path.relpath(p.path, out.root): p.probabilities["dogs"] for p in predict.predict(config.model_dir, [test_dir])}
+    from_folder = {os.path.relpath(p.path, out.root): p.probabilities["dogs"] for p in predict.load_model(config.model_dir).predictions([test_dir])}
     assert from_folder.keys() == expected.keys()
     np.testing.assert_allclose([from_folder[p] for p in paths], [expected[p] for p in paths], rtol=1e-4, atol=1e-5)
     one = os.path.join(out.root, paths[0])
-    (single,) = predict.predict(config.model_dir, [one])
+    (single,) = predict.load_model(config.model_dir).predictions([one])
     assert single.probabilities["dogs"] == pytest.approx(expected[paths[0]], rel=1e-4, abs=1e-5)
     assert single.label == ("dogs" if expected[paths[0]] >= 0.5 else "cats")
     assert single.probability == pytest.approx(max(expected[paths[0]], 1 - expected[paths[0]]), rel=1e-4, abs=1e-5)
@@ -101,8 +100,8 @@ def test_missing_split_is_said(out, tmp_path):
     shutil.copytree(out.out, partial)
     shutil.rmtree(partial / "features" / "split=test")
     config, result = fit(out, tmp_path, "no-test", features=str(partial))
-    assert list(result["splits"]) == ["train", "validation"]
-    assert any("no test split" in n for n in result["notes"])
+    assert list(result.splits) == ["train", "validation"]
+    assert any("no test split" in n for n in result.notes)
 
 
 def test_readme_reuse_example_runs(out):

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from catdog import cli, storage
-from catdog import synthetic as demo
+from catdog import commands, storage, synthetic
 from catdog.config import ExtractConfig
 from catdog.extraction import extract
 from catdog.store import features, layout, manifest
@@ -59,7 +58,7 @@ def touch_later(path) -> None:
 @pytest.fixture
 def photos(tmp_path):
     root = tmp_path / "photos"
-    demo.make_demo_folder(str(root), per_class=10, size=40)
+    synthetic.make_demo_folder(str(root), per_class=10, size=40)
     (root / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
     return root
 
@@ -80,7 +79,7 @@ def test_add_change_remove_and_fix_then_nothing(ray_local, photos, tmp_path, cap
     save_image(photos / "train" / "cats" / "broken.jpg", random_pixels(7), format="JPEG")  # fixed
     touch_later(photos / "train" / "cats" / "broken.jpg")
 
-    assert cli.main(["status", str(out), str(photos)]) == 0
+    assert commands.main(["status", str(out), str(photos)]) == 0
     said = capsys.readouterr().out
     assert "would read 6 images: added 3, changed 3, removed 2, unchanged 16" in said and "complete" in said
 
@@ -127,7 +126,7 @@ def test_a_commit_cut_short_is_finished_by_the_next_run(ray_local, photos, tmp_p
         extract.run(config_for(photos, out))
     monkeypatch.undo()
     assert manifest.read(storage.resolve(str(out))).committing["generation"] == 2
-    assert cli.main(["status", str(out)]) == 0
+    assert commands.main(["status", str(out)]) == 0
     assert "interrupted while committing generation 2" in capsys.readouterr().out
     done = extract.run(config_for(photos, out))
     assert done.processed == 0  # the commit is finished, nothing is read again
@@ -141,7 +140,7 @@ def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local,
     for i in range(30):
         save_image(photos / "train" / "cats" / f"more.{i:02d}.png", random_pixels(200 + i))
     os.remove(photos / "train" / "dogs" / "dog.0.jpg")
-    command = [sys.executable, "-m", "catdog.cli", "extract", str(photos), "--out", str(out), "--weights", "none",
+    command = [sys.executable, "-m", "catdog.commands", "extract", str(photos), "--out", str(out), "--weights", "none",
                "--image-size", "32", "--shard-size", "2", "--no-progress"]
     stage = out / layout.STAGING / "gen-2" / "features"
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from catdog import synthetic as demo
+from catdog import synthetic
 from catdog.config import ExtractConfig
 from catdog.extraction import extract
 from catdog.store import features
@@ -164,7 +164,7 @@ def submit(env, script_args, working_dir=PROJECT, timeout=300, env_vars=None):
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster") / "images"
-    demo.make_demo_folder(str(root), per_class=8, size=40)
+    synthetic.make_demo_folder(str(root), per_class=8, size=40)
     return root
 
 
@@ -226,7 +226,7 @@ def test_driver_hands_its_store_settings_to_a_cluster_started_without_them(head,
     passes them to its workers, which then read and write the bucket."""
     root, out = s3.upload(images, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
     env = {**head, **s3.env}
-    done = subprocess.run([sys.executable, "-m", "catdog.cli", "extract", root, "--out", out, "--weights", "none",
+    done = subprocess.run([sys.executable, "-m", "catdog.commands", "extract", root, "--out", out, "--weights", "none",
                            "--image-size", "32", "--num-actors", "1", "--gpus-per-actor", "1", "--no-progress",
                            "--address", head["CATDOG_TEST_RAY_ADDRESS"]], env=env, capture_output=True, text=True,
                           timeout=300, cwd=PROJECT)
@@ -258,7 +258,8 @@ def test_default_actors_follow_gpus_on_both_nodes_and_local_out_stays_on_the_dri
         by_node.setdefault(a["node"], []).append(a["ray_gpu_ids"][0])
     assert {n: sorted(g) for n, g in by_node.items()} == {nodes["head_node"]: ["0", "1"], nodes["second_node"]: ["0", "1"]}
     assert all(a["cuda_visible_devices"] == a["ray_gpu_ids"][0] for a in actors)
-    assert re.search(r"actors      4 \(node \w{8}: GPUs 0, 1; node \w{8}: GPUs 0, 1\)", logs), logs
+    assert re.search(r"actors      4 \(node \w{8}: GPUs 0, 1 \(TensorFlow saw no GPU: ran on the CPU\); "
+                     r"node \w{8}: GPUs 0, 1 \(TensorFlow saw no GPU: ran on the CPU\)\)", logs), logs
     written = recorded["written_by"]
     assert len(written) == 16 and set(written.values()) == {nodes["head_node"]}
 

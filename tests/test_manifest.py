@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from catdog import storage
-from catdog import synthetic as demo
+from catdog import storage, synthetic
 from catdog.errors import CatdogError
 from catdog.store import layout, manifest
 from catdog.store.lock import locked
@@ -68,9 +67,9 @@ def test_a_lock_deleted_during_the_run_is_not_an_error_and_anothers_lock_stays(t
 @pytest.mark.slow
 def test_second_extract_process_is_refused_while_the_first_runs(tmp_path):
     root = tmp_path / "in"
-    demo.make_demo_folder(str(root), per_class=30, size=40)
+    synthetic.make_demo_folder(str(root), per_class=30, size=40)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "catdog.cli", "extract", str(root), "--out", str(out), "--weights", "none",
+    command = [sys.executable, "-m", "catdog.commands", "extract", str(root), "--out", str(out), "--weights", "none",
                "--image-size", "32", "--shard-size", "2", "--no-progress"]
     first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

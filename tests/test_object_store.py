@@ -12,8 +12,7 @@ import numpy as np
 import pyarrow.dataset as pads
 import pytest
 
-from catdog import cli, cluster, storage
-from catdog import synthetic as demo
+from catdog import cluster, commands, storage, synthetic
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
 from catdog.extraction import extract, images
@@ -71,19 +70,19 @@ def test_bad_object_store_input_is_one_line_and_writes_nothing(s3, photos, capsy
         ("predict", f"s3://{s3.prefix}/none", root): "is not a catdog model folder",
     }
     for argv, message in cases.items():
-        assert cli.main(list(argv)) == 2
+        assert commands.main(list(argv)) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (argv, err)
     s3.filesystem().create_dir(f"{s3.prefix}/empty/sub")
     s3.filesystem().open_output_stream(f"{s3.prefix}/empty/sub/readme.txt").close()
-    assert cli.main(["extract", f"s3://{s3.prefix}/empty", "--out", f"s3://{s3.prefix}/o3"]) == 2
+    assert commands.main(["extract", f"s3://{s3.prefix}/empty", "--out", f"s3://{s3.prefix}/o3"]) == 2
     assert "no images under" in capsys.readouterr().err
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    assert cli.main(["extract", root, "--out", f"s3://{s3.prefix}/o4"]) == 2
+    assert commands.main(["extract", root, "--out", f"s3://{s3.prefix}/o4"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ACCESS_DENIED" in err and "check the credentials" in err
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
-    assert cli.main(["extract", root, "--out", f"s3://{s3.prefix}/o5"]) == 2
+    assert commands.main(["extract", root, "--out", f"s3://{s3.prefix}/o5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "NETWORK_CONNECTION" in err and "check the endpoint" in err
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
@@ -132,9 +131,9 @@ def test_workers_get_the_store_settings_but_not_twice_under_a_job(monkeypatch):
 @pytest.mark.slow
 def test_killed_s3_job_resumes_to_exactly_once_with_the_features_of_each_image(s3, ray_local, tmp_path):
     root_dir = tmp_path / "many"
-    demo.make_demo_folder(str(root_dir), per_class=30, size=40, splits={"train": 1.0})
+    synthetic.make_demo_folder(str(root_dir), per_class=30, size=40, splits={"train": 1.0})
     root, out = s3.upload(root_dir, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
-    command = [sys.executable, "-m", "catdog.cli", "extract", root, "--out", out, "--weights", "none",
+    command = [sys.executable, "-m", "catdog.commands", "extract", root, "--out", out, "--weights", "none",
                "--image-size", "32", "--shard-size", "2", "--no-progress"]
     job = subprocess.Popen(command, start_new_session=True, env={**os.environ, **s3.env},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -190,11 +189,11 @@ def test_head_and_predict_from_and_to_the_bucket(s3, ray_local, photos, weights_
     model = f"s3://{s3.prefix}/model"
     report = fit_head.run(HeadConfig(features=out, model_dir=model, model="logreg"))
     assert set(s3.keys(f"{s3.prefix}/model")) >= {"head.json", "head.skops", "report.json", "curves.png"}
-    assert json.loads(storage.resolve(model).join("report.json").read_bytes())["splits"] == report["splits"]
+    assert json.loads(storage.resolve(model).join("report.json").read_bytes())["splits"] == report.splits
     assert not os.path.exists("s3:")
     one = f"{root}/test/cats/" + sorted(p.name for p in (photos / "test" / "cats").iterdir())[0]
-    from_files = predict.predict(model, [one])
-    from_folder = {p.path: p.probabilities["dogs"] for p in predict.predict(model, [f"{root}/test"])}
+    from_files = predict.load_model(model).predictions([one])
+    from_folder = {p.path: p.probabilities["dogs"] for p in predict.load_model(model).predictions([f"{root}/test"])}
     assert from_files[0].path == one and from_files[0].probabilities["dogs"] == pytest.approx(from_folder[one], abs=1e-6)
     assert len(from_folder) == len(list((photos / "test").rglob("*.jpg")))
 

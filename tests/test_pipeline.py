@@ -74,10 +74,10 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     next job in this Ray."""
     import time
 
-    from catdog import synthetic as demo
+    from catdog import synthetic
     from catdog.extraction import convbase, imagefolder
 
-    demo.make_demo_folder(str(tmp_path / "in"), per_class=60, size=40, splits={"train": 1.0})
+    synthetic.make_demo_folder(str(tmp_path / "in"), per_class=60, size=40, splits={"train": 1.0})
     root, out = storage.resolve(str(tmp_path / "in")), storage.resolve(str(tmp_path / "out"))
     image_set = imagefolder.scan(root)
     shards = imagefolder.plan_shards(image_set, 20)  # 6 shards at 64 px, a fraction of a second of VGG16 each

@@ -8,12 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from catdog import synthetic as demo
+from catdog import synthetic
 from catdog.config import ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
 from catdog.extraction import extract
-from catdog.heads import fit_head, predict
-from catdog.heads import model_folder as saved
+from catdog.heads import fit_head, model_folder, predict
 from catdog.store import features
 
 SIZE = 32
@@ -23,7 +22,7 @@ SIZE = 32
 def trained(ray_local, weights_file, tmp_path_factory):
     """Features from a weights file, and a logreg head trained on them."""
     base = tmp_path_factory.mktemp("predict")
-    demo.make_demo_folder(str(base / "images"), per_class=6, size=40)
+    synthetic.make_demo_folder(str(base / "images"), per_class=6, size=40)
     config = ExtractConfig(root=str(base / "images"), out=str(base / "features"), weights=weights_file, image_size=SIZE,
                            progress=False)
     extract.run(config)
@@ -35,7 +34,7 @@ def test_features_made_with_other_settings_are_refused(trained, tmp_path):
     config, model_dir = trained
     other = config.replace(out=str(tmp_path / "rescaled"), preprocess="rescale")
     extract.run(other)
-    model = saved.load(model_dir)
+    model = model_folder.load(model_dir)
     model.check(features.read_metadata(config.out))  # its own features pass
     with pytest.raises(CatdogError, match="preprocess is 'rescale' in the features, 'vgg16' in the model"):
         model.check(features.read_metadata(other.out))
@@ -50,7 +49,7 @@ def test_other_weights_are_refused_for_files_and_folders(trained, tmp_path):
     one = os.path.join(folder, sorted(os.listdir(folder))[0])
     for inputs in ([one], [folder]):
         with pytest.raises(CatdogError, match="not the ones the model was trained on"):
-            predict.predict(model_dir, inputs, weights=str(other))
+            predict.load_model(model_dir, weights=str(other)).predictions(inputs)
 
 
 def test_a_renamed_weights_file_is_the_same_weights_for_files_and_folders(trained, weights_file, tmp_path):
@@ -60,9 +59,9 @@ def test_a_renamed_weights_file_is_the_same_weights_for_files_and_folders(traine
     folder = os.path.join(config.root, "test", "cats")
     one = os.path.join(folder, sorted(os.listdir(folder))[0])
     X, _, paths = features.load(config.out, "test")
-    expected = dict(zip(paths, saved.load(model_dir).predict_proba(X)[:, 1]))
-    by_file = predict.predict(model_dir, [one], weights=str(renamed))
-    by_folder = predict.predict(model_dir, [folder], weights=str(renamed))
+    expected = dict(zip(paths, model_folder.load(model_dir).predict_proba(X)[:, 1]))
+    by_file = predict.load_model(model_dir, weights=str(renamed)).predictions([one])
+    by_folder = predict.load_model(model_dir, weights=str(renamed)).predictions([folder])
     rel = lambda p: os.path.relpath(p, config.root)  # noqa: E731
     assert by_file[0].probabilities["dogs"] == pytest.approx(expected[rel(one)], rel=1e-4, abs=1e-5)
     assert sorted(rel(p.path) for p in by_folder) == sorted(p for p in paths if p.startswith("test/cats/"))
@@ -75,6 +74,6 @@ def test_unreadable_image_named_by_the_user_is_one_error(trained, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     with pytest.raises(CatdogError, match="cannot read image .*bad.jpg: UnidentifiedImageError"):
-        predict.predict(model_dir, [str(bad)])
+        predict.load_model(model_dir).predictions([str(bad)])
     with pytest.raises(CatdogError, match="not found: .*nowhere.jpg"):
-        predict.predict(model_dir, [str(tmp_path / "nowhere.jpg")])
+        predict.load_model(model_dir).predictions([str(tmp_path / "nowhere.jpg")])

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import cli, storage
-from catdog import synthetic as demo
+from catdog import commands, storage, synthetic
 from catdog.config import DecodeConfig, ExtractConfig
 from catdog.extraction import extract, images
 from catdog.store import features, files, layout, manifest
@@ -112,7 +111,7 @@ def test_actor_killed_mid_run_is_restarted_exactly_once(ray_local, tmp_path):
     import ray
 
     root = tmp_path / "in"
-    demo.make_demo_folder(str(root), per_class=40, size=40, splits={"train": 1.0})
+    synthetic.make_demo_folder(str(root), per_class=40, size=40, splits={"train": 1.0})
     config = ExtractConfig(root=str(root), out=str(tmp_path / "out"), weights="none", image_size=32,
                            shard_size=2, batch_size=2, progress=False)
     result = {}
@@ -153,14 +152,14 @@ def test_crash_while_writing_leaves_nothing_visible(tmp_path, monkeypatch):
 
 
 def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
+    code = commands.main([str(a) for a in argv])
     return code, capsys.readouterr().err
 
 
 @pytest.fixture
 def labeled(tmp_path):
     root = tmp_path / "in"
-    demo.make_demo_folder(str(root), per_class=2, size=32)
+    synthetic.make_demo_folder(str(root), per_class=2, size=32)
     return root
 
 
@@ -169,7 +168,7 @@ def test_wrong_usage_is_one_line_and_non_zero(capsys, tmp_path, labeled):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_text("x")
     mixed = tmp_path / "mixed"
-    demo.make_demo_folder(str(mixed), per_class=2, size=32)
+    synthetic.make_demo_folder(str(mixed), per_class=2, size=32)
     Image.fromarray(random_pixels(0)).save(mixed / "test" / "loose.jpg")
     (tmp_path / "file").write_text("x")
     cases = [
@@ -189,11 +188,11 @@ def test_wrong_usage_is_one_line_and_non_zero(capsys, tmp_path, labeled):
 @pytest.mark.slow
 def test_ctrl_c_says_how_to_resume(tmp_path):
     root = tmp_path / "in"
-    demo.make_demo_folder(str(root), per_class=150, size=40)
+    synthetic.make_demo_folder(str(root), per_class=150, size=40)
     out = tmp_path / "out"
     # The interrupt follows the first committed shard; 300 photos in shards of 2 leave the job 14 s of work
     # after it even at bf16 on an AMX Xeon (VGG16 170 images/s at 150 px).
-    job = subprocess.Popen([sys.executable, "-m", "catdog.cli", "extract", str(root), "--out", str(out), "--weights", "none",
+    job = subprocess.Popen([sys.executable, "-m", "catdog.commands", "extract", str(root), "--out", str(out), "--weights", "none",
                             "--image-size", "150", "--shard-size", "2", "--no-progress"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                            preexec_fn=_interruptible)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from catdog import synthetic as demo
+from catdog import synthetic
 from catdog.config import ExtractConfig
 from catdog.extraction import extract
 from catdog.store import features
@@ -14,10 +14,10 @@ from catdog.store import features
 
 def test_killed_run_resumes_to_exactly_once(ray_local, tmp_path):
     root = tmp_path / "in"
-    demo.make_demo_folder(str(root), per_class=30, size=40)
+    synthetic.make_demo_folder(str(root), per_class=30, size=40)
     out = tmp_path / "out"
     config = ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, shard_size=2, progress=False)
-    command = [sys.executable, "-m", "catdog.cli", "extract", config.root, "--out", config.out,
+    command = [sys.executable, "-m", "catdog.commands", "extract", config.root, "--out", config.out,
                "--weights", "none", "--image-size", "32", "--shard-size", "2", "--no-progress"]
     # A session of its own, so the kill takes the embedded Ray (raylet, workers) down with it.
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -5,7 +5,7 @@ import os
 import pyarrow.fs as pafs
 import pytest
 
-from catdog import cli, storage
+from catdog import commands, storage
 from catdog.errors import CatdogError
 from catdog.store import files, layout
 
@@ -37,7 +37,7 @@ def test_write_text_commits_by_rename_and_delete_removes_files_and_folders(tmp_p
 def test_unknown_uri_scheme_is_one_line_error(capsys):
     with pytest.raises(CatdogError, match="cannot open foo://bucket/x: Unrecognized filesystem type"):
         storage.resolve("foo://bucket/x")
-    assert cli.main(["extract", "foo://bucket/photos", "--out", "/tmp/never"]) == 2
+    assert commands.main(["extract", "foo://bucket/photos", "--out", "/tmp/never"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("catdog: error: cannot open foo://bucket/photos") and err.count("\n") == 1
 

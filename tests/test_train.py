@@ -9,14 +9,12 @@ import os
 import numpy as np
 import pytest
 
-from catdog import storage
-from catdog import synthetic as demo
+from catdog import storage, synthetic
 from catdog.config import EmbedConfig, TrainConfig
 from catdog.e2e import fit_e2e, training
 from catdog.e2e import model as e2e
 from catdog.extraction import convbase
-from catdog.heads import explain, predict
-from catdog.heads import model_folder as saved
+from catdog.heads import explain, model_folder, predict
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +29,8 @@ def config_for(root, out, **changes) -> TrainConfig:
 def shapes(tmp_path_factory):
     """Three classes of shapes, with one truncated JPEG among the training images."""
     root = tmp_path_factory.mktemp("e2e") / "shapes"
-    demo.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
-    (root / "train" / demo.shape_classes(3)[0] / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
+    synthetic.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
+    (root / "train" / synthetic.shape_classes(3)[0] / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
     return root
 
 
@@ -62,18 +60,18 @@ def keras_probabilities(model_file: str, files: list) -> np.ndarray:
 
 
 def test_metrics_every_epoch_checkpoint_and_curves(tuned):
-    assert tuned["epochs"] == 2 and tuned["starts"] == [0]
-    assert tuned["replicas"] == [2]  # the two workers trained one model: each found the other in TF_CONFIG
-    assert tuned["unreadable"] == {"train": 1, "validation": 0}  # skipped, counted, never fatal
+    assert tuned.epochs == 2 and tuned.starts == [0]
+    assert tuned.replicas == [2]  # the two workers trained one model: each found the other in TF_CONFIG
+    assert tuned.unreadable == {"train": 1, "validation": 0}  # skipped, counted, never fatal
     for key in ("loss", "acc", "val_loss", "val_acc"):
-        assert len(tuned["history"][key]) == 2 and all(np.isfinite(tuned["history"][key]))
-    assert os.path.exists(os.path.join(tuned["checkpoint"], "model.keras"))
-    assert json.load(open(os.path.join(tuned["checkpoint"], "state.json")))["epoch"] == 2
-    assert os.path.getsize(os.path.join(tuned["model_dir"], "curves.png")) > 0
+        assert len(tuned.history[key]) == 2 and all(np.isfinite(tuned.history[key]))
+    assert os.path.exists(os.path.join(tuned.checkpoint, "model.keras"))
+    assert json.load(open(os.path.join(tuned.checkpoint, "state.json")))["epoch"] == 2
+    assert os.path.getsize(os.path.join(tuned.model_dir, "curves.png")) > 0
 
 
 def test_fine_tuning_changes_only_the_unfrozen_layers(tuned):
-    net = saved.load(tuned["model_dir"]).model.model  # safe mode, as catdog predict loads it
+    net = model_folder.load(tuned.model_dir).model.model  # safe mode, as catdog predict loads it
     layers = [layer for layer in net.get_layer("vgg16").layers if layer.weights]
     before = iter(initial_vgg())
     for layer in layers:
@@ -91,17 +89,17 @@ def test_augmentation_changes_training_inputs_only():
 
 def test_three_classes_predict_on_files_and_a_folder_and_explain(tuned, shapes, tmp_path):
     """N classes: a softmax head, every class's probability from catdog predict, Grad-CAM on the model."""
-    net = saved.load(tuned["model_dir"]).model.model
+    net = model_folder.load(tuned.model_dir).model.model
     assert net.output_shape == (None, 3)
-    classes = demo.shape_classes(3)
+    classes = synthetic.shape_classes(3)
     one = sorted((shapes / "test" / classes[1]).iterdir())[0]
     folder = sorted((shapes / "test" / classes[0]).iterdir())
-    predictions = predict.predict(tuned["model_dir"], [str(one), str(shapes / "test" / classes[0])])
+    predictions = predict.load_model(tuned.model_dir).predictions([str(one), str(shapes / "test" / classes[0])])
     assert [p.path for p in predictions] == [str(one)] + [str(f) for f in folder]
-    expected = keras_probabilities(os.path.join(tuned["model_dir"], "model.keras"), [one, *folder])
+    expected = keras_probabilities(os.path.join(tuned.model_dir, "model.keras"), [one, *folder])
     np.testing.assert_allclose([list(p.probabilities.values()) for p in predictions], expected, rtol=1e-5, atol=1e-6)
     assert [p.label for p in predictions] == [classes[k] for k in expected.argmax(axis=1)]
-    found = explain.explain(tuned["model_dir"], [str(one), str(folder[0])], str(tmp_path / "cams"))
+    found = explain.explain(tuned.model_dir, [str(one), str(folder[0])], str(tmp_path / "cams"))
     for e, p in zip(found, predictions):
         assert e.explained == p.label and e.probability == pytest.approx(p.probability, abs=1e-5)
         assert e.heatmap.shape == (32, 32) and os.path.getsize(e.figure) > 0
@@ -110,27 +108,27 @@ def test_three_classes_predict_on_files_and_a_folder_and_explain(tuned, shapes, 
 def test_on_a_bucket_checkpoints_resume_the_base_stays_frozen_and_predict_reads_the_model(s3, ray_local, tmp_path):
     """Cats vs dogs (a sigmoid head), OUT in a bucket: one epoch, then the same OUT asked for two."""
     photos = tmp_path / "photos"
-    demo.make_demo_folder(str(photos), per_class=8, size=40)
+    synthetic.make_demo_folder(str(photos), per_class=8, size=40)
     root, out = s3.upload(photos, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/run"
     config = config_for(root, out, num_workers=1)
     first = fit_e2e.run(config)
     second = fit_e2e.run(config.replace(epochs=2))
-    assert first["epochs"] == 1 and second["epochs"] == 2 and second["starts"] == [0, 1]  # resumed from the bucket
-    assert second["replicas"] == [1, 1]
-    assert second["history"]["loss"][0] == first["history"]["loss"][0]
+    assert first.epochs == 1 and second.epochs == 2 and second.starts == [0, 1]  # resumed from the bucket
+    assert second.replicas == [1, 1]
+    assert second.history["loss"][0] == first.history["loss"][0]
     keys = s3.keys(f"{s3.prefix}/run")
     assert {"model/model.keras", "model/head.json", "model/curves.png"} <= set(keys)
     assert any(k.startswith(f"{training.RUN_NAME}/") and k.endswith("/model.keras") for k in keys)  # checkpoints
-    assert second["model_dir"] == f"{out}/model" and not os.path.exists("s3:")
+    assert second.model_dir == f"{out}/model" and not os.path.exists("s3:")
 
-    model = saved.load(second["model_dir"])  # also registers the custom layer for the plain load below
+    model = model_folder.load(second.model_dir)  # also registers the custom layer for the plain load below
     for before, after in zip(initial_vgg(), vgg_weights(model.model.model)):
         np.testing.assert_array_equal(before, after)
     dogs = sorted((photos / "test" / "dogs").iterdir())
-    predictions = predict.predict(second["model_dir"], [f"{root}/test/dogs"])
+    predictions = predict.load_model(second.model_dir).predictions([f"{root}/test/dogs"])
     assert [p.path for p in predictions] == [f"{root}/test/dogs/{d.name}" for d in dogs]
     local_copy = tmp_path / "model.keras"
-    local_copy.write_bytes(storage.resolve(second["model_dir"]).join("model.keras").read_bytes())
+    local_copy.write_bytes(storage.resolve(second.model_dir).join("model.keras").read_bytes())
     expected = keras_probabilities(str(local_copy), dogs).reshape(-1)
     np.testing.assert_allclose([p.probabilities["dogs"] for p in predictions], expected, rtol=1e-5, atol=1e-6)
     assert [p.label for p in predictions] == ["dogs" if q >= 0.5 else "cats" for q in expected]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from catdog import cluster, figures, storage
 from catdog.config import TrainConfig
@@ -19,9 +19,33 @@ from catdog.e2e import model as e2e_model
 from catdog.e2e import training
 from catdog.errors import CatdogError
 from catdog.extraction import convbase, imagefolder, metadata
+from catdog.heads import model_folder
 
 
-def run(config: TrainConfig) -> dict:
+@dataclass(frozen=True)
+class TrainResult:
+    """What `catdog train-e2e` reports."""
+
+    model_dir: str  # the model folder (for `catdog predict`, `catdog explain`) and curves.png
+    checkpoint: str  # Ray Train's last checkpoint, from which a re-run resumes
+    epochs: int  # epochs trained in all, resumed runs included
+    history: dict[str, list[float]]  # loss, acc, val_loss, val_acc per epoch
+    starts: list[int]  # the epoch each (re)start began from: [0] for one run, [0, 1] once resumed after one epoch
+    replicas: list[int]  # the workers of each start
+    unreadable: dict[str, int]  # split -> images that could not be read (they weigh nothing)
+
+    def lines(self) -> list[str]:
+        h = self.history
+        lines = [f"epoch {epoch:>3}  loss {loss:.4f}  acc {acc:.3f}  val_loss {val_loss:.4f}  val_acc {val_acc:.3f}"
+                 for epoch, (loss, acc, val_loss, val_acc) in enumerate(zip(h["loss"], h["acc"], h["val_loss"], h["val_acc"]), 1)]
+        skipped = sum(self.unreadable.values())
+        if skipped:
+            lines.append(f"skipped {skipped} unreadable images ({', '.join(f'{k} {v}' for k, v in self.unreadable.items())}); "
+                         "`catdog extract` records which and why")
+        return lines + [f"model (for catdog predict) and curves.png in {self.model_dir}; checkpoint {self.checkpoint}"]
+
+
+def run(config: TrainConfig) -> TrainResult:
     """Train on ROOT/train, validate on ROOT/validation; write OUT/model and curves; resume if OUT has a run."""
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
@@ -34,8 +58,8 @@ def run(config: TrainConfig) -> dict:
             raise CatdogError(f"on a cluster of {placement.nodes} nodes every worker writes checkpoints to --out: "
                               "give a URI (s3://...) or a folder all nodes share (and --shared-fs)")
         result = training.train(config, rows, root, out, weights, len(image_set.classes), placement)
-    model_folder = out.join("model")
-    with result.checkpoint.as_directory() as folder, storage.writable_folder(model_folder) as model_dir:
+    model_out = out.join("model")
+    with result.checkpoint.as_directory() as folder, storage.writable_folder(model_out) as model_dir:
         with open(os.path.join(folder, e2e_model.STATE)) as f:
             state = json.load(f)
         shutil.copy(os.path.join(folder, e2e_model.MODEL_FILE), os.path.join(model_dir, model_folder.PixelModel.file))
@@ -44,9 +68,9 @@ def run(config: TrainConfig) -> dict:
         model_folder.write_info(model_dir, model_folder.E2E_KIND, asdict(config), feature_meta, asdict(extract_config))
         history = {**state["history"], "epoch": list(range(1, state["epoch"] + 1)), "x": "epoch"}
         figures.plot_curves(history, os.path.join(model_dir, "curves.png"), "end-to-end")
-    return {"epochs": state["epoch"], "history": state["history"], "starts": state["starts"], "replicas": state["replicas"],
-            "model_dir": str(model_folder),
-            "unreadable": state["unreadable"], "checkpoint": result.checkpoint.path}
+    return TrainResult(model_dir=str(model_out), checkpoint=result.checkpoint.path, epochs=state["epoch"],
+                       history=state["history"], starts=state["starts"], replicas=state["replicas"],
+                       unreadable=state["unreadable"])
 
 
 def _training_rows(image_set: imagefolder.ImageSet, root: storage.Location) -> dict[str, list[dict]]:

@@ -33,7 +33,7 @@ STEADY_MIN_SHARDS = 4  # a rate needs a few shards after the first; with fewer t
 
 
 @dataclass(frozen=True)
-class Summary:
+class ExtractResult:
     out: str
     images: int  # rows in the dataset now
     errors: int  # error rows in the dataset now
@@ -100,7 +100,7 @@ class Progress:
     marks: dict[str, float]  # wall-clock times: first and last shard seen
 
 
-def run(config: ExtractConfig) -> Summary:
+def run(config: ExtractConfig) -> ExtractResult:
     started = time.perf_counter()
     marks = {}
     cluster.check_address(config.address)
@@ -124,7 +124,7 @@ def run(config: ExtractConfig) -> Summary:
             seconds = time.perf_counter() - began
         record = _commit(out, plan, record, progress)
         marks.update(progress.marks, committed=time.time())
-        summary = Summary(
+        summary = ExtractResult(
             out=config.out,
             images=_count(out, layout.FEATURES_DIR),
             errors=_count(out, layout.ERRORS_DIR),

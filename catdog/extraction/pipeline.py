@@ -28,7 +28,6 @@ import numpy as np
 from catdog import cluster
 from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig
-from catdog.errors import CatdogError
 from catdog.extraction import convbase, images
 from catdog.extraction.imagefolder import Shard
 from catdog.storage import Location
@@ -118,9 +117,6 @@ class Embedder:
         self.config, self.dtype, self.base, self.identity = config, dtype, None, ""
         self.devices = convbase.configure_devices(cpus)
         self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-        if self.gpu_ids and not self.devices["tf_gpus"]:
-            raise CatdogError(f"Ray gave this actor GPU {', '.join(self.gpu_ids)} but TensorFlow finds no GPU "
-                              f"(CUDA_VISIBLE_DEVICES={self.devices['cuda_visible_devices']}): see the actor's log")
 
     def _load(self, weights: list) -> None:
         """The conv base, built at the first shard. The weights come with every call as [ObjectRef],

@@ -26,6 +26,7 @@ from catdog.heads import model_folder
 
 LAYER = "block5_conv3"
 BATCH = 16  # images per gradient pass: bounds the memory of the stored activations
+DEFAULT_DIR = "explain"  # under the model folder, when no folder is given
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,11 @@ class GradCam:
         return self.model.predict_proba(flat.astype(self.model.feature_metadata["dtype"]).astype(np.float32))
 
 
-def explain(model_dir: str, inputs: list[str], out_dir: str, class_name: str | None = None,
+def explain(model_dir: str, inputs: list[str], out_dir: str | None = None, class_name: str | None = None,
             weights: str | None = None) -> list[Explanation]:
-    """Heatmaps for image files and folders, each saved as OUT_DIR/NAME.cam.png (photo | overlay)."""
+    """Heatmaps for image files and folders, each saved as OUT_DIR/NAME.cam.png (photo | overlay);
+    OUT_DIR defaults to MODEL_DIR/explain."""
+    out_dir = out_dir or storage.join(str(model_dir), DEFAULT_DIR)
     model = model_folder.load(model_dir)
     if class_name is not None and class_name not in model.classes:
         raise CatdogError(f"--class {class_name!r} is not one of the model's classes: {', '.join(model.classes)}")

@@ -3,10 +3,11 @@ save the model folder with its report and figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -15,24 +16,57 @@ from catdog.config import HeadConfig
 from catdog.errors import CatdogError
 from catdog.extraction import originals
 from catdog.heads import metrics, model_folder
-from catdog.heads.models import HEADS, FeatureSplits, predict_split
-from catdog.store import features
+from catdog.heads.models import HEADS, predict_split
+from catdog.heads.splits import FeatureSplits
 
 REPORT = "report.json"
 MANY_CLASSES = 1000  # above this the dense head's last layer is large: said, not refused
 MAP_POINTS = 2000  # t-SNE is quadratic-ish: the map samples at most this many images
 MAP_THUMBNAILS = 12
+FIGURES = ("curves.png", "confusion.png", "map.png", "wrong.png")
 
 
-def run(config: HeadConfig) -> dict:
+@dataclass(frozen=True)
+class HeadReport:
+    """What `catdog head` reports, as written to MODEL_DIR/report.json."""
+
+    model_dir: str
+    model: str  # logreg or dense
+    classes: list[str]
+    splits: dict[str, dict]  # split -> its metrics (catdog.heads.metrics.metrics)
+    chosen: dict  # what validation selected (C, alpha or the best epoch)
+    history: dict  # the learning curves behind curves.png
+    streaming: bool  # the features did not fit the memory budget: read chunk by chunk
+    holdout: dict | None  # how a folder without splits was divided (fractions, seed, counts)
+    wrong: list[dict]  # the most confidently wrong images of the last split (wrong.png)
+    map: dict  # the feature map's sample (map.png)
+    notes: list[str]
+    figures: list[str]  # the figures written, as paths under model_dir
+
+    def lines(self) -> list[str]:
+        lines = [metrics.table(self.splits, self.classes), f"chosen: {self.chosen}"]
+        if self.holdout:
+            counts = ", ".join(f"{k} {v}" for k, v in self.holdout["counts"].items())
+            lines.append(f"splits: made here from the unsplit folder ({counts}; seed {self.holdout['seed']})")
+        if self.map.get("seconds") is not None:
+            lines.append(f"map.png: {self.map['points']} {self.map['split']} images, t-SNE in {self.map['seconds']} s")
+        lines += [f"note: {note}" for note in self.notes]
+        return lines + [f"model, report.json and figures in {self.model_dir}"]
+
+
+def run(config: HeadConfig) -> HeadReport:
     """Fit, evaluate and write the model folder (a local path or a URI, written locally first)."""
-    out, model_folder = storage.resolve(config.features), storage.resolve(config.model_dir)
-    with storage.writable_folder(model_folder) as model_dir:
-        return _fit(config, out, model_dir)
+    out, folder = storage.resolve(config.features), storage.resolve(config.model_dir)
+    with storage.writable_folder(folder) as model_dir:
+        report = _fit(config, out, model_dir)
+        with open(os.path.join(model_dir, REPORT), "w") as f:
+            json.dump({k: v for k, v in asdict(report).items() if k not in ("model_dir", "figures")}, f, indent=2)
+        present = [name for name in FIGURES if os.path.exists(os.path.join(model_dir, name))]
+    return dataclasses.replace(report, figures=[storage.join(config.model_dir, name) for name in present])
 
 
-def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> dict:
-    data = FeatureSplits(out, config.max_memory)
+def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> HeadReport:
+    data = FeatureSplits(out, config.max_memory, config.validation_split, config.test_split, config.seed)
     validation = next((s for s in ("validation", "val") if s in data.splits), None)
     notes = _check(config, data, validation)
     head = HEADS[config.model](config)
@@ -47,36 +81,34 @@ def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> dict:
     notes += [f"{', '.join(m['absent'])} absent from {s}: not in its averages" for s, m in by_split.items() if m["absent"]]
     recorded = originals.settings(out)
     head.save(model_dir)
-    model_folder.write_info(model_dir, head.kind, asdict(config), data.metadata, recorded)
+    holdout = asdict(data.holdout) if data.holdout else None
+    model_folder.write_info(model_dir, head.kind, asdict(config), data.metadata, recorded, holdout)
     title = f"{config.model} head"
     figures.plot_curves(history, os.path.join(model_dir, "curves.png"), title)
     last = "test" if "test" in results else list(results)[-1]
     figures.plot_confusion(by_split[last]["confusion_matrix"], classes, os.path.join(model_dir, "confusion.png"),
                            f"{title}, {last}")
-    wrong, note = _wrong_grid(model_dir, out, recorded, last, *results[last], classes)
+    wrong, note = _wrong_grid(model_dir, data, recorded, last, *results[last], classes)
     feature_map, map_note = _feature_map(model_dir, data, recorded, "test" if "test" in results else validation or "train",
                                          config.seed)
     notes += [n for n in (note, map_note) if n]
-    summary = {"model": config.model, "classes": classes, "streaming": data.streaming, "chosen": history["chosen"],
-               "splits": by_split, "history": {k: v for k, v in history.items() if k != "chosen"}, "wrong": wrong,
-               "map": feature_map, "notes": notes}
-    with open(os.path.join(model_dir, REPORT), "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary
+    return HeadReport(model_dir=config.model_dir, model=config.model, classes=classes, splits=by_split,
+                      chosen=history["chosen"], history={k: v for k, v in history.items() if k != "chosen"},
+                      streaming=data.streaming, holdout=holdout, wrong=wrong, map=feature_map, notes=notes, figures=[])
 
 
 def _check(config: HeadConfig, data: FeatureSplits, validation: str | None) -> list[str]:
     """Refuse what cannot be trained, in one line each; return notes on what is missing but allowed."""
     where = config.features
     if "train" not in data.splits:
-        raise CatdogError(f"no split 'train' in {where} (it has: {', '.join(data.splits)}); "
-                          "the head trains on ROOT/train/CLASS/* images")
+        raise CatdogError(f"no split 'train' in {where} (it has: {', '.join(data.splits)}); the head trains on "
+                          "ROOT/train/CLASS/* images, or splits ROOT/CLASS/* itself")
     if not data.classes:
         raise CatdogError(f"the train images of {where} have no labels (no class folders): "
                           "the head trains on ROOT/train/CLASS/* images")
     if len(data.classes) < 2:
         raise CatdogError(f"only one class ({data.classes[0]}) in {where}: a classifier needs at least two class folders")
-    labels = features.read_labels(data.out, "train")
+    labels = data.labels("train")
     missing = [c for k, c in enumerate(data.classes) if k not in set(labels.tolist())]
     if missing:
         raise CatdogError(f"no train images of class {', '.join(missing)} in {where}: every class needs training images")
@@ -91,13 +123,13 @@ def _check(config: HeadConfig, data: FeatureSplits, validation: str | None) -> l
     return notes
 
 
-def _wrong_grid(model_dir: str, out: storage.Location, recorded: dict | None, split: str,
+def _wrong_grid(model_dir: str, data: FeatureSplits, recorded: dict | None, split: str,
                 P: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[list[dict], str | None]:
     """wrong.png: the most confidently wrong images of `split`, decoded as extraction decoded them."""
     picks = metrics.most_confidently_wrong(P, y)
     if len(picks) == 0:
         return [], f"no wrong predictions on {split}: no grid of wrong images"
-    paths = features.read_paths(out, split)  # the paths alone: the features are not read again
+    paths = data.paths(split)  # the paths alone: the features are not read again
     predicted = P.argmax(axis=1)
     wrong = [{"path": paths[i], "predicted": classes[predicted[i]], "probability": float(P[i, predicted[i]]),
               "label": classes[y[i]]} for i in picks]
@@ -117,7 +149,7 @@ def _feature_map(model_dir: str, data: FeatureSplits, recorded: dict | None, spl
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    paths = features.read_paths(data.out, split)  # the rows' order, without their features
+    paths = data.paths(split)  # the rows' order, without their features
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(paths), size=min(len(paths), MAP_POINTS), replace=False))
     if len(keep) < 5:

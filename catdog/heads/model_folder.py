@@ -128,10 +128,13 @@ class ModelFolder:
         return self.model.predict_proba(X)
 
 
-def write_info(model_dir: str, kind: str, settings: dict, feature_metadata: dict, extract_settings: dict | None) -> None:
-    """head.json: what kind of model, how it was trained, and the feature settings it expects."""
+def write_info(model_dir: str, kind: str, settings: dict, feature_metadata: dict, extract_settings: dict | None,
+               holdout: dict | None = None) -> None:
+    """head.json: what kind of model, how it was trained (and, for a folder without splits, how its
+    rows were divided), and the feature settings it expects."""
     os.makedirs(model_dir, exist_ok=True)
-    info = {"kind": kind, "head": settings, "features": feature_metadata, "extract": extract_settings}
+    info = {"kind": kind, "head": settings, "features": feature_metadata, "extract": extract_settings,
+            "holdout": holdout}
     with open(os.path.join(model_dir, HEAD_JSON), "w") as f:
         json.dump(info, f, indent=2, sort_keys=True)
 

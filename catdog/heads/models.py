@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Iterator
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -23,39 +22,10 @@ from sklearn.preprocessing import StandardScaler
 from catdog.config import HeadConfig
 from catdog.errors import CatdogError
 from catdog.heads.metrics import accuracy, cross_entropy
-from catdog.storage import Location
-from catdog.store import features
+from catdog.heads.splits import FeatureSplits
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
-
-
-class FeatureSplits:
-    """The feature splits of one OUT, held in memory when they fit the budget, else streamed from Parquet."""
-
-    def __init__(self, out: Location, max_memory: int) -> None:
-        self.out = out
-        self.metadata = features.read_metadata(out)
-        self.dim = int(self.metadata["feature_dim"])
-        self.classes: list[str] = list(self.metadata.get("classes") or [])
-        self.splits = features.splits(out)
-        rows = sum(features.count_rows(out, s) for s in self.splits)
-        row_bytes = self.dim * 4
-        self.streaming = rows * row_bytes * 3 > max_memory  # the arrays, a scaled copy, slack
-        self.chunk_rows = max(16, max_memory // (row_bytes * 4))
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        if split not in self._cache:
-            X, y, _ = features.load(self.out, split)
-            self._cache[split] = (X, y)
-        return self._cache[split]
-
-    def chunks(self, split: str, shuffle_seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        if self.streaming:
-            yield from features.stream(self.out, split, self.chunk_rows, shuffle_seed)
-        else:
-            yield self.arrays(split)
 
 
 class LogRegHead:
@@ -204,7 +174,7 @@ class DenseHead:
         batches = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch().batch(self.config.batch_size)
         # A generator's length is unknown to Keras, which then warns that the input "ran out of data"
         # at the end of every epoch; the row count says how many batches there are.
-        count = -(-features.count_rows(data.out, split) // self.config.batch_size)
+        count = -(-data.count(split) // self.config.batch_size)
         return batches.apply(tf.data.experimental.assert_cardinality(count)).prefetch(2)
 
     def _targets(self, y: np.ndarray) -> np.ndarray:

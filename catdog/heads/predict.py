@@ -1,5 +1,5 @@
-"""The `catdog predict` job: classify new images with a saved model, extracting their features
-exactly as its training data was."""
+"""A saved model as a scikit-learn-style classifier of image files (`catdog.load_model`), and the
+`catdog predict` job: new images' features are extracted exactly as its training data's were."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from catdog.config import ExtractConfig
+from catdog.errors import CatdogError
 from catdog.extraction import convbase, extract, imagefolder
 from catdog.heads import model_folder
 from catdog.storage import Location
@@ -27,31 +28,81 @@ class Prediction:
         return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
 
 
-def predict(model_dir: str, inputs: list[str], weights: str | None = None, address: str | None = None) -> list[Prediction]:
-    model = model_folder.load(model_dir)
-    files, folders = imagefolder.inputs(inputs)
-    if model.takes_images:  # an end-to-end model: pixels in, no features
-        everything = files + imagefolder.files_in(folders)
-        return _label(everything, model.predict_proba(model.decode(everything)), model.classes)
-    config = model.extract_config(weights=weights).replace(address=address)
-    resolved = model.conv_weights(weights)  # before any work, for files and folders alike
-    results: list[Prediction] = []
-    if files:
-        X = convbase.ConvBase(resolved, config.embed).embed(model.decode(files))
-        X = X.astype(config.dtype).astype(np.float32)  # rounded as the stored features were
-        results += _label(files, model.predict_proba(X), model.classes)
-    for folder in folders:
-        results += _predict_folder(folder, config, model)
-    return results
+class Model:
+    """A model folder of `catdog head` or `catdog train-e2e`, ready to classify images.
+
+    >>> model = catdog.load_model("model")
+    >>> model.classes_
+    array(['cats', 'dogs'], dtype=object)
+    >>> model.predict(["a.jpg", "b.jpg"])
+    array(['cats', 'dogs'], dtype=object)
+
+    `predict` and `predict_proba` take image files (paths or URIs) and run the conv base in this
+    process; `predictions` also takes folders, which go through the same Ray job as `catdog extract`.
+    """
+
+    def __init__(self, folder: model_folder.ModelFolder, weights: str | None = None, address: str | None = None) -> None:
+        self.folder, self.address = folder, address
+        self._weights = weights
+        self._base: convbase.ConvBase | None = None
+        if not folder.takes_images:
+            self._resolved = folder.conv_weights(weights)  # checked now: before any work, for files and folders alike
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.folder.classes, dtype=object)
+
+    def predict_proba(self, images: list[str]) -> np.ndarray:
+        """(n, K) probabilities, one column per class of `classes_`; an unreadable image is an error."""
+        files, folders = imagefolder.inputs(list(images))
+        if folders:
+            raise CatdogError(f"{folders[0]} is a folder: predict_proba takes image files (predictions takes folders)")
+        return self._proba(files)
+
+    def _proba(self, files: list[Location]) -> np.ndarray:
+        pixels = self.folder.decode(files)
+        if self.folder.takes_images:
+            return self.folder.predict_proba(pixels)
+        return self.folder.predict_proba(self._features(pixels))
+
+    def predict(self, images: list[str]) -> np.ndarray:
+        """The most probable class of each image."""
+        return self.classes_[self.predict_proba(images).argmax(axis=1)]
+
+    def predictions(self, inputs: list[str]) -> list[Prediction]:
+        """Image files and folders (every image under them, in scan order) with their probabilities."""
+        files, folders = imagefolder.inputs(inputs)
+        results = _label(files, self._proba(files), self.folder.classes) if files else []
+        for folder in folders:
+            if self.folder.takes_images:  # an end-to-end model: pixels in, no features
+                found = imagefolder.files_in([folder])
+                results += _label(found, self._proba(found), self.folder.classes)
+            else:
+                results += self._predict_folder(folder)
+        return results
+
+    def _features(self, pixels: np.ndarray) -> np.ndarray:
+        config = self._config()
+        if self._base is None:
+            self._base = convbase.ConvBase(self._resolved, config.embed)
+        X = self._base.embed(pixels)
+        return X.astype(config.dtype).astype(np.float32)  # rounded as the stored features were
+
+    def _config(self, **fixed) -> ExtractConfig:
+        return self.folder.extract_config(weights=self._weights).replace(address=self.address, **fixed)
+
+    def _predict_folder(self, folder: Location) -> list[Prediction]:
+        """A folder goes through the same Ray extraction job as `catdog extract`."""
+        with tempfile.TemporaryDirectory(prefix="catdog-predict-") as out:
+            extract.run(self._config(root=folder.name, out=out))
+            self.folder.check(features.read_metadata(out))
+            X, _, paths = features.load(out)
+        return _label([folder.join(p) for p in paths], self.folder.predict_proba(X), self.folder.classes)
 
 
-def _predict_folder(folder: Location, config: ExtractConfig, model: model_folder.ModelFolder) -> list[Prediction]:
-    """A folder goes through the same Ray extraction job as `catdog extract`."""
-    with tempfile.TemporaryDirectory(prefix="catdog-predict-") as out:
-        extract.run(config.replace(root=folder.name, out=out))
-        model.check(features.read_metadata(out))
-        X, _, paths = features.load(out)
-    return _label([folder.join(p) for p in paths], model.predict_proba(X), model.classes)
+def load_model(model_dir: str, weights: str | None = None, address: str | None = None) -> Model:
+    """A model folder (path or URI); `weights` relocates the conv base weights file it was trained with."""
+    return Model(model_folder.load(model_dir), weights, address)
 
 
 def _label(files: list[Location], P: np.ndarray, classes: list[str]) -> list[Prediction]:

@@ -22,9 +22,10 @@ from catdog import figures, storage
 from catdog.config import SimilarConfig
 from catdog.errors import CatdogError
 from catdog.extraction import originals
-from catdog.store import features
+from catdog.store import features, layout
 
 SHEET_PAIRS = 12
+CSV, SHEET = "similar.csv", "similar.png"
 
 
 @dataclass(frozen=True)
@@ -64,34 +65,50 @@ def pairs(indices: np.ndarray, similarity: np.ndarray, threshold: float, paths: 
     return [Pair(str(paths[a]), str(paths[b]), str(splits[a]), str(splits[b]), s) for (a, b), s in ordered]
 
 
-def run(config: SimilarConfig) -> dict:
+@dataclass(frozen=True)
+class SimilarReport:
+    """What `catdog similar` found, as in report_dir/similar.json (pairs also in similar.csv)."""
+
+    report_dir: str
+    images: int
+    threshold: float
+    top: int
+    pairs: list[Pair]  # the near-duplicate pairs, the most similar first
+    across_splits: int  # pairs whose images are in different splits: leakage
+    by_split_pair: dict[str, int]  # "test / train" -> pairs across those two splits
+    seconds: float  # the neighbour search
+    notes: list[str]
+
+    def lines(self) -> list[str]:
+        result = [f"{self.images:,} images, {self.top} nearest each: {len(self.pairs):,} pairs with cosine "
+                  f">= {self.threshold} ({self.seconds} s)",
+                  f"across splits (leakage): {self.across_splits:,}"
+                  + "".join(f"\n  {k}: {v:,}" for k, v in self.by_split_pair.items())]
+        result += [f"note: {n}" for n in self.notes]
+        return result + [f"pairs in {storage.join(self.report_dir, CSV)}, contact sheet {SHEET}"]
+
+
+def run(config: SimilarConfig) -> SimilarReport:
     """Find the near-duplicates of OUT and write similar.csv, similar.json and similar.png to the report folder."""
     out = storage.resolve(config.features)
     X, paths, splits = _load(out)
     started = time.perf_counter()
     indices, similarity = neighbours(X, config.top, config.working_memory_mb)
     found = pairs(indices, similarity, config.threshold, paths, splits)
-    seconds = time.perf_counter() - started
+    seconds = round(time.perf_counter() - started, 2)
     across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)
-    summary = {"images": int(len(X)), "threshold": config.threshold, "top": config.top, "pairs": len(found),
-               "across_splits": sum(across.values()), "by_split_pair": dict(across.most_common()),
-               "seconds": round(seconds, 2), "notes": []}
-    with storage.writable_folder(storage.resolve(config.report_dir)) as local:
-        _write_csv(found, os.path.join(local, "similar.csv"))
-        note = _contact_sheet(out, found, os.path.join(local, "similar.png"))
-        summary["notes"] += [note] if note else []
+    report_dir = config.report_dir or storage.join(config.features, layout.SIMILAR)
+    notes = []
+    with storage.writable_folder(storage.resolve(report_dir)) as local:
+        _write_csv(found, os.path.join(local, CSV))
+        note = _contact_sheet(out, found, os.path.join(local, SHEET))
+        notes += [note] if note else []
+        report = SimilarReport(report_dir, int(len(X)), config.threshold, config.top, found, sum(across.values()),
+                               dict(across.most_common()), seconds, notes)
+        record = {k: v for k, v in asdict(report).items() if k not in ("pairs", "report_dir")}
         with open(os.path.join(local, "similar.json"), "w") as f:
-            json.dump({**summary, "pairs_listed": [asdict(p) for p in found[:1000]]}, f, indent=2)
-    return summary
-
-
-def lines(summary: dict) -> list[str]:
-    """The printed summary."""
-    result = [f"{summary['images']:,} images, {summary['top']} nearest each: {summary['pairs']:,} pairs with cosine "
-              f">= {summary['threshold']} ({summary['seconds']} s)",
-              f"across splits (leakage): {summary['across_splits']:,}"
-              + "".join(f"\n  {k}: {v:,}" for k, v in summary["by_split_pair"].items())]
-    return result + [f"note: {n}" for n in summary["notes"]]
+            json.dump({**record, "pairs": len(found), "pairs_listed": [asdict(p) for p in found[:1000]]}, f, indent=2)
+    return report
 
 
 def _load(out: storage.Location) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

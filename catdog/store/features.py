@@ -103,12 +103,20 @@ def dataset(out: str | Location, kind: str = FEATURES_DIR) -> pads.Dataset:
 
 @dataclass(frozen=True)
 class Features:
+    """Stored features read back: `X, y, paths = catdog.load(OUT, "train")`."""
+
     X: np.ndarray  # (n, dim) float32
-    y: np.ndarray  # (n,) int64, NO_LABEL (-1) where unlabeled
+    y: np.ndarray  # (n,) int64 class indices into `classes`, NO_LABEL (-1) where unlabeled
     paths: np.ndarray  # (n,) str, relative to ROOT
+    splits: np.ndarray | None = None  # (n,) str: each row's split
+    classes: tuple[str, ...] = ()  # class names, numbered from 0 as Keras numbers them
+    metadata: dict | None = None  # how the features were made (docs/output-format.md)
 
     def __iter__(self):
         return iter((self.X, self.y, self.paths))
+
+    def __len__(self) -> int:
+        return len(self.y)
 
 
 def load(out: str | Location, split: str | None = None) -> Features:
@@ -116,11 +124,13 @@ def load(out: str | Location, split: str | None = None) -> Features:
     out = storage.resolve(out)
     data = dataset(out)
     filter_ = None if split is None else pads.field("split") == split
-    table = data.to_table(columns=["path", "label", "features"], filter=filter_)
+    table = data.to_table(columns=["path", "label", "features", "split"], filter=filter_)
     if split is not None and table.num_rows == 0 and split not in splits(out):
         raise CatdogError(f"no split {split!r} in {out} (it has: {', '.join(splits(out)) or 'none'})")
     X, y = arrays(table)
-    return Features(X, y, table.column("path").to_numpy(zero_copy_only=False))
+    meta = read_metadata(out)
+    return Features(X, y, table.column("path").to_numpy(zero_copy_only=False),
+                    table.column("split").to_numpy(zero_copy_only=False), tuple(meta.get("classes") or ()), meta)
 
 
 def read_paths(out: str | Location, split: str) -> np.ndarray:
@@ -148,26 +158,35 @@ def arrays(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(np.int64, copy=False)
 
 
-def stream(out: str | Location, split: str, chunk_rows: int, seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def stream(out: str | Location, split: str, chunk_rows: int, seed: int | None = None,
+           rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(X, y) chunks of at most `chunk_rows` rows of one split, reading one file at a time.
 
     With a seed the file order and the rows inside each chunk are shuffled: shard files follow the
-    sorted paths, so unshuffled chunks would hold one class at a time.
+    sorted paths, so unshuffled chunks would hold one class at a time. `rows`, a boolean mask over
+    the split's rows in `load`'s order, keeps only some of them, whatever order the files are read in.
     """
     files = [f for f in dataset(out).get_fragments(filter=pads.field("split") == split)]
+    starts = np.cumsum([0] + [f.count_rows() for f in files]) if rows is not None else None
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(files)) if seed is not None else range(len(files))
     pending: list[tuple[np.ndarray, np.ndarray]] = []
-    rows = 0
+    held = 0
     for i in order:
+        offset = 0 if rows is None else int(starts[i])
         for batch in files[i].to_batches(columns=["label", "features"], batch_size=chunk_rows):
-            pending.append(arrays(batch))
-            rows += batch.num_rows
-            while rows >= chunk_rows:
+            X, y = arrays(batch)
+            if rows is not None:
+                keep = rows[offset : offset + len(y)]
+                offset += len(y)
+                X, y = X[keep], y[keep]
+            pending.append((X, y))
+            held += len(y)
+            while held >= chunk_rows:
                 X, y = np.concatenate([p[0] for p in pending]), np.concatenate([p[1] for p in pending])
                 yield _shuffled(X[:chunk_rows], y[:chunk_rows], rng, seed)
-                pending, rows = [(X[chunk_rows:], y[chunk_rows:])], len(X) - chunk_rows
-    if rows:
+                pending, held = [(X[chunk_rows:], y[chunk_rows:])], len(X) - chunk_rows
+    if held:
         X, y = np.concatenate([p[0] for p in pending]), np.concatenate([p[1] for p in pending])
         yield _shuffled(X, y, rng, seed)
 

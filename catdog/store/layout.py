@@ -8,6 +8,7 @@
   .catdog.lock                                     held by the one job writing OUT
   _staging/gen-N/...                               an incremental run's shards before their commit
   _tmp/                                            files being written, renamed into place when whole
+  similar/                                         `catdog similar`'s report when no folder is given
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ MANIFEST = "manifest.json"
 LOCK = ".catdog.lock"
 STAGING = "_staging"
 TMP_DIR = "_tmp"
+SIMILAR = "similar"
 
 
 def shard_file(kind: str, split: str, name: str) -> str:

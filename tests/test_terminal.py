@@ -1,4 +1,4 @@
-"""catdog.quiet: the command line drops abseil's INFO lines from Python's sys.stderr and nothing else;
+"""catdog.commands.terminal: the command line drops abseil's INFO lines from Python's sys.stderr and nothing else;
 the library leaves the process's stderr alone (every line a thread writes during an extraction arrives)."""
 
 import io
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from catdog import quiet
+from catdog.commands import terminal
 
 INFO = "I0000 00:00:1796484865.554209    2960 port.cc:153] oneDNN custom operations are on."
 BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
@@ -18,7 +18,7 @@ FATAL = "F0000 00:00:1796484869.026315    2960 cpu_feature_guard.cc:99] The Tens
 
 def filtered(*writes: str) -> str:
     sink = io.StringIO()
-    f = quiet._InfoFilter(sink)
+    f = terminal._InfoFilter(sink)
     for text in writes:
         f.write(text)
     return sink.getvalue()
@@ -35,20 +35,19 @@ def test_info_lines_go_and_every_other_line_stays():
 
 def test_verbose_or_outside_the_block_stderr_is_the_real_one():
     real = sys.stderr
-    with quiet.info_lines_dropped(enabled=False):
+    with terminal.info_lines_dropped(enabled=False):
         assert sys.stderr is real
-    with quiet.info_lines_dropped():
-        assert isinstance(sys.stderr, quiet._InfoFilter)
+    with terminal.info_lines_dropped():
+        assert isinstance(sys.stderr, terminal._InfoFilter)
     assert sys.stderr is real
 
 
 WRITER = r"""
 import os, sys, threading, time
-from catdog import synthetic as demo
-from catdog.extraction import extract
-from catdog.config import ExtractConfig
+import catdog
+from catdog import synthetic
 
-root = demo.make_demo_folder(sys.argv[1] + "/in", per_class=4, size=40)
+root = synthetic.make_demo_folder(sys.argv[1] + "/in", per_class=4, size=40)
 stop, written = threading.Event(), []
 def write():
     n = 0
@@ -60,7 +59,7 @@ def write():
         time.sleep(0.02)
 thread = threading.Thread(target=write)
 thread.start()
-summary = extract.run(ExtractConfig(root=root, out=sys.argv[1] + "/out", weights="none", image_size=32, progress=False))
+summary = catdog.extract(root, sys.argv[1] + "/out", weights="none", image_size=32, progress=False)
 stop.set()
 thread.join()
 print(len(written), summary.images)

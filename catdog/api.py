@@ -1,0 +1,159 @@
+"""catdog's Python API: the functions the `catdog` command calls, with the same options.
+
+    import catdog
+
+    done = catdog.extract("photos", "features", weights="none", image_size=64)
+    X, y, paths = catdog.load("features", split="train")
+    report = catdog.fit_head("features", "model")
+    model = catdog.load_model("model")
+    model.predict(["photos/test/dogs/dog.1.jpg"])
+
+Every function takes the settings of its command as keyword arguments (the fields of the config
+dataclasses in `catdog.config`), raises `catdog.CatdogError` with a one-line message for a mistake or
+an unusable input, and returns a typed result whose `lines()` are what the command prints. The heavy
+libraries (TensorFlow, Ray, scikit-learn) are imported by the call that needs them, not by `import catdog`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from catdog.config import ExtractConfig, HeadConfig, SimilarConfig, TrainConfig
+
+if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
+    import numpy as np
+
+    from catdog.e2e.fit_e2e import TrainResult
+    from catdog.extraction.extract import ExtractResult
+    from catdog.extraction.status import Status
+    from catdog.heads.explain import Explanation
+    from catdog.heads.fit_head import HeadReport
+    from catdog.heads.predict import Model
+    from catdog.insight.similar import SimilarReport
+    from catdog.store.features import Features
+
+
+def extract(root: str, out: str, **options) -> ExtractResult:
+    """Extract conv-base features of every image under `root` into the Parquet dataset `out`, on
+    Ray (the cluster of `address=` or RAY_ADDRESS, else a local Ray started for the call). A re-run
+    resumes, or extracts only what changed in `root`.
+
+    >>> catdog.extract("photos", "features", weights="none", image_size=64).images
+    40
+
+    Options: the fields of `catdog.config.ExtractConfig` (weights, image_size, batch_size, precision,
+    shard_size, num_actors, address, overwrite, progress, ...).
+    """
+    from catdog.extraction import extract as job
+
+    return job.run(ExtractConfig(root=root, out=out, **options))
+
+
+def status(out: str, root: str | None = None) -> Status:
+    """What `out` holds and how it was made; given `root`, what a re-run would do (nothing is run).
+
+    >>> catdog.status("features", "photos").rerun.added
+    ()
+    """
+    from catdog.extraction import status as job
+
+    return job.status(out, root)
+
+
+def load(out: str, split: str | None = None) -> Features:
+    """The stored features of one split (or all) as numpy arrays, with paths, splits, class names
+    and the feature metadata.
+
+    >>> X, y, paths = catdog.load("features", "train")
+    >>> catdog.load("features").classes
+    ('cats', 'dogs')
+    """
+    from catdog.store import features
+
+    return features.load(out, split)
+
+
+def stream(out: str, split: str, chunk_rows: int = 4096, seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(X, y) chunks of one split, one file read at a time, for sets larger than memory; with a
+    seed, shuffled.
+
+    >>> for X, y in catdog.stream("features", "train", chunk_rows=1024, seed=0):
+    ...     model.partial_fit(X, y, classes=[0, 1])
+    """
+    from catdog.store import features
+
+    return features.stream(out, split, chunk_rows, seed)
+
+
+def fit_head(features: str, model_dir: str, model: str = "logreg", **options) -> HeadReport:
+    """Train a classifier on the features of `features` (an extract output), select it on the
+    validation split, evaluate every labelled split, and write the model folder `model_dir` with
+    report.json and figures. A folder without splits is split here (validation_split, test_split).
+
+    >>> catdog.fit_head("features", "model").splits["test"]["accuracy"]
+    0.97
+
+    Options: the fields of `catdog.config.HeadConfig` (epochs, batch_size, learning_rate, units,
+    dropout, max_memory, seed, validation_split, test_split).
+    """
+    from catdog.heads import fit_head as job
+
+    return job.run(HeadConfig(features=features, model_dir=model_dir, model=model, **options))
+
+
+def load_model(model_dir: str, weights: str | None = None, address: str | None = None) -> Model:
+    """A model folder of `fit_head` or `fit_e2e` as a classifier of image files, scikit-learn style:
+    `classes_`, `predict(paths)`, `predict_proba(paths)`, and `predictions(files_or_folders)`.
+    `weights` relocates the conv base weights file it was trained with; folders are extracted on
+    the Ray of `address`.
+
+    >>> model = catdog.load_model("model")
+    >>> model.predict(["cat.jpg"])
+    array(['cats'], dtype=object)
+    """
+    from catdog.heads import predict
+
+    return predict.load_model(model_dir, weights, address)
+
+
+def explain(model_dir: str, images: list[str], out_dir: str | None = None, class_name: str | None = None,
+            weights: str | None = None) -> list[Explanation]:
+    """Grad-CAM heatmaps of images (files or folders) under a saved model, each saved as
+    OUT_DIR/NAME.cam.png (default OUT_DIR: MODEL_DIR/explain).
+
+    >>> (e,) = catdog.explain("model", ["cat.jpg"])
+    >>> e.explained, e.heatmap.shape
+    ('cats', (150, 150))
+    """
+    from catdog.heads import explain as job
+
+    return job.explain(model_dir, list(images), out_dir, class_name, weights)
+
+
+def similar(features: str, report_dir: str | None = None, **options) -> SimilarReport:
+    """Near-duplicate images by cosine similarity of their stored features, and the pairs that leak
+    across splits; writes similar.csv, similar.json and similar.png (default: FEATURES/similar).
+
+    >>> catdog.similar("features", threshold=0.98).across_splits
+    3
+
+    Options: the fields of `catdog.config.SimilarConfig` (threshold, top, working_memory_mb).
+    """
+    from catdog.insight import similar as job
+
+    return job.run(SimilarConfig(features=features, report_dir=report_dir, **options))
+
+
+def fit_e2e(root: str, out: str, **options) -> TrainResult:
+    """Train the frozen conv base and the recipe's head end to end on augmented images of
+    ROOT/train (validated on ROOT/validation) on Ray Train; a re-run with the same `out` resumes.
+
+    >>> catdog.fit_e2e("photos", "run", epochs=2, weights="none", image_size=64).model_dir
+    'run/model'
+
+    Options: the fields of `catdog.config.TrainConfig` (num_workers, use_gpu, epochs, batch_size,
+    learning_rate, weights, image_size, fine_tune_from, ...).
+    """
+    from catdog.e2e import fit_e2e as job
+
+    return job.run(TrainConfig(root=root, out=out, **options))

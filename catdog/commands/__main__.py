@@ -1,0 +1,7 @@
+"""`python -m catdog.commands ...`: the `catdog` command without its entry point."""
+
+import sys
+
+from catdog.commands import main
+
+sys.exit(main())

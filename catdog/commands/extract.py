@@ -1,0 +1,51 @@
+"""`catdog extract ROOT --out OUT`: image folder -> conv-base features in Parquet, on Ray."""
+
+from __future__ import annotations
+
+import argparse
+
+import catdog
+from catdog.commands.arguments import SHARED_FS_HELP, options
+from catdog.config import (
+    DTYPES,
+    INTERPOLATIONS,
+    PRECISIONS,
+    PREPROCESSING,
+    ExtractConfig,
+)
+
+
+def add(commands, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("extract", parents=[common], help="image folder -> VGG16 features in Parquet, on Ray")
+    p.add_argument("root", help="image folder (local path or s3://, gs://, ... URI)")
+    p.add_argument("--out", required=True, help="output folder (path or URI)")
+    d = ExtractConfig(root="", out="")
+    p.add_argument("--weights", default=d.weights, help="imagenet (default), none (random, --seed), or a VGG16 notop weights file")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the random weights with --weights none")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="input side S (default 150: 4x4x512 = 8192 features)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per model call (default 32 on a CPU, up to 256 on a GPU)")
+    p.add_argument("--preprocess", choices=PREPROCESSING, default=d.preprocess, help="vgg16 (caffe, for ImageNet weights) or rescale (1/255, the tutorial's)")
+    p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation)
+    p.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="stored feature type")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="compute precision of the conv base; auto: fp16 on GPUs, bf16 on CPUs with bf16 instructions, else fp32")
+    p.add_argument("--shard-size", type=int, default=d.shard_size, help="images per output file and per unit of resume "
+                   "(default 256 on CPU actors, 1024 on GPU ones; a resume keeps its run's)")
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="refuse larger images (decompression bombs)")
+    p.add_argument("--jpeg-draft", action="store_true", help="decode large JPEGs at 1/2, 1/4 or 1/8 scale (faster)")
+    p.add_argument("--num-actors", type=int, default=None, help="default: one per GPU, else CPU actors filling the cluster")
+    p.add_argument("--gpus-per-actor", type=float, default=None, help="fractions share a GPU (default 1 when the cluster has GPUs)")
+    p.add_argument("--cpus-per-actor", type=float, default=None)
+    p.add_argument("--address", default=None, help="Ray address; 'auto' joins a running cluster (default: RAY_ADDRESS, else local Ray)")
+    p.add_argument("--shared-fs", action="store_true", help=SHARED_FS_HELP)
+    p.add_argument("--verify-content", action="store_true",
+                   help="on a re-run, also hash every image to find content changed under the same size and time")
+    p.add_argument("--overwrite", action="store_true", help="replace an OUT made with other settings")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = catdog.extract(args.root, args.out, **options(ExtractConfig, args, "root", "out"))
+    print("\n".join(result.lines()))
+    return 0

@@ -1,0 +1,19 @@
+"""`catdog status OUT [ROOT]`: what OUT holds and, given ROOT, what a re-run would do."""
+
+from __future__ import annotations
+
+import argparse
+
+import catdog
+
+
+def add(commands, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("status", parents=[common], help="what OUT holds and, given ROOT, what a re-run would do")
+    p.add_argument("out")
+    p.add_argument("root", nargs="?", default=None, help="the image folder: compare it with OUT, changing nothing")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("\n".join(catdog.status(args.out, args.root).lines()))
+    return 0

@@ -97,8 +97,8 @@ def decode_time(root: str, n: int) -> dict:
 def pillow_loop(root: str, size: int, passes: int = 3) -> dict:
     """(f') The plain loop a zero-cost model could at best keep up with on one core: Pillow's open,
     decode and resize of every photo, one after another, the pixels kept in a numpy array. `passes`
-    times over the photos after a warm-up pass: one pass of 2,000 photos is about 1.5 s, and single
-    passes spread by 12 % (1,306-1,473 images/s, AMD EPYC, 2026-12-03)."""
+    times over the photos after a warm-up pass: one pass of 2,000 photos takes a second or two, and
+    single passes spread by several per cent."""
     from PIL import Image
 
     chosen = [f.path for f in files(root)]
@@ -436,9 +436,8 @@ def tables(saved: dict) -> str:
 
 def bracketed(reference: tuple, extract: tuple, rounds: int) -> tuple[dict, dict]:
     """The reference measured before catdog and after each of its `rounds` runs; each side's rate is
-    the mean of its runs. This machine's speed drifts by several % within minutes (the same model
-    loop in one process ran 38-45 images/s from one window to the next), and one catdog run on
-    2,000 photos moved by +-4 % from run to run (AMX Xeon, 2026-12-02): one sample of each is noise."""
+    the mean of its runs. A machine's speed drifts by several % within minutes, and one catdog run on
+    2,000 photos moves by a few % from run to run: one sample of each is noise."""
     refs = [run_part(*reference)]
     runs = []
     for _ in range(rounds):
@@ -459,8 +458,8 @@ def _mean_of(runs: list[dict], keys: tuple[str, ...]) -> dict:
 
 
 def measure(root: str, work: str, rounds: int, only: tuple[str, ...] = ()) -> dict:
-    """Every row, or only the groups named (see GROUPS): a session can measure again what it changed
-    without the whole run (an hour on a slow machine), into a results file of its own."""
+    """Every row, or only the groups named (see GROUPS): measure again what a change touched without
+    the whole run (an hour on a slow machine)."""
     photos = subset(root, 1000, f"{work}/photos")  # the train split: 2,000 photos
     many = replicate(photos, 4, f"{work}/many")  # 8,000 (the 2,000 four times, by symlink)
     r = {"machine": machine()}

@@ -1,8 +1,6 @@
 """catdog: conv-base features for large photo collections, extracted on Ray and stored as Parquet;
 classifiers, explanations and data checks on them. The Python API is `catdog.api`'s functions."""
 
-__version__ = "0.1.0"
-
 from catdog.api import (  # noqa: E402
            explain,
            extract,
@@ -15,6 +13,7 @@ from catdog.api import (  # noqa: E402
            stream,
 )
 from catdog.errors import CatdogError  # noqa: E402
+from catdog.version import __version__  # noqa: E402
 
-__all__ = ["CatdogError", "explain", "extract", "fit_e2e", "fit_head", "load", "load_model", "similar", "status",
+__all__ = ["CatdogError", "__version__", "explain", "extract", "fit_e2e", "fit_head", "load", "load_model", "similar", "status",
            "stream"]

@@ -17,15 +17,13 @@ NODE_ID_LABEL = "ray.io/node-id"  # every Ray node carries its id as a label
 MAX_CPUS_PER_ACTOR = 8  # past this a single VGG16 gains little from more threads; run another actor
 # GPU clusters decode in tasks, and the GPU waits on them. Each reserves half a CPU: two decode per
 # core, so one runs while Ray hands the other's shard on, and the core a GPU actor reserves but mostly
-# waits on decodes too. Zero-cost model on one fake GPU, 2 cores: 1.5x the images/s of a whole CPU
-# per task, also with the actor busy 40 % (BENCHMARKS.md).
+# waits on decodes too (the ceiling rows of benchmarks/throughput.py measure the pipeline so).
 GPU_DECODE_TASK_CPUS = 0.5
 CPU_SHARDS_IN_FLIGHT = 2  # per CPU embedding actor: one decodes while the other is embedded
 # Images per shard when --shard-size is not given. A shard is one decode task and one call of an
 # actor: on a CPU one of 256 is tens of seconds of VGG16, a fine unit of resume and of the progress
-# bar; on a GPU it is a fraction of a second, and the cost per task then sets the rate. Zero-cost
-# model, one fake GPU, 2 cores, 32,000 photos: 1,897 images/s with shards of 1024 against 1,547
-# with 256 (BENCHMARKS.md, fifteenth session).
+# bar; on a GPU it is a fraction of a second, and the cost per task then sets the rate: the ceiling
+# rows of benchmarks/throughput.py compare shards of 1024 and 256 with a zero-cost model.
 CPU_SHARD_SIZE = 256
 GPU_SHARD_SIZE = 1024
 

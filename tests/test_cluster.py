@@ -1,5 +1,4 @@
-"""Actor planning from cluster sizes, and the device line of the summary (no Ray needed); a local
-Ray session's end (starts Ray in a process of its own)."""
+"""Actor planning from cluster sizes, the device line of the summary, and the address check (no Ray needed)."""
 
 
 import pytest

@@ -1,5 +1,6 @@
 """OUT's own state: which settings differ, what --overwrite clears, and the lock between processes."""
 
+import json
 import os
 import signal
 import subprocess
@@ -84,3 +85,27 @@ def test_second_extract_process_is_refused_while_the_first_runs(tmp_path):
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"compat": {}}', '{"compat": {}, "features": {}, "config": {}, "status": "odd"}'])
+def test_a_damaged_manifest_is_one_line_naming_the_file(tmp_path, text):
+    out = storage.resolve(str(tmp_path / "out"))
+    os.makedirs(out.path)
+    (tmp_path / "out" / "manifest.json").write_text(text)
+    with pytest.raises(CatdogError, match=r"manifest.json is damaged .*--overwrite") as caught:
+        manifest.read(out)
+    assert "\n" not in str(caught.value)
+    manifest.prepare(out, {}, overwrite=True)  # --overwrite replaces it without reading it
+    assert manifest.read(out) is None
+
+
+def test_the_manifest_round_trips_and_ignores_keys_it_does_not_know(tmp_path):
+    out = storage.resolve(str(tmp_path / "out"))
+    record = Manifest(compat={"shard_size": 8}, features={"dtype": "float32"}, config={"root": "r"}, status="complete",
+                      generation=3, totals={"images": 5}, committing=None, last_changes="added 1")
+    manifest.write(out, record)
+    again = manifest.read(out)
+    assert again.replace(updated="") == record and again.updated
+    raw = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps({**raw, "from_a_newer_version": 1}))
+    assert manifest.read(out) == again

@@ -190,8 +190,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     root = tmp_path / "in"
     synthetic.make_demo_folder(str(root), per_class=150, size=40)
     out = tmp_path / "out"
-    # The interrupt follows the first committed shard; 300 photos in shards of 2 leave the job 14 s of work
-    # after it even at bf16 on an AMX Xeon (VGG16 170 images/s at 150 px).
+    # The interrupt follows the first committed shard; 300 photos in shards of 2 leave the job many
+    # seconds of work after it even on the fastest CPU path (bf16 with AMX).
     job = subprocess.Popen([sys.executable, "-m", "catdog.commands", "extract", str(root), "--out", str(out), "--weights", "none",
                             "--image-size", "150", "--shard-size", "2", "--no-progress"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,

@@ -19,8 +19,9 @@ from catdog.config import TrainConfig
 from catdog.errors import CatdogError
 from catdog.extraction import convbase
 from catdog.heads.metrics import CLIP
+from catdog.heads.model_folder import PIXEL_MODEL
 
-MODEL_FILE = "model.keras"  # the whole model, preprocessing inside: what `catdog predict` loads
+MODEL_FILE = PIXEL_MODEL  # the whole model, preprocessing inside: what `catdog predict` loads
 STATE = "state.json"
 WEIGHTS = "model.weights.h5"
 

@@ -3,10 +3,9 @@
 The strategy finds its peers in TF_CONFIG, which a Ray Train backend writes on every worker before the
 training function starts. Ray's own backend config (`ray.train.tensorflow.TensorflowConfig`) lives in
 a package whose `__init__` imports TensorFlow, so Ray Train's controller, which unpickles it, and the
-driver, which imports it, both loaded TensorFlow without using it, before the workers could start.
-With this one a small run, start to exit, took 51 s against 67 s (medians, 2-core AMD EPYC;
-benchmarks/train_startup.py, BENCHMARKS.md). Unlike Ray's, it does not set TF_USE_LEGACY_KERAS=1:
-catdog trains with Keras 3.
+driver, which imports it, both loaded TensorFlow without using it, before the workers could start
+(benchmarks/train_startup.py measures a small run both ways). Unlike Ray's, it does not set
+TF_USE_LEGACY_KERAS=1: catdog trains with Keras 3.
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ def train(config: TrainConfig, rows: dict[str, list[dict]], root: Location, out:
             name=RUN_NAME, storage_path=out.path, storage_filesystem=None if out.is_local else out.fs,
             failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            # No catdog.extraction.pipeline.EMBEDDER_ENV here: unlike the embedding actor, the workers trained no faster at the
-            # driver's priority than at Ray's 15 (benchmarks/train_startup.py).
+            # The workers keep Ray's niceness (no catdog.extraction.pipeline.EMBEDDER_ENV): unlike the
+            # embedding actor, running them at the driver's priority did not make training faster.
         ),
         datasets=datasets(rows, root, config.decode, placement),
     )

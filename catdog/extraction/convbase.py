@@ -28,9 +28,9 @@ POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"
 RANDOM_INIT = "glorot-uniform-numpy"  # how --weights none draws its numbers: recorded, so other draws are refused
 CPU_BATCH = 32  # past this a CPU gains nothing per image, and memory grows
 GPU_BATCH = 256  # at up to 224 px: a few GB of fp16 activations, well within a 16-24 GB GPU
-# Where bf16 was measured faster than fp32 (BENCHMARKS.md): Intel with AMX (3-5.9x), AMD with
-# AVX512_BF16 (1.8x). An Intel Xeon with AVX512_BF16 but AMX hidden ran it at 0.63x, as does any CPU
-# that emulates it: the flag alone does not make bf16 the fast path.
+# Where bf16 is faster than fp32 (the d/b ratio of benchmarks/throughput.py): Intel with AMX, AMD
+# with AVX512_BF16. An Intel Xeon with AVX512_BF16 but AMX hidden runs it well below fp32, as does any
+# CPU that emulates it: the flag alone does not make bf16 the fast path.
 BF16_CPUS = (("GenuineIntel", "amx_bf16"), ("AuthenticAMD", "avx512_bf16"))
 
 
@@ -260,8 +260,8 @@ class ConvBase:
 def _compiled_features(model, config: EmbedConfig):
     """uint8 pixels -> preprocessing -> conv base -> float32 flat features, as one traced graph.
 
-    Called through tf.function rather than predict_on_batch: Keras' per-call machinery cost 1.2x
-    at fp32 on a 2-core CPU. One fixed signature, so the last, shorter batch does not retrace.
+    Called through tf.function rather than predict_on_batch, whose per-call machinery costs time on
+    every batch. One fixed signature, so the last, shorter batch does not retrace.
     """
     import tensorflow as tf
 

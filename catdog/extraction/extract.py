@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-import catdog
 from catdog import cluster, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
@@ -28,6 +27,7 @@ from catdog.storage import Location
 from catdog.store import features, generation, index, layout, manifest
 from catdog.store.lock import locked
 from catdog.store.manifest import Manifest
+from catdog.version import __version__
 
 STEADY_MIN_SHARDS = 4  # a rate needs a few shards after the first; with fewer there is no steady state
 
@@ -207,7 +207,7 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
         generation=number,
         precision_auto=precision_auto or None,
         written_by=earlier.written_by if earlier else {},
-        catdog_version=catdog.__version__,
+        catdog_version=__version__,
     )
     manifest.write(out, record)
     return plan, record

@@ -3,11 +3,11 @@ Parquet metadata, docs/output-format.md), and which of it pins an OUT."""
 
 from __future__ import annotations
 
-import catdog
 from catdog.config import ExtractConfig
 from catdog.extraction import convbase
 from catdog.extraction.imagefolder import ImageSet
 from catdog.storage import Location
+from catdog.version import __version__
 
 
 def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identity: dict) -> dict:
@@ -26,7 +26,7 @@ def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identit
         "precision": config.precision,
         "classes": list(image_set.classes),
         "layout": image_set.layout,
-        "catdog_version": catdog.__version__,
+        "catdog_version": __version__,
         "keras_version": convbase.keras_version(),
     }
 

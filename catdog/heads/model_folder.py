@@ -18,13 +18,13 @@ import numpy as np
 
 from catdog import layers, storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
-from catdog.e2e import model as e2e_model
 from catdog.errors import CatdogError
 from catdog.extraction import convbase
 from catdog.extraction.images import decode_files
 from catdog.heads.models import HEADS, DenseHead, LogRegHead, class_columns
 
 HEAD_JSON = "head.json"
+PIXEL_MODEL = "model.keras"  # an end-to-end model, preprocessing inside
 # Feature settings a head depends on: features made any other way mean something else.
 PINNED = ("model", "weights", "input_size", "preprocess", "interpolation", "jpeg_draft", "feature_dim", "flatten_order",
           "dtype")
@@ -35,7 +35,7 @@ class PixelModel:
     """A model from `catdog train-e2e`: conv base and head in one, fed raw pixels, not features."""
 
     kind = E2E_KIND
-    file = e2e_model.MODEL_FILE
+    file = PIXEL_MODEL
 
     def __init__(self, model) -> None:
         self.model = model

@@ -79,11 +79,16 @@ def test_demo_runs_end_to_end_and_quietly(tmp_path):
     named = re.findall(r"^  (\S+\.png)", done.stdout, re.M)
     assert any(n.endswith(".cam.png") for n in named) and any(n.endswith("confusion.png") for n in named)
     assert all(os.path.getsize(n) > 0 for n in named)
-    # No TensorFlow or Ray internals: the progress bar is all there is on stderr.
-    for chatter in ("absl", "cuda", "cuInit", "oneDNN", "INFO", "streaming_executor", "Progress bars disabled",
-                    "Token authentication", "core_worker", "constructor arguments"):
+    # No Ray internals and nothing forwarded from the actors: the progress bar, and the start-up lines
+    # TensorFlow's native code writes to this process's stderr when explain loads it (catdog leaves
+    # file descriptor 2 alone, so that a fatal error there is never hidden).
+    for chatter in ("INFO", "streaming_executor", "Progress bars disabled", "Token authentication", "core_worker",
+                    "constructor arguments", "pid="):
         assert chatter not in done.stderr, done.stderr
-    assert "extract: 100%" in done.stderr and all(line.startswith("extract:") for line in done.stderr.replace("\r", "\n").split("\n") if line.strip()), done.stderr
+    lines = [line for line in done.stderr.replace("\r", "\n").split("\n") if line.strip()]
+    assert "extract: 100%" in done.stderr, done.stderr
+    native = re.compile(r"^[IWE]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\] |^WARNING: All log messages before absl")
+    assert all(line.startswith("extract:") or native.match(line) for line in lines), done.stderr
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -125,7 +125,7 @@ def test_auto_precision_follows_the_devices():
     assert convbase.auto_precision(True, ("GenuineIntel", {"avx2"}))[0] == "fp16"
     assert convbase.auto_precision(False, ("AuthenticAMD", {"avx512f", "avx512_bf16"})) == ("bf16", "CPU with avx512_bf16")
     assert convbase.auto_precision(False, ("GenuineIntel", {"avx512_bf16", "amx_bf16"})) == ("bf16", "CPU with amx_bf16")
-    # AVX512_BF16 without AMX on a Xeon: bf16 measured 0.63x fp32 (BENCHMARKS.md)
+    # AVX512_BF16 without AMX on a Xeon: bf16 runs below fp32 there (benchmarks/throughput.py, d/b)
     assert convbase.auto_precision(False, ("GenuineIntel", {"avx512f", "avx512_bf16"}))[0] == "fp32"
     assert convbase.auto_precision(False, ("AuthenticAMD", {"avx2", "avx512f"}))[0] == "fp32"
     assert convbase.auto_precision(False, ("", set()))[0] == "fp32"

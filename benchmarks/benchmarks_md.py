@@ -36,7 +36,8 @@ def section(script: str, results: str, title: str) -> str:
     doc = ast.get_docstring(ast.parse(open(path).read())) or ""
     done = subprocess.run([sys.executable, path, "--table", os.path.join(HERE, results)], capture_output=True,
                           text=True, check=True, cwd=PROJECT)
-    parts = [f"## {title}\n\n`benchmarks/{script}`, results in `benchmarks/{results}`.\n\n```text\n{doc}\n```\n"]
+    what = " ".join(doc.split("\n\n")[0].split())  # the docstring's first paragraph: what the script measures
+    parts = [f"## {title}\n\n{what} (`benchmarks/{script}`, results in `benchmarks/{results}`.)\n"]
     for block in done.stdout.strip().split("\n### "):  # a script's own sub-headings: one table per kind of machine
         heading, _, text = block.partition("\n") if block.startswith("### ") or parts[1:] else ("", "", block)
         parts.append((f"### {heading.removeprefix('### ')}\n\n" if heading else "") + f"```text\n{text.strip()}\n```\n")

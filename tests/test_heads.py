@@ -70,8 +70,8 @@ def test_head_learns_reports_and_round_trips(out, tmp_path, model):
 def test_streaming_matches_in_memory(out, tmp_path, model):
     _, memory = fit(out, tmp_path, model + "-mem", model=model)
     _, streamed = fit(out, tmp_path, model + "-stream", model=model, max_memory=16 * 512 * 4 * 4)  # 16-row chunks
-    assert streamed["streaming"] is True
-    assert abs(streamed["splits"]["test"]["accuracy"] - memory["splits"]["test"]["accuracy"]) <= 0.02
+    assert streamed.streaming is True
+    assert abs(streamed.splits["test"]["accuracy"] - memory.splits["test"]["accuracy"]) <= 0.02
 
 
 def test_predict_agrees_with_evaluation(out, tmp_path):

@@ -88,7 +88,7 @@ def explain(model_dir: str, inputs: list[str], out_dir: str | None = None, class
             weights: str | None = None) -> list[Explanation]:
     """Heatmaps for image files and folders, each saved as OUT_DIR/NAME.cam.png (photo | overlay);
     OUT_DIR defaults to MODEL_DIR/explain."""
-    out_dir = out_dir or storage.join(str(model_dir), DEFAULT_DIR)
+    out_dir = out_dir or str(storage.resolve(model_dir).join(DEFAULT_DIR))  # a URI's query stays at its end
     model = model_folder.load(model_dir)
     if class_name is not None and class_name not in model.classes:
         raise CatdogError(f"--class {class_name!r} is not one of the model's classes: {', '.join(model.classes)}")

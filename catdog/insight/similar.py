@@ -97,7 +97,7 @@ def run(config: SimilarConfig) -> SimilarReport:
     found = pairs(indices, similarity, config.threshold, paths, splits)
     seconds = round(time.perf_counter() - started, 2)
     across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)
-    report_dir = config.report_dir or storage.join(config.features, layout.SIMILAR)
+    report_dir = config.report_dir or str(out.join(layout.SIMILAR))  # a URI's query stays at its end
     notes = []
     with storage.writable_folder(storage.resolve(report_dir)) as local:
         _write_csv(found, os.path.join(local, CSV))

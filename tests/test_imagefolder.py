@@ -84,3 +84,11 @@ def test_shards_are_fixed_size_per_split_and_named_by_content(tmp_path):
     make(tmp_path, ["train/cats/00.jpg"])  # a new file moves shard boundaries: names must change
     moved = imagefolder.plan_shards(imagefolder.scan(str(tmp_path)), 3)
     assert {s.name for s in moved if s.split == "train"}.isdisjoint({s.name for s in shards if s.split == "train"})
+
+
+def test_an_input_that_is_neither_file_nor_folder_is_refused_not_read(tmp_path):
+    """A FIFO named on the command line would block the read forever."""
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(CatdogError, match="not a file or a folder: .*x.jpg"):
+        imagefolder.inputs([str(fifo)])

@@ -1,5 +1,6 @@
 import hashlib
 import io
+import os
 
 import keras
 import numpy as np
@@ -99,3 +100,10 @@ def test_jpeg_draft_scales_large_jpegs_only_and_stays_close():
     np.testing.assert_array_equal(images.decode(png, DecodeConfig(64, jpeg_draft=True)), images.decode(png, DecodeConfig(64)))
     # Under twice the size there is nothing to scale: the same pixels.
     np.testing.assert_array_equal(images.decode(jpeg, DecodeConfig(150, jpeg_draft=True)), images.decode(jpeg, DecodeConfig(150)))
+
+
+def test_a_fifo_in_place_of_an_image_is_an_error_not_a_hang(tmp_path):
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    decoded = images.decode_files([storage.resolve(str(fifo))], DecodeConfig(32))
+    assert decoded.ok == () and [(e.error, e.message) for e in decoded.errors] == [("OSError", f"not a regular file: {fifo}")]

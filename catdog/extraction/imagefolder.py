@@ -90,12 +90,18 @@ def scan(root: str | Location) -> ImageSet:
 
 
 def inputs(names: list[str]) -> tuple[list[Location], list[Location]]:
-    """Image files and folders named on a command line, each checked to exist: (files, folders)."""
+    """Image files and folders named on a command line, each checked to exist and to be a file or a
+    folder (a FIFO or a device would block the read forever): (files, folders)."""
     located = [storage.resolve(n) for n in names]
-    missing = [str(loc) for loc in located if not loc.exists()]
+    kinds = [loc.fs.get_file_info(loc.path).type for loc in located]
+    missing = [str(loc) for loc, kind in zip(located, kinds) if kind == pafs.FileType.NotFound]
     if missing:
         raise CatdogError(f"not found: {', '.join(missing)}")
-    return [loc for loc in located if not loc.is_dir()], [loc for loc in located if loc.is_dir()]
+    odd = [str(loc) for loc, kind in zip(located, kinds) if kind not in (pafs.FileType.File, pafs.FileType.Directory)]
+    if odd:
+        raise CatdogError(f"not a file or a folder: {', '.join(odd)}")
+    return ([loc for loc, kind in zip(located, kinds) if kind == pafs.FileType.File],
+            [loc for loc, kind in zip(located, kinds) if kind == pafs.FileType.Directory])
 
 
 def files_in(folders: list[Location]) -> list[Location]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -128,6 +130,8 @@ def digests(files: Sequence[Location]) -> list[str]:
 
 def _fetch(file: Location) -> bytes | Exception:
     try:
+        if file.is_local and not stat.S_ISREG(os.stat(file.path).st_mode):
+            raise OSError(f"not a regular file: {file}")  # a FIFO put in its place would block the read forever
         return file.read_bytes()
     except Exception as exc:  # the caller records it against this file
         return exc

@@ -14,7 +14,7 @@ import numpy as np
 from catdog import figures, storage
 from catdog.config import HeadConfig
 from catdog.errors import CatdogError
-from catdog.extraction import originals
+from catdog.extraction import originals, status
 from catdog.heads import metrics, model_folder
 from catdog.heads.models import HEADS, predict_split
 from catdog.heads.splits import FeatureSplits
@@ -66,6 +66,7 @@ def run(config: HeadConfig) -> HeadReport:
 
 
 def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> HeadReport:
+    status.require_complete(out)
     data = FeatureSplits(out, config.max_memory, config.validation_split, config.test_split, config.seed)
     validation = next((s for s in ("validation", "val") if s in data.splits), None)
     notes = _check(config, data, validation)

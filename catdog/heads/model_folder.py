@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,14 +140,42 @@ def write_info(model_dir: str, kind: str, settings: dict, feature_metadata: dict
         json.dump(info, f, indent=2, sort_keys=True)
 
 
+# What a truncated, foreign or half-written model file raises from zipfile, h5py, Keras or skops.
+DAMAGED = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+
+
 def load(model_dir: "str | storage.Location") -> ModelFolder:
-    """A model folder on a local path or a URI (downloaded first: the models load from files)."""
+    """A model folder on a local path or a URI (downloaded first: the models load from files). A
+    missing, incomplete or damaged folder is a one-line error naming the file."""
     folder = storage.resolve(model_dir)
     if not folder.join(HEAD_JSON).exists():
         raise CatdogError(f"{folder} is not a catdog model folder (no {HEAD_JSON})")
     with storage.readable_folder(folder) as local:
+        info = _read_info(local, folder)
+        kind = info["kind"]
+        model_class = PixelModel if kind == E2E_KIND else HEADS[kind]
+        if not os.path.isfile(os.path.join(local, model_class.file)):
+            raise CatdogError(f"{folder} is incomplete: it has no {model_class.file}; train the model again "
+                              "or restore the folder")
+        try:
+            model = model_class.load(local) if kind == E2E_KIND else model_class.load(local, HeadConfig(**info["head"]))
+        except DAMAGED as exc:
+            raise CatdogError(f"{folder.join(model_class.file)} is damaged ({_first_line(exc)}); train the model "
+                              "again or restore the folder") from None
+    return ModelFolder(model, info)
+
+
+def _read_info(local: str, folder: storage.Location) -> dict:
+    try:
         with open(os.path.join(local, HEAD_JSON)) as f:
             info = json.load(f)
-        if info["kind"] == E2E_KIND:
-            return ModelFolder(PixelModel.load(local), info)
-        return ModelFolder(HEADS[info["kind"]].load(local, HeadConfig(**info["head"])), info)
+        if info["kind"] not in (E2E_KIND, *HEADS) or not isinstance(info["features"], dict):
+            raise ValueError(f"unknown kind of model {info['kind']!r}")
+        return info
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise CatdogError(f"{folder.join(HEAD_JSON)} is damaged ({_first_line(exc)}); train the model again "
+                          "or restore the folder") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"

@@ -21,7 +21,7 @@ import numpy as np
 from catdog import figures, storage
 from catdog.config import SimilarConfig
 from catdog.errors import CatdogError
-from catdog.extraction import originals
+from catdog.extraction import originals, status
 from catdog.store import features, layout
 
 SHEET_PAIRS = 12
@@ -91,6 +91,7 @@ class SimilarReport:
 def run(config: SimilarConfig) -> SimilarReport:
     """Find the near-duplicates of OUT and write similar.csv, similar.json and similar.png to the report folder."""
     out = storage.resolve(config.features)
+    status.require_complete(out)
     X, paths, splits = _load(out)
     started = time.perf_counter()
     indices, similarity = neighbours(X, config.top, config.working_memory_mb)

@@ -130,8 +130,9 @@ def join(*parts: str) -> str:
 
 
 @contextmanager
-def writable_folder(folder: Location) -> Iterator[str]:
-    """A local folder to write into; on a remote location its contents are uploaded at the end."""
+def writable_folder(folder: Location, last: str | None = None) -> Iterator[str]:
+    """A local folder to write into; on a remote location its contents are uploaded at the end, file
+    `last` after all the others (a folder without it is visibly incomplete)."""
     if folder.is_local:
         existed = os.path.isdir(folder.path)
         os.makedirs(folder.path, exist_ok=True)
@@ -145,9 +146,23 @@ def writable_folder(folder: Location) -> Iterator[str]:
     staging = tempfile.mkdtemp(prefix="catdog-")
     try:
         yield staging
-        pafs.copy_files(staging, folder.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=folder.fs)
+        upload(staging, folder, last)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def upload(local: str, folder: Location, last: str | None = None) -> None:
+    """Every file under `local` to `folder`, one at a time, each stream closed here: a store that
+    refuses a write (or its close, where a multipart upload completes) stops the upload with a
+    one-line error. pyarrow's copy_files only logs a failed close, and reports success."""
+    names = sorted(os.path.relpath(os.path.join(d, f), local) for d, _, files in os.walk(local) for f in files)
+    for name in sorted(names, key=lambda n: n == last):
+        dest = folder.join(name.replace(os.sep, "/"))
+        try:
+            with open(os.path.join(local, name), "rb") as source, folder.fs.open_output_stream(dest.path) as stream:
+                shutil.copyfileobj(source, stream, 1 << 20)
+        except OSError as exc:
+            raise CatdogError(f"cannot write {dest}: {store_error(exc)}; {folder} is incomplete") from None
 
 
 @contextmanager

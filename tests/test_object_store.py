@@ -214,3 +214,21 @@ def test_incremental_run_on_the_bucket(s3, ray_local, photos, tmp_path):
     assert not [k for k in keys if k.startswith("_staging") or k.startswith("_tmp")]
     paths = set(features.load(out).paths)
     assert "train/dogs/new.png" in paths and len(paths) == first.images
+
+
+def test_a_store_that_refuses_writes_gets_no_model_and_no_success_line(s3, tmp_path, monkeypatch, capsys):
+    """Every PUT answered 500 (a store with no space left): one line naming the store's error, exit 2,
+    no success line, and no head.json in the bucket (a model folder without it is visibly incomplete)."""
+    from tests.faultproxy import RefusingProxy
+    from tests.test_features import write_dataset
+
+    out, _ = write_dataset(tmp_path, {("train", "a.parquet"): ([0, 1] * 10, 2), ("test", "b.parquet"): ([0, 1] * 5, 4)})
+    with RefusingProxy(s3.endpoint) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        code = commands.main(["head", out.path, "--model-dir", f"s3://{s3.prefix}/m"])
+    captured = capsys.readouterr()
+    assert code == 2 and proxy.refused >= 1
+    assert captured.err.startswith(f"catdog: error: cannot write s3://{s3.prefix}/m/") and captured.err.count("\n") == 1
+    assert "InternalError" in captured.err or "INTERNAL" in captured.err.upper()
+    assert "model, report.json" not in captured.out
+    assert not [k for k in s3.keys(s3.prefix) if k.endswith("head.json")]

@@ -59,7 +59,7 @@ def run(config: TrainConfig) -> TrainResult:
                               "give a URI (s3://...) or a folder all nodes share (and --shared-fs)")
         result = training.train(config, rows, root, out, weights, len(image_set.classes), placement)
     model_out = out.join("model")
-    with result.checkpoint.as_directory() as folder, storage.writable_folder(model_out) as model_dir:
+    with result.checkpoint.as_directory() as folder, storage.writable_folder(model_out, last=model_folder.HEAD_JSON) as model_dir:
         with open(os.path.join(folder, e2e_model.STATE)) as f:
             state = json.load(f)
         shutil.copy(os.path.join(folder, e2e_model.MODEL_FILE), os.path.join(model_dir, model_folder.PixelModel.file))

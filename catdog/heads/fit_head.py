@@ -57,7 +57,7 @@ class HeadReport:
 def run(config: HeadConfig) -> HeadReport:
     """Fit, evaluate and write the model folder (a local path or a URI, written locally first)."""
     out, folder = storage.resolve(config.features), storage.resolve(config.model_dir)
-    with storage.writable_folder(folder) as model_dir:
+    with storage.writable_folder(folder, last=model_folder.HEAD_JSON) as model_dir:
         report = _fit(config, out, model_dir)
         with open(os.path.join(model_dir, REPORT), "w") as f:
             json.dump({k: v for k, v in asdict(report).items() if k not in ("model_dir", "figures")}, f, indent=2)

@@ -1,6 +1,7 @@
 """A loopback TCP proxy in front of the test S3 server that refuses writes: every request whose
-method is PUT or POST is answered `500 InternalError` (as SeaweedFS answers when it has no volume
-left) and its connection closed; every other request passes through untouched."""
+method is PUT or POST (and whose request line holds `pattern`, if given) is answered `500
+InternalError`, as SeaweedFS answers when it has no volume left, and its connection closed; every
+other request passes through untouched."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code
 
 
 class RefusingProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, pattern: bytes = b"") -> None:
+        self.pattern = pattern
         host_port = upstream.split("://", 1)[-1]
         self.upstream_host, port = host_port.rsplit(":", 1)
         self.upstream_port = int(port)
@@ -40,7 +42,7 @@ class RefusingProxy:
 
     async def _handle(self, client_r, client_w) -> None:
         first = await client_r.read(1 << 16)
-        if first.startswith((b"PUT ", b"POST ")):
+        if self._refused(first):
             self.refused += 1
             client_w.write(REFUSAL % (len(BODY), BODY))
             await client_w.drain()
@@ -51,7 +53,7 @@ class RefusingProxy:
 
         async def pipe(reader, writer, requests: bool) -> None:
             while data := await reader.read(1 << 16):
-                if requests and data.startswith((b"PUT ", b"POST ")):  # a write later on a kept-alive connection
+                if requests and self._refused(data):  # a write later on a kept-alive connection
                     self.refused += 1
                     client_w.write(REFUSAL % (len(BODY), BODY))
                     break
@@ -60,6 +62,9 @@ class RefusingProxy:
             writer.close()
 
         await asyncio.gather(pipe(client_r, up_w, True), pipe(up_r, client_w, False), return_exceptions=True)
+
+    def _refused(self, data: bytes) -> bool:
+        return data.startswith((b"PUT ", b"POST ")) and self.pattern in data.split(b"\r\n", 1)[0]
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -232,3 +232,26 @@ def test_a_store_that_refuses_writes_gets_no_model_and_no_success_line(s3, tmp_p
     assert "InternalError" in captured.err or "INTERNAL" in captured.err.upper()
     assert "model, report.json" not in captured.out
     assert not [k for k in s3.keys(s3.prefix) if k.endswith("head.json")]
+
+
+@pytest.mark.slow
+def test_an_extraction_whose_shard_writes_are_refused_stops_in_one_line_then_resumes(s3, ray_local, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """The store takes the lock and the manifest but refuses the shards: one line, exit 2, no summary;
+    once it takes them again, the same command finishes with every image once."""
+    from tests.faultproxy import RefusingProxy
+
+    root = synthetic.make_demo_folder(str(tmp_path / "in"), per_class=6, size=40, splits={"train": 1.0})
+    out = f"s3://{s3.prefix}/features"
+    argv = ["extract", root, "--weights", "none", "--image-size", "32", "--shard-size", "4", "--no-progress"]
+    with RefusingProxy(s3.endpoint, pattern=b"/features/split") as proxy:  # "=" is percent-encoded in the path
+        # The endpoint in the URI, not the environment: the writers (Ray workers) must go through the proxy too.
+        through_proxy = f"{out}?endpoint_override=127.0.0.1:{proxy.port}&scheme=http"
+        code = commands.main([*argv, "--out", through_proxy])
+    captured = capsys.readouterr()
+    assert code == 2 and proxy.refused >= 1, captured.err
+    assert captured.err.startswith(f"catdog: error: cannot write to {out}") and captured.err.count("\n") == 1, captured.err
+    assert "run the same command again to resume" in captured.err and "images " not in captured.out
+    assert commands.main([*argv, "--out", out]) == 0
+    paths = list(features.load(out).paths)
+    assert len(paths) == len(set(paths)) == 12

@@ -25,9 +25,10 @@ from typing import Iterator, TypedDict
 
 import numpy as np
 
-from catdog import cluster
+from catdog import cluster, storage
 from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig
+from catdog.errors import CatdogError
 from catdog.extraction import convbase, images
 from catdog.extraction.imagefolder import Shard
 from catdog.storage import Location
@@ -215,6 +216,13 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     try:
         yield from pool.map_unordered(
             lambda lane, shard: lane[2].__call__.remote(lane[1].__call__.remote(lane[0](shard_row(shard)), shared)), shards)
+    except ray.exceptions.RayTaskError as exc:
+        if not isinstance(exc.cause, OSError):
+            raise
+        # A store or disk that refused a write (no space, an error answer): the user's to fix, in one
+        # line; every shard committed before it is kept.
+        raise CatdogError(f"cannot write to {writer.out}: {storage.store_error(exc.cause)}; the shards written so far "
+                          "are kept: run the same command again to resume") from None
     finally:
         for actor in residents + embedders + writers:  # an interrupted job leaves no queued shards running
             ray.kill(actor, no_restart=True)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from catdog.errors import CatdogError
-from catdog.storage import Location
+from catdog.storage import Location, store_error
 from catdog.store.layout import LOCK
 
 HEARTBEAT_S = 10.0  # how often a job on an object store renews its lock object
@@ -106,7 +106,10 @@ def _lock_object(out: Location) -> Iterator[None]:
         raise CatdogError(f"another catdog job is writing to {out} (lock {lock}: {held.get('host')} pid {held.get('pid')}, "
                           f"renewed {time.time() - held['heartbeat']:.0f} s ago; taken over once {STALE_S:.0f} s old)")
     mine = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
-    _renew(lock, mine)
+    try:
+        _renew(lock, mine)
+    except OSError as exc:  # the store refuses writes: nothing else would be written either
+        raise CatdogError(f"cannot write the lock {lock}: {store_error(exc)}") from None
     time.sleep(SETTLE_S)
     if (_read_lock(lock) or {}).get("owner") != mine["owner"]:
         raise CatdogError(f"another catdog job is writing to {out} (it took the lock {lock} at the same time)")

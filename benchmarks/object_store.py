@@ -13,12 +13,10 @@ it made per image.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,44 +27,9 @@ from catdog import storage
 from catdog.config import DecodeConfig  # noqa: E402
 from catdog.extraction import images  # noqa: E402
 from tests import s3server  # noqa: E402
+from tests.faultproxy import Proxy  # noqa: E402
 
 SHARD, DELAY_MS, EXTRACT_PHOTOS, EXTRACT_SIZE = 256, 20, 512, 64
-
-
-class DelayProxy:
-    """TCP proxy on loopback: counts HTTP requests and delays each by `delay_s` before passing it on."""
-
-    def __init__(self, upstream_port: int, delay_s: float) -> None:
-        self.upstream_port, self.delay_s, self.requests = upstream_port, delay_s, 0
-        self.loop = asyncio.new_event_loop()
-        self.port = s3server.free_port()
-        ready = threading.Event()
-        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
-        ready.wait()
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
-        ready.set()
-        self.loop.run_forever()
-
-    async def _handle(self, client_r, client_w) -> None:
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-
-        async def pipe(reader, writer, requests: bool) -> None:
-            while data := await reader.read(1 << 16):
-                if requests and b" HTTP/1.1\r\n" in data:
-                    self.requests += data.count(b" HTTP/1.1\r\n")
-                    await asyncio.sleep(self.delay_s)
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-
-        await asyncio.gather(pipe(client_r, up_w, True), pipe(up_r, client_w, False), return_exceptions=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 def decode_rate(root: storage.Location, names: list[str], threads: int) -> float:
@@ -107,7 +70,7 @@ def measure(photos: str) -> dict:
         os.environ.update(server.env)
         local = storage.resolve(subset)
         direct = storage.resolve("s3://bench/photos/train")
-        slow = DelayProxy(int(server.endpoint.rsplit(":", 1)[1]), DELAY_MS / 1000)
+        slow = Proxy(server.endpoint, delay_s=DELAY_MS / 1000)
         delayed = storage.resolve(f"s3://bench/photos/train?endpoint_override=127.0.0.1:{slow.port}&scheme=http")
         r = {"shard": SHARD, "delay_ms": DELAY_MS, "versions": _versions()}
         r["decode_local"] = decode_rate(local, names, 16)
@@ -118,7 +81,7 @@ def measure(photos: str) -> dict:
         r["gets_per_image"] = slow.requests / len(names)
         r["decode_s3_delay_one_get_at_a_time"] = decode_rate(delayed, names, 1)
         r["extract_local"] = extract(f"{work}/photos", f"{work}/out", {})
-        counted = DelayProxy(int(server.endpoint.rsplit(":", 1)[1]), 0.0)
+        counted = Proxy(server.endpoint)
         r["extract_s3"] = extract("s3://bench/photos", "s3://bench/out", {"AWS_ENDPOINT_URL": counted.endpoint})
         r["extract_s3"]["requests_per_image"] = counted.requests / EXTRACT_PHOTOS
         r["extract_images"], r["extract_size"] = EXTRACT_PHOTOS, EXTRACT_SIZE

@@ -219,11 +219,11 @@ def test_incremental_run_on_the_bucket(s3, ray_local, photos, tmp_path):
 def test_a_store_that_refuses_writes_gets_no_model_and_no_success_line(s3, tmp_path, monkeypatch, capsys):
     """Every PUT answered 500 (a store with no space left): one line naming the store's error, exit 2,
     no success line, and no head.json in the bucket (a model folder without it is visibly incomplete)."""
-    from tests.faultproxy import RefusingProxy
+    from tests.faultproxy import Proxy
     from tests.test_features import write_dataset
 
     out, _ = write_dataset(tmp_path, {("train", "a.parquet"): ([0, 1] * 10, 2), ("test", "b.parquet"): ([0, 1] * 5, 4)})
-    with RefusingProxy(s3.endpoint) as proxy:
+    with Proxy(s3.endpoint, refuse_writes=True) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
         code = commands.main(["head", out.path, "--model-dir", f"s3://{s3.prefix}/m"])
     captured = capsys.readouterr()
@@ -239,12 +239,12 @@ def test_an_extraction_whose_shard_writes_are_refused_stops_in_one_line_then_res
                                                                                       monkeypatch, capsys):
     """The store takes the lock and the manifest but refuses the shards: one line, exit 2, no summary;
     once it takes them again, the same command finishes with every image once."""
-    from tests.faultproxy import RefusingProxy
+    from tests.faultproxy import Proxy
 
     root = synthetic.make_demo_folder(str(tmp_path / "in"), per_class=6, size=40, splits={"train": 1.0})
     out = f"s3://{s3.prefix}/features"
     argv = ["extract", root, "--weights", "none", "--image-size", "32", "--shard-size", "4", "--no-progress"]
-    with RefusingProxy(s3.endpoint, pattern=b"/features/split") as proxy:  # "=" is percent-encoded in the path
+    with Proxy(s3.endpoint, refuse_writes=True, pattern=b"/features/split") as proxy:  # "=" is percent-encoded in the path
         # The endpoint in the URI, not the environment: the writers (Ray workers) must go through the proxy too.
         through_proxy = f"{out}?endpoint_override=127.0.0.1:{proxy.port}&scheme=http"
         code = commands.main([*argv, "--out", through_proxy])

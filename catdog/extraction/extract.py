@@ -297,13 +297,13 @@ def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: 
     where = cluster.placement(root.is_local, plan.target.is_local, config.shared_fs)
     rows = pipeline.extract_shards(plan.pending, root, config, plan.weights, writer, resources, where)
     total = sum(len(s.paths) for s in plan.pending)
-    processed, seen, first, second, shards, writers, entries = 0, {}, None, None, 0, {}, {}
+    processed, seen, first, second, shards, writers, entries = 0, set(), None, None, 0, {}, {}
     # rows is closed on any exit, before the Ray session ends (see pipeline.extract_shards).
     with closing(rows), tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
         for row in rows:
             count = int(row["rows"]) + int(row["errors"])
             processed += count
-            seen[row["embedder"]] = True
+            seen.add(row["embedder"])
             bar.update(count)
             writers[f"{row['split']}/{row['name']}"] = row["node"]
             entries.update(_written_entries(plan.image_set, row))

@@ -113,14 +113,10 @@ def run(config: SimilarConfig) -> SimilarReport:
 
 
 def _load(out: storage.Location) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    splits = features.splits(out)
-    if not splits:
+    if not features.splits(out):
         raise CatdogError(f"no features under {out}: run `catdog extract` first")
-    parts = [(features.load(out, s), s) for s in splits]
-    X = np.concatenate([f.X for f, _ in parts])
-    paths = np.concatenate([f.paths for f, _ in parts])
-    splits = np.concatenate([np.full(len(f.paths), s, dtype=object) for f, s in parts])
-    return X, paths, splits
+    data = features.load(out)  # every split at once, each row with its split
+    return data.X, data.paths, data.splits
 
 
 def _write_csv(found: list[Pair], path: str) -> None:

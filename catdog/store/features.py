@@ -128,7 +128,7 @@ def load(out: str | Location, split: str | None = None) -> Features:
     if split is not None and table.num_rows == 0 and split not in splits(out):
         raise CatdogError(f"no split {split!r} in {out} (it has: {', '.join(splits(out)) or 'none'})")
     X, y = arrays(table)
-    meta = read_metadata(out)
+    meta = _metadata(table.schema)  # the dataset's schema is its first file's, footer metadata included
     return Features(X, y, table.column("path").to_numpy(zero_copy_only=False),
                     table.column("split").to_numpy(zero_copy_only=False), tuple(meta.get("classes") or ()), meta)
 
@@ -242,4 +242,8 @@ def read_metadata(out: str | Location) -> dict:
     data = dataset(out)
     if not data.files:
         raise CatdogError(f"no feature files under {out}")
-    return json.loads(pq.read_schema(data.files[0], filesystem=data.filesystem).metadata[METADATA_KEY])
+    return _metadata(data.schema)
+
+
+def _metadata(schema: pa.Schema) -> dict:
+    return json.loads((schema.metadata or {}).get(METADATA_KEY, b"{}"))

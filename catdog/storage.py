@@ -11,7 +11,9 @@ environment (`credentials_env` is what the driver hands to Ray's workers).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,8 +90,19 @@ def resolve(location: "str | Location") -> Location:
         if resolved.is_object_store:
             _check_bucket(resolved)
         return resolved
-    path = os.path.abspath(os.path.expanduser(location)).replace(os.sep, "/")
-    return Location(pafs.LocalFileSystem(), path, location)
+    path = display_path(os.path.abspath(os.path.expanduser(location)).replace(os.sep, "/"))
+    return Location(pafs.LocalFileSystem(), path, display_path(location))
+
+
+def file_type(location: Location) -> pafs.FileType:
+    """What is at a location: File, Directory, NotFound, or Unknown (a FIFO, a device)."""
+    if not location.is_local:
+        return location.fs.get_file_info(location.path).type
+    try:
+        mode = os.stat(os_path(location.path)).st_mode
+    except FileNotFoundError:
+        return pafs.FileType.NotFound
+    return pafs.FileType.Directory if stat.S_ISDIR(mode) else pafs.FileType.File if stat.S_ISREG(mode) else pafs.FileType.Unknown
 
 
 def _check_bucket(location: Location) -> None:
@@ -123,6 +136,22 @@ def store_error(exc: OSError) -> str:
 def credentials_env() -> dict[str, str]:
     """The object-store settings in this process's environment, to hand to Ray's workers."""
     return {k: os.environ[k] for k in CREDENTIAL_VARIABLES if os.environ.get(k)}
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
+
+
+def display_path(path: str) -> str:
+    """A local path as text that can be stored: the bytes of a file name that are not UTF-8 (which
+    Python keeps as lone surrogates, and Parquet and CSV cannot hold) written as \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def os_path(path: str) -> str:
+    """The file a `display_path` names: the path itself if it exists, else its \\xNN escapes as bytes."""
+    if os.path.lexists(path):
+        return path
+    return _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), path)
 
 
 def join(*parts: str) -> str:

@@ -31,10 +31,12 @@ def run(capsys, *argv):
         (["extract", "/nonexistent/images", "--out", "/tmp/x"], "input folder not found"),
         (["extract", "ROOT", "--out", "/tmp/x", "--image-size", "16"], "--image-size must be at least 32"),
         (["extract", "ROOT", "--out", "/tmp/x", "--weights", "/nonexistent/w.h5"], "weights file not found"),
+        (["extract", "ROOT", "--out", "ROOT", "--weights", "none"], "is inside the input folder"),
+        (["extract", "ROOT", "--out", "ROOT/cats/features", "--weights", "none"], "is inside the input folder"),
     ],
 )
 def test_user_mistakes_are_one_line(capsys, tiny_root, argv, message):
-    code, _, err = run(capsys, *[tiny_root if a == "ROOT" else a for a in argv])
+    code, _, err = run(capsys, *[a.replace("ROOT", tiny_root) for a in argv])
     assert code == 2
     assert err.startswith("catdog: error: ") and message in err and err.count("\n") == 1
 

@@ -89,10 +89,11 @@ def test_predict_agrees_with_evaluation(out, tmp_path):
     assert single.label == ("dogs" if expected[paths[0]] >= 0.5 else "cats")
     assert single.probability == pytest.approx(max(expected[paths[0]], 1 - expected[paths[0]]), rel=1e-4, abs=1e-5)
     csv_path = tmp_path / "preds.csv"
-    predict.write_csv([single], str(csv_path))
+    predict.write_csv([single], str(csv_path), ["cats", "dogs"])
     header, row = csv_path.read_text().splitlines()
-    assert header == "path,label,probability,p_cats,p_dogs"
-    assert float(row.split(",")[-1]) == pytest.approx(expected[paths[0]], abs=1e-6)
+    assert header == "path,label,probability,p_cats,p_dogs,error"
+    assert float(row.split(",")[-2]) == pytest.approx(expected[paths[0]], abs=1e-6)
+    assert row.endswith(",")  # no error
 
 
 def test_missing_split_is_said(out, tmp_path):

@@ -82,6 +82,9 @@ def test_add_change_remove_and_fix_then_nothing(ray_local, photos, tmp_path, cap
     assert commands.main(["status", str(out), str(photos)]) == 0
     said = capsys.readouterr().out
     assert "would read 6 images: added 3, changed 3, removed 2, unchanged 16" in said and "complete" in said
+    save_image(out.parent / "other" / "cats" / "a.png", random_pixels(1))
+    assert commands.main(["status", str(out), str(out.parent / "other")]) == 2  # extract would refuse it too
+    assert "was made from" in capsys.readouterr().err
 
     second = extract.run(config_for(photos, out))
     assert second.changes == "added 3, changed 3, removed 2, unchanged 16"
@@ -94,6 +97,7 @@ def test_add_change_remove_and_fix_then_nothing(ray_local, photos, tmp_path, cap
 
     third = extract.run(config_for(photos, out))
     assert third.processed == 0 and third.changes == "added 0, changed 0, removed 0, unchanged 22"
+    assert "actors      none (nothing to extract)" in third.lines()
     assert_same_as_fresh(out, photos)
 
 

@@ -69,11 +69,33 @@ def test_a_renamed_weights_file_is_the_same_weights_for_files_and_folders(traine
                                rtol=1e-4, atol=1e-5)
 
 
-def test_unreadable_image_named_by_the_user_is_one_error(trained, tmp_path):
-    _, model_dir = trained
-    bad = tmp_path / "bad.jpg"
-    bad.write_bytes(b"not an image")
+def test_every_image_gets_a_row_and_the_unreadable_ones_their_error(trained, tmp_path):
+    """A folder and files holding a non-image, a broken symlink and a photo whose name is not UTF-8:
+    every one is answered, the photo as its original is, the others with the reason."""
+    config, model_dir = trained
+    source = os.path.join(config.root, "test", "cats")
+    folder = tmp_path / "mixed"
+    shutil.copytree(source, folder)
+    first = sorted(os.listdir(source))[0]
+    shutil.copy(os.path.join(source, first), os.fsdecode(bytes(folder) + b"/caf\xe9.jpg"))
+    (folder / "bad.jpg").write_bytes(b"not an image")
+    os.symlink(tmp_path / "gone.jpg", folder / "link.jpg")
+    model = predict.load_model(model_dir)
+    expected = model.predict_proba([os.path.join(source, first)])[0]
+    for inputs in ([str(folder)], [str(folder / n) for n in sorted(os.listdir(folder)) if n != "link.jpg"]):
+        found = {os.path.basename(p.path): p for p in model.predictions(inputs)}
+        assert found["caf\\xe9.jpg"].error == "" and not found[first].error
+        assert list(found["caf\\xe9.jpg"].probabilities.values()) == pytest.approx(list(expected), rel=1e-4, abs=1e-5)
+        assert found["bad.jpg"].error == "UnidentifiedImageError: cannot identify image file"
+        assert found["bad.jpg"].label == "" and np.isnan(found["bad.jpg"].probability)
+    assert len(found) == len(os.listdir(folder)) - 1
+    by_folder = {os.path.basename(p.path): p for p in model.predictions([str(folder)])}
+    assert len(by_folder) == len(os.listdir(folder)) and by_folder["link.jpg"].error.startswith("FileNotFoundError")
+    csv_path = tmp_path / "p.csv"
+    predict.write_csv(list(by_folder.values()), str(csv_path), list(model.classes_))
+    rows = csv_path.read_text().splitlines()
+    assert len(rows) == 1 + len(by_folder) and sum(1 for r in rows[1:] if not r.endswith(",")) == 2
     with pytest.raises(CatdogError, match="cannot read image .*bad.jpg: UnidentifiedImageError"):
-        predict.load_model(model_dir).predictions([str(bad)])
+        model.predict_proba([str(folder / "bad.jpg")])
     with pytest.raises(CatdogError, match="not found: .*nowhere.jpg"):
-        predict.load_model(model_dir).predictions([str(tmp_path / "nowhere.jpg")])
+        model.predictions([str(tmp_path / "nowhere.jpg")])

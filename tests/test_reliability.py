@@ -48,6 +48,7 @@ def odd_folder(root) -> tuple[set, dict]:
         "cats/UPPER.JPEG": jpeg,
         "cats/rotated.jpg": encoded(rgb, "JPEG", exif=exif),
         "cats/chat_été_猫.jpg": jpeg,
+        os.fsdecode(b"cats/caf\xe9.jpg"): jpeg,  # not UTF-8: stored as "cats/caf\\xe9.jpg"
         "dogs/deep/er/nested.png": encoded(rgb, "PNG"),
         "dogs/locked.jpg": jpeg,
     }
@@ -64,7 +65,9 @@ def odd_folder(root) -> tuple[set, dict]:
         write(os.path.join(root, path), data)
     os.chmod(os.path.join(root, "dogs/locked.jpg"), 0)
     os.symlink("..", os.path.join(root, "dogs", "deep", "loop"))
-    return set(good), {p: e for p, (_, e) in bad.items()}
+    os.symlink(os.path.join(root, "gone.jpg"), os.path.join(root, "dogs", "broken_link.jpg"))
+    return ({storage.display_path(p) for p in good},
+            {**{p: e for p, (_, e) in bad.items()}, "dogs/broken_link.jpg": "FileNotFoundError"})
 
 
 def test_odd_folder_gives_expected_rows_and_error_rows(ray_local, tmp_path):
@@ -83,6 +86,7 @@ def test_odd_folder_gives_expected_rows_and_error_rows(ray_local, tmp_path):
     assert {e["path"]: e["error"] for e in errors} == bad
     assert (summary.images, summary.errors) == (len(good), len(bad))
     assert all(not p.startswith(("/", "..")) and "/../" not in p for p in paths)
+    assert extract.run(config).processed == 0  # every name, stored or not as it is on disk, is known again
 
 
 @pytest.mark.skipif(not ROOT_USER, reason="needs root to drop to another user")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from catdog import storage
 from catdog.config import SimilarConfig
 from catdog.errors import CatdogError
 from catdog.insight import similar
@@ -50,3 +51,23 @@ def test_pairs_are_each_listed_once_above_the_threshold_with_their_splits():
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(CatdogError, match=message):
         SimilarConfig(features="OUT", report_dir="R", **changes)
+
+
+def test_the_summary_names_a_contact_sheet_only_when_one_was_drawn(tmp_path):
+    """Features written straight to Parquet (no manifest: the photos cannot be found), with and
+    without a near-duplicate pair."""
+    from catdog.store import features
+    from tests.test_features import metadata
+
+    def written(name, X):
+        out = storage.resolve(str(tmp_path / name))
+        writer = features.ShardWriter(out, features.feature_schema({**metadata("float32"), "feature_dim": X.shape[1]}),
+                                      ("cats", "dogs"))
+        writer.write("train", "part-0.parquet", [f"{i}.jpg" for i in range(len(X))], np.zeros(len(X)), X, [])
+        return str(tmp_path / name)
+
+    for name, X, pairs in (("distinct", np.eye(4, dtype=np.float32), 0), ("copies", features_with_copies(), 3)):
+        report = similar.run(SimilarConfig(features=written(name, X), report_dir=str(tmp_path / name / "r"), threshold=0.999))
+        assert len(report.pairs) == pairs and not report.contact_sheet
+        assert not (tmp_path / name / "r" / "similar.png").exists() and "contact sheet" not in report.lines()[-1]
+        assert len(report.notes) == 1 and report.notes[0].endswith("no contact sheet")

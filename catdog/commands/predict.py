@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import catdog
 from catdog.errors import CatdogError
@@ -23,12 +24,20 @@ def add(commands, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise CatdogError(f"--top-k must be at least 1, got {args.top_k}")
-    predictions = catdog.load_model(args.model_dir, weights=args.weights, address=args.address).predictions(args.inputs)
+    model = catdog.load_model(args.model_dir, weights=args.weights, address=args.address)
+    predictions = model.predictions(args.inputs)
+    unreadable = sum(1 for p in predictions if p.error)
     if args.out:
-        write_csv(predictions, args.out, args.top_k)
-        print(f"{len(predictions)} predictions written to {args.out}")
+        write_csv(predictions, args.out, list(model.classes_), args.top_k)
+        note = f" ({unreadable} could not be read: see the error column)" if unreadable else ""
+        print(f"{len(predictions) - unreadable} predictions written to {args.out}{note}")
     else:
         for p in predictions:
+            if p.error:
+                print(f"{p.path}\terror: {p.error}")
+                continue
             top = "".join(f"\t{name} {q:.4f}" for name, q in p.top(args.top_k)) if args.top_k else ""
             print(f"{p.path}\t{p.label}\t{p.probability:.4f}{top}")
+        if unreadable:
+            print(f"catdog: {unreadable} of {len(predictions)} images could not be read", file=sys.stderr)
     return 0

@@ -60,7 +60,8 @@ class ExtractResult:
             f"resumed     {self.resumed_shards} shards already committed",
             *([f"changes     {self.changes}"] if self.changes else []),
             *([f"precision   {self.precision}"] if self.precision else []),
-            f"actors      {len(self.embedders)} ({cluster.devices(self.embedders)})",
+            f"actors      {len(self.embedders)} ({cluster.devices(self.embedders)})" if self.embedders
+            else "actors      none (nothing to extract)",
             f"wall time   {self.seconds + self.startup_seconds:.1f} s (start-up {self.startup_seconds:.1f} s)",
             *([f"timeline    {_timeline(self.timeline)} (from the process start)"] if self.timeline else []),
             f"output      {self.out}",
@@ -105,6 +106,7 @@ def run(config: ExtractConfig) -> ExtractResult:
     marks = {}
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
+    _refuse_out_in_root(root, out)
     image_set = imagefolder.scan(root)
     with locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
         # The weights (TensorFlow's import, building VGG16) and Ray's start each take seconds: overlap them.
@@ -267,6 +269,13 @@ def _entries_from_files(plan: Run, known: index.Index) -> index.Index:
                 continue
             found.update(index.entries(plan.image_set.stamp_of, file, paths, [""] * len(paths)))
     return found
+
+
+def _refuse_out_in_root(root: Location, out: Location) -> None:
+    """OUT in ROOT would mix catdog's files with the photos (and its reports' pictures would be
+    listed as images by the next run)."""
+    if type(root.fs) is type(out.fs) and (out.path + "/").startswith(root.path.rstrip("/") + "/"):
+        raise CatdogError(f"--out {out} is inside the input folder {root}: put the output somewhere else")
 
 
 def _refuse_foreign_shards(out: Location, done: set, shards: list[Shard]) -> None:

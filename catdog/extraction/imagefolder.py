@@ -93,7 +93,7 @@ def inputs(names: list[str]) -> tuple[list[Location], list[Location]]:
     """Image files and folders named on a command line, each checked to exist and to be a file or a
     folder (a FIFO or a device would block the read forever): (files, folders)."""
     located = [storage.resolve(n) for n in names]
-    kinds = [loc.fs.get_file_info(loc.path).type for loc in located]
+    kinds = [storage.file_type(loc) for loc in located]
     missing = [str(loc) for loc, kind in zip(located, kinds) if kind == pafs.FileType.NotFound]
     if missing:
         raise CatdogError(f"not found: {', '.join(missing)}")
@@ -167,10 +167,10 @@ def _walk_local(base: str) -> Iterator[tuple[str, tuple[int, int]]]:
                 continue
             try:
                 info = os.stat(os.path.join(dirpath, name))
-            except OSError:
-                continue  # a broken symlink: no file to read
-            if stat.S_ISREG(info.st_mode):
-                yield rel, (info.st_size, info.st_mtime_ns)
+            except OSError:  # a broken symlink: listed, so that its error row says so
+                info = None
+            if info is None or stat.S_ISREG(info.st_mode):
+                yield storage.display_path(rel), (info.st_size, info.st_mtime_ns) if info else (0, 0)
 
 
 def _visible_image(rel: str) -> bool:

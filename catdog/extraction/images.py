@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -17,12 +18,14 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from catdog import storage
 from catdog.config import DecodeConfig
 from catdog.storage import Location
 
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 MAX_MESSAGE = 500
+_OBJECT_ADDRESS = re.compile(r" ?<[^<>]* at 0x[0-9a-f]+>")
 # Files fetched at once per call: on an object store each read is a request with its own latency,
 # and a shard read one GET at a time would wait for the sum of them.
 FETCH_THREADS = 16
@@ -106,7 +109,8 @@ def _decoded_in_order(files: Sequence[Location], config: DecodeConfig) -> Decode
             pixels[len(ok)] = decode(data, config)
             ok.append(i)
         except Exception as exc:  # any failure of one file: unreadable, truncated, foreign, a bomb
-            errors.append(DecodeError(i, type(exc).__name__, (str(exc) or repr(exc))[:MAX_MESSAGE]))
+            message = _OBJECT_ADDRESS.sub("", str(exc) or repr(exc))  # Pillow names the BytesIO it read
+            errors.append(DecodeError(i, type(exc).__name__, message[:MAX_MESSAGE]))
     return Decoded(pixels[: len(ok)], tuple(ok), tuple(errors), tuple(digests))
 
 
@@ -130,8 +134,12 @@ def digests(files: Sequence[Location]) -> list[str]:
 
 def _fetch(file: Location) -> bytes | Exception:
     try:
-        if file.is_local and not stat.S_ISREG(os.stat(file.path).st_mode):
+        if not file.is_local:
+            return file.read_bytes()
+        path = storage.os_path(file.path)  # a name that is not UTF-8 is listed by its display_path
+        if not stat.S_ISREG(os.stat(path).st_mode):
             raise OSError(f"not a regular file: {file}")  # a FIFO put in its place would block the read forever
-        return file.read_bytes()
+        with open(path, "rb") as f:
+            return f.read()
     except Exception as exc:  # the caller records it against this file
         return exc

@@ -59,6 +59,10 @@ def status(out: str, root: str | None = None) -> Status:
         raise CatdogError(f"{out} holds no catdog output (no {layout.MANIFEST})")
     rerun, unfinished = None, False
     if root is not None:
+        made_from = recorded.compat.get("root")
+        if made_from and storage.resolve(root).path != made_from:
+            raise CatdogError(f"{out} was made from {made_from}, not {root}: `catdog extract` would refuse to "
+                              "add it (use another --out for another folder)")
         previous = index.read(location)
         if previous is None:
             unfinished = True

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from catdog import storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 from catdog.extraction import convbase, extract, imagefolder
+from catdog.extraction.images import decode_files
 from catdog.heads import model_folder
 from catdog.storage import Location
 from catdog.store import features
@@ -20,9 +22,10 @@ from catdog.store import features
 @dataclass(frozen=True)
 class Prediction:
     path: str
-    label: str  # the predicted class
-    probability: float  # of the predicted class
-    probabilities: dict[str, float]  # of every class, in the model's class order
+    label: str  # the predicted class ("" where the image could not be read)
+    probability: float  # of the predicted class (NaN where the image could not be read)
+    probabilities: dict[str, float]  # of every class, in the model's class order (empty where unreadable)
+    error: str = ""  # why the image could not be read: "UnidentifiedImageError: cannot identify image file"
 
     def top(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
@@ -60,7 +63,9 @@ class Model:
         return self._proba(files)
 
     def _proba(self, files: list[Location]) -> np.ndarray:
-        pixels = self.folder.decode(files)
+        return self._scores(self.folder.decode(files))
+
+    def _scores(self, pixels: np.ndarray) -> np.ndarray:
         if self.folder.takes_images:
             return self.folder.predict_proba(pixels)
         return self.folder.predict_proba(self._features(pixels))
@@ -70,16 +75,24 @@ class Model:
         return self.classes_[self.predict_proba(images).argmax(axis=1)]
 
     def predictions(self, inputs: list[str]) -> list[Prediction]:
-        """Image files and folders (every image under them, in scan order) with their probabilities."""
+        """Image files and folders (every image under them, in scan order) with their probabilities;
+        one for every image, those that could not be read with their `error`."""
         files, folders = imagefolder.inputs(inputs)
-        results = _label(files, self._proba(files), self.folder.classes) if files else []
+        results = self._predict_files(files)
         for folder in folders:
             if self.folder.takes_images:  # an end-to-end model: pixels in, no features
-                found = imagefolder.files_in([folder])
-                results += _label(found, self._proba(found), self.folder.classes)
+                results += self._predict_files(imagefolder.files_in([folder]))
             else:
                 results += self._predict_folder(folder)
         return results
+
+    def _predict_files(self, files: list[Location]) -> list[Prediction]:
+        decoded = decode_files(files, self.folder.decode_config)
+        P = self._scores(decoded.pixels) if decoded.ok else None
+        results = _label([files[i] for i in decoded.ok], P, self.folder.classes)
+        results += [_unreadable(_name(files[e.index]), e.error, e.message) for e in decoded.errors]
+        order = {_name(f): i for i, f in enumerate(files)}
+        return sorted(results, key=lambda p: order[p.path])
 
     def _features(self, pixels: np.ndarray) -> np.ndarray:
         config = self._config()
@@ -96,8 +109,11 @@ class Model:
         with tempfile.TemporaryDirectory(prefix="catdog-predict-") as out:
             extract.run(self._config(root=folder.name, out=out))
             self.folder.check(features.read_metadata(out))
-            X, _, paths = features.load(out)
-        return _label([folder.join(p) for p in paths], self.folder.predict_proba(X), self.folder.classes)
+            X, _, paths = features.load(out) if features.committed(out) else (None, None, [])
+            unreadable = features.read_errors(out)
+        results = _label([folder.join(p) for p in paths], self.folder.predict_proba(X) if len(paths) else None,
+                         self.folder.classes)
+        return sorted(results + [_unreadable(_name(folder.join(p)), e, m) for p, e, m in unreadable], key=lambda p: p.path)
 
 
 def load_model(model_dir: str, weights: str | None = None, address: str | None = None) -> Model:
@@ -105,29 +121,44 @@ def load_model(model_dir: str, weights: str | None = None, address: str | None =
     return Model(model_folder.load(model_dir), weights, address)
 
 
-def _label(files: list[Location], P: np.ndarray, classes: list[str]) -> list[Prediction]:
+def _label(files: list[Location], P: np.ndarray | None, classes: list[str]) -> list[Prediction]:
+    if not files:
+        return []
     best = P.argmax(axis=1)
-    return [Prediction(str(f), classes[k], float(row[k]), dict(zip(classes, map(float, row))))
+    return [Prediction(_name(f), classes[k], float(row[k]), dict(zip(classes, map(float, row))))
             for f, row, k in zip(files, P, best)]
 
 
+def _name(file: Location) -> str:
+    return storage.display_path(str(file))  # printable and storable, whatever bytes the name holds
+
+
+def _unreadable(path: str, error: str, message: str) -> Prediction:
+    return Prediction(path, "", float("nan"), {}, f"{error}: {' '.join(message.split())}")
+
+
 def csv_header(classes: list[str], top_k: int | None) -> list[str]:
-    """path, label, probability, then p_CLASS for every class, or the top k as class and probability."""
+    """path, label, probability, then p_CLASS for every class (or the top k as class and
+    probability), then error: empty, or why the image could not be read (its other columns empty)."""
     if top_k:
-        return ["path", "label", "probability"] + [f"top{i}{s}" for i in range(1, top_k + 1) for s in ("", "_probability")]
-    return ["path", "label", "probability"] + [f"p_{c}" for c in classes]
+        scores = [f"top{i}{s}" for i in range(1, top_k + 1) for s in ("", "_probability")]
+    else:
+        scores = [f"p_{c}" for c in classes]
+    return ["path", "label", "probability", *scores, "error"]
 
 
-def csv_row(p: Prediction, top_k: int | None) -> list[str]:
-    row = [p.path, p.label, f"{p.probability:.6f}"]
+def csv_row(p: Prediction, top_k: int | None, classes: list[str]) -> list[str]:
+    if p.error:
+        return [p.path, "", "", *[""] * (2 * top_k if top_k else len(classes)), p.error]
     if top_k:
-        return row + [v for name, q in p.top(top_k) for v in (name, f"{q:.6f}")]
-    return row + [f"{q:.6f}" for q in p.probabilities.values()]
+        scores = [v for name, q in p.top(top_k) for v in (name, f"{q:.6f}")]
+    else:
+        scores = [f"{q:.6f}" for q in p.probabilities.values()]
+    return [p.path, p.label, f"{p.probability:.6f}", *scores, ""]
 
 
-def write_csv(predictions: list[Prediction], path: str, top_k: int | None = None) -> None:
-    classes = list(predictions[0].probabilities) if predictions else []
+def write_csv(predictions: list[Prediction], path: str, classes: list[str], top_k: int | None = None) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(csv_header(classes, top_k))
-        writer.writerows(csv_row(p, top_k) for p in predictions)
+        writer.writerows(csv_row(p, top_k, classes) for p in predictions)

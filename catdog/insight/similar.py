@@ -78,6 +78,7 @@ class SimilarReport:
     by_split_pair: dict[str, int]  # "test / train" -> pairs across those two splits
     seconds: float  # the neighbour search
     notes: list[str]
+    contact_sheet: bool = False  # similar.png written (there were pairs, and their images could be read)
 
     def lines(self) -> list[str]:
         result = [f"{self.images:,} images, {self.top} nearest each: {len(self.pairs):,} pairs with cosine "
@@ -85,7 +86,7 @@ class SimilarReport:
                   f"across splits (leakage): {self.across_splits:,}"
                   + "".join(f"\n  {k}: {v:,}" for k, v in self.by_split_pair.items())]
         result += [f"note: {n}" for n in self.notes]
-        return result + [f"pairs in {storage.join(self.report_dir, CSV)}, contact sheet {SHEET}"]
+        return result + [f"pairs in {storage.join(self.report_dir, CSV)}" + (f", contact sheet {SHEET}" if self.contact_sheet else "")]
 
 
 def run(config: SimilarConfig) -> SimilarReport:
@@ -105,7 +106,7 @@ def run(config: SimilarConfig) -> SimilarReport:
         note = _contact_sheet(out, found, os.path.join(local, SHEET))
         notes += [note] if note else []
         report = SimilarReport(report_dir, int(len(X)), config.threshold, config.top, found, sum(across.values()),
-                               dict(across.most_common()), seconds, notes)
+                               dict(across.most_common()), seconds, notes, os.path.exists(os.path.join(local, SHEET)))
         record = {k: v for k, v in asdict(report).items() if k not in ("pairs", "report_dir")}
         with open(os.path.join(local, "similar.json"), "w") as f:
             json.dump({**record, "pairs": len(found), "pairs_listed": [asdict(p) for p in found[:1000]]}, f, indent=2)
@@ -136,6 +137,7 @@ def _contact_sheet(out: storage.Location, found: list[Pair], path: str) -> str |
         return f"{note}: no contact sheet"
     rows = [(pictures[2 * i], pictures[2 * i + 1], f"{p.cosine:.4f}  {p.split_a}/{os.path.basename(p.a)} | "
              f"{p.split_b}/{os.path.basename(p.b)}") for i, p in enumerate(shown) if 2 * i in pictures and 2 * i + 1 in pictures]
-    if rows:
-        figures.plot_pairs(rows, path, "near-duplicates (most similar first; across splits first)")
+    if not rows:
+        return "none of the pairs' images could be read: no contact sheet"
+    figures.plot_pairs(rows, path, "near-duplicates (most similar first; across splits first)")
     return None

@@ -133,6 +133,14 @@ def load(out: str | Location, split: str | None = None) -> Features:
                     table.column("split").to_numpy(zero_copy_only=False), tuple(meta.get("classes") or ()), meta)
 
 
+def read_errors(out: str | Location) -> list[tuple[str, str, str]]:
+    """(path, error, message) of every image that could not be read, in path order."""
+    if not committed(out, ERRORS_DIR):
+        return []
+    table = dataset(out, ERRORS_DIR).to_table(columns=["path", "error", "message"]).sort_by("path")
+    return list(zip(*(table.column(c).to_pylist() for c in ("path", "error", "message"))))
+
+
 def read_paths(out: str | Location, split: str) -> np.ndarray:
     """The image paths of one split, in the order `load` and `stream` (unshuffled) give the rows."""
     return _column(out, split, "path").to_numpy(zero_copy_only=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -122,15 +124,30 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    application_handler = _sigterm_handler()
     try:
         ray.init(address=address, logging_level=quiet.ray_log_level(), include_dashboard=False, log_to_driver=True,
                  runtime_env=worker_runtime_env())
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise CatdogError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None
+    if application_handler is not None:
+        # ray.init replaces the application's SIGTERM handler with its own (exit at once, killing a
+        # local Ray's processes), and the driver's core worker puts a stack-dumping one below it.
+        # The application's handler (the command line's stops the job as Ctrl-C does, and the
+        # `finally` below shuts Ray down) is put back as it was.
+        signal.signal(signal.SIGTERM, application_handler)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _sigterm_handler():
+    """The application's own Python SIGTERM handler, if it installed one (and can: main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    handler = signal.getsignal(signal.SIGTERM)
+    return handler if callable(handler) else None
 
 
 LOG_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", quiet.VERBOSE_ENV)

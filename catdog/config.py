@@ -81,6 +81,7 @@ class ExtractConfig(_Config):
     verify_content: bool = False  # an incremental run also compares the images' bytes, not only size and time
     overwrite: bool = False
     progress: bool = True
+    stall_timeout: float | None = None  # seconds without a finished shard before the job stops (None: derived)
 
     def __post_init__(self) -> None:
         _choice("precision", self.precision, PRECISIONS)
@@ -90,6 +91,8 @@ class ExtractConfig(_Config):
             _positive(self, "shard_size")
         if self.num_actors is not None and self.num_actors < 1:
             raise CatdogError("--num-actors must be at least 1")
+        if self.stall_timeout is not None and self.stall_timeout <= 0:
+            raise CatdogError("--stall-timeout must be positive")
         for name in ("gpus_per_actor", "cpus_per_actor"):
             value = getattr(self, name)
             if value is not None and value < 0:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from catdog import commands, storage, synthetic
+from catdog.errors import CatdogError
 from catdog.config import DecodeConfig, ExtractConfig
 from catdog.extraction import extract, images
 from catdog.store import features, files, layout, manifest
@@ -201,29 +202,43 @@ def test_wrong_usage_is_one_line_and_non_zero(capsys, tmp_path, labeled):
 
 
 @pytest.mark.slow
-def test_ctrl_c_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("signals, code, said", [
+    ((signal.SIGINT, signal.SIGINT, signal.SIGINT), 130, "interrupted"),  # three quick Ctrl-Cs are one
+    ((signal.SIGTERM,), 143, "terminated"),  # as Ctrl-C, whatever Ray installs for itself
+])
+def test_ctrl_c_and_sigterm_stop_in_one_line_and_the_job_resumes(ray_local, tmp_path, signals, code, said):
     root = tmp_path / "in"
     synthetic.make_demo_folder(str(root), per_class=150, size=40)
     out = tmp_path / "out"
-    # The interrupt follows the first committed shard; 300 photos in shards of 2 leave the job many
+    # The signal follows the first committed shard; 300 photos in shards of 2 leave the job many
     # seconds of work after it even on the fastest CPU path (bf16 with AMX).
-    job = subprocess.Popen([sys.executable, "-m", "catdog.commands", "extract", str(root), "--out", str(out), "--weights", "none",
-                            "--image-size", "150", "--shard-size", "2", "--no-progress"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    argv = [sys.executable, "-m", "catdog.commands", "extract", str(root), "--out", str(out), "--weights", "none",
+            "--image-size", "150", "--shard-size", "2", "--no-progress"]
+    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                            preexec_fn=_interruptible)
     try:
         deadline = time.time() + 180
         while not features.committed(str(out)) and time.time() < deadline:
             time.sleep(0.2)
-        job.send_signal(signal.SIGINT)
-        _, err = job.communicate(timeout=120)
+        for sent in signals:
+            job.send_signal(sent)
+            time.sleep(0.2)
+        stdout, err = job.communicate(timeout=120)
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
             job.wait()
-    assert job.returncode == 130, err[-3000:]
-    assert "interrupted; committed shards are kept, re-run the same command to resume" in err
+    assert job.returncode == code, err[-3000:]
+    assert err.strip().splitlines()[-1] == f"catdog: {said}; committed shards are kept, re-run the same command to resume"
+    assert "Traceback" not in err and "SIGTERM received" not in err and "raylet" not in err, err[-3000:]
+    assert stdout == ""  # no summary, and no Ray line either
     assert not (out / layout.LOCK).exists()
+    kept = len(features.load(str(out)).paths)
+    resumed = extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=150, shard_size=2,
+                                        progress=False))
+    paths = features.load(str(out)).paths
+    assert 0 < kept < len(paths) == len(set(paths)) == resumed.images == 300
+    assert resumed.resumed_shards == kept // 2
 
 
 def _interruptible() -> None:
@@ -231,3 +246,20 @@ def _interruptible() -> None:
     SIGINT ignored, the ignore is inherited, and Python then installs no KeyboardInterrupt handler
     (the job ran to the end and exited 0 under a CI started in the background)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_a_job_that_stops_moving_is_stopped_in_one_line_then_resumes(ray_local, tmp_path):
+    """An actor that asks for a GPU this Ray does not have is never placed, and Ray waits for it for
+    ever: the watchdog stops the job; the same job on the CPU then completes it, every image once."""
+    root = tmp_path / "in"
+    synthetic.make_demo_folder(str(root), per_class=6, size=40)
+    config = ExtractConfig(root=str(root), out=str(tmp_path / "out"), weights="none", image_size=32, shard_size=4,
+                           progress=False, stall_timeout=6)
+    started = time.monotonic()
+    with pytest.raises(CatdogError, match="no shard finished in 6 s: the cluster is not making progress"):
+        extract.run(config.replace(gpus_per_actor=1))
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "out" / layout.LOCK).exists()
+    done = extract.run(config)
+    paths = features.load(config.out).paths
+    assert done.images == len(paths) == len(set(paths)) == len(list(root.rglob("*.jpg")))

@@ -42,14 +42,15 @@ def main(argv: list[str] | None = None) -> int:
         # through the runtime env, for Ray's workers; a user's own setting is kept.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with terminal.info_lines_dropped(enabled=not args.verbose):
+        with terminal.info_lines_dropped(enabled=not args.verbose), terminal.stopped_by_signals():
             return args.run(args)
     except CatdogError as exc:
         print(f"catdog: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("catdog: interrupted; committed shards are kept, re-run the same command to resume", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, terminal.Terminated) as exc:
+        how = "terminated" if isinstance(exc, terminal.Terminated) else "interrupted"
+        print(f"catdog: {how}; committed shards are kept, re-run the same command to resume", file=sys.stderr)
+        return 143 if isinstance(exc, terminal.Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
-"""The terminal's share of the command line: without --verbose, Python's sys.stderr drops the lines
-that are information only. File descriptor 2 itself is never touched, so whatever native code
-writes there (a fatal error, a crash) is seen.
+"""The terminal's share of the command line: Ctrl-C and SIGTERM stop a command the same way, and
+without --verbose, Python's sys.stderr drops the lines that are information only. File descriptor 2
+itself is never touched, so whatever native code writes there (a fatal error, a crash) is seen.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -65,3 +67,34 @@ def info_lines_dropped(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         sys.stderr = original
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is, as Ctrl-C raises KeyboardInterrupt: every `finally` on
+    the way out runs (Ray's actors stopped, OUT's lock released). A BaseException, as KeyboardInterrupt
+    is, so that no `except Exception` on the way swallows it."""
+
+
+def _stop(signum: int, frame) -> None:
+    # The first signal stops the command; more of them (a second Ctrl-C, a SIGTERM after it) would
+    # only cut the clean-up short, so they are ignored until the command has returned.
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """For the block, SIGINT raises KeyboardInterrupt and SIGTERM `Terminated`, once (see `_stop`).
+    `catdog.cluster.ray_session` puts this handler back after Ray, which installs its own, starts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, _stop)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

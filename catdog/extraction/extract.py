@@ -304,7 +304,7 @@ def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: 
     """Run the pipeline over the pending shards with a progress bar over images; gather the actors' reports."""
     writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.image_set.classes)
     where = cluster.placement(root.is_local, plan.target.is_local, config.shared_fs)
-    rows = pipeline.extract_shards(plan.pending, root, config, plan.weights, writer, resources, where)
+    rows = pipeline.extract_shards(plan.pending, root, config, plan.weights, writer, resources, where, config.stall_timeout)
     total = sum(len(s.paths) for s in plan.pending)
     processed, seen, first, second, shards, writers, entries = 0, set(), None, None, 0, {}, {}
     # rows is closed on any exit, before the Ray session ends (see pipeline.extract_shards).

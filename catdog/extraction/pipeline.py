@@ -18,6 +18,7 @@ and retries its calls, and retries a decode task whose worker died.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -33,6 +34,8 @@ from catdog.extraction import convbase, images
 from catdog.extraction.imagefolder import Shard
 from catdog.storage import Location
 from catdog.store.features import ShardWriter
+
+logger = logging.getLogger(__name__)
 
 # Ray starts every worker at niceness 15 (its daemons first) unless this variable says otherwise, as
 # Ray's job manager does for a job's driver. The embedding actor is the job's own work and runs at 0,
@@ -132,6 +135,9 @@ class Embedder:
                                     "ray_gpu_ids": self.gpu_ids, **self.devices, "batch_size": self.base.batch_size,
                                     "niceness": os.getpriority(os.PRIO_PROCESS, 0), "loaded_at": time.time()})
 
+    def ready(self) -> bool:
+        return True
+
     def __call__(self, row: ShardRow | DecodedRow, weights: list) -> EmbeddedRow:
         with self.model_lock:
             if self.base is None:
@@ -184,51 +190,152 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
+# A shard whose actor died (its node lost, its process killed) goes to another actor, at most this
+# many times: a shard that kills every actor it meets stops the job instead.
+MAX_SHARD_TRIES = 3
+# The watchdog (`Watchdog`): how long the job waits for a shard before it calls the cluster stuck.
+FIRST_SHARD_STALL_S = 1800.0  # the first waits on every actor's model (ImageNet weights downloaded per node)
+STALL_FLOOR_S = 600.0
+STALL_FACTOR = 20  # ... or this many times the longest wait between two shards so far
+
+
+class Watchdog:
+    """Stops a job that has stopped moving: no shard finished for `limit()` seconds. Ray waits for
+    an actor that cannot be placed (its node lost, no GPU left) for ever."""
+
+    def __init__(self, stall_timeout: float | None) -> None:
+        self.fixed, self.last, self.longest, self.shards = stall_timeout, time.monotonic(), 0.0, 0
+
+    def limit(self) -> float:
+        if self.fixed is not None:
+            return self.fixed
+        return FIRST_SHARD_STALL_S if not self.shards else max(STALL_FLOOR_S, STALL_FACTOR * self.longest)
+
+    def remaining(self) -> float:
+        return self.limit() - (time.monotonic() - self.last)
+
+    def shard_done(self) -> None:
+        now = time.monotonic()
+        if self.shards:  # the first shard's wait is start-up, not a shard's time
+            self.longest = max(self.longest, now - self.last)
+        self.last, self.shards = now, self.shards + 1
+
+    def stalled(self) -> CatdogError:
+        waited = f"{self.limit():.0f} s"
+        since = f" (the longest wait between shards so far: {self.longest:.0f} s)" if self.shards > 1 else ""
+        return CatdogError(f"no shard finished in {waited}{since}: the cluster is not making progress (actors that "
+                           "cannot be placed, a lost node, a store that does not answer); stopped with the shards "
+                           "written so far kept: run the same command again to resume (--stall-timeout to wait longer)")
+
+
 def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
-                   resources: Resources, placement: Placement) -> Iterator[WrittenRow]:
+                   resources: Resources, placement: Placement, stall_timeout: float | None = None) -> Iterator[WrittenRow]:
     """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed.
 
-    Each shard is one call of an embedding actor and one of its writer, handed out by Ray's ActorPool,
-    `resources.shards_in_flight` at a time per actor; its decoding runs in the embedding actor (CPU-only
-    clusters), in a resident decoder on the node holding ROOT, or in a task of `resources.decode_cpus`
-    (GPU actors: decoding takes the CPUs they leave). Nothing streams between stages but whole shards:
-    under Ray Data its driver loop and helper actors took CPU the model lacked on small machines
-    (docs/performance.md)."""
+    Each shard is one call of an embedding actor and one of its writer, `resources.shards_in_flight` at
+    a time per actor; its decoding runs in the embedding actor (CPU-only clusters), in a resident
+    decoder on the node holding ROOT, or in a task of `resources.decode_cpus` (GPU actors: decoding
+    takes the CPUs they leave). Nothing streams between stages but whole shards: under Ray Data its
+    driver loop and helper actors took CPU the model lacked on small machines (docs/performance.md).
+
+    An embedding actor that dies is replaced, and its shards go to the actors alive (Ray's own actor
+    restart would wait for the dead actor's resources, for ever when its node is gone); a replacement
+    takes shards once Ray has placed it. A store's refusal to write stops the job in one line; so does
+    the watchdog."""
     import ray
-    from ray.util.actor_pool import ActorPool
 
     decode = {"root": root, "config": config.decode}
     inside = _decodes_in_embedder(resources, placement)
-    retried = {"max_restarts": -1, "max_task_retries": -1}  # a dead actor restarts and takes its shards up again
-    shared = [ray.put(weights)]  # held until the end: a restarting actor reads it again
-    embedders = [ray.remote(Embedder).options(num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor,
-                                              max_concurrency=resources.shards_in_flight, **retried,
-                                              runtime_env={"env_vars": EMBEDDER_ENV},
-                                              **cluster.on_node(placement.decode_node if inside else None)).remote(
-                     config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None)
-                 for _ in range(resources.num_actors)]
-    # Out of order: the model takes its shards in the order their pixels arrive, and a writer keeping to
-    # the order of submission would hold the one embedded first until the others were done too.
-    writers = [_resident_actor(write_stage, {"writer": writer}, placement.write_node, retried) for _ in embedders]
-    decoders, residents = _decoders(inside, decode, resources, placement, retried)
-    lanes = [lane for lane in zip(decoders, embedders, writers) for _ in range(resources.shards_in_flight)]
-    pool = ActorPool(lanes)
+    shared = [ray.put(weights)]  # held until the end: a replacement actor reads it again
+
+    def embedder():
+        return ray.remote(Embedder).options(num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor,
+                                            max_concurrency=resources.shards_in_flight, max_restarts=0,
+                                            runtime_env={"env_vars": EMBEDDER_ENV},
+                                            **cluster.on_node(placement.decode_node if inside else None)).remote(
+            config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None)
+
+    embedders = [embedder() for _ in range(resources.num_actors)]
+    writers = [_resident_actor(write_stage, {"writer": writer}, placement.write_node) for _ in embedders]
+    decoders, residents = _decoders(inside, decode, resources, placement)
+    lanes = list(zip(decoders, embedders, writers))
+    started = list(embedders)  # every embedding actor of the job, to stop at the end
+    idle = [i for i in range(len(lanes)) for _ in range(resources.shards_in_flight)]
+    running: dict = {}  # ObjectRef of a shard's write -> (lane, shard, the embedding actor it went to)
+    joining: dict = {}  # ObjectRef of a replacement actor's ready() -> its lane
+    queue, tries = list(reversed(shards)), {}
+    watchdog = Watchdog(stall_timeout)
     try:
-        yield from pool.map_unordered(
-            lambda lane, shard: lane[2].__call__.remote(lane[1].__call__.remote(lane[0](shard_row(shard)), shared)), shards)
-    except ray.exceptions.RayTaskError as exc:
-        if not isinstance(exc.cause, OSError):
-            raise
-        # A store or disk that refused a write (no space, an error answer): the user's to fix, in one
-        # line; every shard committed before it is kept.
-        raise CatdogError(f"cannot write to {writer.out}: {storage.store_error(exc.cause)}; the shards written so far "
-                          "are kept: run the same command again to resume") from None
+        while queue or running:
+            while queue and idle:
+                lane, shard = idle.pop(), queue.pop()
+                decoder, actor, shard_writer = lanes[lane]
+                running[shard_writer.__call__.remote(actor.__call__.remote(decoder(shard_row(shard)), shared))] = (lane, shard, actor)
+            done, _ = ray.wait([*running, *joining], num_returns=1, timeout=max(0.0, watchdog.remaining()))
+            if not done:
+                raise watchdog.stalled()
+            if done[0] in joining:  # a replacement actor is up: its lane takes shards again
+                lane = joining.pop(done[0])
+                idle += [lane] * resources.shards_in_flight
+                continue
+            lane, shard, actor = running.pop(done[0])
+            try:
+                row = ray.get(done[0])
+            except ray.exceptions.RayError as exc:
+                if not _lost(exc):
+                    raise _refused(exc, writer) from None
+                tries[shard.name] = tries.get(shard.name, 0) + 1
+                if tries[shard.name] >= MAX_SHARD_TRIES:
+                    raise CatdogError(f"shard {shard.split}/{shard.name} was lost with its actor {MAX_SHARD_TRIES} "
+                                      f"times; last: {_first_line(exc)}") from None
+                queue.append(shard)
+                if lanes[lane][1] is actor:  # its first lost shard: the others of the actor follow
+                    _replace(lane, lanes, embedder, started, joining, idle, exc)
+                continue
+            watchdog.shard_done()
+            idle.append(lane)
+            yield row
     finally:
-        for actor in residents + embedders + writers:  # an interrupted job leaves no queued shards running
+        for actor in residents + started + writers:  # an interrupted job leaves no queued shards running
             ray.kill(actor, no_restart=True)
 
 
-def _decoders(inside: bool, decode: dict, resources: Resources, placement: Placement, retried: dict) -> tuple[list, list]:
+def _replace(lane: int, lanes: list, make, started: list, joining: dict, idle: list, exc: Exception) -> None:
+    """The lane's embedding actor died: a new one takes its place once Ray has placed it."""
+    decoder, _, shard_writer = lanes[lane]
+    idle[:] = [i for i in idle if i != lane]
+    actor = make()
+    started.append(actor)
+    lanes[lane] = (decoder, actor, shard_writer)
+    joining[actor.ready.remote()] = lane
+    logger.warning(f"catdog: an embedding actor was lost ({_first_line(exc)}); its shards go to the others, and "
+                   "a new actor starts where the cluster has room")
+
+
+def _lost(exc: Exception) -> bool:
+    """The shard's work was lost with a process or a node (itself, or as what a later stage of the
+    shard could not get), not refused by its code."""
+    import ray
+
+    lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+            ray.exceptions.ObjectLostError)
+    return isinstance(exc, lost) or isinstance(getattr(exc, "cause", None), lost)
+
+
+def _refused(exc, writer: ShardWriter) -> Exception:
+    """A store or disk that refused a write (no space, an error answer) is the user's to fix, in one
+    line; every shard committed before it is kept. Anything else is a fault of catdog's."""
+    if not isinstance(getattr(exc, "cause", None), OSError):
+        return exc
+    return CatdogError(f"cannot write to {writer.out}: {storage.store_error(exc.cause)}; the shards written so far "
+                       "are kept: run the same command again to resume")
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split("\n\n")[0].split())[:300]
+
+
+def _decoders(inside: bool, decode: dict, resources: Resources, placement: Placement) -> tuple[list, list]:
     """Per embedding actor, what turns a shard row into the row its actor takes (the row itself where
     the actor decodes, else a decode task's or a resident decoder's result); and the resident decoders."""
     import ray
@@ -238,13 +345,16 @@ def _decoders(inside: bool, decode: dict, resources: Resources, placement: Place
     if resources.decode_cpus > 0:
         task = ray.remote(decode_stage).options(num_cpus=resources.decode_cpus, **cluster.on_node(placement.decode_node))
         return [lambda row: task.remote(row, **decode)] * resources.num_actors, []
-    residents = [_resident_actor(decode_stage, decode, placement.decode_node, retried) for _ in range(resources.num_actors)]
+    residents = [_resident_actor(decode_stage, decode, placement.decode_node) for _ in range(resources.num_actors)]
     return [actor.__call__.remote for actor in residents], residents
 
 
-def _resident_actor(stage, kwargs: dict, node: str | None, retried: dict):
-    """A long-lived process running a stage, reserving no CPU (see `catdog.cluster.Resources`)."""
+def _resident_actor(stage, kwargs: dict, node: str | None):
+    """A long-lived process running a stage, reserving no CPU (see `catdog.cluster.Resources`). It
+    needs no resources, so Ray restarts it anywhere it may run; the shards it lost are handed out
+    again as a lost embedding actor's are. Out of order: a writer keeping to the order of submission
+    would hold the shard embedded first until the others were done too."""
     import ray
 
-    return ray.remote(Resident).options(num_cpus=0, allow_out_of_order_execution=True, **retried,
+    return ray.remote(Resident).options(num_cpus=0, allow_out_of_order_execution=True, max_restarts=-1,
                                         **cluster.on_node(node)).remote(stage, kwargs)

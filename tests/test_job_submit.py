@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -52,29 +53,36 @@ def _stop(nodes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="module")
-def head():
+@contextmanager
+def two_nodes(gpus: int):
     """A two-node cluster on loopback: `ray start --head` and a second `ray start --address`, each
-    with 2 fake GPUs, 4 CPUs, a custom resource naming it, its own temp dir; one auth token."""
+    with `gpus` fake GPUs, 4 CPUs, a custom resource naming it, its own temp dir; one auth token.
+    Yields the environment to reach it and the nodes' temp dirs (every process of a node names its own)."""
     temps = [tempfile.mkdtemp(prefix="rh", dir="/tmp") for _ in range(2)]  # short: Ray's socket paths live under them
     port, dashboard = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("AWS_")}
     env.update(PATH=f"{BIN}:{os.environ['PATH']}", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), TF_CPP_MIN_LOG_LEVEL="2")
     nodes = [_ray_start(["--head", "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
                          "--ray-client-server-port", str(free_port()), "--temp-dir", temps[0], "--num-cpus", "4",
-                         "--num-gpus", "2", "--resources", '{"head_node": 1}'], env)]
+                         "--num-gpus", str(gpus), "--resources", '{"head_node": 1}'], env)]
     env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard}"
     env["CATDOG_TEST_RAY_ADDRESS"] = f"127.0.0.1:{port}"
     try:
         _wait_until_ready(nodes[0], env, temps[0])
         nodes.append(_ray_start(["--address", f"127.0.0.1:{port}", "--temp-dir", temps[1], "--num-cpus", "4",
-                                 "--num-gpus", "2", "--resources", '{"second_node": 1}'], env))
+                                 "--num-gpus", str(gpus), "--resources", '{"second_node": 1}'], env))
         _wait_for_nodes(env, 2)
-        yield env
+        yield env, temps
     finally:
         _stop(nodes)
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def head():
+    with two_nodes(gpus=2) as (env, _):
+        yield env
 
 
 def node_ids(env) -> dict[str, str]:

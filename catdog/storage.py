@@ -25,8 +25,10 @@ from catdog.errors import CatdogError
 
 # What a worker needs to reach the same object store as the driver (never printed or recorded).
 CREDENTIAL_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                        "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE",
+                        "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_MAX_ATTEMPTS",
                         "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE", "GOOGLE_APPLICATION_CREDENTIALS")
+S3 = getattr(pafs, "S3FileSystem", ())  # () when pyarrow was built without S3: isinstance is then always False
+DEFAULT_MAX_ATTEMPTS = 5
 OBJECT_STORES = tuple(getattr(pafs, name) for name in ("S3FileSystem", "GcsFileSystem") if hasattr(pafs, name))
 
 
@@ -58,6 +60,12 @@ class Location:
         """Objects appear whole or not at all on a PUT, and there is no rename."""
         return isinstance(self.fs, OBJECT_STORES)
 
+    def __reduce__(self):
+        # pyarrow pickles an S3 filesystem without its retry strategy: rebuilt with catdog's on arrival.
+        if isinstance(self.fs, S3):
+            return _s3_location, (self.fs.__reduce__()[1][0], self.path, self.name)
+        return Location, (self.fs, self.path, self.name)
+
     def exists(self) -> bool:
         return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
 
@@ -86,6 +94,8 @@ def resolve(location: "str | Location") -> Location:
             fs, path = pafs.FileSystem.from_uri(location)
         except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise CatdogError(f"cannot open {location}: {str(exc).splitlines()[0]}") from None
+        if isinstance(fs, S3):
+            fs = s3_filesystem(fs.__reduce__()[1][0])
         resolved = Location(fs, path, location)
         if resolved.is_object_store:
             _check_bucket(resolved)
@@ -103,6 +113,20 @@ def file_type(location: Location) -> pafs.FileType:
     except FileNotFoundError:
         return pafs.FileType.NotFound
     return pafs.FileType.Directory if stat.S_ISDIR(mode) else pafs.FileType.File if stat.S_ISREG(mode) else pafs.FileType.Unknown
+
+
+def s3_filesystem(options: dict) -> pafs.FileSystem:
+    """An S3 filesystem with catdog's retry strategy: AWS's standard one (exponential back-off with
+    jitter, retrying throttling such as 503 SlowDown, 500/502/504 answers, connection resets and
+    timeouts), bounded by AWS_MAX_ATTEMPTS attempts a request (default 5; pyarrow's own is 3)."""
+    value = os.environ.get("AWS_MAX_ATTEMPTS") or str(DEFAULT_MAX_ATTEMPTS)
+    if not value.isdigit() or int(value) < 1:
+        raise CatdogError(f"AWS_MAX_ATTEMPTS must be a whole number of attempts, at least 1, got {value!r}")
+    return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=int(value)))
+
+
+def _s3_location(options: dict, path: str, name: str) -> Location:
+    return Location(s3_filesystem(options), path, name)
 
 
 def _check_bucket(location: Location) -> None:

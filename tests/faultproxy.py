@@ -1,12 +1,17 @@
 """A loopback TCP proxy in front of the test S3 server, for fault injection in the tests and for the
 object-store benchmark. It counts the HTTP requests it passes on and can hold each back by a fixed
-delay (a real store's latency); with `refuse_writes`, every request whose method is PUT or POST (and
-whose request line holds `pattern`, if given) is answered `500 InternalError`, as SeaweedFS answers
-when it has no volume left, and its connection closed."""
+delay (a real store's latency). Faults:
+- `refuse_writes`: every request whose method is PUT or POST (and whose request line holds `pattern`,
+  if given) is answered `500 InternalError`, as SeaweedFS answers when it has no volume left;
+- `slow_down`: that fraction of requests (chosen by a seeded draw) is answered `503 SlowDown`, a
+  store's throttling;
+- `reset`: that fraction of requests gets no answer: the connection is reset.
+A faulted request's connection is closed."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 
 from tests.ports import free_port
@@ -15,11 +20,18 @@ REFUSAL = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml
            b"Content-Length: %d\r\n\r\n%s")
 BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
         b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+SLOW_DOWN = (b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+             b"Content-Length: %d\r\n\r\n%s")
+SLOW_BODY = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>'
+METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
 
 
 class Proxy:
-    def __init__(self, upstream: str, delay_s: float = 0.0, refuse_writes: bool = False, pattern: bytes = b"") -> None:
+    def __init__(self, upstream: str, delay_s: float = 0.0, refuse_writes: bool = False, pattern: bytes = b"",
+                 slow_down: float = 0.0, reset: float = 0.0, seed: int = 0) -> None:
         """`upstream` is the server's endpoint (http://HOST:PORT)."""
+        self.slow_down, self.reset, self.random = slow_down, reset, random.Random(seed)
+        self.faults = 0
         self.upstream_host, port = upstream.split("://", 1)[-1].rsplit(":", 1)
         self.upstream_port = int(port)
         self.delay_s, self.refuse_writes, self.pattern = delay_s, refuse_writes, pattern
@@ -54,6 +66,15 @@ class Proxy:
                     self.refused += 1
                     client_w.write(REFUSAL % (len(BODY), BODY))
                     break
+                if requests and data.startswith(METHODS) and (self.slow_down or self.reset):
+                    draw = self.random.random()
+                    if draw < self.slow_down + self.reset:
+                        self.faults += 1
+                        if draw < self.slow_down:
+                            client_w.write(SLOW_DOWN % (len(SLOW_BODY), SLOW_BODY))
+                        else:
+                            client_w.transport.abort()  # a reset: no answer at all
+                        break
                 if requests and b" HTTP/1.1\r\n" in data:
                     self.requests += data.count(b" HTTP/1.1\r\n")
                     await asyncio.sleep(self.delay_s)

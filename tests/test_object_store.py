@@ -255,3 +255,46 @@ def test_an_extraction_whose_shard_writes_are_refused_stops_in_one_line_then_res
     assert commands.main([*argv, "--out", out]) == 0
     paths = list(features.load(out).paths)
     assert len(paths) == len(set(paths)) == 12
+
+
+@pytest.mark.slow
+def test_throttling_and_resets_are_retried_transparently(s3, ray_local, photos, tmp_path, monkeypatch):
+    """5 % of requests answered 503 SlowDown and 3 % reset, reading ROOT and writing OUT on the store,
+    then a head uploaded through it: every step succeeds, every image once, as without faults."""
+    from tests.faultproxy import Proxy
+
+    s3.upload(photos, f"{s3.prefix}/photos")
+    with Proxy(s3.endpoint, slow_down=0.05, reset=0.03, seed=7) as proxy:
+        query = f"?endpoint_override=127.0.0.1:{proxy.port}&scheme=http"
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        done = extract.run(ExtractConfig(root=f"s3://{s3.prefix}/photos{query}", out=f"s3://{s3.prefix}/features{query}",
+                                         weights="none", image_size=32, shard_size=4, progress=False))
+        assert commands.main(["head", f"s3://{s3.prefix}/features{query}", "--model-dir", f"s3://{s3.prefix}/m{query}"]) == 0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)  # the proxy is gone
+    assert proxy.faults >= 5, proxy.requests
+    out = f"s3://{s3.prefix}/features"
+    good = sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*.jpg") if p.name != "broken.jpg")
+    assert sorted(features.load(out).paths) == good and done.images == len(good) and done.errors == 1
+    assert [k for k in s3.keys(f"{s3.prefix}/m") if k.endswith("head.json")]
+
+
+def test_a_store_that_does_not_answer_a_read_fails_the_shard_not_the_image(s3, photos, monkeypatch):
+    """After AWS_MAX_ATTEMPTS tries, a read the store never answers is the store's error: the shard
+    stops (its images are not recorded as bad); a missing object is still the image's own error."""
+    from catdog.extraction import pipeline
+    from tests.faultproxy import Proxy
+
+    s3.upload(photos, f"{s3.prefix}/photos")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    with Proxy(s3.endpoint) as healthy:
+        root = storage.resolve(f"s3://{s3.prefix}/photos?endpoint_override=127.0.0.1:{healthy.port}&scheme=http")
+        healthy.reset = 1.0  # from here on, every request is reset
+        row = {"split": "train", "name": "p.parquet", "paths": ["train/cats/cat.0.jpg"], "labels": [0]}
+        with pytest.raises(images.StoreError, match=r"cannot read s3://.*cat.0.jpg\?endpoint_override=.*: AWS Error NETWORK_CONNECTION"):
+            pipeline.decode_stage(row, root=root, config=DecodeConfig(32))
+        assert 2 <= healthy.faults <= 3  # AWS_MAX_ATTEMPTS tries (curl resends one on a reset connection)
+    decoded = images.decode_files([storage.resolve(f"s3://{s3.prefix}/photos/train/cats/nowhere.jpg")], DecodeConfig(32))
+    assert [e.error for e in decoded.errors] == ["FileNotFoundError"]
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "many")
+    with pytest.raises(CatdogError, match="AWS_MAX_ATTEMPTS must be a whole number"):
+        storage.resolve(f"s3://{s3.prefix}/photos")

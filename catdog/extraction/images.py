@@ -132,10 +132,20 @@ def digests(files: Sequence[Location]) -> list[str]:
     return ["" if isinstance(data, Exception) else hashlib.sha1(data).hexdigest() for data in _fetched(files)]
 
 
+class StoreError(OSError):
+    """An object store that did not answer a read, after its retries (`catdog.storage.s3_filesystem`):
+    the store's fault, not the file's. Extraction stops on it rather than record the image as bad."""
+
+
 def _fetch(file: Location) -> bytes | Exception:
     try:
         if not file.is_local:
-            return file.read_bytes()
+            try:
+                return file.read_bytes()
+            except (FileNotFoundError, PermissionError):
+                raise
+            except OSError as exc:
+                raise StoreError(f"cannot read {file}: {storage.store_error(exc)}") from None
         path = storage.os_path(file.path)  # a name that is not UTF-8 is listed by its display_path
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise OSError(f"not a regular file: {file}")  # a FIFO put in its place would block the read forever

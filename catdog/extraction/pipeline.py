@@ -90,6 +90,9 @@ def shard_row(shard: Shard) -> ShardRow:
 
 def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, threads: int = 1) -> DecodedRow:
     decoded = images.decode_files([root.join(p) for p in row["paths"]], config, threads)
+    unanswered = [e for e in decoded.errors if e.error == images.StoreError.__name__]
+    if unanswered:  # not the images' fault: the shard fails (its images are not recorded as bad)
+        raise images.StoreError(unanswered[0].message)
     paths = list(row["paths"])
     return {
         "split": row["split"],
@@ -323,12 +326,14 @@ def _lost(exc: Exception) -> bool:
 
 
 def _refused(exc, writer: ShardWriter) -> Exception:
-    """A store or disk that refused a write (no space, an error answer) is the user's to fix, in one
-    line; every shard committed before it is kept. Anything else is a fault of catdog's."""
-    if not isinstance(getattr(exc, "cause", None), OSError):
+    """A store or disk that refused a write (no space, an error answer), or a store that did not
+    answer a read, is the user's to fix, in one line; every shard committed before it is kept.
+    Anything else is a fault of catdog's."""
+    cause = getattr(exc, "cause", None)
+    if not isinstance(cause, OSError):
         return exc
-    return CatdogError(f"cannot write to {writer.out}: {storage.store_error(exc.cause)}; the shards written so far "
-                       "are kept: run the same command again to resume")
+    what = str(cause) if isinstance(cause, images.StoreError) else f"cannot write to {writer.out}: {storage.store_error(cause)}"
+    return CatdogError(f"{what}; the shards written so far are kept: run the same command again to resume")
 
 
 def _first_line(exc: Exception) -> str:

@@ -8,7 +8,8 @@ a small proxy that counts requests and holds each one back by a fixed delay, sta
 real object store's per-request latency. Measured: one decode task's rate over 256 photos (the
 default shard) from the local disk and from the store, with catdog's concurrent fetches and with
 one GET at a time; and `catdog extract` end to end, local to local and S3 to S3, with the requests
-it made per image.
+it made per image; and S3 to S3 again with 5 % of the requests answered 503 SlowDown (retried by
+AWS's standard strategy): what the retries cost in requests and time.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from catdog.extraction import images  # noqa: E402
 from tests import s3server  # noqa: E402
 from tests.faultproxy import Proxy  # noqa: E402
 
-SHARD, DELAY_MS, EXTRACT_PHOTOS, EXTRACT_SIZE = 256, 20, 512, 64
+SHARD, DELAY_MS, EXTRACT_PHOTOS, EXTRACT_SIZE, SLOW_DOWN = 256, 20, 512, 64, 0.05
 
 
 def decode_rate(root: storage.Location, names: list[str], threads: int) -> float:
@@ -84,6 +85,11 @@ def measure(photos: str) -> dict:
         counted = Proxy(server.endpoint)
         r["extract_s3"] = extract("s3://bench/photos", "s3://bench/out", {"AWS_ENDPOINT_URL": counted.endpoint})
         r["extract_s3"]["requests_per_image"] = counted.requests / EXTRACT_PHOTOS
+        throttled = Proxy(server.endpoint, slow_down=SLOW_DOWN, seed=1)
+        r["extract_s3_throttled"] = extract("s3://bench/photos", "s3://bench/throttled",
+                                            {"AWS_ENDPOINT_URL": throttled.endpoint})
+        r["extract_s3_throttled"].update(requests_per_image=(throttled.requests + throttled.faults) / EXTRACT_PHOTOS,
+                                         faults=throttled.faults, slow_down=SLOW_DOWN)
         r["extract_images"], r["extract_size"] = EXTRACT_PHOTOS, EXTRACT_SIZE
         return r
     finally:
@@ -101,11 +107,18 @@ def table(r: dict) -> str:
     lines += [f"GETs per image: {r['gets_per_image']:.2f}", "",
               f"catdog extract, {r['extract_images']} photos at {r['extract_size']} px, weights none "
               f"{'steady img/s':>14}{'whole s':>9}"]
-    for key, name in (("extract_local", "local -> local"), ("extract_s3", "S3 -> S3 (loopback)")):
+    throttled = r.get("extract_s3_throttled")
+    named = [("extract_local", "local -> local"), ("extract_s3", "S3 -> S3 (loopback)")]
+    if throttled:
+        named.append(("extract_s3_throttled", f"S3 -> S3, {throttled['slow_down']:.0%} of requests answered 503 SlowDown"))
+    for key, name in named:
         m = r[key]
         lines.append(f"{name:<65}{m['steady_images_per_second']:>14.1f}{m['process_seconds']:>9.1f}")
     lines.append(f"requests to the store per image (S3 -> S3, listing, reads, writes, manifest, lock): "
                  f"{r['extract_s3']['requests_per_image']:.2f}")
+    if throttled:
+        lines.append(f"with 503s: {throttled['requests_per_image']:.2f} requests per image ({throttled['faults']} answered "
+                     f"503 and retried), whole command x{throttled['process_seconds'] / r['extract_s3']['process_seconds']:.2f}")
     return "\n".join(lines)
 
 

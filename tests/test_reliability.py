@@ -263,3 +263,56 @@ def test_a_job_that_stops_moving_is_stopped_in_one_line_then_resumes(ray_local, 
     done = extract.run(config)
     paths = features.load(config.out).paths
     assert done.images == len(paths) == len(set(paths)) == len(list(root.rglob("*.jpg")))
+
+
+FULL_DISK = r"""
+set -u
+mount -t tmpfs -o size=160k tmpfs "$DISK"
+python -m catdog.commands extract "$ROOT" --out "$DISK/out" $ARGS > "$WORK/first.out" 2> "$WORK/first.err"
+echo $? > "$WORK/first.rc"
+python -m catdog.commands head "$ROOT_FEATURES" --model-dir "$DISK/model" > "$WORK/head.out" 2> "$WORK/head.err"
+echo $? > "$WORK/head.rc"
+mount -o remount,size=64m tmpfs "$DISK"
+python -m catdog.commands extract "$ROOT" --out "$DISK/out" $ARGS > "$WORK/second.out" 2> "$WORK/second.err"
+echo $? > "$WORK/second.rc"
+python -c "import sys, catdog; p = catdog.load(sys.argv[1]).paths; print(len(p), len(set(p)))" "$DISK/out" > "$WORK/rows"
+"""
+
+
+def _can_mount_tmpfs() -> bool:
+    try:
+        return subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs a mount namespace (root) for a small tmpfs")
+def test_a_full_disk_is_one_line_and_the_run_after_freeing_space_is_exactly_once(ray_local, tmp_path):
+    """A tmpfs of 160 KiB, in a mount namespace of the test's own: the extraction fills it, then a
+    head's model folder; each stops in one line with no success line; once the disk is larger, the
+    same command completes with every image once."""
+    root = tmp_path / "in"
+    synthetic.make_demo_folder(str(root), per_class=60, size=40)
+    features_out = tmp_path / "features"
+    extract.run(ExtractConfig(root=str(root), out=str(features_out), weights="none", image_size=32, progress=False))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    env = {**os.environ, "DISK": str(disk), "ROOT": str(root), "WORK": str(tmp_path), "ROOT_FEATURES": str(features_out),
+           "ARGS": "--weights none --image-size 32 --shard-size 4 --no-progress"}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", FULL_DISK], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = {name: (int((tmp_path / f"{name}.rc").read_text()), (tmp_path / f"{name}.out").read_text(),
+                     (tmp_path / f"{name}.err").read_text()) for name in ("first", "head", "second")}
+    code, out, err = result["first"]
+    assert code == 2 and out == "", err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("catdog: error: cannot write to ") and "No space left on device" in err
+    assert "Traceback" not in err
+    code, out, err = result["head"]
+    assert code in (1, 2) and "model, report.json" not in out and "Traceback" not in err, err[-3000:]
+    assert "No space left on device" in err.strip().splitlines()[-1]
+    code, out, err = result["second"]
+    assert code == 0 and "images      120" in out, err[-3000:]
+    assert (tmp_path / "rows").read_text().split() == ["120", "120"]

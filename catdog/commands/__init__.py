@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     except CatdogError as exc:
         print(f"catdog: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # A disk or store refusing what a command writes or reads outside catdog's own checks (a full
+        # disk under a model folder, a folder without permission): the system's one-line reason.
+        if args.verbose:
+            raise
+        print(f"catdog: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, terminal.Terminated) as exc:
         how = "terminated" if isinstance(exc, terminal.Terminated) else "interrupted"
         print(f"catdog: {how}; committed shards are kept, re-run the same command to resume", file=sys.stderr)

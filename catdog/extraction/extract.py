@@ -13,8 +13,9 @@ import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from tqdm import tqdm
 
@@ -118,13 +119,15 @@ def run(config: ExtractConfig) -> ExtractResult:
             config, precision = _resolve_precision(config, resources)
             previous = manifest.read(out)  # under the lock: unchanged until _plan marks OUT as running
             config = _resolve_shard_size(config, resources, previous)
-            plan, record = _plan(config, root, out, image_set, making_weights.result(), precision, previous)
+            with _writing(out):
+                plan, record = _plan(config, root, out, image_set, making_weights.result(), precision, previous)
             startup = time.perf_counter() - started
             marks["pipeline"] = time.time()
             began = time.perf_counter()
             progress = _embed_pending(config, root, plan, resources) if plan.pending else Progress(0, 0.0, (), {}, {}, {})
             seconds = time.perf_counter() - began
-        record = _commit(out, plan, record, progress)
+        with _writing(out):
+            record = _commit(out, plan, record, progress)
         marks.update(progress.marks, committed=time.time())
         summary = ExtractResult(
             out=config.out,
@@ -143,9 +146,21 @@ def run(config: ExtractConfig) -> ExtractResult:
         done = features.committed(out)  # listed once: on an object store each listing is requests
         totals = {"images": summary.images, "errors": summary.errors, "shards": len(done), "actors": list(progress.embedders)}
         written = _writers(out, done, {**record.written_by, **progress.writers})
-        manifest.write(out, record.replace(status="complete", totals=totals, written_by=written, timeline=summary.timeline))
-        manifest.clear_tmp(out)
+        with _writing(out):
+            manifest.write(out, record.replace(status="complete", totals=totals, written_by=written, timeline=summary.timeline))
+            manifest.clear_tmp(out)
     return summary
+
+
+@contextmanager
+def _writing(out: Location) -> Iterator[None]:
+    """The driver's own writes to OUT (manifest, index, a commit): a disk or store that refuses one
+    (full, read-only, an error answer) is one line; what was committed stays, and a re-run resumes."""
+    try:
+        yield
+    except OSError as exc:
+        raise CatdogError(f"cannot write to {out}: {storage.store_error(exc)}; the shards written so far are kept: "
+                          "run the same command again to resume") from None
 
 
 def _resolve_precision(config: ExtractConfig, resources: cluster.Resources) -> tuple[ExtractConfig, str]:

@@ -82,6 +82,7 @@ class ExtractConfig(_Config):
     overwrite: bool = False
     progress: bool = True
     stall_timeout: float | None = None  # seconds without a finished shard before the job stops (None: derived)
+    repair: bool = False  # read every committed file whole first; extract the images of damaged ones again
 
     def __post_init__(self) -> None:
         _choice("precision", self.precision, PRECISIONS)

@@ -2,6 +2,7 @@
 proportional to the change; every state checked against a fresh full extraction of the same ROOT,
 computed image by image in the test's process (`fresh_extraction`)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from catdog import commands, storage, synthetic
 from catdog.config import ExtractConfig
+from catdog.errors import CatdogError
 from catdog.extraction import extract
 from catdog.store import features, layout, manifest
 from tests.conftest import (
@@ -123,9 +125,9 @@ def test_a_commit_cut_short_is_finished_by_the_next_run(ray_local, photos, tmp_p
     save_image(photos / "train" / "cats" / "added.png", random_pixels(5))
 
     def killed(*args):
-        raise KeyboardInterrupt  # stands in for a kill between moving the new files in and rewriting the old
+        raise KeyboardInterrupt  # stands in for a kill once the commit has begun, before the new index is in
 
-    monkeypatch.setattr(features, "rewrite_without", killed)
+    monkeypatch.setattr(features, "write_without", killed)
     with pytest.raises(KeyboardInterrupt):
         extract.run(config_for(photos, out))
     monkeypatch.undo()
@@ -162,3 +164,61 @@ def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local,
     assert resumed.resumed_shards >= staged and resumed.processed == 30 - 2 * resumed.resumed_shards
     assert resumed.changes == "added 30, changed 0, removed 1, unchanged 20"
     assert_same_as_fresh(out, photos)
+
+
+def test_a_damaged_file_is_named_and_repair_extracts_its_images_again(ray_local, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    extract.run(config_for(photos, out))
+    os.remove(photos / "train" / "dogs" / "dog.1.jpg")
+    extract.run(config_for(photos, out))  # a second generation: the damaged file is one of its rewritten ones
+    files = sorted((out / "features").rglob("*.parquet"))
+    damaged = files[len(files) // 2]
+    lost = features.read_file(storage.resolve(str(out)), str(damaged.relative_to(out)), ["path"]).num_rows
+    damaged.write_bytes(damaged.read_bytes()[:200])  # cut short from outside: no footer
+    assert commands.main(["head", str(out), "--model-dir", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and damaged.name in err and "--repair" in err
+    for reader in (lambda: features.load(str(out)), lambda: extract.run(config_for(photos, out))):
+        with pytest.raises(CatdogError, match=f"cannot read .*{damaged.name}.*--repair"):
+            reader()
+    repaired = extract.run(config_for(photos, out, repair=True))
+    assert repaired.repaired == (str(damaged.relative_to(out)),) and repaired.processed == lost
+    assert "repaired    1 damaged files deleted, their images extracted again" in repaired.lines()
+    assert_same_as_fresh(out, photos)
+
+
+READER = r"""
+import json, sys, time
+from pathlib import Path
+import catdog
+out, stop = sys.argv[1], Path(sys.argv[2])
+while not stop.exists():
+    try:
+        paths = list(catdog.load(out).paths)
+        print(json.dumps({"rows": len(paths), "unique": len(set(paths))}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+"""
+
+
+def test_a_reader_during_commits_sees_the_previous_or_the_next_state_never_a_failure(ray_local, photos, tmp_path):
+    """A reader loops over catdog.load in a process of its own while three incremental runs each
+    remove an image (their commits rewrite the files that held them): every read succeeds and sees
+    one whole state, never a mix of two."""
+    out = tmp_path / "out"
+    first = extract.run(config_for(photos, out))
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(out), str(stop)], stdout=subprocess.PIPE, text=True)
+    try:
+        reads = [json.loads(reader.stdout.readline())]  # reading before the first commit begins
+        states = {first.images}
+        for name in ("cat.2.jpg", "cat.3.jpg", "cat.4.jpg"):
+            os.remove(photos / "train" / "cats" / name)
+            states.add(extract.run(config_for(photos, out)).images)
+    finally:
+        stop.touch()
+        stdout, _ = reader.communicate(timeout=120)
+    reads += [json.loads(line) for line in stdout.splitlines()]
+    assert len(reads) >= 20, "the reader should have read many times during the runs"
+    assert [r for r in reads if "error" in r] == []
+    assert {r["rows"] for r in reads} <= states and all(r["rows"] == r["unique"] for r in reads)

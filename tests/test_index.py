@@ -1,6 +1,9 @@
 """The index: written and read back, and ROOT's listing compared against it path by path."""
 
+import pytest
+
 from catdog import storage
+from catdog.errors import CatdogError
 from catdog.extraction import imagefolder
 from catdog.store import index
 from catdog.store.index import Entry
@@ -22,6 +25,10 @@ def test_round_trip_and_stamps_from_the_listing(tmp_path):
     assert index.read(out) is None
     index.write(out, entries)
     assert index.read(out) == entries
+    file = tmp_path / "out" / index.INDEX
+    file.write_bytes(file.read_bytes()[:50])
+    with pytest.raises(CatdogError, match=r"index.parquet is damaged .*--overwrite"):
+        index.read(out)
 
 
 def test_compare_finds_added_changed_removed_and_unchanged(tmp_path):

@@ -42,6 +42,8 @@ def add(commands, common: argparse.ArgumentParser) -> None:
                    help="on a re-run, also hash every image to find content changed under the same size and time")
     p.add_argument("--overwrite", action="store_true", help="replace an OUT made with other settings")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--repair", action="store_true", help="read every file OUT holds first, delete those that are "
+                   "damaged and extract their images again")
     p.add_argument("--stall-timeout", type=float, default=None, metavar="SECONDS",
                    help="stop (resumable) when no shard has finished for this long (default: 30 min for the first "
                         "shard, then the longer of 10 min and 20 times the longest wait between shards)")

@@ -45,6 +45,7 @@ class ExtractResult:
     steady_images_per_second: float  # from the second shard out: model loaded, pipeline full
     startup_seconds: float  # Ray start/connect and weights before the pipeline
     changes: str = ""  # an incremental run: what changed in ROOT since the last one
+    repaired: tuple[str, ...] = ()  # with repair: the damaged files deleted (their images were extracted again)
     precision: str = ""  # with --precision auto: what it chose and why
     timeline: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds from the process start to each mark
 
@@ -60,6 +61,7 @@ class ExtractResult:
             f"this run    {self.processed} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s{steady})",
             f"resumed     {self.resumed_shards} shards already committed",
             *([f"changes     {self.changes}"] if self.changes else []),
+            *([f"repaired    {len(self.repaired)} damaged files deleted, their images extracted again"] if self.repaired else []),
             *([f"precision   {self.precision}"] if self.precision else []),
             f"actors      {len(self.embedders)} ({cluster.devices(self.embedders)})" if self.embedders
             else "actors      none (nothing to extract)",
@@ -90,6 +92,7 @@ class Run:
     changes: index.Changes | None
     weights: convbase.Weights
     metadata: dict
+    repaired: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,8 @@ def run(config: ExtractConfig) -> ExtractResult:
         marks.update(progress.marks, committed=time.time())
         summary = ExtractResult(
             out=config.out,
-            images=_count(out, layout.FEATURES_DIR),
-            errors=_count(out, layout.ERRORS_DIR),
+            images=features.count(out, layout.FEATURES_DIR),
+            errors=features.count(out, layout.ERRORS_DIR),
             processed=progress.processed,
             resumed_shards=len(plan.shards) - len(plan.pending),
             embedders=progress.embedders,
@@ -140,6 +143,7 @@ def run(config: ExtractConfig) -> ExtractResult:
             steady_images_per_second=progress.steady_images_per_second,
             startup_seconds=startup,
             changes=str(plan.changes) if plan.changes else "",
+            repaired=plan.repaired,
             precision=precision,
             timeline=_since_process_start(marks, progress.embedders),
         )
@@ -211,11 +215,13 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
     if earlier and earlier.committing:  # a run killed while committing: finish its commit first
         generation.carry_out(out, earlier.committing)
         number = earlier.committing["generation"]
+    repaired = _repair(out) if config.repair else ()
     indexed = index.read(out)
     if indexed is None:
         plan = _first_run(config, out, image_set, weights, feature_meta)
     else:
         plan = _incremental_run(config, out, image_set, weights, feature_meta, indexed, number + 1)
+    plan = dataclasses.replace(plan, repaired=repaired)
     record = Manifest(
         compat=compat,
         features=feature_meta,
@@ -228,6 +234,19 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
     )
     manifest.write(out, record)
     return plan, record
+
+
+def _repair(out: Location) -> tuple[str, ...]:
+    """Delete the committed files that cannot be read whole, and drop their images from the index:
+    this run extracts them again (a first run: their shards are pending again)."""
+    found = tuple(file for kind in layout.KINDS for split, name in sorted(features.committed(out, kind))
+                  if features.damaged(out, file := layout.shard_file(kind, split, name)))
+    for file in found:
+        out.join(file).delete()
+    indexed = index.read(out)
+    if found and indexed is not None:
+        index.write(out, {path: entry for path, entry in indexed.items() if entry.file not in found})
+    return found
 
 
 def _first_run(config: ExtractConfig, out: Location, image_set: ImageSet, weights: convbase.Weights,
@@ -309,10 +328,6 @@ def _writers(out: Location, done: set[tuple[str, str]], known: dict[str, str]) -
     run committed without recording them (or a commit rewrote), the node their footer names."""
     return {f"{split}/{name}": known.get(f"{split}/{name}") or features.written_by(out, split, name)
             for split, name in sorted(done)}
-
-
-def _count(out: Location, kind: str) -> int:
-    return features.dataset(out, kind).count_rows() if features.committed(out, kind) else 0
 
 
 def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: cluster.Resources) -> Progress:

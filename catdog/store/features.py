@@ -3,6 +3,7 @@ writing shards, reading them back. OUT's file names are `catdog.store.layout`'s.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Iterator
@@ -18,7 +19,7 @@ from catdog import storage
 from catdog.errors import CatdogError
 from catdog.storage import Location
 from catdog.store.files import commit
-from catdog.store.layout import ERRORS_DIR, FEATURES_DIR, shard_file
+from catdog.store.layout import ERRORS_DIR, FEATURES_DIR, INDEX, shard_file
 
 NO_LABEL = -1  # scikit-learn's "unlabeled"; Parquet stores it as null
 METADATA_KEY = b"catdog"
@@ -94,11 +95,45 @@ def committed(out: str | Location, kind: str = FEATURES_DIR) -> set[tuple[str, s
 
 
 def dataset(out: str | Location, kind: str = FEATURES_DIR) -> pads.Dataset:
-    root = storage.resolve(out).join(kind)
+    """The committed files of one kind as a pyarrow dataset: those OUT's index names (so a commit
+    under way is never half seen: docs/output-format.md), or without an index (a first run, features
+    written by another tool) those in the folder."""
+    out = storage.resolve(out)
+    root = out.join(kind)
     if not root.exists():
         raise CatdogError(f"no {kind} under {out}: run `catdog extract` first")
     partitioning = pads.partitioning(pa.schema([("split", pa.string())]), flavor="hive")
-    return pads.dataset(root.path, filesystem=root.fs, format="parquet", partitioning=partitioning)
+    files = indexed_files(out, kind)
+    if not files:
+        return pads.dataset(root.path, filesystem=root.fs, format="parquet", partitioning=partitioning)
+    return pads.dataset([storage.join(out.path, f) for f in files], filesystem=out.fs, format="parquet",
+                        partitioning=partitioning, partition_base_dir=root.path)
+
+
+def indexed_files(out: Location, kind: str) -> list[str]:
+    """The files of one kind (relative to OUT) that OUT's index names, sorted; none without an index."""
+    index = out.join(INDEX)
+    if not index.exists():
+        return []
+    named = pc.unique(pq.read_table(index.path, filesystem=out.fs, columns=["file"]).column("file")).to_pylist()
+    return sorted(f for f in named if f.startswith(f"{kind}/"))
+
+
+def reading(fn):
+    """A reader of OUT: a file a commit replaced after the index was read is read again from the new
+    index (once); a damaged file is one line naming it."""
+    @functools.wraps(fn)
+    def read(out, *args, **kwargs):
+        for attempt in (1, 2):
+            try:
+                return fn(out, *args, **kwargs)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+            except (OSError, pa.ArrowException) as exc:
+                raise CatdogError(f"cannot read {out}: {' '.join(str(exc).split())[:400]}; a damaged file is "
+                                  f"extracted again by `catdog extract ROOT --out {out} --repair`") from None
+    return read
 
 
 @dataclass(frozen=True)
@@ -119,6 +154,7 @@ class Features:
         return len(self.y)
 
 
+@reading
 def load(out: str | Location, split: str | None = None) -> Features:
     """Read features back into numpy without a per-row Python loop: `X, y, paths = load(OUT, "train")`."""
     out = storage.resolve(out)
@@ -133,6 +169,7 @@ def load(out: str | Location, split: str | None = None) -> Features:
                     table.column("split").to_numpy(zero_copy_only=False), tuple(meta.get("classes") or ()), meta)
 
 
+@reading
 def read_errors(out: str | Location) -> list[tuple[str, str, str]]:
     """(path, error, message) of every image that could not be read, in path order."""
     if not committed(out, ERRORS_DIR):
@@ -151,6 +188,7 @@ def read_labels(out: str | Location, split: str) -> np.ndarray:
     return _column(out, split, "label").fill_null(NO_LABEL).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+@reading
 def _column(out: str | Location, split: str, name: str) -> pa.ChunkedArray:
     return dataset(out).to_table(columns=[name], filter=pads.field("split") == split).column(name)
 
@@ -174,7 +212,7 @@ def stream(out: str | Location, split: str, chunk_rows: int, seed: int | None = 
     sorted paths, so unshuffled chunks would hold one class at a time. `rows`, a boolean mask over
     the split's rows in `load`'s order, keeps only some of them, whatever order the files are read in.
     """
-    files = [f for f in dataset(out).get_fragments(filter=pads.field("split") == split)]
+    files = _fragments(out, split)
     starts = np.cumsum([0] + [f.count_rows() for f in files]) if rows is not None else None
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(files)) if seed is not None else range(len(files))
@@ -199,6 +237,17 @@ def stream(out: str | Location, split: str, chunk_rows: int, seed: int | None = 
         yield _shuffled(X, y, rng, seed)
 
 
+@reading
+def _fragments(out: str | Location, split: str) -> list:
+    return list(dataset(out).get_fragments(filter=pads.field("split") == split))
+
+
+@reading
+def count(out: str | Location, kind: str = FEATURES_DIR) -> int:
+    """Rows of one kind in OUT (0 when it has none)."""
+    return dataset(out, kind).count_rows() if committed(out, kind) else 0
+
+
 def _shuffled(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, seed: int | None):
     if seed is None:
         return X, y
@@ -206,6 +255,7 @@ def _shuffled(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, seed: int 
     return X[order], y[order]
 
 
+@reading
 def count_rows(out: str | Location, split: str) -> int:
     return dataset(out).count_rows(filter=pads.field("split") == split)
 
@@ -220,12 +270,10 @@ def read_file(out: Location, file: str, columns: list[str] | None = None) -> pa.
         return pq.ParquetFile(f).read(columns=columns)
 
 
-def rewrite_without(out: Location, file: str, drop: set[str], dest: str) -> None:
-    """Write `file`'s rows except those of the paths in `drop` to `dest`, then delete `file`.
-
-    Files are never edited in place: readers see the old file or the new one, each whole. Done
-    again after a kill, it does the same (or nothing, once `file` is gone).
-    """
+def write_without(out: Location, file: str, drop: set[str], dest: str) -> None:
+    """Write `file`'s rows except those of the paths in `drop` to `dest` (the caller deletes `file`
+    once no index names it). Files are never edited in place. Done again after a kill, it does the
+    same (or nothing, once `file` is gone)."""
     source = out.join(file)
     if not source.exists():
         return
@@ -235,7 +283,15 @@ def rewrite_without(out: Location, file: str, drop: set[str], dest: str) -> None
         options = {"use_dictionary": ["label_name"]} if "label_name" in kept.column_names else {}
         commit(out, storage.join(out.path, dest), lambda path: pq.write_table(
             kept, path, filesystem=out.fs, compression=COMPRESSION, **options))
-    source.delete()
+
+
+def damaged(out: Location, file: str) -> bool:
+    """A committed file (relative to OUT) that cannot be read whole."""
+    try:
+        read_file(out, file)
+    except (OSError, pa.ArrowException):
+        return True
+    return False
 
 
 def written_by(out: str | Location, split: str, name: str) -> str:

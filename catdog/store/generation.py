@@ -41,14 +41,18 @@ def next_index(previous: Index, record: dict, added: Index) -> Index:
 
 
 def carry_out(out: Location, record: dict) -> None:
-    """Move the staged files and the new index in, rewrite the files holding superseded rows; idempotent."""
+    """Write the rewritten files, move the staged files in, then the new index (the switch for
+    readers, who read the files an index names), and only then delete the files it no longer names.
+    Idempotent: each step is skipped or done again alike."""
     stage = out.join(layout.staging(record["generation"]))
+    for file, paths in record["rewrite"].items():
+        features.write_without(out, file, set(paths), rewritten(file, record["generation"]))
     for file in record["add"] + [layout.INDEX]:
         source = stage.join(file)
         if source.exists():
             if out.is_local:
                 out.fs.create_dir(out.join(file).path.rsplit("/", 1)[0], recursive=True)
             out.fs.move(source.path, out.join(file).path)
-    for file, paths in record["rewrite"].items():
-        features.rewrite_without(out, file, set(paths), rewritten(file, record["generation"]))
+    for file in record["rewrite"]:
+        out.join(file).delete()
     out.join(layout.STAGING).delete()  # this generation's folder and any a killed run over another listing left

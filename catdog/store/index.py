@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catdog import storage
+from catdog.errors import CatdogError
 from catdog.storage import Location
 from catdog.store.files import commit
 from catdog.store.layout import INDEX
@@ -63,7 +64,11 @@ def read(out: Location) -> Index | None:
     file = out.join(INDEX)
     if not file.exists():
         return None
-    table = pq.read_table(file.path, filesystem=out.fs, schema=SCHEMA)
+    try:
+        table = pq.read_table(file.path, filesystem=out.fs, schema=SCHEMA)
+    except (pa.ArrowException, OSError) as exc:
+        raise CatdogError(f"{file} is damaged ({' '.join(str(exc).split())[:200]}): extract again with --overwrite, "
+                          "or into another --out") from None
     columns = [table.column(n).to_pylist() for n in SCHEMA.names]
     return {path: Entry(size, mtime, sha1, where) for path, size, mtime, sha1, where in zip(*columns)}
 

@@ -2,7 +2,6 @@
 once. A cluster of its own (the node is killed for real) and a driver in a process of its own."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

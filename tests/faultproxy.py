@@ -5,7 +5,8 @@ delay (a real store's latency). Faults:
   if given) is answered `500 InternalError`, as SeaweedFS answers when it has no volume left;
 - `slow_down`: that fraction of requests (chosen by a seeded draw) is answered `503 SlowDown`, a
   store's throttling;
-- `reset`: that fraction of requests gets no answer: the connection is reset.
+- `reset`: that fraction of requests gets no answer: the connection is reset;
+- `stall`: that fraction of requests is held without an answer for as long as the client waits.
 A faulted request's connection is closed."""
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
 
 class Proxy:
     def __init__(self, upstream: str, delay_s: float = 0.0, refuse_writes: bool = False, pattern: bytes = b"",
-                 slow_down: float = 0.0, reset: float = 0.0, seed: int = 0) -> None:
+                 slow_down: float = 0.0, reset: float = 0.0, stall: float = 0.0, seed: int = 0) -> None:
         """`upstream` is the server's endpoint (http://HOST:PORT)."""
-        self.slow_down, self.reset, self.random = slow_down, reset, random.Random(seed)
+        self.slow_down, self.reset, self.stall, self.random = slow_down, reset, stall, random.Random(seed)
         self.faults = 0
         self.upstream_host, port = upstream.split("://", 1)[-1].rsplit(":", 1)
         self.upstream_port = int(port)
@@ -66,14 +67,16 @@ class Proxy:
                     self.refused += 1
                     client_w.write(REFUSAL % (len(BODY), BODY))
                     break
-                if requests and data.startswith(METHODS) and (self.slow_down or self.reset):
+                if requests and data.startswith(METHODS) and (self.slow_down or self.reset or self.stall):
                     draw = self.random.random()
-                    if draw < self.slow_down + self.reset:
+                    if draw < self.slow_down + self.reset + self.stall:
                         self.faults += 1
                         if draw < self.slow_down:
                             client_w.write(SLOW_DOWN % (len(SLOW_BODY), SLOW_BODY))
-                        else:
+                        elif draw < self.slow_down + self.reset:
                             client_w.transport.abort()  # a reset: no answer at all
+                        else:
+                            await client_r.read()  # a stall: nothing until the client gives up
                         break
                 if requests and b" HTTP/1.1\r\n" in data:
                     self.requests += data.count(b" HTTP/1.1\r\n")

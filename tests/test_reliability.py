@@ -260,7 +260,7 @@ def test_a_job_that_stops_moving_is_stopped_in_one_line_then_resumes(ray_local, 
         extract.run(config.replace(gpus_per_actor=1))
     assert time.monotonic() - started < 60
     assert not (tmp_path / "out" / layout.LOCK).exists()
-    done = extract.run(config)
+    done = extract.run(config.replace(stall_timeout=None))
     paths = features.load(config.out).paths
     assert done.images == len(paths) == len(set(paths)) == len(list(root.rglob("*.jpg")))
 

@@ -45,7 +45,7 @@ class ExtractResult:
     steady_images_per_second: float  # from the second shard out: model loaded, pipeline full
     startup_seconds: float  # Ray start/connect and weights before the pipeline
     changes: str = ""  # an incremental run: what changed in ROOT since the last one
-    repaired: tuple[str, ...] = ()  # with repair: the damaged files deleted (their images were extracted again)
+    repaired: tuple[str, ...] = ()  # with repair: the damaged or missing files (their images were extracted again)
     precision: str = ""  # with --precision auto: what it chose and why
     timeline: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds from the process start to each mark
 
@@ -61,7 +61,7 @@ class ExtractResult:
             f"this run    {self.processed} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s{steady})",
             f"resumed     {self.resumed_shards} shards already committed",
             *([f"changes     {self.changes}"] if self.changes else []),
-            *([f"repaired    {len(self.repaired)} damaged files deleted, their images extracted again"] if self.repaired else []),
+            *([f"repaired    {len(self.repaired)} damaged or missing files, their images extracted again"] if self.repaired else []),
             *([f"precision   {self.precision}"] if self.precision else []),
             f"actors      {len(self.embedders)} ({cluster.devices(self.embedders)})" if self.embedders
             else "actors      none (nothing to extract)",
@@ -237,15 +237,19 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
 
 
 def _repair(out: Location) -> tuple[str, ...]:
-    """Delete the committed files that cannot be read whole, and drop their images from the index:
-    this run extracts them again (a first run: their shards are pending again)."""
-    found = tuple(file for kind in layout.KINDS for split, name in sorted(features.committed(out, kind))
-                  if features.damaged(out, file := layout.shard_file(kind, split, name)))
+    """Delete the committed files that cannot be read whole, and drop their images (and those of
+    files the index names that are gone) from the index: this run extracts them again (a first run:
+    their shards are pending again)."""
+    present = {layout.shard_file(kind, split, name) for kind in layout.KINDS for split, name in features.committed(out, kind)}
+    found = tuple(file for file in sorted(present) if features.damaged(out, file))
     for file in found:
         out.join(file).delete()
     indexed = index.read(out)
-    if found and indexed is not None:
-        index.write(out, {path: entry for path, entry in indexed.items() if entry.file not in found})
+    if indexed is not None:
+        kept = {path: entry for path, entry in indexed.items() if entry.file in present and entry.file not in found}
+        found += tuple(sorted({e.file for e in indexed.values() if e.file not in present}))
+        if len(kept) < len(indexed):
+            index.write(out, kept)
     return found
 
 

@@ -9,10 +9,11 @@ Top to bottom (the rows passed between the stages are defined below):
      clusters; tasks of half a CPU         base each)                 one per Embedder)
      beside GPU actors)
 
-A shard is one call of an embedding actor and one of its writer; Ray's ActorPool hands the shards
-out, a few in flight per actor, so the next shards decode while the model embeds one (side by side
-in the actor on CPU-only clusters, in tasks on the CPUs GPU actors leave). Ray restarts a dead actor
-and retries its calls, and retries a decode task whose worker died.
+A shard is one call of an embedding actor and one of its writer, a few in flight per actor, so the
+next shards decode while the model embeds one (side by side in the actor on CPU-only clusters, in
+tasks on the CPUs GPU actors leave). Ray retries a decode task whose worker died and restarts a
+dead writer or decoder; a dead embedding actor is replaced here, and the shards lost with any of
+them go to the live actors (`extract_shards`).
 """
 
 from __future__ import annotations
@@ -287,8 +288,9 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
             except ray.exceptions.RayError as exc:
                 if not _lost(exc):
                     raise _refused(exc, writer) from None
-                tries[shard.name] = tries.get(shard.name, 0) + 1
-                if tries[shard.name] >= MAX_SHARD_TRIES:
+                key = (shard.split, shard.name)
+                tries[key] = tries.get(key, 0) + 1
+                if tries[key] >= MAX_SHARD_TRIES:
                     raise CatdogError(f"shard {shard.split}/{shard.name} was lost with its actor {MAX_SHARD_TRIES} "
                                       f"times; last: {_first_line(exc)}") from None
                 queue.append(shard)

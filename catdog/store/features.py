@@ -127,9 +127,10 @@ def reading(fn):
         for attempt in (1, 2):
             try:
                 return fn(out, *args, **kwargs)
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 if attempt == 2:
-                    raise
+                    raise CatdogError(f"cannot read {out}: a file its index names is missing ({exc}); its images are "
+                                      f"extracted again by `catdog extract ROOT --out {out} --repair`") from None
             except (OSError, pa.ArrowException) as exc:
                 raise CatdogError(f"cannot read {out}: {' '.join(str(exc).split())[:400]}; a damaged file is "
                                   f"extracted again by `catdog extract ROOT --out {out} --repair`") from None
@@ -301,6 +302,7 @@ def written_by(out: str | Location, split: str, name: str) -> str:
     return (schema.metadata or {}).get(WRITTEN_BY_KEY, b"").decode()
 
 
+@reading
 def read_metadata(out: str | Location) -> dict:
     """The feature metadata (model, weights, input size, preprocessing, dtype, ...) of a dataset."""
     data = dataset(out)

@@ -66,11 +66,24 @@ class Location:
             return _s3_location, (self.fs.__reduce__()[1][0], self.path, self.name)
         return Location, (self.fs, self.path, self.name)
 
+    def kind(self) -> pafs.FileType:
+        """What is here: File, Directory, NotFound, or Unknown (a FIFO, a device). A local name that
+        is not UTF-8 (a `display_path`) is looked up by its bytes, which pyarrow cannot take."""
+        if not self.is_local:
+            return self.fs.get_file_info(self.path).type
+        try:
+            mode = os.stat(os_path(self.path)).st_mode
+        except FileNotFoundError:
+            return pafs.FileType.NotFound
+        if stat.S_ISDIR(mode):
+            return pafs.FileType.Directory
+        return pafs.FileType.File if stat.S_ISREG(mode) else pafs.FileType.Unknown
+
     def exists(self) -> bool:
-        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
+        return self.kind() != pafs.FileType.NotFound
 
     def is_dir(self) -> bool:
-        return self.fs.get_file_info(self.path).type == pafs.FileType.Directory
+        return self.kind() == pafs.FileType.Directory
 
     def read_bytes(self) -> bytes:
         with self.fs.open_input_stream(self.path) as stream:
@@ -103,16 +116,6 @@ def resolve(location: "str | Location") -> Location:
     path = display_path(os.path.abspath(os.path.expanduser(location)).replace(os.sep, "/"))
     return Location(pafs.LocalFileSystem(), path, display_path(location))
 
-
-def file_type(location: Location) -> pafs.FileType:
-    """What is at a location: File, Directory, NotFound, or Unknown (a FIFO, a device)."""
-    if not location.is_local:
-        return location.fs.get_file_info(location.path).type
-    try:
-        mode = os.stat(os_path(location.path)).st_mode
-    except FileNotFoundError:
-        return pafs.FileType.NotFound
-    return pafs.FileType.Directory if stat.S_ISDIR(mode) else pafs.FileType.File if stat.S_ISREG(mode) else pafs.FileType.Unknown
 
 
 def s3_filesystem(options: dict) -> pafs.FileSystem:

@@ -1,6 +1,7 @@
 import collections
 import functools
 import os
+import time
 
 import numpy as np
 import psutil
@@ -10,6 +11,7 @@ from PIL import Image
 from catdog import storage, synthetic
 from catdog.config import EmbedConfig, ExtractConfig
 from catdog.extraction import convbase, imagefolder, images
+from catdog.store import features
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -111,6 +113,15 @@ def assert_rows_match(paths, X, expected: dict[str, np.ndarray]) -> None:
     assert sorted(paths) == sorted(expected)
     for path, x in zip(paths, X):
         np.testing.assert_allclose(x, expected[path], rtol=1e-5, atol=1e-6, err_msg=path)
+
+
+def wait_for_shards(out, count: int, job, timeout: float) -> int:
+    """Wait until the job (a subprocess) has committed `count` shards to OUT, ended, or run out of
+    time; returns how many it has committed."""
+    deadline = time.time() + timeout
+    while len(features.committed(str(out))) < count and time.time() < deadline and job.poll() is None:
+        time.sleep(0.1)
+    return len(features.committed(str(out)))
 
 
 def embedder_pids(ancestor: int) -> list[int]:

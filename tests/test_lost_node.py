@@ -5,13 +5,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from catdog import synthetic
 from catdog.store import features
+from tests.conftest import wait_for_shards
 from tests.test_job_submit import two_nodes
 
 pytestmark = pytest.mark.slow
@@ -52,9 +52,7 @@ def test_a_lost_worker_node_is_survived_and_every_image_is_written_once(tmp_path
         job = subprocess.Popen([sys.executable, "-c", DRIVER, str(root), str(out)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env)
         try:
-            deadline = time.time() + 240
-            while len(features.committed(str(out))) < 5 and time.time() < deadline and job.poll() is None:
-                time.sleep(0.2)
+            wait_for_shards(out, 5, job, timeout=240)
             assert job.poll() is None, job.communicate()[1][-3000:]
             assert _kill_node(temps[1]) > 0
             killed_at = len(features.committed(str(out)))

@@ -16,7 +16,7 @@ from catdog.errors import CatdogError
 from catdog.config import DecodeConfig, ExtractConfig
 from catdog.extraction import extract, images
 from catdog.store import features, files, layout, manifest
-from tests.conftest import embedder_pids, random_pixels
+from tests.conftest import embedder_pids, random_pixels, wait_for_shards
 
 ROOT_USER = os.geteuid() == 0
 
@@ -131,9 +131,7 @@ def test_actor_killed_mid_run_is_restarted_exactly_once(tmp_path):
     job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, str(root), str(out)], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.time() + 180
-        while len(features.committed(str(out))) < 3 and time.time() < deadline and job.poll() is None:
-            time.sleep(0.1)
+        wait_for_shards(out, 3, job, timeout=180)
         embedders = embedder_pids(job.pid)
         assert len(embedders) == 1, "one live embedding actor to kill"
         os.kill(embedders[0], signal.SIGKILL)

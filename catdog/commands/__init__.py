@@ -44,16 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminal.info_lines_dropped(enabled=not args.verbose), terminal.stopped_by_signals():
             return args.run(args)
-    except CatdogError as exc:
-        print(f"catdog: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        # A disk or store refusing what a command writes or reads outside catdog's own checks (a full
-        # disk under a model folder, a folder without permission): the system's one-line reason.
-        if args.verbose:
+    except (CatdogError, OSError) as exc:
+        # An OSError: a disk or store refusing what a command writes or reads outside catdog's own
+        # checks (a full disk under a model folder, a folder without permission), in the system's words.
+        if args.verbose and not isinstance(exc, CatdogError):
             raise
         print(f"catdog: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, CatdogError) else 1
     except (KeyboardInterrupt, terminal.Terminated) as exc:
         how = "terminated" if isinstance(exc, terminal.Terminated) else "interrupted"
         print(f"catdog: {how}; committed shards are kept, re-run the same command to resume", file=sys.stderr)

@@ -215,8 +215,8 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
     if earlier and earlier.committing:  # a run killed while committing: finish its commit first
         generation.carry_out(out, earlier.committing)
         number = earlier.committing["generation"]
-    repaired = _repair(out) if config.repair else ()
     indexed = index.read(out)
+    repaired, indexed = _repair(out, indexed) if config.repair else ((), indexed)
     if indexed is None:
         plan = _first_run(config, out, image_set, weights, feature_meta)
     else:
@@ -236,21 +236,21 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
     return plan, record
 
 
-def _repair(out: Location) -> tuple[str, ...]:
+def _repair(out: Location, indexed: index.Index | None) -> tuple[tuple[str, ...], index.Index | None]:
     """Delete the committed files that cannot be read whole, and drop their images (and those of
     files the index names that are gone) from the index: this run extracts them again (a first run:
-    their shards are pending again)."""
+    their shards are pending again). Returns those files and the index as it now is."""
     present = {layout.shard_file(kind, split, name) for kind in layout.KINDS for split, name in features.committed(out, kind)}
     found = tuple(file for file in sorted(present) if features.damaged(out, file))
     for file in found:
         out.join(file).delete()
-    indexed = index.read(out)
-    if indexed is not None:
-        kept = {path: entry for path, entry in indexed.items() if entry.file in present and entry.file not in found}
-        found += tuple(sorted({e.file for e in indexed.values() if e.file not in present}))
-        if len(kept) < len(indexed):
-            index.write(out, kept)
-    return found
+    if indexed is None:
+        return found, None
+    kept = {path: entry for path, entry in indexed.items() if entry.file in present and entry.file not in found}
+    found += tuple(sorted({e.file for e in indexed.values() if e.file not in present}))
+    if len(kept) < len(indexed):
+        index.write(out, kept)
+    return found, kept
 
 
 def _first_run(config: ExtractConfig, out: Location, image_set: ImageSet, weights: convbase.Weights,

@@ -75,10 +75,10 @@ class Shard:
 
 def scan(root: str | Location) -> ImageSet:
     root = storage.resolve(root)
-    info = root.fs.get_file_info(root.path)
-    if info.type == pafs.FileType.NotFound:
+    kind = root.kind()
+    if kind == pafs.FileType.NotFound:
         raise CatdogError(f"input folder not found: {root}")
-    if info.type != pafs.FileType.Directory:
+    if kind != pafs.FileType.Directory:
         raise CatdogError(f"input is not a folder: {root}")
     listed = dict(_list_images(root.fs, root.path))
     files = sorted(listed)
@@ -93,7 +93,7 @@ def inputs(names: list[str]) -> tuple[list[Location], list[Location]]:
     """Image files and folders named on a command line, each checked to exist and to be a file or a
     folder (a FIFO or a device would block the read forever): (files, folders)."""
     located = [storage.resolve(n) for n in names]
-    kinds = [storage.file_type(loc) for loc in located]
+    kinds = [loc.kind() for loc in located]
     missing = [str(loc) for loc, kind in zip(located, kinds) if kind == pafs.FileType.NotFound]
     if missing:
         raise CatdogError(f"not found: {', '.join(missing)}")

@@ -89,10 +89,9 @@ class Model:
     def _predict_files(self, files: list[Location]) -> list[Prediction]:
         decoded = decode_files(files, self.folder.decode_config)
         P = self._scores(decoded.pixels) if decoded.ok else None
-        results = _label([files[i] for i in decoded.ok], P, self.folder.classes)
-        results += [_unreadable(_name(files[e.index]), e.error, e.message) for e in decoded.errors]
-        order = {_name(f): i for i, f in enumerate(files)}
-        return sorted(results, key=lambda p: order[p.path])
+        answered = dict(zip(decoded.ok, _label([files[i] for i in decoded.ok], P, self.folder.classes)))
+        answered.update((e.index, _unreadable(_name(files[e.index]), e.error, e.message)) for e in decoded.errors)
+        return [answered[i] for i in range(len(files))]
 
     def _features(self, pixels: np.ndarray) -> np.ndarray:
         config = self._config()

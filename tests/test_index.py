@@ -1,11 +1,13 @@
 """The index: written and read back, and ROOT's listing compared against it path by path."""
 
+import threading
+
 import pytest
 
 from catdog import storage
 from catdog.errors import CatdogError
 from catdog.extraction import imagefolder
-from catdog.store import index
+from catdog.store import features, index
 from catdog.store.index import Entry
 from tests.conftest import random_pixels, save_image
 
@@ -70,3 +72,31 @@ def test_entries_for_every_shard_of_100k_paths():
     for start in range(0, n, 256):
         found.update(index.entries(image_set.stamp_of, f"f{start}", paths[start:start + 256], ["d"] * len(paths[start:start + 256])))
     assert len(found) == n and found[paths[4321]] == Entry(5321, 7 * 4321, "d", "f4096")
+
+
+def test_a_reader_sees_the_old_or_the_new_index_while_it_is_replaced(tmp_path):
+    """A commit replaces index.parquet by renaming a new one onto it: a reader in that moment reads
+    one whole index or the other (a reader that reads the footer, then opens the file again for the
+    pages, pairs one file's footer with the other's pages)."""
+    out = storage.resolve(str(tmp_path / "out"))
+    states = [{f"cats/{i}.png": Entry(i, i, f"s{i}", f"features/split=all/part-{k}.parquet") for i in range(n)}
+              for k, n in enumerate((300, 3000))]
+    index.write(out, states[0])
+    stop = threading.Event()
+
+    def commits():
+        k = 0
+        while not stop.is_set():
+            k = 1 - k
+            index.write(out, states[k])
+
+    writer = threading.Thread(target=commits)
+    writer.start()
+    try:
+        seen = [len(index.read(out)) for _ in range(400)]
+        files = {tuple(features.indexed_files(out, "features")) for _ in range(400)}
+    finally:
+        stop.set()
+        writer.join()
+    assert set(seen) <= {300, 3000} and len(set(seen)) == 2, "both states are read, nothing else"
+    assert files <= {("features/split=all/part-0.parquet",), ("features/split=all/part-1.parquet",)}

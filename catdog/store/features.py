@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from catdog import storage
 from catdog.errors import CatdogError
 from catdog.storage import Location
-from catdog.store.files import commit
+from catdog.store.files import commit, read_parquet
 from catdog.store.layout import ERRORS_DIR, FEATURES_DIR, INDEX, shard_file
 
 NO_LABEL = -1  # scikit-learn's "unlabeled"; Parquet stores it as null
@@ -115,7 +115,7 @@ def indexed_files(out: Location, kind: str) -> list[str]:
     index = out.join(INDEX)
     if not index.exists():
         return []
-    named = pc.unique(pq.read_table(index.path, filesystem=out.fs, columns=["file"]).column("file")).to_pylist()
+    named = pc.unique(read_parquet(index, columns=["file"]).column("file")).to_pylist()
     return sorted(f for f in named if f.startswith(f"{kind}/"))
 
 

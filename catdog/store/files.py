@@ -1,9 +1,12 @@
-"""Writing files under OUT so that readers see each one whole or not at all."""
+"""Files under OUT written so that readers see each one whole or not at all, and read so too."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from catdog.storage import Location, join
 from catdog.store.layout import TMP_DIR
@@ -34,3 +37,13 @@ def write_text(out: Location, name: str, text: str) -> None:
             stream.write(text.encode())
 
     commit(out, join(out.path, name), write)
+
+
+def read_parquet(location: Location, columns: list[str] | None = None, schema: pa.Schema | None = None) -> pa.Table:
+    """A Parquet file that is replaced by name (OUT's index), read in one request: a reader sees the old
+    file or the new one. pyarrow's own readers read the footer, then open the file again for the data,
+    which after a replacement pairs one file's footer with the other's pages."""
+    with location.fs.open_input_stream(location.path) as stream:
+        data = stream.read_buffer()
+    table = pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
+    return table if schema is None else table.cast(schema)

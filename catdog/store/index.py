@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from catdog import storage
 from catdog.errors import CatdogError
 from catdog.storage import Location
-from catdog.store.files import commit
+from catdog.store.files import commit, read_parquet
 from catdog.store.layout import INDEX
 
 Stamps = Mapping[str, tuple[int, int]]  # path -> (size in bytes, modification time in ns), in listing order
@@ -65,7 +65,7 @@ def read(out: Location) -> Index | None:
     if not file.exists():
         return None
     try:
-        table = pq.read_table(file.path, filesystem=out.fs, schema=SCHEMA)
+        table = read_parquet(file, schema=SCHEMA)
     except (pa.ArrowException, OSError) as exc:
         raise CatdogError(f"{file} is damaged ({' '.join(str(exc).split())[:200]}): extract again with --overwrite, "
                           "or into another --out") from None

@@ -199,3 +199,22 @@ def devices(embedders: tuple[dict, ...]) -> str:
 def on_node(node: str | None) -> dict:
     """Ray options that keep a task or actor on one node, or none."""
     return {} if node is None else {"label_selector": {NODE_ID_LABEL: node}}
+
+
+def cause(exc: BaseException, kind: type | tuple[type, ...]) -> BaseException | None:
+    """The first exception of `kind` in what Ray raised: the error itself, what a task or actor raised
+    (`.cause`), what Ray Train's workers or controller raised, or an exception it chains."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        inner = getattr(e, "cause", None)
+        if isinstance(inner, BaseException):  # a RayTaskError, itself an instance of its cause's class: the cause
+            todo.insert(0, inner)
+            continue
+        if isinstance(e, kind):
+            return e
+        todo += [getattr(e, "controller_failure", None), e.__cause__, *(getattr(e, "worker_failures", None) or {}).values()]
+    return None

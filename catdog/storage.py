@@ -15,6 +15,7 @@ import re
 import shutil
 import stat
 import tempfile
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -88,6 +89,25 @@ class Location:
     def read_bytes(self) -> bytes:
         with self.fs.open_input_stream(self.path) as stream:
             return stream.read()
+
+    def write_bytes(self, data: bytes) -> None:
+        """This file, whole or not at all (a local file is written beside it and renamed onto it; an
+        object store's PUT is whole); a refusal is one line naming the file."""
+        try:
+            if not self.is_object_store:
+                tmp = f"{self.path}.{uuid.uuid4().hex[:8]}.tmp"
+                try:
+                    with self.fs.open_output_stream(tmp) as stream:
+                        stream.write(data)
+                    self.fs.move(tmp, self.path)
+                finally:
+                    if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                        self.fs.delete_file(tmp)
+                return
+            with self.fs.open_output_stream(self.path) as stream:
+                stream.write(data)
+        except OSError as exc:
+            raise CatdogError(f"cannot write {self}: {store_error(exc)}") from None
 
     def delete(self) -> None:
         """Remove a folder (recursively) or a file, if there."""
@@ -215,10 +235,26 @@ def upload(local: str, folder: Location, last: str | None = None) -> None:
     for name in sorted(names, key=lambda n: n == last):
         dest = folder.join(name.replace(os.sep, "/"))
         try:
+            if folder.is_local:
+                os.makedirs(os.path.dirname(dest.path), exist_ok=True)
             with open(os.path.join(local, name), "rb") as source, folder.fs.open_output_stream(dest.path) as stream:
                 shutil.copyfileobj(source, stream, 1 << 20)
         except OSError as exc:
             raise CatdogError(f"cannot write {dest}: {store_error(exc)}; {folder} is incomplete") from None
+
+
+def check_writable(folder: Location) -> None:
+    """Write and delete a small file in `folder`: a store or disk that refuses is one line before a
+    job starts, rather than an error deep inside the job's framework."""
+    probe = folder.join(".catdog-write-check")
+    try:
+        if folder.is_local:
+            os.makedirs(folder.path, exist_ok=True)
+        with folder.fs.open_output_stream(probe.path) as stream:
+            stream.write(b"catdog")
+        probe.fs.delete_file(probe.path)
+    except OSError as exc:
+        raise CatdogError(f"cannot write to {folder}: {store_error(exc)}") from None
 
 
 @contextmanager

@@ -99,3 +99,41 @@ def test_every_image_gets_a_row_and_the_unreadable_ones_their_error(trained, tmp
         model.predict_proba([str(folder / "bad.jpg")])
     with pytest.raises(CatdogError, match="not found: .*nowhere.jpg"):
         model.predictions([str(tmp_path / "nowhere.jpg")])
+
+
+def test_predict_on_a_faulty_store(trained, s3, monkeypatch, capsys):
+    """The model folder and the images on a store answering 5 % of requests 503 SlowDown and resetting
+    3 %: the same predictions as from disk, the CSV written to the store. A store that refuses the CSV:
+    one line, no success line, no CSV. A store that resets every request: one line, nothing written."""
+    from catdog import commands
+    from tests.faultproxy import Proxy
+
+    config, model_dir = trained
+    images, model = s3.upload(config.root, f"{s3.prefix}/images"), s3.upload(model_dir, f"{s3.prefix}/model")
+    names = sorted(f"{c}/{n}" for c in ("cats", "dogs") for n in os.listdir(os.path.join(config.root, "test", c)))
+    expected = predict.load_model(model_dir).predict_proba([os.path.join(config.root, "test", n) for n in names])
+    argv = ["predict", model, *[f"{images}/test/{n}" for n in names]]
+    with Proxy(s3.endpoint, slow_down=0.05, reset=0.03, seed=3) as flaky:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", flaky.endpoint)
+        assert commands.main([*argv, "--out", f"s3://{s3.prefix}/p.csv"]) == 0
+        assert capsys.readouterr().out == f"{len(names)} predictions written to s3://{s3.prefix}/p.csv\n"
+    with Proxy(s3.endpoint, refuse_writes=True) as refusing:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", refusing.endpoint)
+        refused = commands.main([*argv, "--out", f"s3://{s3.prefix}/q.csv"])
+        refused_output = capsys.readouterr()
+    with Proxy(s3.endpoint, reset=1.0) as silent:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", silent.endpoint)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+        unanswered = commands.main([*argv, "--out", f"s3://{s3.prefix}/r.csv"])
+        silent_output = capsys.readouterr()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    assert flaky.faults >= 1 and refusing.refused >= 1 and silent.faults >= 2
+    rows = s3.filesystem().open_input_stream(f"{s3.prefix}/p.csv").read().decode().splitlines()
+    assert len(rows) == 1 + len(names) and all(r.endswith(",") for r in rows[1:])  # no error column filled
+    got = np.array([[float(v) for v in r.split(",")[3:-1]] for r in rows[1:]])
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    assert refused == 2 and refused_output.err.startswith(f"catdog: error: cannot write s3://{s3.prefix}/q.csv: AWS Error")
+    assert refused_output.err.count("\n") == 1 and "predictions written" not in refused_output.out
+    assert unanswered != 0 and silent_output.err.startswith("catdog: error: ") and silent_output.err.count("\n") == 1
+    assert "predictions written" not in silent_output.out
+    assert sorted(k for k in s3.keys(s3.prefix) if k.endswith(".csv")) == ["p.csv"]

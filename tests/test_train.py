@@ -132,3 +132,37 @@ def test_on_a_bucket_checkpoints_resume_the_base_stays_frozen_and_predict_reads_
     expected = keras_probabilities(str(local_copy), dogs).reshape(-1)
     np.testing.assert_allclose([p.probabilities["dogs"] for p in predictions], expected, rtol=1e-5, atol=1e-6)
     assert [p.label for p in predictions] == ["dogs" if q >= 0.5 else "cats" for q in expected]
+
+
+def test_store_faults_are_one_line_and_the_run_after_them_completes(s3, ray_local, tmp_path, capsys):
+    """A store refusing every write: one line before Ray Train starts. Refusing the model files only (a
+    checkpoint's upload, which Ray Train's own copy would report as done): one line, no checkpoint,
+    no model folder. Then through 5 % 503 SlowDown and 3 % resets: the run completes, whole."""
+    from catdog import commands
+    from catdog.errors import CatdogError
+    from tests.faultproxy import Proxy
+
+    photos = tmp_path / "photos"
+    synthetic.make_demo_folder(str(photos), per_class=8, size=40)
+    root, out = s3.upload(photos, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/run"
+    with Proxy(s3.endpoint, refuse_writes=True) as everything:
+        via = f"{out}?endpoint_override=127.0.0.1:{everything.port}&scheme=http"
+        code = commands.main(["train-e2e", root, "--out", via, "--weights", "none", "--image-size", "32"])
+    captured = capsys.readouterr()
+    assert code == 2 and everything.refused >= 1
+    assert captured.err.startswith(f"catdog: error: cannot write to {out}/train-e2e?endpoint_override=") and \
+        captured.err.count("\n") == 1 and "model (for catdog predict)" not in captured.out
+    with Proxy(s3.endpoint, refuse_writes=True, pattern=b"/model.keras") as checkpoints:
+        via = f"{out}?endpoint_override=127.0.0.1:{checkpoints.port}&scheme=http"
+        with pytest.raises(CatdogError, match=r"cannot write s3://.*/train-e2e/checkpoint_[^/]*/model.keras.*"
+                                              r"INTERNAL_FAILURE.*run the same command again to resume"):
+            fit_e2e.run(config_for(root, via, num_workers=1, max_failures=0))
+    assert checkpoints.refused >= 1
+    assert not [k for k in s3.keys(f"{s3.prefix}/run") if k.startswith("model/") or "/checkpoint_" in k]
+    with Proxy(s3.endpoint, slow_down=0.05, reset=0.03, seed=11) as flaky:
+        query = f"?endpoint_override=127.0.0.1:{flaky.port}&scheme=http"
+        done = fit_e2e.run(config_for(f"{root}{query}", f"{out}{query}", num_workers=1))
+    assert flaky.faults >= 1 and done.epochs == 1 and done.starts == [0]
+    keys = s3.keys(f"{s3.prefix}/run")
+    assert {"model/model.keras", "model/head.json"} <= set(keys)
+    assert [k for k in keys if k.startswith(f"{training.RUN_NAME}/checkpoint_") and k.endswith("/state.json")]

@@ -52,6 +52,7 @@ def run(config: TrainConfig) -> TrainResult:
     image_set = imagefolder.scan(root)
     rows = _training_rows(image_set, root)
     weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
+    storage.check_writable(out.join(training.RUN_NAME))
     with cluster.ray_session(config.address):
         placement = cluster.placement(root.is_local, out.is_local, config.shared_fs)
         if out.is_local and not config.shared_fs and placement.nodes > 1:

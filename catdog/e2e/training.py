@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog import cluster
+from catdog import cluster, storage
 from catdog.cluster import Placement
 from catdog.config import DecodeConfig, TrainConfig
+from catdog.errors import CatdogError
 from catdog.extraction import convbase, images
 from catdog.storage import Location
 
@@ -60,7 +61,7 @@ def train(config: TrainConfig, rows: dict[str, list[dict]], root: Location, out:
     trainer = DataParallelTrainer(
         train_worker,
         backend_config=multiworker.MultiWorkerConfig(),
-        train_loop_config={"config": asdict(config), "weights": ray.put(weights), "classes": classes},
+        train_loop_config={"config": asdict(config), "weights": ray.put(weights), "classes": classes, "out": out},
         scaling_config=ray.train.ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
         run_config=ray.train.RunConfig(
             name=RUN_NAME, storage_path=out.path, storage_filesystem=None if out.is_local else out.fs,
@@ -71,7 +72,29 @@ def train(config: TrainConfig, rows: dict[str, list[dict]], root: Location, out:
         ),
         datasets=datasets(rows, root, config.decode, placement),
     )
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    except Exception as exc:
+        refusal = cluster.cause(exc, (CatdogError, OSError))
+        if refusal is None:
+            raise
+        what = refusal if isinstance(refusal, (CatdogError, images.StoreError)) else \
+            f"cannot write to {out}: {storage.store_error(refusal)}"
+        raise CatdogError(f"{what}; the checkpoints written so far are kept: run the same command again to "
+                          "resume") from None
+
+
+def upload_checkpoint(out: Location, folder: str, name: str) -> ray.train.Checkpoint:
+    """A checkpoint to OUT/train-e2e/NAME, file by file with every write checked and the trainer's
+    state last (`catdog.storage.upload`): Ray Train's own upload (pyarrow's copy_files) reports
+    success when a store refuses a file."""
+    import ray.train
+
+    from catdog.e2e import model as e2e_model
+
+    dest = out.join(RUN_NAME, name)
+    storage.upload(folder, dest, last=e2e_model.STATE)
+    return ray.train.Checkpoint(dest.path, filesystem=dest.fs)
 
 
 def train_worker(loop_config: dict) -> None:
@@ -88,7 +111,7 @@ def train_worker(loop_config: dict) -> None:
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     checkpoint = ray.train.get_checkpoint()
     weights = ray.get(loop_config["weights"])
-    classes = loop_config["classes"]
+    classes, out = loop_config["classes"], loop_config["out"]
     if checkpoint:
         with checkpoint.as_directory() as folder:
             trainer = e2e_model.Trainer(config, weights, strategy, folder, classes)
@@ -102,4 +125,5 @@ def train_worker(loop_config: dict) -> None:
         metrics = trainer.run_epoch(epoch, batches)
         with tempfile.TemporaryDirectory() as folder:
             trainer.save(folder, chief)  # every worker: saving weights is collective
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if chief else None)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if chief else None,
+                             checkpoint_upload_fn=lambda checkpoint, name: upload_checkpoint(out, checkpoint.path, name))

@@ -324,15 +324,15 @@ def _lost(exc: Exception) -> bool:
 
     lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
             ray.exceptions.ObjectLostError)
-    return isinstance(exc, lost) or isinstance(getattr(exc, "cause", None), lost)
+    return cluster.cause(exc, lost) is not None
 
 
 def _refused(exc, writer: ShardWriter) -> Exception:
     """A store or disk that refused a write (no space, an error answer), or a store that did not
     answer a read, is the user's to fix, in one line; every shard committed before it is kept.
     Anything else is a fault of catdog's."""
-    cause = getattr(exc, "cause", None)
-    if not isinstance(cause, OSError):
+    cause = cluster.cause(exc, OSError)
+    if cause is None:
         return exc
     what = str(cause) if isinstance(cause, images.StoreError) else f"cannot write to {writer.out}: {storage.store_error(cause)}"
     return CatdogError(f"{what}; the shards written so far are kept: run the same command again to resume")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import tempfile
 from dataclasses import dataclass
 
@@ -157,7 +158,9 @@ def csv_row(p: Prediction, top_k: int | None, classes: list[str]) -> list[str]:
 
 
 def write_csv(predictions: list[Prediction], path: str, classes: list[str], top_k: int | None = None) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(csv_header(classes, top_k))
-        writer.writerows(csv_row(p, top_k, classes) for p in predictions)
+    """The CSV at `path` (a local file or a URI), whole or not at all."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(csv_header(classes, top_k))
+    writer.writerows(csv_row(p, top_k, classes) for p in predictions)
+    storage.resolve(path).write_bytes(text.getvalue().encode())

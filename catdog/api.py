@@ -42,7 +42,8 @@ def extract(root: str, out: str, **options) -> ExtractResult:
     40
 
     Options: the fields of `catdog.config.ExtractConfig` (weights, image_size, batch_size, precision,
-    shard_size, num_actors, address, overwrite, progress, ...).
+    shard_size, num_actors, address, overwrite, progress, ...). With `from_table=True`, `root` is a
+    Parquet or CSV table with a row per image (`path_column`, `label_column`, `split_column`).
     """
     from catdog.extraction import extract as job
 

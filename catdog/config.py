@@ -83,6 +83,10 @@ class ExtractConfig(_Config):
     progress: bool = True
     stall_timeout: float | None = None  # seconds without a finished shard before the job stops (None: derived)
     repair: bool = False  # read every committed file whole first; extract the images of damaged ones again
+    from_table: bool = False  # root is a table of image paths/URIs (Parquet or CSV), not a folder
+    path_column: str = "path"  # with from_table: the column of image paths or URIs
+    label_column: str | None = None  # with from_table: the class column (None: "label" if the table has it)
+    split_column: str | None = None  # with from_table: the split column (None: "split" if the table has it)
 
     def __post_init__(self) -> None:
         _choice("precision", self.precision, PRECISIONS)
@@ -94,6 +98,8 @@ class ExtractConfig(_Config):
             raise CatdogError("--num-actors must be at least 1")
         if self.stall_timeout is not None and self.stall_timeout <= 0:
             raise CatdogError("--stall-timeout must be positive")
+        if not self.from_table and (self.label_column or self.split_column or self.path_column != "path"):
+            raise CatdogError("--path-column, --label-column and --split-column go with --from-table")
         for name in ("gpus_per_actor", "cpus_per_actor"):
             value = getattr(self, name)
             if value is not None and value < 0:

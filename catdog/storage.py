@@ -52,6 +52,11 @@ class Location:
         name, query = self.name.partition("?")[::2]  # a URI's query (?endpoint_override=...) stays at the end
         return Location(self.fs, join(self.path, *parts), join(name, *parts) + (f"?{query}" if query else ""))
 
+    def parent(self) -> "Location":
+        name, query = self.name.partition("?")[::2]
+        parent = name.rstrip("/").rsplit("/", 1)[0] if "/" in name.rstrip("/") else "."
+        return Location(self.fs, self.path.rstrip("/").rsplit("/", 1)[0], parent + (f"?{query}" if query else ""))
+
     @property
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
@@ -116,6 +121,38 @@ class Location:
             self.fs.delete_dir(self.path)
         elif info.type != pafs.FileType.NotFound:
             self.fs.delete_file(self.path)
+
+
+def store_of(uri: str) -> str:
+    """The bucket a URI is in, as a URI with the same query: s3://bucket?endpoint_override=..."""
+    rest, _, query = uri.partition("?")
+    scheme, _, key = rest.partition("://")
+    return f"{scheme}://{key.partition('/')[0]}" + (f"?{query}" if query else "")
+
+
+class Resolver:
+    """The Location of each of many paths (an image table's rows): a URI on its store, each store's
+    filesystem opened once (a bucket is checked once, not per image); an absolute local path as it
+    is; any other path under `base`."""
+
+    def __init__(self, base: Location) -> None:
+        self.base = base
+        self._stores: dict[str, Location] = {}
+
+    def __call__(self, path: str) -> Location:
+        if is_uri(path):
+            store = store_of(path)
+            if store not in self._stores:
+                self._stores[store] = resolve(store)
+            found = self._stores[store]
+            inside = path.partition("?")[0].split("://", 1)[1].partition("/")[2]
+            return Location(found.fs, join(found.path, inside), path)
+        if os.path.isabs(path):
+            return resolve(path)
+        return self.base.join(path)
+
+    def __reduce__(self):
+        return Resolver, (self.base,)
 
 
 def resolve(location: "str | Location") -> Location:

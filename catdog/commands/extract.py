@@ -1,10 +1,11 @@
-"""`catdog extract ROOT --out OUT`: image folder -> conv-base features in Parquet, on Ray."""
+"""`catdog extract ROOT --out OUT` (or `--from-table TABLE`): images -> conv-base features in Parquet, on Ray."""
 
 from __future__ import annotations
 
 import argparse
 
 import catdog
+from catdog.errors import CatdogError
 from catdog.commands.arguments import SHARED_FS_HELP, options
 from catdog.config import (
     DTYPES,
@@ -17,7 +18,12 @@ from catdog.config import (
 
 def add(commands, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("extract", parents=[common], help="image folder -> VGG16 features in Parquet, on Ray")
-    p.add_argument("root", help="image folder (local path or s3://, gs://, ... URI)")
+    p.add_argument("root", nargs="?", help="image folder (local path or s3://, gs://, ... URI)")
+    p.add_argument("--from-table", metavar="TABLE", help="instead of ROOT: a Parquet or CSV table with a row per "
+                   "image (a path or URI, optionally a class and a split)")
+    p.add_argument("--path-column", default="path", help="with --from-table: the column of image paths or URIs")
+    p.add_argument("--label-column", help="with --from-table: the class column (default: label, if there)")
+    p.add_argument("--split-column", help="with --from-table: the split column (default: split, if there)")
     p.add_argument("--out", required=True, help="output folder (path or URI)")
     d = ExtractConfig(root="", out="")
     p.add_argument("--weights", default=d.weights, help="imagenet (default), none (random, --seed), or a VGG16 notop weights file")
@@ -51,6 +57,9 @@ def add(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = catdog.extract(args.root, args.out, **options(ExtractConfig, args, "root", "out"))
+    if (args.root is None) == (args.from_table is None):
+        raise CatdogError("give an image folder ROOT or --from-table TABLE (one of them)")
+    chosen = options(ExtractConfig, args, "root", "out", "from_table")
+    result = catdog.extract(args.root or args.from_table, args.out, from_table=args.from_table is not None, **chosen)
     print("\n".join(result.lines()))
     return 0

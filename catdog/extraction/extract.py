@@ -22,7 +22,7 @@ from tqdm import tqdm
 from catdog import cluster, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, imagefolder, images, metadata, pipeline
+from catdog.extraction import convbase, imagefolder, images, listing, metadata, pipeline
 from catdog.extraction.imagefolder import ImageSet, Shard
 from catdog.storage import Location
 from catdog.store import features, generation, index, layout, manifest
@@ -110,8 +110,9 @@ def run(config: ExtractConfig) -> ExtractResult:
     marks = {}
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
-    _refuse_out_in_root(root, out)
-    image_set = imagefolder.scan(root)
+    image_set = listing.images(config)
+    if not config.from_table:
+        _refuse_out_in_root(root, out)
     with locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
         # The weights (TensorFlow's import, building VGG16) and Ray's start each take seconds: overlap them.
         making_weights = pool.submit(_timed, marks, "weights", convbase.resolve_weights, config.weights, config.seed,
@@ -127,7 +128,7 @@ def run(config: ExtractConfig) -> ExtractResult:
             startup = time.perf_counter() - started
             marks["pipeline"] = time.time()
             began = time.perf_counter()
-            progress = _embed_pending(config, root, plan, resources) if plan.pending else Progress(0, 0.0, (), {}, {}, {})
+            progress = _embed_pending(config, plan, resources) if plan.pending else Progress(0, 0.0, (), {}, {}, {})
             seconds = time.perf_counter() - began
         with _writing(out):
             record = _commit(out, plan, record, progress)
@@ -264,7 +265,8 @@ def _first_run(config: ExtractConfig, out: Location, image_set: ImageSet, weight
 
 def _incremental_run(config: ExtractConfig, out: Location, image_set: ImageSet, weights: convbase.Weights,
                      feature_meta: dict, previous: index.Index, number: int) -> Run:
-    content = (lambda paths: dict(zip(paths, images.digests([image_set.root.join(p) for p in paths])))) \
+    locate = storage.Resolver(image_set.root)
+    content = (lambda paths: dict(zip(paths, images.digests([locate(p) for p in paths])))) \
         if config.verify_content else None
     changes = index.compare(previous, image_set.stamp_of, content)
     shards = imagefolder.plan_shards(image_set, config.shard_size, only=changes.pending, generation=number)
@@ -334,11 +336,11 @@ def _writers(out: Location, done: set[tuple[str, str]], known: dict[str, str]) -
             for split, name in sorted(done)}
 
 
-def _embed_pending(config: ExtractConfig, root: Location, plan: Run, resources: cluster.Resources) -> Progress:
+def _embed_pending(config: ExtractConfig, plan: Run, resources: cluster.Resources) -> Progress:
     """Run the pipeline over the pending shards with a progress bar over images; gather the actors' reports."""
     writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.image_set.classes)
-    where = cluster.placement(root.is_local, plan.target.is_local, config.shared_fs)
-    rows = pipeline.extract_shards(plan.pending, root, config, plan.weights, writer, resources, where, config.stall_timeout)
+    where = cluster.placement(plan.image_set.local, plan.target.is_local, config.shared_fs)
+    rows = pipeline.extract_shards(plan.pending, plan.image_set.root, config, plan.weights, writer, resources, where, config.stall_timeout)
     total = sum(len(s.paths) for s in plan.pending)
     processed, seen, first, second, shards, writers, entries = 0, set(), None, None, 0, {}, {}
     # rows is closed on any exit, before the Ray session ends (see pipeline.extract_shards).

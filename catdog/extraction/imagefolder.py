@@ -39,6 +39,7 @@ class ImageSet:
     splits: tuple[str, ...]
     labels: tuple[int, ...]  # NO_LABEL where unlabeled
     stamps: tuple[tuple[int, int], ...] = ()  # (size in bytes, modification time in ns) per path, from the listing
+    local: bool = False  # some images are local files (read on the node that holds them, unless --shared-fs)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -86,7 +87,7 @@ def scan(root: str | Location) -> ImageSet:
         raise CatdogError(
             f"no images under {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case)"
         )
-    return dataclasses.replace(_label(root, files), stamps=tuple(listed[f] for f in files))
+    return dataclasses.replace(_label(root, files), stamps=tuple(listed[f] for f in files), local=root.is_local)
 
 
 def inputs(names: list[str]) -> tuple[list[Location], list[Location]]:

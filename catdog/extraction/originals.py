@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from catdog import storage
-from catdog.config import ExtractConfig
+from catdog.extraction import listing
 from catdog.extraction.images import decode_files
 from catdog.store import manifest
 
@@ -22,10 +22,11 @@ def decode(recorded: dict | None, paths: list[str]) -> tuple[dict[int, np.ndarra
     """{position in `paths`: pixels} for the images readable here, and a note if there are none."""
     if not recorded:
         return {}, "no manifest.json beside the features"
-    config = ExtractConfig(**{k: v for k, v in recorded.items() if k in ExtractConfig.__dataclass_fields__})
+    config = listing.recorded_config(recorded)
     root = storage.resolve(config.root)
+    locate = storage.Resolver(root.parent() if config.from_table else root)
     try:
-        decoded = decode_files([root.join(p) for p in paths], config.decode)
+        decoded = decode_files([locate(p) for p in paths], config.decode)
     except Exception as exc:  # the image folder may live where this machine cannot reach
         return {}, f"images under {root} not reachable here ({type(exc).__name__})"
     if not decoded.ok:

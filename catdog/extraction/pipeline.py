@@ -90,7 +90,8 @@ def shard_row(shard: Shard) -> ShardRow:
 
 
 def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, threads: int = 1) -> DecodedRow:
-    decoded = images.decode_files([root.join(p) for p in row["paths"]], config, threads)
+    locate = storage.Resolver(root)  # a folder's paths are under it; a table's may be URIs on any store
+    decoded = images.decode_files([locate(p) for p in row["paths"]], config, threads)
     unanswered = [e for e in decoded.errors if e.error == images.StoreError.__name__]
     if unanswered:  # not the images' fault: the shard fails (its images are not recorded as bad)
         raise images.StoreError(unanswered[0].message)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from catdog import storage
 from catdog.errors import CatdogError
-from catdog.extraction import imagefolder
+from catdog.extraction import listing
 from catdog.store import index, layout, manifest
 from catdog.store.index import Changes
 from catdog.store.manifest import Manifest
@@ -67,7 +67,7 @@ def status(out: str, root: str | None = None) -> Status:
         if previous is None:
             unfinished = True
         else:
-            rerun = index.compare(previous, imagefolder.scan(root).stamp_of)
+            rerun = index.compare(previous, listing.images(listing.recorded_config({**recorded.config, "root": root})).stamp_of)
     return Status(out, recorded, _state(recorded), rerun, unfinished)
 
 

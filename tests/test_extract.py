@@ -133,6 +133,13 @@ def test_two_actors_and_float16_at_150(ray_local, tmp_path):
     marks = list(summary.timeline.values())
     assert list(summary.timeline) == ["ray", "weights", "pipeline", "model_loaded", "first_shard", "last_shard", "committed"]
     assert all(0 < a <= b for a, b in zip(marks[2:], marks[3:])), summary.timeline
+    # Stage times: every shard's decode, embed and write counted once (4 shards over 2 actors, each
+    # stage's sum at most its lanes' share of the pipeline), recorded in the manifest.
+    cost = summary.cost
+    assert cost.images == 8 and cost.actors == 2 and cost.gpus == 0
+    assert all(0 < cost.stages[s] <= 2 * cost.pipeline_seconds + 1 for s in ("decode", "embed", "write")), cost
+    assert cost.stages["embed"] > cost.stages["write"] and 0 < sum(cost.stages.values()) <= cost.wall_seconds + 2 * cost.pipeline_seconds
+    assert json.load(open(tmp_path / "out" / "manifest.json"))["cost"]["bottleneck"] == cost.bottleneck
     X, y, paths = features.load(config.out, split="train")
     assert X.shape == (8, 8192) and sorted(y) == [0] * 4 + [1] * 4
     ftype = pq.read_schema(features.dataset(config.out).files[0]).field("features").type

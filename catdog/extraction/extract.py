@@ -23,6 +23,7 @@ from catdog import cluster, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 from catdog.extraction import convbase, imagefolder, images, listing, metadata, pipeline
+from catdog.extraction.cost import Cost
 from catdog.extraction.imagefolder import ImageSet, Shard
 from catdog.storage import Location
 from catdog.store import features, generation, index, layout, manifest
@@ -48,6 +49,7 @@ class ExtractResult:
     repaired: tuple[str, ...] = ()  # with repair: the damaged or missing files (their images were extracted again)
     precision: str = ""  # with --precision auto: what it chose and why
     timeline: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds from the process start to each mark
+    cost: Cost | None = None  # time per stage, the bound, CPU/GPU-seconds per 1,000 images (None: nothing ran)
 
     @property
     def images_per_second(self) -> float:
@@ -67,6 +69,7 @@ class ExtractResult:
             else "actors      none (nothing to extract)",
             f"wall time   {self.seconds + self.startup_seconds:.1f} s (start-up {self.startup_seconds:.1f} s)",
             *([f"timeline    {_timeline(self.timeline)} (from the process start)"] if self.timeline else []),
+            *(self.cost.lines() if self.cost else []),
             f"output      {self.out}",
         ]
 
@@ -103,6 +106,7 @@ class Progress:
     writers: dict[str, str]  # "split/name" of each shard written -> the Ray node that wrote it
     entries: index.Index  # the images this run wrote, for the index
     marks: dict[str, float]  # wall-clock times: first and last shard seen
+    stages: dict[str, float]  # decode, embed and write seconds summed over this run's shards
 
 
 def run(config: ExtractConfig) -> ExtractResult:
@@ -111,6 +115,7 @@ def run(config: ExtractConfig) -> ExtractResult:
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
     image_set = listing.images(config)
+    listed = time.perf_counter() - started
     if not config.from_table:
         _refuse_out_in_root(root, out)
     with locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
@@ -119,7 +124,8 @@ def run(config: ExtractConfig) -> ExtractResult:
                                      config.image_size)
         with cluster.ray_session(config.address):
             marks["ray"] = time.time()
-            resources = cluster.plan_resources(config, cluster.cluster_size())
+            size = cluster.cluster_size()
+            resources = cluster.plan_resources(config, size)
             config, precision = _resolve_precision(config, resources)
             previous = manifest.read(out)  # under the lock: unchanged until _plan marks OUT as running
             config = _resolve_shard_size(config, resources, previous)
@@ -128,10 +134,12 @@ def run(config: ExtractConfig) -> ExtractResult:
             startup = time.perf_counter() - started
             marks["pipeline"] = time.time()
             began = time.perf_counter()
-            progress = _embed_pending(config, plan, resources) if plan.pending else Progress(0, 0.0, (), {}, {}, {})
+            progress = _embed_pending(config, plan, resources) if plan.pending else Progress(0, 0.0, (), {}, {}, {}, {})
             seconds = time.perf_counter() - began
+        committing = time.perf_counter()
         with _writing(out):
             record = _commit(out, plan, record, progress)
+        spent = _cost(progress, listed, time.perf_counter() - committing, time.perf_counter() - started, resources, size)
         marks.update(progress.marks, committed=time.time())
         summary = ExtractResult(
             out=config.out,
@@ -147,12 +155,14 @@ def run(config: ExtractConfig) -> ExtractResult:
             repaired=plan.repaired,
             precision=precision,
             timeline=_since_process_start(marks, progress.embedders),
+            cost=spent if progress.processed else None,
         )
         done = features.committed(out)  # listed once: on an object store each listing is requests
         totals = {"images": summary.images, "errors": summary.errors, "shards": len(done), "actors": list(progress.embedders)}
         written = _writers(out, done, {**record.written_by, **progress.writers})
         with _writing(out):
-            manifest.write(out, record.replace(status="complete", totals=totals, written_by=written, timeline=summary.timeline))
+            manifest.write(out, record.replace(status="complete", totals=totals, written_by=written, timeline=summary.timeline,
+                                               cost=spent.record() if summary.cost else {}))
             manifest.clear_tmp(out)
     return summary
 
@@ -184,6 +194,17 @@ def _resolve_shard_size(config: ExtractConfig, resources: cluster.Resources, pre
         return config
     earlier = None if config.overwrite or previous is None else previous.compat.get("shard_size")
     return config.replace(shard_size=earlier or cluster.default_shard_size(resources))
+
+
+def _cost(progress: Progress, listed: float, committed: float, wall: float, resources: cluster.Resources,
+          size: cluster.ClusterSize) -> Cost:
+    loaded = min((e["loaded_at"] for e in progress.embedders if "loaded_at" in e), default=None)
+    last = progress.marks.get("last_shard")
+    working = last - loaded if loaded and last else 0.0
+    stages = {"listing": listed, "start-up": max(0.0, wall - listed - committed - working), **progress.stages,
+              "commit": committed}
+    return Cost(stages, working, wall, progress.processed, resources.num_actors, size.cpus,
+                resources.num_actors * resources.gpus_per_actor, progress.steady_images_per_second)
 
 
 def _timed(marks: dict[str, float], name: str, fn, *args):
@@ -343,6 +364,7 @@ def _embed_pending(config: ExtractConfig, plan: Run, resources: cluster.Resource
     rows = pipeline.extract_shards(plan.pending, plan.image_set.root, config, plan.weights, writer, resources, where, config.stall_timeout)
     total = sum(len(s.paths) for s in plan.pending)
     processed, seen, first, second, shards, writers, entries = 0, set(), None, None, 0, {}, {}
+    stages = dict.fromkeys(("decode", "embed", "write"), 0.0)
     # rows is closed on any exit, before the Ray session ends (see pipeline.extract_shards).
     with closing(rows), tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
         for row in rows:
@@ -352,6 +374,8 @@ def _embed_pending(config: ExtractConfig, plan: Run, resources: cluster.Resource
             bar.update(count)
             writers[f"{row['split']}/{row['name']}"] = row["node"]
             entries.update(_written_entries(plan.image_set, row))
+            for stage in stages:
+                stages[stage] += float(row[f"{stage}_s"])
             shards += 1
             second = first and (second or (time.perf_counter(), processed))
             first = first or (time.perf_counter(), processed, time.time())
@@ -361,7 +385,8 @@ def _embed_pending(config: ExtractConfig, plan: Run, resources: cluster.Resource
     steady_seconds = time.perf_counter() - second[0] if second else 0.0
     steady = (processed - second[1]) / steady_seconds if shards >= STEADY_MIN_SHARDS and steady_seconds > 0 else 0.0
     embedders = tuple(json.loads(e) for e in sorted(seen))
-    return Progress(processed, steady, embedders, writers, entries, {"first_shard": first[2], "last_shard": time.time()})
+    return Progress(processed, steady, embedders, writers, entries, {"first_shard": first[2], "last_shard": time.time()},
+                    stages)
 
 
 def _written_entries(image_set: ImageSet, row: pipeline.WrittenRow) -> index.Index:

@@ -58,6 +58,7 @@ class DecodedRow(ShardRow):
     error_digests: list[str]  # "" where the file could not be read at all
     error_types: list[str]
     error_messages: list[str]
+    decode_s: float  # the stage's time on this shard (wall seconds in the process that ran it)
 
 
 class EmbeddedRow(TypedDict):
@@ -72,12 +73,17 @@ class EmbeddedRow(TypedDict):
     error_types: list[str]
     error_messages: list[str]
     embedder: str  # JSON: the actor's pid, node and devices
+    decode_s: float
+    embed_s: float  # the model's time on this shard, waiting for the model lock not included
 
 
 class WrittenRow(TypedDict):
     split: str
     name: str
     node: str  # the Ray node that wrote the shard
+    decode_s: float
+    embed_s: float
+    write_s: float
     rows: int
     errors: int
     paths: list[str]  # what the run's index records: every image of the shard, rows first, then errors
@@ -90,6 +96,7 @@ def shard_row(shard: Shard) -> ShardRow:
 
 
 def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, threads: int = 1) -> DecodedRow:
+    began = time.perf_counter()
     locate = storage.Resolver(root)  # a folder's paths are under it; a table's may be URIs on any store
     decoded = images.decode_files([locate(p) for p in row["paths"]], config, threads)
     unanswered = [e for e in decoded.errors if e.error == images.StoreError.__name__]
@@ -109,6 +116,7 @@ def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, threads
         "error_digests": [decoded.digests[e.index] for e in decoded.errors],
         "error_types": [e.error for e in decoded.errors],
         "error_messages": [e.message for e in decoded.errors],
+        "decode_s": time.perf_counter() - began,
     }
 
 
@@ -152,10 +160,12 @@ class Embedder:
         size = self.config.image_size
         pixels = np.asarray(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
         with self.model_lock:
+            began = time.perf_counter()
             features = self.base.embed(pixels)
+            seconds = time.perf_counter() - began
         features = features.astype(self.dtype, copy=False)
         embedded = {k: v for k, v in row.items() if k != "pixels"}
-        return {**embedded, "features": features, "embedder": self.identity}
+        return {**embedded, "features": features, "embedder": self.identity, "embed_s": seconds}
 
 
 def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
@@ -164,10 +174,12 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
     errors = list(zip(row["error_paths"], row["error_types"], row["error_messages"]))
     features = np.asarray(row["features"], dtype=dtype).reshape(-1, dim)
     node = _node_id()
+    began = time.perf_counter()
     rows = writer.write(row["split"], row["name"], list(row["paths"]), np.asarray(row["labels"]), features, errors, node)
     return {"split": row["split"], "name": row["name"], "node": node, "rows": rows, "errors": len(errors),
             "paths": list(row["paths"]) + list(row["error_paths"]), "digests": list(row["digests"]) + list(row["error_digests"]),
-            "embedder": row["embedder"]}
+            "embedder": row["embedder"], "decode_s": row["decode_s"], "embed_s": row["embed_s"],
+            "write_s": time.perf_counter() - began}
 
 
 class Resident:

@@ -32,6 +32,7 @@ class Manifest:
     written_by: dict[str, str] = field(default_factory=dict)  # "split/file" -> the Ray node that wrote it
     totals: dict = field(default_factory=dict)  # images, errors, shards, actors of a complete run
     timeline: dict[str, float] = field(default_factory=dict)  # seconds from the process start to each mark
+    cost: dict = field(default_factory=dict)  # the last run's stage times and cost (catdog.extraction.cost.Cost)
     committing: dict | None = None  # an incremental commit under way (catdog.store.generation.plan)
     last_changes: str | None = None  # what the last incremental run found changed in ROOT
     catdog_version: str = ""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
     import numpy as np
 
     from catdog.e2e.fit_e2e import TrainResult
+    from catdog.extraction.cost import Estimate
     from catdog.extraction.extract import ExtractResult
     from catdog.extraction.status import Status
     from catdog.heads.explain import Explanation
@@ -48,6 +49,20 @@ def extract(root: str, out: str, **options) -> ExtractResult:
     from catdog.extraction import extract as job
 
     return job.run(ExtractConfig(root=root, out=out, **options))
+
+
+def estimate(root: str, **options) -> Estimate:
+    """What `extract(root, ...)` would take on this cluster: a sample of its shards is run (into a
+    temporary folder, not an OUT) and the whole input projected: wall time, CPU- and GPU-hours.
+
+    >>> catdog.estimate("photos", weights="none").wall_seconds
+    31.4
+
+    Options: those of `extract`.
+    """
+    from catdog.extraction import extract as job
+
+    return job.estimate(ExtractConfig(root=root, out="", **options))
 
 
 def status(out: str, root: str | None = None) -> Status:

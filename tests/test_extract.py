@@ -171,3 +171,24 @@ def test_shard_size_follows_the_devices_unless_given_or_out_holds_a_run(tmp_path
     manifest.write(out, Manifest(compat={"shard_size": 1024}, features={}, config={}))
     assert extract._resolve_shard_size(config, cpu, manifest.read(out)).shard_size == 1024  # resumes as it began
     assert extract._resolve_shard_size(config.replace(overwrite=True), cpu, manifest.read(out)).shard_size == 256
+
+
+def test_estimate_runs_a_sample_spread_over_the_input_and_writes_nothing(ray_local, tmp_path):
+    """--estimate: every shard counted, a sample of them run (at least one more than a steady rate
+    needs), the projection the sample's fixed costs plus every image at its rate; no OUT anywhere."""
+    from catdog.extraction.cost import Estimate
+
+    root = tmp_path / "in"
+    synthetic.make_demo_folder(str(root), per_class=10, size=40)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    found = extract.estimate(ExtractConfig(root=str(root), out="", weights="none", image_size=32, shard_size=2,
+                                           num_actors=1, progress=False))
+    total = len(list(root.rglob("*.jpg")))
+    assert isinstance(found, Estimate) and found.images == total
+    assert found.sample_shards == extract.STEADY_MIN_SHARDS + 1 and found.sample.images == 2 * found.sample_shards
+    assert found.rate == found.sample.steady_images_per_second > 0
+    fixed = found.sample.stages["listing"] + found.sample.stages["start-up"]
+    assert found.wall_seconds == pytest.approx(fixed + total / found.rate)
+    assert found.hours(found.sample.cpus) == pytest.approx(found.sample.cpus * found.wall_seconds / 3600)
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert found.lines()[0].startswith(f"sample      {found.sample.images:,} images in {found.sample_shards} shards")

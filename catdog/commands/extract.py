@@ -24,7 +24,9 @@ def add(commands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--path-column", default="path", help="with --from-table: the column of image paths or URIs")
     p.add_argument("--label-column", help="with --from-table: the class column (default: label, if there)")
     p.add_argument("--split-column", help="with --from-table: the split column (default: split, if there)")
-    p.add_argument("--out", required=True, help="output folder (path or URI)")
+    p.add_argument("--out", help="output folder (path or URI)")
+    p.add_argument("--estimate", action="store_true", help="run a sample of the shards (not into OUT) and project "
+                   "the whole job's wall time and CPU/GPU-hours on this cluster")
     d = ExtractConfig(root="", out="")
     p.add_argument("--weights", default=d.weights, help="imagenet (default), none (random, --seed), or a VGG16 notop weights file")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the random weights with --weights none")
@@ -60,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if (args.root is None) == (args.from_table is None):
         raise CatdogError("give an image folder ROOT or --from-table TABLE (one of them)")
     chosen = options(ExtractConfig, args, "root", "out", "from_table")
-    result = catdog.extract(args.root or args.from_table, args.out, from_table=args.from_table is not None, **chosen)
+    source = args.root or args.from_table
+    if args.estimate:
+        print("\n".join(catdog.estimate(source, from_table=args.from_table is not None, **chosen).lines()))
+        return 0
+    if not args.out:
+        raise CatdogError("give --out OUT: where the features go")
+    result = catdog.extract(source, args.out, from_table=args.from_table is not None, **chosen)
     print("\n".join(result.lines()))
     return 0

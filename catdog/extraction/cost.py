@@ -63,3 +63,46 @@ class Cost:
         return {**asdict(self), "bottleneck": self.bottleneck, "busy": {k: round(v, 3) for k, v in self.busy().items()},
                 "cpu_seconds_per_1000": round(self.per_thousand(self.cpus), 2),
                 "gpu_seconds_per_1000": round(self.per_thousand(self.gpus), 2)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A whole extraction projected from a sample of its shards (`catdog extract --estimate`)."""
+
+    images: int  # in the whole input
+    sample: Cost  # what the sample cost, measured
+    sample_shards: int
+
+    @property
+    def rate(self) -> float:
+        """Images per second once started, from the sample (its steady rate, else its average)."""
+        s = self.sample
+        return s.steady_images_per_second or (s.images / s.pipeline_seconds if s.pipeline_seconds > 0 else 0.0)
+
+    @property
+    def wall_seconds(self) -> float:
+        """Listing and start-up as the sample had them, then every image at the sample's rate."""
+        fixed = self.sample.stages.get("listing", 0.0) + self.sample.stages.get("start-up", 0.0)
+        return fixed + (self.images / self.rate if self.rate > 0 else float("inf"))
+
+    def hours(self, devices: float) -> float:
+        return devices * self.wall_seconds / 3600
+
+    def lines(self) -> list[str]:
+        s = self.sample
+        gpu = f", {self.hours(s.gpus):,.2f} GPU-hours" if s.gpus else ""
+        return [f"sample      {s.images:,} images in {self.sample_shards} shards, {self.rate:.1f} images/s once started "
+                f"(nothing written to OUT)",
+                *s.lines()[:1],
+                f"projected   {self.images:,} images in {_duration(self.wall_seconds)} on this cluster: "
+                f"{self.hours(s.cpus):,.2f} CPU-hours{gpu} ({s.cpus:g} CPUs{f', {s.gpus:g} GPUs' if s.gpus else ''})"]
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "(no rate measured)"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
@@ -23,7 +24,7 @@ from catdog import cluster, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 from catdog.extraction import convbase, imagefolder, images, listing, metadata, pipeline
-from catdog.extraction.cost import Cost
+from catdog.extraction.cost import Cost, Estimate
 from catdog.extraction.imagefolder import ImageSet, Shard
 from catdog.storage import Location
 from catdog.store import features, generation, index, layout, manifest
@@ -32,6 +33,7 @@ from catdog.store.manifest import Manifest
 from catdog.version import __version__
 
 STEADY_MIN_SHARDS = 4  # a rate needs a few shards after the first; with fewer there is no steady state
+ESTIMATE_SHARDS_PER_ACTOR = 2  # --estimate's sample: at least this many shards per actor (and a steady rate)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,29 @@ def run(config: ExtractConfig) -> ExtractResult:
                                                cost=spent.record() if summary.cost else {}))
             manifest.clear_tmp(out)
     return summary
+
+
+def estimate(config: ExtractConfig) -> Estimate:
+    """Run a sample of the shards (spread over the input) as `run` would, into a temporary folder
+    rather than OUT, and project the whole input's wall time and CPU/GPU-hours on this cluster."""
+    started = time.perf_counter()
+    cluster.check_address(config.address)
+    image_set = listing.images(config)
+    listed = time.perf_counter() - started
+    with cluster.ray_session(config.address), tempfile.TemporaryDirectory(prefix="catdog-estimate-") as scratch:
+        size = cluster.cluster_size()
+        resources = cluster.plan_resources(config, size)
+        config, _ = _resolve_precision(config, resources)
+        config = _resolve_shard_size(config, resources, None)
+        weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
+        shards = imagefolder.plan_shards(image_set, config.shard_size)
+        wanted = max(STEADY_MIN_SHARDS + 1, ESTIMATE_SHARDS_PER_ACTOR * resources.num_actors)
+        sample = shards[:: max(1, len(shards) // wanted)][:wanted]
+        plan = Run(image_set, shards, sample, storage.resolve(scratch), 1, None, None, weights,
+                   metadata.feature_metadata(config, image_set, weights.identity))
+        progress = _embed_pending(config.replace(progress=False), plan, resources)
+        spent = _cost(progress, listed, 0.0, time.perf_counter() - started, resources, size)
+    return Estimate(len(image_set), spent, len(sample))
 
 
 @contextmanager

@@ -69,7 +69,7 @@ def listing(work: str) -> dict:
     start = time.perf_counter()
     image_set = imagefolder.scan(root)
     scanned = time.perf_counter() - start
-    previous = index.entries(image_set, "features/split=train/part.parquet", image_set.paths[1000:], [""] * (LISTING - 1000))
+    previous = index.entries(image_set.stamp_of, "features/split=train/part.parquet", image_set.paths[1000:], [""] * (LISTING - 1000))
     out = storage.resolve(f"{work}/listing-out")
     start = time.perf_counter()
     index.write(out, previous)
@@ -78,7 +78,7 @@ def listing(work: str) -> dict:
     read_back = index.read(out)
     read = time.perf_counter() - start
     start = time.perf_counter()
-    changes = index.compare(read_back, image_set)
+    changes = index.compare(read_back, image_set.stamp_of)
     compared = time.perf_counter() - start
     assert len(changes.added) == 1000
     return {"paths": LISTING, "scan_seconds": scanned, "index_write_seconds": written, "index_read_seconds": read,

@@ -133,9 +133,10 @@ def load_model(model_dir: str, weights: str | None = None, address: str | None =
 
 
 def explain(model_dir: str, images: list[str], out_dir: str | None = None, class_name: str | None = None,
-            weights: str | None = None) -> list[Explanation]:
+            weights: str | None = None, layer: str | None = None) -> list[Explanation]:
     """Grad-CAM heatmaps of images (files or folders) under a saved model, each saved as
-    OUT_DIR/NAME.cam.png (default OUT_DIR: MODEL_DIR/explain).
+    OUT_DIR/NAME.cam.png (default OUT_DIR: MODEL_DIR/explain); `layer` overrides the conv base's
+    last conv layer.
 
     >>> (e,) = catdog.explain("model", ["cat.jpg"])
     >>> e.explained, e.heatmap.shape
@@ -143,7 +144,7 @@ def explain(model_dir: str, images: list[str], out_dir: str | None = None, class
     """
     from catdog.heads import explain as job
 
-    return job.explain(model_dir, list(images), out_dir, class_name, weights)
+    return job.explain(model_dir, list(images), out_dir, class_name, weights, layer)
 
 
 def similar(features: str, report_dir: str | None = None, **options) -> SimilarReport:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from catdog import backbones
 from catdog.errors import CatdogError
 
-PREPROCESSING = ("vgg16", "rescale")
+# catdog.layers.preprocess: vgg16 is Keras' "caffe" mode, tf [-1, 1], torch ImageNet mean/std, none
+# 0-255 as they are (the model preprocesses), rescale the tutorial's 1/255.
+PREPROCESSING = ("vgg16", "rescale", "tf", "torch", "none")
 INTERPOLATIONS = ("bilinear", "nearest")
 DTYPES = ("float32", "float16")
 COMPUTE_PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISIONS = (*COMPUTE_PRECISIONS, "auto")  # auto: decided per run from the devices (catdog.extraction.convbase.auto_precision)
 HEAD_MODELS = ("logreg", "dense")
-MIN_IMAGE_SIZE = 32  # VGG16 has five 2x2 poolings: below 32 pixels nothing is left
+MIN_IMAGE_SIZE = 32  # five 2x2 poolings (or strides): below 32 pixels nothing is left
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
 
@@ -49,24 +52,29 @@ class EmbedConfig(_Config):
     batch_size: int | None = None  # None: 32 on a CPU, larger on a GPU (convbase.default_batch_size)
     preprocess: str = "vgg16"
     precision: str = "fp32"  # "auto" is resolved before a stage gets its config
+    backbone: str = backbones.DEFAULT
+    pooling: str = "flatten"
 
     def __post_init__(self) -> None:
-        _image_size(self.image_size)
+        _image_size(self.image_size, backbones.get(self.backbone))
         if self.batch_size is not None:
             _positive(self, "batch_size")
         _choice("preprocess", self.preprocess, PREPROCESSING)
         _choice("precision", self.precision, COMPUTE_PRECISIONS)
+        _choice("pooling", self.pooling, backbones.POOLINGS)
 
 
 @dataclass(frozen=True)
 class ExtractConfig(_Config):
     root: str
     out: str
-    weights: str = "imagenet"  # "imagenet", "none" or a path/URI of a VGG16 notop weights file
+    weights: str = "imagenet"  # "imagenet", "none" or a path/URI of a notop weights file of the backbone
     seed: int = 0  # random init seed, used with weights="none"
-    image_size: int = 150
+    backbone: str = backbones.DEFAULT  # a catdog.backbones name: the keras.applications network
+    image_size: int | None = None  # None: the backbone's (the recipe's 150 for vgg16)
     batch_size: int | None = None  # None: 32 on a CPU, larger on a GPU
-    preprocess: str = "vgg16"
+    preprocess: str | None = None  # None: the backbone's own (catdog.config.PREPROCESSING)
+    pooling: str | None = None  # None: the backbone's (flatten for VGG, the recipe's; avg for the others)
     interpolation: str = "bilinear"
     dtype: str = "float32"
     precision: str = "fp32"
@@ -89,6 +97,11 @@ class ExtractConfig(_Config):
     split_column: str | None = None  # with from_table: the split column (None: "split" if the table has it)
 
     def __post_init__(self) -> None:
+        backbone = backbones.get(self.backbone)
+        for name, default in (("image_size", backbone.size), ("preprocess", backbone.preprocess),
+                              ("pooling", backbone.pooling)):
+            if getattr(self, name) is None:  # the backbone's, recorded as such
+                object.__setattr__(self, name, default)
         _choice("precision", self.precision, PRECISIONS)
         _ = self.decode, self.replace(precision="fp32").embed if self.precision == "auto" else self.embed  # validates both
         _choice("dtype", self.dtype, DTYPES)
@@ -111,7 +124,7 @@ class ExtractConfig(_Config):
 
     @property
     def embed(self) -> EmbedConfig:
-        return EmbedConfig(self.image_size, self.batch_size, self.preprocess, self.precision)
+        return EmbedConfig(self.image_size, self.batch_size, self.preprocess, self.precision, self.backbone, self.pooling)
 
 
 @dataclass(frozen=True)
@@ -223,6 +236,8 @@ def _positive(config, name: str) -> None:
         raise CatdogError(f"--{_flag(name)} must be positive, got {getattr(config, name)}")
 
 
-def _image_size(size: int) -> None:
-    if size < MIN_IMAGE_SIZE:
-        raise CatdogError(f"--image-size must be at least {MIN_IMAGE_SIZE}, got {size}")
+def _image_size(size: int, backbone: backbones.Backbone | None = None) -> None:
+    smallest = backbone.min_size if backbone else MIN_IMAGE_SIZE
+    if size < smallest:
+        which = f" for {backbone.name}" if backbone and backbone.min_size > MIN_IMAGE_SIZE else ""
+        raise CatdogError(f"--image-size must be at least {smallest}{which}, got {size}")

@@ -10,6 +10,9 @@ import numpy as np
 
 # keras.applications.vgg16.preprocess_input ("caffe"): RGB -> BGR, then minus this mean.
 CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+# keras.applications.densenet.preprocess_input ("torch"): 1/255, then this mean and deviation (RGB).
+TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+TORCH_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 AUGMENTATION = {"rotation": 40 / 360, "shift": 0.2, "shear": 0.2, "zoom": 0.2}  # the tutorial's ImageDataGenerator
 
 
@@ -17,14 +20,23 @@ def preprocess(pixels, mode: str):
     """uint8 RGB tensor -> the float32 input the weights expect, as TensorFlow ops (inside a graph,
     so a GPU receives uint8, a quarter of the bytes, and the CPU does no float work).
 
-    'vgg16' is keras.applications.vgg16.preprocess_input; 'rescale' is the tutorial's 1/255. Always
-    float32, whatever the precision policy: the subtraction must not be rounded to 8 bits.
+    The modes of keras.applications' preprocess_input: 'vgg16' is "caffe" (VGG, ResNet v1), 'tf' maps
+    to [-1, 1] (ResNet v2, Inception, Xception, MobileNetV2), 'torch' is the ImageNet mean and
+    deviation (DenseNet); 'none' passes 0-255 on (EfficientNet, ConvNeXt, MobileNetV3 preprocess
+    inside the model); 'rescale' is the tutorial's 1/255. Always float32, whatever the precision
+    policy: the subtraction must not be rounded to 8 bits.
     """
     import tensorflow as tf
 
     x = tf.cast(pixels, tf.float32)
     if mode == "rescale":
         return x * (1.0 / 255.0)
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "torch":
+        return (x / 255.0 - tf.constant(TORCH_MEAN)) / tf.constant(TORCH_STD)
+    if mode == "none":
+        return x
     return tf.reverse(x, axis=[-1]) - tf.constant(CAFFE_BGR_MEAN)
 
 

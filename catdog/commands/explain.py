@@ -15,10 +15,11 @@ def add(commands, common: argparse.ArgumentParser) -> None:
                    "default MODEL_DIR/explain")
     p.add_argument("--class", dest="class_name", default=None, help="explain this class (default: the predicted one)")
     p.add_argument("--weights", help="where the conv base weights are now, if moved since training")
+    p.add_argument("--layer", help="the conv base layer whose maps are explained (default: its last conv layer)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for e in catdog.explain(args.model_dir, args.inputs, args.out, args.class_name, args.weights):
+    for e in catdog.explain(args.model_dir, args.inputs, args.out, args.class_name, args.weights, args.layer):
         print(f"{e.path}\t{e.explained}\t{e.probability:.4f}\t{e.figure}")
     return 0

@@ -7,6 +7,7 @@ import argparse
 import catdog
 from catdog.errors import CatdogError
 from catdog.commands.arguments import SHARED_FS_HELP, options
+from catdog import backbones
 from catdog.config import (
     DTYPES,
     INTERPOLATIONS,
@@ -17,7 +18,7 @@ from catdog.config import (
 
 
 def add(commands, common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("extract", parents=[common], help="image folder -> VGG16 features in Parquet, on Ray")
+    p = commands.add_parser("extract", parents=[common], help="images -> conv-base features in Parquet, on Ray")
     p.add_argument("root", nargs="?", help="image folder (local path or s3://, gs://, ... URI)")
     p.add_argument("--from-table", metavar="TABLE", help="instead of ROOT: a Parquet or CSV table with a row per "
                    "image (a path or URI, optionally a class and a split)")
@@ -28,11 +29,19 @@ def add(commands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--estimate", action="store_true", help="run a sample of the shards (not into OUT) and project "
                    "the whole job's wall time and CPU/GPU-hours on this cluster")
     d = ExtractConfig(root="", out="")
-    p.add_argument("--weights", default=d.weights, help="imagenet (default), none (random, --seed), or a VGG16 notop weights file")
+    p.add_argument("--backbone", default=d.backbone, choices=list(backbones.BACKBONES), metavar="NAME",
+                   help="the keras.applications conv base: vgg16 (default, the recipe's), resnet50, efficientnetv2_b0, "
+                        "convnext_tiny, ... (docs/commands.md lists them)")
+    p.add_argument("--pooling", choices=backbones.POOLINGS, default=None,
+                   help="flatten the conv map (vgg16's default: 4x4x512 = 8192 at 150 px) or pool it to one vector "
+                        "(avg, the others' default; max; gem)")
+    p.add_argument("--weights", default=d.weights, help="imagenet (default), none (random, --seed), or a notop weights "
+                   "file of the backbone")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the random weights with --weights none")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="input side S (default 150: 4x4x512 = 8192 features)")
+    p.add_argument("--image-size", type=int, default=None, help="input side S (default: the backbone's; vgg16: 150)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per model call (default 32 on a CPU, up to 256 on a GPU)")
-    p.add_argument("--preprocess", choices=PREPROCESSING, default=d.preprocess, help="vgg16 (caffe, for ImageNet weights) or rescale (1/255, the tutorial's)")
+    p.add_argument("--preprocess", choices=PREPROCESSING, default=None, help="default: the backbone's own (vgg16 is "
+                   "Keras' caffe mode); rescale is the tutorial's 1/255")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation)
     p.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="stored feature type")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,

@@ -1,4 +1,5 @@
-"""The VGG16 conv base: where its weights come from, how it is placed on a device, how it embeds.
+"""The conv base (VGG16, the recipe's, or any `catdog.backbones` network): where its weights come
+from, how it is placed on a device, how it embeds.
 
 TensorFlow is imported inside functions only: workers that merely decode or write must not pay
 its import time and memory.
@@ -6,6 +7,7 @@ its import time and memory.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import storage
+from catdog import backbones, storage
 from catdog.config import EmbedConfig
 from catdog.errors import CatdogError
 from catdog.layers import preprocess
@@ -26,6 +28,7 @@ IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg
 IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 RANDOM_INIT = "glorot-uniform-numpy"  # how --weights none draws its numbers: recorded, so other draws are refused
+KERAS_POOLINGS = ("avg", "max")  # pooled by keras.applications itself
 CPU_BATCH = 32  # past this a CPU gains nothing per image, and memory grows
 GPU_BATCH = 256  # at up to 224 px: a few GB of fp16 activations, well within a 16-24 GB GPU
 # Where bf16 is faster than fp32 (the d/b ratio of benchmarks/throughput.py): Intel with AMX, AMD
@@ -75,58 +78,99 @@ def cpu() -> tuple[str, set[str]]:
     return " ".join(fields.get("vendor_id", [])), set(fields.get("flags", []))
 
 
-def feature_shape(image_size: int) -> tuple[int, int, int]:
-    side = image_size
-    for _ in range(5):  # VGG16's five 2x2/stride-2 'valid' max-poolings floor the side each time
-        side //= 2
-    return (side, side, CHANNELS)
+def feature_shape(image_size: int, backbone: str = backbones.DEFAULT, pooling: str = "flatten") -> tuple[int, ...]:
+    """The shape of one image's features: the conv map (flatten) or its channels (pooled)."""
+    if backbone in ("vgg16", "vgg19"):
+        side = image_size
+        for _ in range(5):  # VGG's five 2x2/stride-2 'valid' max-poolings floor the side each time
+            side //= 2
+        shape = (side, side, CHANNELS)
+    else:  # the network itself says (built once per process and size, without weights)
+        shape = _map_shape(backbone, image_size)
+    return shape if pooling == "flatten" else shape[-1:]
 
 
-def feature_dim(image_size: int) -> int:
-    h, w, c = feature_shape(image_size)
-    return h * w * c
+def feature_dim(image_size: int, backbone: str = backbones.DEFAULT, pooling: str = "flatten") -> int:
+    return int(np.prod(feature_shape(image_size, backbone, pooling)))
 
 
-def resolve_weights(source: str, seed: int, image_size: int) -> Weights:
-    """Fetch or build the conv base weights on the driver, failing here rather than in a worker.
-
-    `source` is "imagenet", "none" (random init from `seed`, drawn where the model is built) or a
-    path/URI of a weights file.
-    """
-    if source == "none":
-        return Weights(None, {"source": "none", "seed": seed, "init": RANDOM_INIT})
+@functools.cache
+def _map_shape(backbone: str, image_size: int) -> tuple[int, int, int]:
     import keras
 
-    if source == "imagenet":
+    return tuple(network(keras, backbone, image_size, None).output.shape[1:])
+
+
+def resolve_weights(source: str, seed: int, image_size: int, backbone: str = backbones.DEFAULT,
+                    pooling: str = "flatten") -> Weights:
+    """Fetch or build the conv base weights on the driver, failing here rather than in a worker.
+
+    `source` is "imagenet" (through Keras' own download and hash check), "none" (random init from
+    `seed`, drawn where the model is built) or a path/URI of a notop weights file of the backbone.
+    """
+    named = {} if backbone == backbones.DEFAULT else {"backbone": backbone}  # VGG16's identities stay as they were
+    if source == "none":
+        return Weights(None, {"source": "none", "seed": seed, "init": RANDOM_INIT, **named})
+    import keras
+
+    if source == "imagenet" and backbone == backbones.DEFAULT:
         path = _download_imagenet(keras)
         identity = {"source": "imagenet", "file": IMAGENET_FILE}
+    elif source == "imagenet":
+        try:  # Keras downloads the file its application names and checks its hash
+            model = network(keras, backbone, image_size, "imagenet", pooling)
+        except Exception as exc:
+            raise _unavailable(backbone, exc) from None
+        data = _weights_bytes(model)
+        return Weights(data, {"source": "imagenet", **named, "sha256": _arrays_sha256(model)})
     else:
         path = _local_copy(source)
-        identity = {"source": "file", "file": os.path.basename(source)}
+        identity = {"source": "file", "file": os.path.basename(source), **named}
     identity["sha256"] = _sha256(path)
     try:
         with warnings.catch_warnings():
             # Keras only warns when a .weights.h5 file lacks some layers, keeping their random init.
             warnings.simplefilter("error")
-            model = _vgg16(keras, image_size, path)
+            warnings.filterwarnings("ignore", message=".*input_shape.*")  # MobileNet's note on non-default sizes
+            model = network(keras, backbone, image_size, path, pooling)
     except Exception as exc:  # Keras raises ValueError, KeyError or OSError for a foreign file
-        raise CatdogError(f"--weights {source} is not a VGG16 notop weights file ({exc})") from None
+        what = backbones.get(backbone).keras_name
+        raise CatdogError(f"--weights {source} is not a {what} notop weights file "
+                          f"({' '.join(str(exc).split())[:200]})") from None
     return Weights(_weights_bytes(model), identity)
 
 
-def build(weights: Weights, image_size: int):
-    """The VGG16 conv base with these weights, under the current Keras precision policy."""
+def build(weights: Weights, image_size: int, backbone: str = backbones.DEFAULT, pooling: str = "flatten"):
+    """The conv base with these weights, under the current Keras precision policy."""
     import keras
 
     if weights.data is None:
-        return _random_vgg16(keras, image_size, weights.identity["seed"])
-    model = _vgg16(keras, image_size, None)
+        return _random_network(keras, backbone, image_size, weights.identity["seed"], pooling)
+    model = network(keras, backbone, image_size, None, pooling)
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "vgg16_notop.weights.h5")
+        path = os.path.join(tmp, "notop.weights.h5")
         with open(path, "wb") as f:
             f.write(weights.data)
         model.load_weights(path)
     return model
+
+
+def network(keras, backbone: str, image_size: int, weights: str | None, pooling: str = "flatten"):
+    """keras.applications' network, without its top, for square inputs of `image_size`; avg and max
+    pooling are the application's own (ConvNeXt's adds its head's layer norm), flatten and gem are
+    applied to its maps by `pool`."""
+    constructor = getattr(keras.applications, backbones.get(backbone).keras_name)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input_shape.*")  # MobileNet's note on non-default sizes
+        return constructor(weights=weights, include_top=False, input_shape=(image_size, image_size, 3),
+                           pooling=pooling if pooling in KERAS_POOLINGS else None)
+
+
+def _unavailable(backbone: str, exc: Exception) -> CatdogError:
+    return CatdogError(f"cannot get the ImageNet weights of {backbone} through Keras ({str(exc).splitlines()[0]}). "
+                       f"Fetch them where there is internet (keras.applications.{backbones.get(backbone).keras_name}"
+                       "(weights='imagenet', include_top=False) caches them in ~/.keras/models) and pass --weights "
+                       "PATH, or use --weights none for random weights")
 
 
 def same_weights(a: dict, b: dict) -> bool:
@@ -166,32 +210,48 @@ def keras_version() -> str:
     return version("keras")
 
 
-def _vgg16(keras, image_size: int, weights: str | None):
-    return keras.applications.VGG16(weights=weights, include_top=False, input_shape=(image_size, image_size, 3))
+KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
-def _random_vgg16(keras, image_size: int, seed: int):
-    """VGG16 with Keras' default initialisation (Glorot-uniform kernels, zero biases) drawn from
-    numpy's Generator(seed), layer by layer: the same numbers in every process and thread.
+def _random_network(keras, backbone: str, image_size: int, seed: int, pooling: str = "flatten"):
+    """The network with Keras' default initialisation — Glorot-uniform kernels, zero biases, the
+    constants Keras starts everything else with (batch norm, layer scale, built-in preprocessing) —
+    the kernels drawn from numpy's Generator(seed), layer by layer and in order: the same numbers in
+    every process and thread.
 
     Not keras.utils.set_random_seed: Keras' seeding is global state that other code in the process
     advances, and two runs over one OUT got different weights (an incremental run's new rows did not
     match the earlier ones).
     """
-    model = _vgg16(keras, image_size, None)
+    model = network(keras, backbone, image_size, None, pooling)
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        if layer.weights:
-            kernel, bias = layer.get_weights()
-            fan_in, fan_out = np.prod(kernel.shape[:-1]), np.prod(kernel.shape[:-2]) * kernel.shape[-1]
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            layer.set_weights([rng.uniform(-limit, limit, kernel.shape).astype(np.float32), np.zeros_like(bias)])
+        if not any(v.name in KERNELS for v in layer.weights):
+            continue
+        values = []
+        for variable, value in zip(layer.weights, layer.get_weights()):
+            if variable.name in KERNELS:
+                fan_in, fan_out = np.prod(value.shape[:-1]), np.prod(value.shape[:-2]) * value.shape[-1]
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                value = rng.uniform(-limit, limit, value.shape).astype(np.float32)
+            elif variable.name == "bias":
+                value = np.zeros_like(value)
+            values.append(value)
+        layer.set_weights(values)
     return model
+
+
+def _arrays_sha256(model) -> str:
+    """The weights' own numbers, hashed: the same for the same weights however the file was written."""
+    digest = hashlib.sha256()
+    for value in model.get_weights():
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
 
 
 def _weights_bytes(model) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "vgg16_notop.weights.h5")
+        path = os.path.join(tmp, "notop.weights.h5")
         model.save_weights(path)
         with open(path, "rb") as f:
             return f.read()
@@ -235,15 +295,16 @@ def tf_gpus() -> list:
 
 
 class ConvBase:
-    """One loaded VGG16 conv base that turns uint8 pixels into flattened features."""
+    """One loaded conv base that turns uint8 pixels into features: its map flattened, or pooled."""
 
     def __init__(self, weights: Weights, config: EmbedConfig) -> None:
         import keras
 
         keras.mixed_precision.set_global_policy(POLICIES[config.precision])
-        self.model = build(weights, config.image_size)
+        self.model = build(weights, config.image_size, config.backbone, config.pooling)
         self.config = config
-        self.dim = feature_dim(config.image_size)
+        shape = tuple(self.model.output.shape[1:])
+        self.dim = int(np.prod(shape if config.pooling == "flatten" else shape[-1:]))
         on_gpu = bool(tf_gpus())
         self.batch_size = config.batch_size or default_batch_size(config.image_size, on_gpu)
         self._features = _compiled_features(self.model, config)
@@ -269,7 +330,24 @@ def _compiled_features(model, config: EmbedConfig):
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)], autograph=False)  # no Python control flow to convert
     def features(pixels):
-        maps = model(preprocess(pixels, mode), training=False)
-        return tf.reshape(tf.cast(maps, tf.float32), [tf.shape(pixels)[0], -1])
+        return pool(model(preprocess(pixels, mode), training=False), config.pooling)
 
     return features
+
+
+def pool(maps, pooling: str):
+    """(n, h, w, c) conv maps -> (n, dim) float32 features: flattened in C order, or pooled over space
+    (gem: the generalized mean with p = backbones.GEM_P, of the maps clipped at 1e-6)."""
+    import tensorflow as tf
+
+    maps = tf.cast(maps, tf.float32)
+    if len(maps.shape) == 2:  # pooled by the network itself (avg, max)
+        return maps
+    if pooling == "flatten":
+        return tf.reshape(maps, [tf.shape(maps)[0], -1])
+    if pooling == "avg":
+        return tf.reduce_mean(maps, axis=[1, 2])
+    if pooling == "max":
+        return tf.reduce_max(maps, axis=[1, 2])
+    p = backbones.GEM_P
+    return tf.pow(tf.reduce_mean(tf.pow(tf.maximum(maps, 1e-6), p), axis=[1, 2]), 1.0 / p)

@@ -121,9 +121,8 @@ def run(config: ExtractConfig) -> ExtractResult:
     if not config.from_table:
         _refuse_out_in_root(root, out)
     with locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
-        # The weights (TensorFlow's import, building VGG16) and Ray's start each take seconds: overlap them.
-        making_weights = pool.submit(_timed, marks, "weights", convbase.resolve_weights, config.weights, config.seed,
-                                     config.image_size)
+        # The weights (TensorFlow's import, building the network) and Ray's start each take seconds: overlap them.
+        making_weights = pool.submit(_timed, marks, "weights", _weights, config)
         with cluster.ray_session(config.address):
             marks["ray"] = time.time()
             size = cluster.cluster_size()
@@ -181,7 +180,7 @@ def estimate(config: ExtractConfig) -> Estimate:
         resources = cluster.plan_resources(config, size)
         config, _ = _resolve_precision(config, resources)
         config = _resolve_shard_size(config, resources, None)
-        weights = convbase.resolve_weights(config.weights, config.seed, config.image_size)
+        weights = _weights(config)
         shards = imagefolder.plan_shards(image_set, config.shard_size)
         wanted = max(STEADY_MIN_SHARDS + 1, ESTIMATE_SHARDS_PER_ACTOR * resources.num_actors)
         sample = shards[:: max(1, len(shards) // wanted)][:wanted]
@@ -230,6 +229,12 @@ def _cost(progress: Progress, listed: float, committed: float, wall: float, reso
               "commit": committed}
     return Cost(stages, working, wall, progress.processed, resources.num_actors, size.cpus,
                 resources.num_actors * resources.gpus_per_actor, progress.steady_images_per_second)
+
+
+def _weights(config: ExtractConfig) -> convbase.Weights:
+    weights = convbase.resolve_weights(config.weights, config.seed, config.image_size, config.backbone, config.pooling)
+    convbase.feature_shape(config.image_size, config.backbone, config.pooling)  # other than VGG: built once for it
+    return weights
 
 
 def _timed(marks: dict[str, float], name: str, fn, *args):

@@ -3,6 +3,7 @@ Parquet metadata, docs/output-format.md), and which of it pins an OUT."""
 
 from __future__ import annotations
 
+from catdog import backbones
 from catdog.config import ExtractConfig
 from catdog.extraction import convbase
 from catdog.extraction.imagefolder import ImageSet
@@ -12,16 +13,19 @@ from catdog.version import __version__
 
 def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identity: dict) -> dict:
     """What every features file says of how it was made (the `catdog` key of its Parquet metadata)."""
+    backbone = backbones.get(config.backbone)
     return {
-        "model": "VGG16 conv base (keras.applications.VGG16, include_top=False)",
+        "model": f"{backbone.keras_name} conv base (keras.applications.{backbone.keras_name}, include_top=False)",
+        "backbone": config.backbone,
+        "pooling": config.pooling,
         "weights": weights_identity,
         "input_size": [config.image_size, config.image_size, 3],
         "preprocess": config.preprocess,
         "interpolation": config.interpolation,
         "jpeg_draft": config.jpeg_draft,
-        "feature_shape": list(convbase.feature_shape(config.image_size)),
-        "feature_dim": convbase.feature_dim(config.image_size),
-        "flatten_order": "C",  # numpy reshape(n, -1) of the (n, h, w, c) Keras output
+        "feature_shape": list(convbase.feature_shape(config.image_size, config.backbone, config.pooling)),
+        "feature_dim": convbase.feature_dim(config.image_size, config.backbone, config.pooling),
+        "flatten_order": "C",  # numpy reshape(n, -1) of the (n, h, w, c) Keras output (pooled: (n, c))
         "dtype": config.dtype,
         "precision": config.precision,
         "classes": list(image_set.classes),
@@ -34,5 +38,5 @@ def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identit
 def compat_settings(config: ExtractConfig, metadata: dict, root: Location) -> dict:
     """What must match for a later run to continue an OUT (version numbers may move on)."""
     skip = {"catdog_version", "keras_version"}
-    pinned = {k: v for k, v in metadata.items() if k not in skip}
+    pinned = {k: v for k, v in metadata.items() if k not in skip and backbones.UNRECORDED.get(k, ...) != v}
     return {**pinned, "root": root.path, "shard_size": config.shard_size, "max_pixels": config.max_pixels}

@@ -1,7 +1,9 @@
-"""The `catdog explain` job: Grad-CAM class activation heatmaps on VGG16's last conv layer.
+"""The `catdog explain` job: Grad-CAM class activation heatmaps on the conv base's last conv layer.
 
 Grad-CAM (Selvaraju et al. 2017, the heatmaps of the recipe's book): the gradient of a class's
-score with respect to `block5_conv3`'s maps, averaged over space, weighs each of its 512 channels;
+score with respect to the last convolutional maps (VGG16's `block5_conv3`; for any backbone the
+last layer with a spatial output that is not a pooling, or `--layer`), averaged over space, weighs
+each of their channels;
 the ReLU of the weighted sum, scaled to [0, 1] and resized to the input, is the heatmap. The score
 is the model's logit before its sigmoid or softmax (for the recipe's single sigmoid output, +z/2
 for the second class and -z/2 for the first). One code path for every model kind: the conv base
@@ -24,7 +26,7 @@ from catdog.errors import CatdogError
 from catdog.extraction import convbase, imagefolder
 from catdog.heads import model_folder
 
-LAYER = "block5_conv3"
+LAYER = "block5_conv3"  # the end-to-end model's VGG16
 BATCH = 16  # images per gradient pass: bounds the memory of the stored activations
 DEFAULT_DIR = "explain"  # under the model folder, when no folder is given
 
@@ -42,7 +44,7 @@ class Explanation:
 class GradCam:
     """A saved model's conv base, preprocessing and head, wired for Grad-CAM."""
 
-    def __init__(self, model: model_folder.ModelFolder, weights: str | None = None) -> None:
+    def __init__(self, model: model_folder.ModelFolder, weights: str | None = None, layer: str | None = None) -> None:
         import keras
 
         self.model = model
@@ -51,13 +53,23 @@ class GradCam:
             base, prep = net.get_layer("vgg16"), net.get_layer("preprocess")
             self._preprocess = lambda pixels: prep(pixels)
             self._logits = _dense_logits([layer for layer in net.layers if isinstance(layer, keras.layers.Dense)])
+            self._pooling = "flatten"
         else:
             config = model.extract_config(weights=weights)
             # fp32 whatever the features' precision: a heatmap needs gradients, not speed.
             base = convbase.ConvBase(model.conv_weights(weights), config.embed.replace(precision="fp32")).model
             self._preprocess = lambda pixels: layers.preprocess(pixels, config.preprocess)
             self._logits = _head_logits(model)
-        self._maps = keras.Model(base.inputs, [base.get_layer(LAYER).output, base.output])
+            self._pooling = config.pooling
+        self.layer = layer or last_conv_layer(base)
+        try:
+            target = base.get_layer(self.layer)
+        except ValueError:
+            raise CatdogError(f"--layer {self.layer!r} is not a layer of the conv base (its last conv layer is "
+                              f"{last_conv_layer(base)})") from None
+        if len(target.output.shape) != 4:
+            raise CatdogError(f"--layer {self.layer!r} has no spatial maps to explain (output {target.output.shape})")
+        self._maps = keras.Model(base.inputs, [target.output, base.output])
 
     def heatmaps(self, pixels: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(n, S, S, 3) uint8 -> heatmaps (n, S, S) in [0, 1], the class explained for each image,
@@ -67,7 +79,7 @@ class GradCam:
         x = self._preprocess(tf.cast(tf.constant(pixels), tf.float32))
         with tf.GradientTape() as tape:
             conv, out = self._maps(x, training=False)
-            flat = tf.reshape(out, [len(pixels), -1])
+            flat = convbase.pool(out, self._pooling)
             logits = self._logits(flat)
             chosen = tf.argmax(logits, axis=1) if class_index is None else tf.fill([len(pixels)], class_index)
             score = tf.reduce_sum(tf.gather(logits, chosen, batch_dims=1))
@@ -84,8 +96,20 @@ class GradCam:
         return self.model.predict_proba(flat.astype(self.model.feature_metadata["dtype"]).astype(np.float32))
 
 
+def last_conv_layer(base) -> str:
+    """The last layer whose output is a spatial map (n, h, w, c) and that is not a pooling: VGG16's
+    block5_conv3, ResNet50's conv5_block3_out, EfficientNet's top_activation."""
+    import keras
+
+    pooling = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+    for layer in reversed(base.layers):
+        if len(layer.output.shape) == 4 and not isinstance(layer, pooling) and not isinstance(layer, keras.layers.InputLayer):
+            return layer.name
+    raise CatdogError(f"{base.name} has no convolutional layer to explain")
+
+
 def explain(model_dir: str, inputs: list[str], out_dir: str | None = None, class_name: str | None = None,
-            weights: str | None = None) -> list[Explanation]:
+            weights: str | None = None, layer: str | None = None) -> list[Explanation]:
     """Heatmaps for image files and folders, each saved as OUT_DIR/NAME.cam.png (photo | overlay);
     OUT_DIR defaults to MODEL_DIR/explain."""
     out_dir = out_dir or str(storage.resolve(model_dir).join(DEFAULT_DIR))  # a URI's query stays at its end
@@ -94,7 +118,7 @@ def explain(model_dir: str, inputs: list[str], out_dir: str | None = None, class
         raise CatdogError(f"--class {class_name!r} is not one of the model's classes: {', '.join(model.classes)}")
     files, folders = imagefolder.inputs(inputs)
     files += imagefolder.files_in(folders)
-    cam = GradCam(model, weights)
+    cam = GradCam(model, weights, layer)
     index = None if class_name is None else model.classes.index(class_name)
     results: list[Explanation] = []
     with storage.writable_folder(storage.resolve(out_dir)) as local:

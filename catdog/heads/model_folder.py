@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import layers, storage
+from catdog import backbones, layers, storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
 from catdog.extraction import convbase
@@ -27,8 +27,8 @@ from catdog.heads.models import HEADS, DenseHead, LogRegHead, class_columns
 HEAD_JSON = "head.json"
 PIXEL_MODEL = "model.keras"  # an end-to-end model, preprocessing inside
 # Feature settings a head depends on: features made any other way mean something else.
-PINNED = ("model", "weights", "input_size", "preprocess", "interpolation", "jpeg_draft", "feature_dim", "flatten_order",
-          "dtype")
+PINNED = ("model", "backbone", "pooling", "weights", "input_size", "preprocess", "interpolation", "jpeg_draft",
+          "feature_dim", "flatten_order", "dtype")
 E2E_KIND = "e2e"
 
 
@@ -79,6 +79,8 @@ class ModelFolder:
             root=root, out=out,
             weights=weights or recorded.get("weights") or meta["weights"]["source"],
             seed=meta["weights"].get("seed", 0),
+            backbone=meta.get("backbone", backbones.UNRECORDED["backbone"]),
+            pooling=meta.get("pooling", backbones.UNRECORDED["pooling"]),
             image_size=meta["input_size"][0],
             batch_size=recorded.get("batch_size", defaults.batch_size),
             preprocess=meta["preprocess"],
@@ -106,7 +108,7 @@ class ModelFolder:
         """The conv base weights this model's features came from (`weights` relocates the file),
         refused if they are other numbers."""
         config = self.extract_config(weights=weights)
-        resolved = convbase.resolve_weights(config.weights, config.seed, config.image_size)
+        resolved = convbase.resolve_weights(config.weights, config.seed, config.image_size, config.backbone, config.pooling)
         if not convbase.same_weights(resolved.identity, self.feature_metadata["weights"]):
             raise CatdogError(f"weights {config.weights} are not the ones the model was trained on "
                               f"({resolved.identity} vs {self.feature_metadata['weights']})")
@@ -115,7 +117,8 @@ class ModelFolder:
     def check(self, metadata: dict) -> None:
         """Refuse features made with other settings than the ones this model learned from."""
         for key in PINNED:
-            mine, theirs = self.feature_metadata.get(key), metadata.get(key)
+            before = backbones.UNRECORDED.get(key)  # what features and models made before it was recorded had
+            mine, theirs = self.feature_metadata.get(key, before), metadata.get(key, before)
             if key == "weights" and mine and theirs and convbase.same_weights(mine, theirs):
                 continue  # the same numbers from a renamed or moved file
             if mine != theirs:

@@ -97,11 +97,7 @@ class ExtractConfig(_Config):
     split_column: str | None = None  # with from_table: the split column (None: "split" if the table has it)
 
     def __post_init__(self) -> None:
-        backbone = backbones.get(self.backbone)
-        for name, default in (("image_size", backbone.size), ("preprocess", backbone.preprocess),
-                              ("pooling", backbone.pooling)):
-            if getattr(self, name) is None:  # the backbone's, recorded as such
-                object.__setattr__(self, name, default)
+        _resolve_backbone(self)
         _choice("precision", self.precision, PRECISIONS)
         _ = self.decode, self.replace(precision="fp32").embed if self.precision == "auto" else self.embed  # validates both
         _choice("dtype", self.dtype, DTYPES)
@@ -184,8 +180,10 @@ class TrainConfig(_Config):
     learning_rate: float = 2e-5
     weights: str = "imagenet"
     seed: int = 0
-    image_size: int = 150
-    preprocess: str = "vgg16"
+    backbone: str = backbones.DEFAULT  # the frozen conv base (catdog.backbones)
+    image_size: int | None = None  # None: the backbone's (vgg16: the recipe's 150)
+    preprocess: str | None = None  # None: the backbone's own
+    pooling: str | None = None  # None: the backbone's (vgg16: flatten, the recipe's)
     interpolation: str = "bilinear"
     max_pixels: int = PILLOW_MAX_PIXELS
     jpeg_draft: bool = False
@@ -197,6 +195,7 @@ class TrainConfig(_Config):
     shared_fs: bool = False
 
     def __post_init__(self) -> None:
+        _resolve_backbone(self)
         _ = self.decode, self.embed  # building both validates them
         for name in ("num_workers", "epochs", "batch_size", "learning_rate", "fine_tune_epochs", "fine_tune_learning_rate"):
             _positive(self, name)
@@ -209,7 +208,7 @@ class TrainConfig(_Config):
 
     @property
     def embed(self) -> EmbedConfig:
-        return EmbedConfig(self.image_size, self.batch_size, self.preprocess)
+        return EmbedConfig(self.image_size, self.batch_size, self.preprocess, backbone=self.backbone, pooling=self.pooling)
 
     @property
     def total_epochs(self) -> int:
@@ -217,9 +216,17 @@ class TrainConfig(_Config):
 
     def extract_config(self) -> ExtractConfig:
         """The extraction settings the same images would have, recorded for `catdog predict`."""
-        return ExtractConfig(root=self.root, out=self.out, weights=self.weights, seed=self.seed, image_size=self.image_size,
-                             preprocess=self.preprocess, interpolation=self.interpolation, max_pixels=self.max_pixels,
-                             jpeg_draft=self.jpeg_draft)
+        return ExtractConfig(root=self.root, out=self.out, weights=self.weights, seed=self.seed, backbone=self.backbone,
+                             image_size=self.image_size, preprocess=self.preprocess, pooling=self.pooling,
+                             interpolation=self.interpolation, max_pixels=self.max_pixels, jpeg_draft=self.jpeg_draft)
+
+
+def _resolve_backbone(config) -> None:
+    """Settings left None take the backbone's own, and are recorded as such."""
+    backbone = backbones.get(config.backbone)
+    for name, default in (("image_size", backbone.size), ("preprocess", backbone.preprocess), ("pooling", backbone.pooling)):
+        if getattr(config, name) is None:
+            object.__setattr__(config, name, default)  # a frozen dataclass sets its own fields only here
 
 
 def _flag(name: str) -> str:

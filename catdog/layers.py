@@ -44,16 +44,33 @@ def preprocessing_layer(mode: str):
     """`preprocess` as a plain Keras layer, so a saved model loads in safe mode.
 
     'vgg16' is a fixed 1x1 convolution: a permutation matrix and the negated mean as bias, exact
-    in float32.
+    in float32; 'torch' one whose diagonal and bias are 1/(255 std) and -mean/std.
     """
     import keras
 
     if mode == "rescale":
         return keras.layers.Rescaling(1.0 / 255.0, name="preprocess")
+    if mode == "tf":
+        return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")
+    if mode == "none":
+        return keras.layers.Identity(name="preprocess")
+    if mode == "torch":
+        layer = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False)
+        layer.build((None, None, None, 3))
+        layer.set_weights([np.diag(1.0 / (255.0 * TORCH_STD)).astype(np.float32).reshape(1, 1, 3, 3),
+                           (-TORCH_MEAN / TORCH_STD).astype(np.float32)])
+        return layer
     layer = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False)
     layer.build((None, None, None, 3))
     layer.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3), -CAFFE_BGR_MEAN])
     return layer
+
+
+def conv_base(net):
+    """The conv base inside an end-to-end model: its one nested network besides the augmentation."""
+    import keras
+
+    return next(layer for layer in net.layers if isinstance(layer, keras.Model) and layer.name != "augmentation")
 
 
 def augmentation(seed: int):

@@ -37,9 +37,11 @@ def test_decode_then_write_stage_commit_one_shard(tmp_path):
     writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
     X = np.arange(2 * 512, dtype=np.float32).reshape(2, 512)
     embedded = {**{k: v for k, v in decoded.items() if k != "pixels"}, "features": X,
-                "embedder": "{}"}
+                "embedder": "{}", "embed_s": 0.5}
     written = pipeline.write_stage(embedded, writer=writer)
     assert (written["rows"], written["errors"], written["name"]) == (2, 1, shard.name)
+    # each stage's time travels with the shard: the decode's as measured, the write's its own
+    assert written["decode_s"] == decoded["decode_s"] > 0 and written["embed_s"] == 0.5 and written["write_s"] > 0
     got, y, paths = features.load(out)
     assert list(paths) == ["cats/a.jpg", "dogs/b.png"] and list(y) == [0, 1]
     np.testing.assert_array_equal(got, X)

@@ -7,7 +7,7 @@ import argparse
 import os
 
 import catdog
-from catdog import synthetic
+from catdog import backbones, synthetic
 
 
 def add(commands, common: argparse.ArgumentParser) -> None:
@@ -16,16 +16,19 @@ def add(commands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", default="demo", help="where to put the images, features and model (default: ./demo)")
     p.add_argument("--per-class", type=int, default=20, help="images per class in all (default 20: under a minute)")
     p.add_argument("--weights", default="none", help="default none: random weights, works offline")
-    p.add_argument("--image-size", type=int, default=150)
+    p.add_argument("--image-size", type=int, default=None, help="default: the backbone's (vgg16: 150)")
+    p.add_argument("--backbone", default=backbones.DEFAULT, choices=list(backbones.BACKBONES), metavar="NAME",
+                   help="the conv base (default vgg16, the recipe's)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("\n".join(demo(args.dir, args.per_class, args.weights, args.image_size)))
+    print("\n".join(demo(args.dir, args.per_class, args.weights, args.image_size, args.backbone)))
     return 0
 
 
-def demo(folder: str = "demo", per_class: int = 20, weights: str = "none", image_size: int = 150) -> list[str]:
+def demo(folder: str = "demo", per_class: int = 20, weights: str = "none", image_size: int | None = None,
+         backbone: str = backbones.DEFAULT) -> list[str]:
     """The lines a user reads: what was made, the accuracy table, and where each figure is."""
     images = os.path.join(folder, "images")
     if not os.path.isdir(images):
@@ -34,7 +37,8 @@ def demo(folder: str = "demo", per_class: int = 20, weights: str = "none", image
     if weights == "none":
         lines.append("weights: none (random init, seed 0) - offline demo; features are not ImageNet features")
     features, model = os.path.join(folder, "features"), os.path.join(folder, "model")
-    lines += catdog.extract(images, features, weights=weights, image_size=image_size, overwrite=True).lines()
+    lines += catdog.extract(images, features, weights=weights, image_size=image_size, backbone=backbone,
+                            overwrite=True).lines()
     report = catdog.fit_head(features, model)
     lines += ["", *report.lines()[:1]]
     test = os.path.join(images, "test", synthetic.CLASSES[1])

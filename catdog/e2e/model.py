@@ -1,4 +1,5 @@
-"""The end-to-end model: the frozen VGG16 conv base plus the tutorial's head, trained on augmented
+"""The end-to-end model: the frozen conv base (VGG16, or any catdog.backbones network) plus the
+tutorial's head, trained on augmented
 pixels, under any tf.distribute strategy. Plain Keras and TensorFlow: Ray Train drives it from
 `catdog.e2e.training.train_worker`.
 
@@ -35,7 +36,7 @@ def build_model(config: TrainConfig, conv_weights: convbase.Weights | None = Non
     if conv_weights:
         base = convbase.ConvBase(conv_weights, config.embed).model
     else:
-        base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(size, size, 3))
+        base = convbase.network(keras, config.backbone, size, None, config.pooling)
     base.trainable = False  # frozen before compile, as the tutorial insists
     inputs = keras.Input((size, size, 3), name="pixels")
     x = base(layers.preprocessing_layer(config.preprocess)(layers.augmentation(config.seed)(inputs)))
@@ -46,10 +47,12 @@ def build_model(config: TrainConfig, conv_weights: convbase.Weights | None = Non
 
 
 def fine_tune(net, from_layer: str) -> None:
-    base = net.get_layer("vgg16")
+    base = layers.conv_base(net)
     names = [layer.name for layer in base.layers]
     if from_layer not in names:
-        raise CatdogError(f"--fine-tune-from {from_layer!r} is not a VGG16 layer (e.g. block5_conv1)")
+        convs = [n for n, layer in zip(names, base.layers) if layer.weights]
+        raise CatdogError(f"--fine-tune-from {from_layer!r} is not a layer of {base.name} (its last ones with weights: "
+                          f"{', '.join(convs[-3:])})")
     base.trainable = True
     for layer in base.layers[: names.index(from_layer)]:
         layer.trainable = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catdog import storage
+from catdog import backbones, storage
 from catdog.errors import CatdogError
 from catdog.extraction import listing
 from catdog.store import index, layout, manifest
@@ -35,6 +35,8 @@ class Status:
         lines = [
             f"output      {self.out}",
             f"input       {m.config.get('root', '?')}",
+            f"features    {meta.get('backbone', backbones.UNRECORDED['backbone'])}, "
+            f"{meta.get('pooling', backbones.UNRECORDED['pooling'])}: {meta.get('feature_dim', '?')} values per image",
             f"settings    {meta.get('input_size', ['?'])[0]} px, preprocess {meta.get('preprocess')}, "
             f"{meta.get('precision')} -> {meta.get('dtype')}, weights {weights.get('source')}"
             + (f" (sha256 {weights['sha256'][:12]})" if weights.get("sha256") else ""),

@@ -26,7 +26,6 @@ from catdog.errors import CatdogError
 from catdog.extraction import convbase, imagefolder
 from catdog.heads import model_folder
 
-LAYER = "block5_conv3"  # the end-to-end model's VGG16
 BATCH = 16  # images per gradient pass: bounds the memory of the stored activations
 DEFAULT_DIR = "explain"  # under the model folder, when no folder is given
 
@@ -50,7 +49,7 @@ class GradCam:
         self.model = model
         if model.takes_images:
             net = model.model.model
-            base, prep = net.get_layer("vgg16"), net.get_layer("preprocess")
+            base, prep = layers.conv_base(net), net.get_layer("preprocess")
             self._preprocess = lambda pixels: prep(pixels)
             self._logits = _dense_logits([layer for layer in net.layers if isinstance(layer, keras.layers.Dense)])
             self._pooling = "flatten"

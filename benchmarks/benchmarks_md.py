@@ -16,7 +16,9 @@ PROJECT = os.path.dirname(HERE)
 SECTIONS = (
     ("throughput.py", "throughput.json", "Extraction throughput, memory and Parquet"),
     ("object_store.py", "object_store.json", "Reading from an object store"),
+    ("backbones.py", "backbones.json", "Backbones"),
     ("incremental.py", "incremental.json", "Incremental runs"),
+    ("estimate.py", "estimate.json", "Estimates against runs"),
     ("similar.py", "similar.json", "Near-duplicates and the feature map"),
     ("train_startup.py", "train_startup.json", "End-to-end training start-up"),
 )

@@ -141,6 +141,8 @@ def test_a_resnet50_run_then_a_head_predict_and_explain_and_no_other_backbone_on
     assert explain.GradCam(model_folder_of(model_dir)).layer == "conv5_block3_out"
     code = commands.main(["extract", str(root), "--out", out, "--weights", "none", "--image-size", str(SIZE),
                           "--backbone", "convnext_tiny", "--no-progress"])
+    pairs = catdog_similar(out)
+    assert pairs.images == done.images  # any dimension: the 2,048 of ResNet50 here
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(f"catdog: error: {out} was made with other settings (") and "backbone" in err
     assert err.count("\n") == 1
@@ -150,3 +152,19 @@ def model_folder_of(model_dir):
     from catdog.heads import model_folder
 
     return model_folder.load(model_dir)
+
+
+def catdog_similar(out):
+    import catdog
+
+    return catdog.similar(out, threshold=0.99)
+
+
+def test_reduced_precision_stays_close_on_another_backbone(photos):
+    """bf16 (the fast CPU path) and fp16 through the same mixed-precision policies as VGG16."""
+    decoded = images.decode_files([storage.resolve(f) for f in photos], ExtractConfig(root="", out="", image_size=SIZE).decode)
+    weights = convbase.resolve_weights("none", 0, SIZE, "resnet50", "avg")
+    exact = convbase.ConvBase(weights, EmbedConfig(SIZE, backbone="resnet50", pooling="avg")).embed(decoded.pixels)
+    fast = convbase.ConvBase(weights, EmbedConfig(SIZE, backbone="resnet50", pooling="avg", precision="bf16")).embed(decoded.pixels)
+    cosine = (exact * fast).sum(1) / (np.linalg.norm(exact, axis=1) * np.linalg.norm(fast, axis=1))
+    assert fast.dtype == np.float32 and cosine.min() > 0.99, cosine

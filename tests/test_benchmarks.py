@@ -67,6 +67,20 @@ def test_similar_table_from_committed_results():
     assert all(line in out for line in r["real"]["lines"])
 
 
+def test_backbones_table_from_committed_results():
+    out, r = printed("backbones.py", os.path.join(PROJECT, "benchmarks", "backbones.json"))
+    for row in r["rows"]:
+        assert f"{row['ratio']:.2f}" in out and f"{row['extract']['images_per_second']:.1f}" in out
+        assert row["ratio"] == row["extract"]["images_per_second"] / row["reference"]["images_per_second"]
+
+
+def test_estimate_table_from_committed_results():
+    out, r = printed("estimate.py", os.path.join(PROJECT, "benchmarks", "estimate.json"))
+    e, x = r["estimate"], r["run"]
+    assert f"{e['wall_seconds']:.1f}" in out and f"{x['wall_seconds']:.1f}" in out
+    assert f"{e['wall_seconds'] / x['wall_seconds']:.2f}" in out
+
+
 def test_table_prints_every_run_of_a_run_saved_with_its_shards(tmp_path):
     """Each catdog run's rate, steal and widest shard gap, computed here again from its records."""
     import numpy as np

@@ -101,9 +101,9 @@ def _splits(rows: pa.Table, column: str | None, table: Location) -> list[str]:
     if column is None:
         return ["all"] * rows.num_rows
     values = rows.column(column).cast(pa.string()).to_pylist()
-    bad = next((v for v in values if not v or "/" in v or "=" in v), "ok")
-    if bad != "ok":
-        raise CatdogError(f"split {bad!r} in {table}: a split is a non-empty name without '/' or '='")
+    bad = [v for v in values if not v or "/" in v or "=" in v]  # a split names a folder: split=NAME
+    if bad:
+        raise CatdogError(f"split {bad[0]!r} in {table}: a split is a non-empty name without '/' or '='")
     return values
 
 

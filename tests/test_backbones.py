@@ -49,6 +49,7 @@ def keras_features(backbone: str, weights: str, files: list[str], pooling: str) 
     return net.predict(module.preprocess_input(pixels), verbose=0)
 
 
+@pytest.mark.slow  # three networks built and run twice each
 @pytest.mark.parametrize("backbone, pooling", [("resnet50", "avg"), ("efficientnetv2_b0", "max"), ("convnext_tiny", "avg")])
 def test_features_equal_keras_own_path(tmp_path, photos, backbone, pooling):
     weights_file = seeded_weights_file(tmp_path, backbone)
@@ -63,6 +64,7 @@ def test_features_equal_keras_own_path(tmp_path, photos, backbone, pooling):
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
 
 
+@pytest.mark.slow
 def test_gem_and_flatten_pool_the_same_maps(tmp_path, photos):
     """GeM (p = 3) and flatten, against numpy on the maps Keras' network gives without pooling."""
     import keras
@@ -160,6 +162,7 @@ def catdog_similar(out):
     return catdog.similar(out, threshold=0.99)
 
 
+@pytest.mark.slow
 def test_reduced_precision_stays_close_on_another_backbone(photos):
     """bf16 (the fast CPU path) and fp16 through the same mixed-precision policies as VGG16."""
     decoded = images.decode_files([storage.resolve(f) for f in photos], ExtractConfig(root="", out="", image_size=SIZE).decode)

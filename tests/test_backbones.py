@@ -171,3 +171,24 @@ def test_reduced_precision_stays_close_on_another_backbone(photos):
     fast = convbase.ConvBase(weights, EmbedConfig(SIZE, backbone="resnet50", pooling="avg", precision="bf16")).embed(decoded.pixels)
     cosine = (exact * fast).sum(1) / (np.linalg.norm(exact, axis=1) * np.linalg.norm(fast, axis=1))
     assert fast.dtype == np.float32 and cosine.min() > 0.99, cosine
+
+
+def test_an_out_of_catdog_0_1_is_pinned_as_before():
+    """VGG16 with flatten pins OUT exactly as before backbones were recorded (an earlier OUT resumes);
+    any other backbone or pooling is pinned."""
+    from catdog.extraction import metadata
+    from catdog.extraction.imagefolder import ImageSet
+
+    image_set = ImageSet(storage.resolve("r"), "class", ("a", "b"), ("a/1.jpg",), ("all",), (0,))
+    identity = {"source": "none", "seed": 0, "init": convbase.RANDOM_INIT}
+
+    def compat(**settings):
+        config = ExtractConfig(root="r", out="o", weights="none", **{"image_size": 32, **settings})
+        meta = metadata.feature_metadata(config, image_set, identity)
+        return meta, metadata.compat_settings(config, meta, storage.resolve("r"))
+
+    meta, pinned = compat()
+    assert meta["backbone"] == "vgg16" and meta["pooling"] == "flatten"
+    assert "backbone" not in pinned and "pooling" not in pinned and pinned["feature_dim"] == 512
+    assert compat(pooling="avg")[1]["pooling"] == "avg" and compat(pooling="avg")[1]["feature_dim"] == 512
+    assert compat(backbone="vgg19")[1]["backbone"] == "vgg19"

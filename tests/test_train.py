@@ -166,3 +166,20 @@ def test_store_faults_are_one_line_and_the_run_after_them_completes(s3, ray_loca
     keys = s3.keys(f"{s3.prefix}/run")
     assert {"model/model.keras", "model/head.json"} <= set(keys)
     assert [k for k in keys if k.startswith(f"{training.RUN_NAME}/checkpoint_") and k.endswith("/state.json")]
+
+
+def test_another_backbone_trains_end_to_end_and_predict_and_explain_read_it(ray_local, shapes, tmp_path):
+    """MobileNetV2 (its own preprocessing, pooled) frozen under the head: one epoch on Ray Train; the
+    model folder records the backbone; predict equals the saved Keras model on pixels Keras loads;
+    Grad-CAM finds the network's last conv layer."""
+    done = fit_e2e.run(config_for(shapes, tmp_path / "run", num_workers=1, backbone="mobilenet_v2"))
+    folder = model_folder.load(done.model_dir)
+    assert folder.feature_metadata["backbone"] == "mobilenet_v2" and folder.feature_metadata["preprocess"] == "tf"
+    base = [layer for layer in folder.model.model.layers if layer.name.startswith("mobilenetv2")][0]
+    assert not base.trainable_weights  # frozen
+    files = sorted((shapes / "test" / synthetic.shape_classes(3)[2]).iterdir())
+    predictions = predict.load_model(done.model_dir).predictions([str(f) for f in files])
+    expected = keras_probabilities(os.path.join(done.model_dir, "model.keras"), files)
+    np.testing.assert_allclose([list(p.probabilities.values()) for p in predictions], expected, rtol=1e-5, atol=1e-6)
+    cam = explain.GradCam(folder)
+    assert cam.layer == "out_relu"

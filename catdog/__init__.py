@@ -2,6 +2,7 @@
 classifiers, explanations and data checks on them. The Python API is `catdog.api`'s functions."""
 
 from catdog.api import (  # noqa: E402
+           audit,
            estimate,
            explain,
            extract,
@@ -16,5 +17,5 @@ from catdog.api import (  # noqa: E402
 from catdog.errors import CatdogError  # noqa: E402
 from catdog.version import __version__  # noqa: E402
 
-__all__ = ["CatdogError", "__version__", "estimate", "explain", "extract", "fit_e2e", "fit_head", "load", "load_model", "similar", "status",
+__all__ = ["CatdogError", "__version__", "audit", "estimate", "explain", "extract", "fit_e2e", "fit_head", "load", "load_model", "similar", "status",
            "stream"]

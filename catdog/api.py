@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator
 
-from catdog.config import ExtractConfig, HeadConfig, SimilarConfig, TrainConfig
+from catdog.config import AuditConfig, ExtractConfig, HeadConfig, SimilarConfig, TrainConfig
 
 if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
     import numpy as np
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
     from catdog.heads.explain import Explanation
     from catdog.heads.fit_head import HeadReport
     from catdog.heads.predict import Model
+    from catdog.insight.audit import AuditReport
     from catdog.insight.similar import SimilarReport
     from catdog.store.features import Features
 
@@ -63,6 +64,20 @@ def estimate(root: str, **options) -> Estimate:
     from catdog.extraction import extract as job
 
     return job.estimate(ExtractConfig(root=root, out="", **options))
+
+
+def audit(features: str, **options) -> AuditReport:
+    """Likely label errors (confident learning on out-of-fold probabilities), outliers within each
+    class, and each class's health, written to `report_dir` (default OUT/audit).
+
+    >>> report = catdog.audit("features")
+    >>> [(i.path, i.given, i.suggested) for i in report.label_issues[:3]]
+
+    Options: the fields of `catdog.config.AuditConfig` (report_dir, folds, neighbours, outlier_z, seed).
+    """
+    from catdog.insight import audit as job
+
+    return job.run(AuditConfig(features=features, **options))
 
 
 def status(out: str, root: str | None = None) -> Status:

@@ -170,6 +170,22 @@ class SimilarConfig(_Config):
 
 
 @dataclass(frozen=True)
+class AuditConfig(_Config):
+    features: str  # the OUT folder of `catdog extract`
+    report_dir: str | None = None  # where label_issues.csv, outliers.csv, audit.json go (None: OUT/audit)
+    folds: int = 5  # of the out-of-fold probabilities (fewer if the smallest class has fewer images)
+    neighbours: int = 10  # an outlier's distance is to its k-th nearest image of the same class
+    outlier_z: float = 3.5  # robust z-score of that distance within the class above which it is an outlier
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise CatdogError(f"--folds must be at least 2, got {self.folds}")
+        _positive(self, "neighbours")
+        _positive(self, "outlier_z")
+
+
+@dataclass(frozen=True)
 class TrainConfig(_Config):
     root: str
     out: str

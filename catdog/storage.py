@@ -11,10 +11,12 @@ environment (`credentials_env` is what the driver hands to Ray's workers).
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import stat
 import tempfile
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ CREDENTIAL_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_K
                         "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE", "GOOGLE_APPLICATION_CREDENTIALS")
 S3 = getattr(pafs, "S3FileSystem", ())  # () when pyarrow was built without S3: isinstance is then always False
 DEFAULT_MAX_ATTEMPTS = 5
+FLUSH_FAILURE = "Failed to flush response stream"  # aws-sdk-cpp's name for an answer larger than the read's buffer
+BACKOFF_S, MAX_BACKOFF_S = 0.1, 20.0  # AWS's standard back-off: base and cap
 OBJECT_STORES = tuple(getattr(pafs, name) for name in ("S3FileSystem", "GcsFileSystem") if hasattr(pafs, name))
 
 
@@ -92,8 +96,22 @@ class Location:
         return self.kind() == pafs.FileType.Directory
 
     def read_bytes(self) -> bytes:
-        with self.fs.open_input_stream(self.path) as stream:
-            return stream.read()
+        """The whole file. An object store's throttling answer (503 SlowDown) to a read of a file
+        smaller than the answer's own XML body (a lock, a manifest, a small index) overflows the
+        buffer aws-sdk-cpp preallocates for the file, which it then reports as a non-retryable
+        INTERNAL_FAILURE, "Failed to flush response stream" (the same SDK flaw apache/doris#66557
+        works around): its retry strategy never sees the 503. Such a read is tried again here as the
+        strategy would have (AWS_MAX_ATTEMPTS tries, exponential back-off with full jitter)."""
+        attempts = max_attempts() if self.is_object_store else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.fs.open_input_stream(self.path) as stream:
+                    return stream.read()
+            except OSError as exc:
+                if FLUSH_FAILURE not in str(exc) or attempt == attempts:
+                    raise
+                time.sleep(random.uniform(0, min(MAX_BACKOFF_S, BACKOFF_S * 2**attempt)))
+        raise AssertionError("unreachable")
 
     def write_bytes(self, data: bytes) -> None:
         """This file, whole or not at all (a local file is written beside it and renamed onto it; an
@@ -179,10 +197,14 @@ def s3_filesystem(options: dict) -> pafs.FileSystem:
     """An S3 filesystem with catdog's retry strategy: AWS's standard one (exponential back-off with
     jitter, retrying throttling such as 503 SlowDown, 500/502/504 answers, connection resets and
     timeouts), bounded by AWS_MAX_ATTEMPTS attempts a request (default 5; pyarrow's own is 3)."""
+    return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts()))
+
+
+def max_attempts() -> int:
     value = os.environ.get("AWS_MAX_ATTEMPTS") or str(DEFAULT_MAX_ATTEMPTS)
     if not value.isdigit() or int(value) < 1:
         raise CatdogError(f"AWS_MAX_ATTEMPTS must be a whole number of attempts, at least 1, got {value!r}")
-    return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=int(value)))
+    return int(value)
 
 
 def _s3_location(options: dict, path: str, name: str) -> Location:

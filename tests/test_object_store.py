@@ -278,6 +278,21 @@ def test_throttling_and_resets_are_retried_transparently(s3, ray_local, photos, 
     assert [k for k in s3.keys(f"{s3.prefix}/m") if k.endswith("head.json")]
 
 
+def test_a_small_file_read_through_throttling_is_read_again(s3):
+    """A 503 SlowDown answering the read of a file smaller than the answer's own body (a lock, a
+    manifest): aws-sdk-cpp overflows the read's buffer and reports a non-retryable INTERNAL_FAILURE
+    ("Failed to flush response stream"); catdog reads the file again, as the retry strategy would."""
+    from tests.faultproxy import Proxy
+
+    data = b'{"owner": "host", "pid": 1}'
+    with s3.filesystem().open_output_stream(f"{s3.prefix}/small.json") as stream:
+        stream.write(data)
+    with Proxy(s3.endpoint, slow_down=0.3, seed=1) as throttling:
+        small = storage.resolve(f"s3://{s3.prefix}/small.json?endpoint_override=127.0.0.1:{throttling.port}&scheme=http")
+        assert [small.read_bytes() for _ in range(30)] == [data] * 30
+    assert throttling.faults >= 5
+
+
 def test_a_store_that_does_not_answer_a_read_fails_the_shard_not_the_image(s3, photos, monkeypatch):
     """After AWS_MAX_ATTEMPTS tries, a read the store never answers is the store's error: the shard
     stops (its images are not recorded as bad); a missing object is still the image's own error."""

@@ -8,6 +8,7 @@ import sys
 
 from catdog import quiet
 from catdog.commands import (
+    audit,
     demo,
     explain,
     extract,
@@ -20,7 +21,7 @@ from catdog.commands import (
 )
 from catdog.errors import CatdogError
 
-COMMANDS = (extract, status, head, predict, explain, similar, train_e2e, demo)
+COMMANDS = (extract, status, head, predict, explain, similar, audit, train_e2e, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,11 @@ SKOPS_TRUSTED: frozenset[str] = frozenset()
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
+def logreg_pipeline(C: float, seed: int) -> Pipeline:
+    """The logistic-regression head in memory: standardised features, then L2-regularised logistic regression."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
+
+
 class LogRegHead:
     kind = "logreg"
     file = "head.skops"
@@ -47,7 +52,7 @@ class LogRegHead:
         history: dict[str, list] = {"C": [], "loss": [], "acc": [], "val_loss": [], "val_acc": []}
         best = None
         for C in C_GRID if validation else (1.0,):
-            pipe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=self.config.seed))
+            pipe = logreg_pipeline(C, self.config.seed)
             pipe.fit(X, y)
             history["C"].append(C)
             _score(history, "", pipe.predict_proba(X), y)

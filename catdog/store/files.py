@@ -43,7 +43,5 @@ def read_parquet(location: Location, columns: list[str] | None = None, schema: p
     """A Parquet file that is replaced by name (OUT's index), read in one request: a reader sees the old
     file or the new one. pyarrow's own readers read the footer, then open the file again for the data,
     which after a replacement pairs one file's footer with the other's pages."""
-    with location.fs.open_input_stream(location.path) as stream:
-        data = stream.read_buffer()
-    table = pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
+    table = pq.ParquetFile(pa.BufferReader(location.read_bytes())).read(columns=columns)
     return table if schema is None else table.cast(schema)

@@ -1,0 +1,198 @@
+"""The `catdog audit` job: what is wrong with the data, found from the stored features.
+
+- **Label issues**: out-of-fold probabilities (K-fold over every labeled image, `catdog head`'s
+  logistic regression on the features) into confident learning (Northcutt, Jiang and Chuang,
+  "Confident Learning: Estimating Uncertainty in Dataset Labels", JAIR 2021) through cleanlab's
+  `find_label_issues`, ranked by self-confidence (the out-of-fold probability of the given class).
+- **Outliers**: per class, the cosine distance of each image to its k-th nearest neighbour of the
+  same class; an image is an outlier when that distance is far above its class's own: a robust
+  z-score (median and MAD of the class) above `outlier_z`.
+- **Class health**: class balance per split, and per-class precision, recall and F1 with the
+  confusion matrix of the out-of-fold predictions (what a head would get wrong, class by class).
+
+Every split is audited together, the split named in each row; unlabeled images are left out.
+Near-duplicates and split leakage are `catdog similar`'s.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from catdog import figures, storage
+from catdog.config import AuditConfig
+from catdog.errors import CatdogError
+from catdog.extraction import originals, status
+from catdog.heads.models import logreg_pipeline
+from catdog.store import features
+
+DEFAULT_DIR = "audit"  # under OUT, when no folder is given
+LABEL_ISSUES, OUTLIERS, REPORT = "label_issues.csv", "outliers.csv", "audit.json"
+SHEET = 16  # images per contact sheet
+
+
+@dataclass(frozen=True)
+class LabelIssue:
+    path: str
+    split: str
+    given: str
+    suggested: str  # the most probable class out of fold
+    self_confidence: float  # the out-of-fold probability of the given class
+    rank: int  # 1: the most likely mislabeled
+
+
+@dataclass(frozen=True)
+class Outlier:
+    path: str
+    split: str
+    label: str
+    distance: float  # cosine distance to the k-th nearest image of its class
+    score: float  # robust z-score of that distance within the class
+    rank: int
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    report_dir: str
+    images: int  # labeled images audited
+    classes: tuple[str, ...]
+    label_issues: list[LabelIssue]
+    outliers: list[Outlier]
+    health: dict  # per class: images, precision, recall, f1; "confusion": rows true, columns predicted
+    balance: dict  # split -> class -> images
+    seconds: float
+    notes: list[str]
+
+    def lines(self) -> list[str]:
+        n = max(self.images, 1)
+        worst = min(self.classes, key=lambda c: self.health[c]["recall"]) if self.classes else ""
+        return [
+            f"audited     {self.images:,} labeled images, {len(self.classes)} classes, in {self.seconds:.1f} s",
+            f"label issues {len(self.label_issues):,} ({len(self.label_issues) / n:.1%}): {self.report_dir}/{LABEL_ISSUES}",
+            f"outliers    {len(self.outliers):,} ({len(self.outliers) / n:.1%}): {self.report_dir}/{OUTLIERS}",
+            f"classes     out-of-fold accuracy {self.health['accuracy']:.3f}; lowest recall: {worst} "
+            f"({self.health[worst]['recall']:.3f})" if worst else "classes     none",
+            *(f"note        {note}" for note in self.notes),
+            f"report      {self.report_dir}/{REPORT} and contact sheets label_issues.png, outliers.png",
+        ]
+
+
+def run(config: AuditConfig) -> AuditReport:
+    out = storage.resolve(config.features)
+    status.require_complete(out)
+    data = features.load(out)
+    labeled = data.y >= 0
+    X, y, paths, splits = data.X[labeled], data.y[labeled], data.paths[labeled], data.splits[labeled]
+    classes = tuple(data.classes)
+    counts = np.bincount(y, minlength=len(classes))
+    if len(classes) < 2 or (counts > 0).sum() < 2:
+        raise CatdogError(f"{out} has fewer than two classes with labeled images: nothing to audit")
+    started, notes = time.perf_counter(), []
+    folds = min(config.folds, int(counts[counts > 0].min()))
+    if folds < 2:
+        raise CatdogError(f"class {classes[int(np.argmin(np.where(counts > 0, counts, 1 << 30)))]} has one image: "
+                          "out-of-fold probabilities need at least two per class")
+    if folds < config.folds:
+        notes.append(f"{folds} folds, not {config.folds}: the smallest class has {folds} images")
+    P = out_of_fold(X, y, folds, config.seed)
+    issues = label_issues(P, y, paths, splits, classes)
+    found = outliers(X, y, paths, splits, classes, config.neighbours, config.outlier_z)
+    health = class_health(P, y, classes)
+    balance = {s: {c: int(((splits == s) & (y == k)).sum()) for k, c in enumerate(classes)} for s in sorted(set(splits))}
+    seconds = round(time.perf_counter() - started, 2)
+    report_dir = config.report_dir or str(out.join(DEFAULT_DIR))
+    report = AuditReport(report_dir, int(len(y)), classes, issues, found, health, balance, seconds, notes)
+    with storage.writable_folder(storage.resolve(report_dir)) as local:
+        _csv(os.path.join(local, LABEL_ISSUES), issues)
+        _csv(os.path.join(local, OUTLIERS), found)
+        for name, rows, caption, title in (
+                ("label_issues.png", issues, lambda i: f"{i.split}: given {i.given}\nsuggested {i.suggested} "
+                 f"({i.self_confidence:.2f})", "likely label errors (lowest self-confidence first)"),
+                ("outliers.png", found, lambda o: f"{o.split}/{o.label}\nz = {o.score:.1f}", "outliers within their class")):
+            note = _contact_sheet(out, rows[:SHEET], caption, title, os.path.join(local, name))
+            notes += [note] if note else []
+        record = {"images": report.images, "classes": list(classes), "label_issues": len(issues),
+                  "outliers": len(found), "seconds": seconds, "health": health, "balance": balance, "notes": notes,
+                  "settings": asdict(config) | {"folds": folds}, "method": _method()}
+        with open(os.path.join(local, REPORT), "w") as f:
+            json.dump(record, f, indent=2)
+    return report
+
+
+def out_of_fold(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """(n, K) probabilities, each row from the head fitted on the other folds."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return cross_val_predict(logreg_pipeline(1.0, seed), X, y, cv=cv, method="predict_proba")
+
+
+def label_issues(P: np.ndarray, y: np.ndarray, paths, splits, classes) -> list[LabelIssue]:
+    from cleanlab.filter import find_label_issues
+
+    ranked = find_label_issues(labels=y, pred_probs=P, return_indices_ranked_by="self_confidence")
+    return [LabelIssue(str(paths[i]), str(splits[i]), classes[y[i]], classes[int(P[i].argmax())],
+                       round(float(P[i, y[i]]), 6), rank) for rank, i in enumerate(ranked, 1)]
+
+
+def outliers(X: np.ndarray, y: np.ndarray, paths, splits, classes, k: int, z: float) -> list[Outlier]:
+    from sklearn.neighbors import NearestNeighbors
+
+    found = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        if len(members) < 3:
+            continue
+        n = min(k, len(members) - 1)
+        distances, _ = NearestNeighbors(n_neighbors=n + 1, metric="cosine").fit(X[members]).kneighbors(X[members])
+        kth = distances[:, n]  # column 0 is the image itself
+        median = np.median(kth)
+        mad = 1.4826 * np.median(np.abs(kth - median)) + 1e-12
+        scores = (kth - median) / mad
+        found += [(float(scores[j]), float(kth[j]), int(i)) for j, i in enumerate(members) if scores[j] > z]
+    found.sort(reverse=True)
+    return [Outlier(str(paths[i]), str(splits[i]), classes[y[i]], round(d, 6), round(s, 3), rank)
+            for rank, (s, d, i) in enumerate(found, 1)]
+
+
+def class_health(P: np.ndarray, y: np.ndarray, classes) -> dict:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    predicted = P.argmax(axis=1)
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(y, predicted, labels=labels, zero_division=0)
+    health = {c: {"images": int(support[k]), "precision": round(float(precision[k]), 4),
+                  "recall": round(float(recall[k]), 4), "f1": round(float(f1[k]), 4)} for k, c in enumerate(classes)}
+    return {**health, "accuracy": round(float((predicted == y).mean()), 4),
+            "confusion": confusion_matrix(y, predicted, labels=labels).tolist()}
+
+
+def _csv(path: str, rows: list) -> None:
+    fields = list(LabelIssue.__dataclass_fields__ if path.endswith(LABEL_ISSUES) else Outlier.__dataclass_fields__)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        writer.writerows([getattr(r, name) for name in fields] for r in rows)
+
+
+def _contact_sheet(out: storage.Location, rows: list, caption, title: str, path: str) -> str | None:
+    if not rows:
+        return None
+    pictures, note = originals.decode(originals.settings(out), [r.path for r in rows])
+    if note:
+        return f"{note}: no {os.path.basename(path)}"
+    shown = [i for i in range(len(rows)) if i in pictures]
+    figures.plot_wrong([pictures[i] for i in shown], [caption(rows[i]) for i in shown], path, title)
+    return None
+
+
+def _method() -> dict:
+    from importlib.metadata import version
+
+    return {"label_issues": "confident learning (cleanlab.filter.find_label_issues), ranked by self-confidence",
+            "probabilities": "out-of-fold, StandardScaler + LogisticRegression(C=1)", "cleanlab": version("cleanlab")}

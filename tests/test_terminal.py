@@ -53,7 +53,8 @@ def write():
     n = 0
     while not stop.is_set():
         os.write(2, f"fd-line {n}\n".encode())
-        print(f"py-line {n}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"py-line {n}\n")  # one write: print() writes the text and its newline apart,
+        sys.stderr.flush()                   # and Ray's log thread may print between them
         written.append(n)
         n += 1
         time.sleep(0.02)

@@ -2,6 +2,7 @@
 the library leaves the process's stderr alone (every line a thread writes during an extraction arrives)."""
 
 import io
+import re
 import subprocess
 import sys
 
@@ -73,6 +74,8 @@ def test_a_thread_writing_to_stderr_during_an_extraction_loses_no_line(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     count, images = map(int, done.stdout.split()[-2:])
     assert images == 8 and count > 20  # the writer ran through Ray's start, the model and the commit
-    lines = set(done.stderr.splitlines())
+    # Each of these lines is one write, but Ray's log thread prints a line's text and its newline
+    # apart, so one of ours may follow another's text on the same line: found by pattern, not as lines.
+    lines = set(re.findall(r"(?:fd|py)-line \d+(?=\n)", done.stderr))
     missing = [n for n in range(count) for kind in ("fd", "py") if f"{kind}-line {n}" not in lines]
     assert missing == []

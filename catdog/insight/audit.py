@@ -135,7 +135,9 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarr
 def label_issues(P: np.ndarray, y: np.ndarray, paths, splits, classes) -> list[LabelIssue]:
     from cleanlab.filter import find_label_issues
 
-    ranked = find_label_issues(labels=y, pred_probs=P, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab's default forks a process pool, which in a process running Ray's threads
+    # (a notebook, the CLI) can deadlock; the work is a few numpy passes over (n, K).
+    ranked = find_label_issues(labels=y, pred_probs=P, return_indices_ranked_by="self_confidence", n_jobs=1)
     return [LabelIssue(str(paths[i]), str(splits[i]), classes[y[i]], classes[int(P[i].argmax())],
                        round(float(P[i, y[i]]), 6), rank) for rank, i in enumerate(ranked, 1)]
 

@@ -160,8 +160,8 @@ class Resolver:
     def __call__(self, path: str) -> Location:
         if is_uri(path):
             store = store_of(path)
-            if store not in self._stores:
-                self._stores[store] = resolve(store)
+            if store not in self._stores:  # the driver checked each bucket once (catdog.extraction.table)
+                self._stores[store] = resolve(store, check=False)
             found = self._stores[store]
             inside = path.partition("?")[0].split("://", 1)[1].partition("/")[2]
             return Location(found.fs, join(found.path, inside), path)
@@ -173,8 +173,9 @@ class Resolver:
         return Resolver, (self.base,)
 
 
-def resolve(location: "str | Location") -> Location:
-    """The filesystem and the path inside it for a local path or a URI."""
+def resolve(location: "str | Location", check: bool = True) -> Location:
+    """The filesystem and the path inside it for a local path or a URI (a bucket is checked to exist
+    unless `check` is False)."""
     if isinstance(location, Location):
         return location
     if is_uri(location):
@@ -185,7 +186,7 @@ def resolve(location: "str | Location") -> Location:
         if isinstance(fs, S3):
             fs = s3_filesystem(fs.__reduce__()[1][0])
         resolved = Location(fs, path, location)
-        if resolved.is_object_store:
+        if check and resolved.is_object_store:
             _check_bucket(resolved)
         return resolved
     path = display_path(os.path.abspath(os.path.expanduser(location)).replace(os.sep, "/"))

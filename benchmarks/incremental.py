@@ -69,18 +69,20 @@ def listing(work: str) -> dict:
     start = time.perf_counter()
     image_set = imagefolder.scan(root)
     scanned = time.perf_counter() - start
-    previous = index.entries(image_set.stamp_of, "features/split=train/part.parquet", image_set.paths[1000:], [""] * (LISTING - 1000))
+    stamps = dict(zip(image_set.paths, image_set.stamps))
+    previous = index.entries(stamps, "features/split=train/part.parquet", image_set.paths[1000:], [""] * (LISTING - 1000))
     out = storage.resolve(f"{work}/listing-out")
     start = time.perf_counter()
-    index.write(out, previous)
+    index.write_rows(out, iter(previous))
     written = time.perf_counter() - start
     start = time.perf_counter()
-    read_back = index.read(out)
+    read_back = list(index.rows(out))
     read = time.perf_counter() - start
     start = time.perf_counter()
-    changes = index.compare(read_back, image_set.stamp_of)
+    comparison = index.Comparison(iter(read_back))
+    pending = sum(1 for _ in comparison.pending(image_set.entries()))
     compared = time.perf_counter() - start
-    assert len(changes.added) == 1000
+    assert pending == comparison.changes.added == 1000
     return {"paths": LISTING, "scan_seconds": scanned, "index_write_seconds": written, "index_read_seconds": read,
             "compare_seconds": compared}
 

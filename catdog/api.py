@@ -84,7 +84,7 @@ def status(out: str, root: str | None = None) -> Status:
     """What `out` holds and how it was made; given `root`, what a re-run would do (nothing is run).
 
     >>> catdog.status("features", "photos").rerun.added
-    ()
+    0
     """
     from catdog.extraction import status as job
 

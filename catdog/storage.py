@@ -20,11 +20,13 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import pyarrow.fs as pafs
 
 from catdog.errors import CatdogError
+
+T = TypeVar("T")
 
 # What a worker needs to reach the same object store as the driver (never printed or recorded).
 CREDENTIAL_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -96,22 +98,12 @@ class Location:
         return self.kind() == pafs.FileType.Directory
 
     def read_bytes(self) -> bytes:
-        """The whole file. An object store's throttling answer (503 SlowDown) to a read of a file
-        smaller than the answer's own XML body (a lock, a manifest, a small index) overflows the
-        buffer aws-sdk-cpp preallocates for the file, which it then reports as a non-retryable
-        INTERNAL_FAILURE, "Failed to flush response stream" (the same SDK flaw apache/doris#66557
-        works around): its retry strategy never sees the 503. Such a read is tried again here as the
-        strategy would have (AWS_MAX_ATTEMPTS tries, exponential back-off with full jitter)."""
-        attempts = max_attempts() if self.is_object_store else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.fs.open_input_stream(self.path) as stream:
-                    return stream.read()
-            except OSError as exc:
-                if FLUSH_FAILURE not in str(exc) or attempt == attempts:
-                    raise
-                time.sleep(random.uniform(0, min(MAX_BACKOFF_S, BACKOFF_S * 2**attempt)))
-        raise AssertionError("unreachable")
+        """The whole file (a small file read through throttling is read again: `small_reads_retried`)."""
+        def read() -> bytes:
+            with self.fs.open_input_stream(self.path) as stream:
+                return stream.read()
+
+        return small_reads_retried(read, self.is_object_store)
 
     def write_bytes(self, data: bytes) -> None:
         """This file, whole or not at all (a local file is written beside it and renamed onto it; an
@@ -192,6 +184,25 @@ def resolve(location: "str | Location", check: bool = True) -> Location:
     path = display_path(os.path.abspath(os.path.expanduser(location)).replace(os.sep, "/"))
     return Location(pafs.LocalFileSystem(), path, display_path(location))
 
+
+
+def small_reads_retried(read: Callable[[], T], object_store: bool) -> T:
+    """`read()`, tried again where an object store's throttling broke a small read. A 503 SlowDown
+    answering a read smaller than the answer's own XML body (a lock, a manifest, a small index, a
+    small column of a shard) overflows the buffer aws-sdk-cpp preallocates for it, which it then
+    reports as a non-retryable INTERNAL_FAILURE, "Failed to flush response stream" (the same SDK flaw
+    apache/doris#66557 works around): its retry strategy never sees the 503. Such a read is tried
+    again here as the strategy would have (AWS_MAX_ATTEMPTS tries, exponential back-off with full
+    jitter); the read must be one that can be done twice."""
+    attempts = max_attempts() if object_store else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return read()
+        except OSError as exc:
+            if FLUSH_FAILURE not in str(exc) or attempt == attempts:
+                raise
+            time.sleep(random.uniform(0, min(MAX_BACKOFF_S, BACKOFF_S * 2**attempt)))
+    raise AssertionError("unreachable")
 
 
 def s3_filesystem(options: dict) -> pafs.FileSystem:

@@ -1,6 +1,6 @@
 """A loopback TCP proxy in front of the test S3 server, for fault injection in the tests and for the
 object-store benchmark. It counts the HTTP requests it passes on and can hold each back by a fixed
-delay (a real store's latency). Faults:
+delay (a real store's latency), and listings (LIST requests) by a delay of their own. Faults:
 - `refuse_writes`: every request whose method is PUT or POST (and whose request line holds `pattern`,
   if given) is answered `500 InternalError`, as SeaweedFS answers when it has no volume left;
 - `slow_down`: that fraction of requests (chosen by a seeded draw) is answered `503 SlowDown`, a
@@ -29,8 +29,10 @@ METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
 
 class Proxy:
     def __init__(self, upstream: str, delay_s: float = 0.0, refuse_writes: bool = False, pattern: bytes = b"",
-                 slow_down: float = 0.0, reset: float = 0.0, stall: float = 0.0, seed: int = 0) -> None:
+                 slow_down: float = 0.0, reset: float = 0.0, stall: float = 0.0, seed: int = 0,
+                 list_delay_s: float = 0.0) -> None:
         """`upstream` is the server's endpoint (http://HOST:PORT)."""
+        self.list_delay_s, self.listings = list_delay_s, 0
         self.slow_down, self.reset, self.stall, self.random = slow_down, reset, stall, random.Random(seed)
         self.faults = 0
         self.upstream_host, port = upstream.split("://", 1)[-1].rsplit(":", 1)
@@ -80,7 +82,9 @@ class Proxy:
                         break
                 if requests and b" HTTP/1.1\r\n" in data:
                     self.requests += data.count(b" HTTP/1.1\r\n")
-                    await asyncio.sleep(self.delay_s)
+                    listing = data.startswith(b"GET ") and b"list-type=2" in data.split(b"\r\n", 1)[0]
+                    self.listings += listing
+                    await asyncio.sleep(self.delay_s + (self.list_delay_s if listing else 0.0))
                 writer.write(data)
                 await writer.drain()
             writer.close()

@@ -6,9 +6,9 @@ import numpy as np
 from catdog import storage
 from catdog.config import ExtractConfig
 from catdog.extraction import metadata
-from catdog.extraction.imagefolder import ImageSet
+from catdog.extraction.imagefolder import ImageSet, Listed
 from catdog.store import features, generation, index, layout
-from catdog.store.index import Changes, Entry
+from catdog.store.index import Entry
 
 
 def writer_at(location, classes=("cats", "dogs")):
@@ -27,14 +27,18 @@ def test_commit_moves_staged_files_in_drops_superseded_rows_and_is_idempotent(tm
     stage = out.join(layout.staging(2))
     new = np.full((2, 512), 7, np.float32)
     writer_at(stage).write("all", "part-g2-00000-b.parquet", ["cats/2.jpg", "dogs/bad.jpg"], np.array([0, 1]), new, [])
-    changes = Changes(added=(), changed=("cats/2.jpg", "dogs/bad.jpg"), removed=("dogs/3.jpg",), unchanged=("cats/1.jpg",))
+    comparison = index.Comparison(sorted(previous.items(), key=index.key))
+    listed = [Listed("cats/1.jpg", "all", 0, 1, 1), Listed("cats/2.jpg", "all", 0, 2, 2), Listed("dogs/bad.jpg", "all", 1, 2, 2)]
+    assert [e.path for e in comparison.pending(listed)] == ["cats/2.jpg", "dogs/bad.jpg"]
+    changes = comparison.changes
+    assert (changes.added, changes.changed, changes.removed, changes.unchanged) == (0, 2, 1, 1)
     staged = generation.staged_files(stage)
     assert staged == ["features/split=all/part-g2-00000-b.parquet"]
-    record = generation.plan(2, staged, previous, changes)
+    record = generation.plan(2, staged, changes)
     assert record["rewrite"] == {"errors/split=all/part-00000-a.parquet": ["dogs/bad.jpg"],
                                  "features/split=all/part-00000-a.parquet": ["cats/2.jpg", "dogs/3.jpg"]}
     added = {p: Entry(2, 2, "h", "features/split=all/part-g2-00000-b.parquet") for p in ("cats/2.jpg", "dogs/bad.jpg")}
-    after = generation.next_index(previous, record, added)
+    after = dict(generation.next_index(sorted(previous.items(), key=index.key), record, sorted(added.items())))
     index.write(stage, after)
 
     generation.carry_out(out, record)

@@ -92,3 +92,47 @@ def test_an_input_that_is_neither_file_nor_folder_is_refused_not_read(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(CatdogError, match="not a file or a folder: .*x.jpg"):
         imagefolder.inputs([str(fifo)])
+
+
+def test_the_walk_yields_paths_in_sorted_order_as_stored(tmp_path):
+    """OUT's index is merged with the listing as both stream: the walk must give exactly the sorted
+    order of the stored paths (a folder sorts as "name/", and undecodable bytes are stored as \\xNN)."""
+    names = ["a.jpg", "a-b/1.jpg", "a/1.jpg", "a/b/c/2.jpg", "a0.jpg", "A.jpg", "é/1.jpg", "z/y/x.png", "z/y.png"]
+    make(tmp_path, names)
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")  # not UTF-8
+    with open(odd, "wb") as f:
+        f.write(open(tmp_path / "a.jpg", "rb").read())
+    images = imagefolder.scan(str(tmp_path))
+    assert images.layout == "flat" and len(images.paths) == len(names) + 1
+    assert list(images.paths) == sorted(images.paths) and "caf\\xe9.jpg" in images.paths
+
+
+def test_the_listing_streams_before_the_walk_ends(tmp_path, monkeypatch):
+    """The first images come out when only the first folders have been listed."""
+    make(tmp_path, [f"c{k:02d}/{i}.jpg" for k in range(30) for i in range(2)])
+    folder = imagefolder.open_folder(str(tmp_path))
+    calls = []
+    real = imagefolder._local_children
+    monkeypatch.setattr(imagefolder, "_local_children", lambda base, rel: calls.append(rel) or real(base, rel))
+    entries = folder.entries()
+    listed = [next(entries)]
+    listed_then = len(calls)
+    listed += list(entries)
+    assert listed[0].path == "c00/0.jpg" and listed_then <= imagefolder.LOOKAHEAD < 30
+    assert len(calls) == 30 and [e.path for e in listed] == sorted(e.path for e in listed)
+
+
+def test_a_class_folder_without_images_is_a_class_as_in_keras(tmp_path):
+    make(tmp_path, ["cats/a.jpg", "dogs/b.jpg"])
+    (tmp_path / "birds").mkdir()
+    images = imagefolder.scan(str(tmp_path))
+    assert images.classes == ("birds", "cats", "dogs") and images.labels == (1, 2)
+
+
+def test_cut_shards_equals_fixed_runs_per_split_of_the_sorted_listing():
+    listed = [imagefolder.Listed(f"{s}/x/{i:03d}.jpg", s, i % 2, i, i) for s in ("test", "train") for i in range(7)]
+    shards = list(imagefolder.cut_shards(iter(listed), 3))
+    assert [(s.split, s.index, len(s.paths)) for s in shards] == [("test", 0, 3), ("test", 1, 3), ("test", 2, 1),
+                                                                  ("train", 0, 3), ("train", 1, 3), ("train", 2, 1)]
+    assert [p for s in shards for p in s.paths] == [e.path for e in listed]
+    assert shards[4].stamps == ((3, 3), (4, 4), (5, 5)) and shards[4].labels == (1, 0, 1)

@@ -78,6 +78,7 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
 
     from catdog import synthetic
     from catdog.extraction import convbase, imagefolder
+    from catdog.extraction.feed import Feed
 
     synthetic.make_demo_folder(str(tmp_path / "in"), per_class=60, size=40, splits={"train": 1.0})
     root, out = storage.resolve(str(tmp_path / "in")), storage.resolve(str(tmp_path / "out"))
@@ -88,7 +89,7 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     meta = metadata.feature_metadata(config, image_set, {"source": "none", "seed": 0})
     writer = features.ShardWriter(out, features.feature_schema(meta), image_set.classes)
     resources = Resources(1, 2.0, 0.0, decode_cpus=0.0, shards_in_flight=2)
-    rows = pipeline.extract_shards(shards, root, config, convbase.resolve_weights("none", 0, 64), writer, resources,
+    rows = pipeline.extract_shards(Feed(shards), root, config, convbase.resolve_weights("none", 0, 64), writer, resources,
                                    Placement(None, None, 1))
     assert next(rows)["rows"] == 20
     rows.close()

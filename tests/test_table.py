@@ -19,17 +19,18 @@ def write_csv(path, header, rows):
     return str(path)
 
 
-def test_rows_in_path_order_with_classes_splits_and_stamps(tmp_path):
+def test_rows_in_split_then_path_order_with_classes_splits_and_stamps(tmp_path):
     absolute = save_image(tmp_path / "elsewhere" / "z.png", random_pixels(1))
     csv = write_csv(tmp_path / "t.csv", ["path", "label", "split", "extra"],
                     [("b/2.jpg", "dogs", "train", 1), (absolute, "cats", "test", 2), ("a/1.jpg", "cats", "train", 3),
                      ("c/3.jpg", "", "train", 4)])
     images = table.read(csv)
-    assert images.paths == tuple(sorted(["b/2.jpg", absolute, "a/1.jpg", "c/3.jpg"]))
+    listed = list(images.entries())
+    assert [e.path for e in listed] == [absolute, "a/1.jpg", "b/2.jpg", "c/3.jpg"]  # split "test" first
     assert images.layout == "table" and images.classes == ("cats", "dogs") and images.local
-    rows = dict(zip(images.paths, zip(images.splits, images.labels)))
+    rows = {e.path: (e.split, e.label) for e in listed}
     assert rows == {"a/1.jpg": ("train", 0), "b/2.jpg": ("train", 1), absolute: ("test", 0), "c/3.jpg": ("train", NO_LABEL)}
-    assert images.stamp_of["b/2.jpg"] == (table.NO_SIZE, zlib.crc32(b"train\tdogs"))
+    assert {e.path: (e.size, e.mtime_ns) for e in listed}["b/2.jpg"] == (table.NO_SIZE, zlib.crc32(b"train\tdogs"))
     locate = storage.Resolver(images.root)  # relative paths are under the table's folder
     assert locate("a/1.jpg").path == storage.resolve(str(tmp_path / "a" / "1.jpg")).path
     assert locate(absolute).path == storage.resolve(absolute).path
@@ -39,10 +40,32 @@ def test_parquet_with_integer_labels_named_columns_and_no_split(tmp_path):
     pq.write_table(pa.table({"uri": ["x/10.jpg", "x/2.jpg", "x/1.jpg"], "y": [10, 2, 2]}), tmp_path / "t.parquet")
     images = table.read(str(tmp_path / "t.parquet"), path_column="uri", label_column="y")
     assert images.classes == ("2", "10")  # numeric order, as the integers are
-    assert dict(zip(images.paths, images.labels)) == {"x/1.jpg": 0, "x/10.jpg": 1, "x/2.jpg": 0}
-    assert set(images.splits) == {"all"}
+    assert {e.path: e.label for e in images.entries()} == {"x/1.jpg": 0, "x/10.jpg": 1, "x/2.jpg": 0}
+    assert {e.split for e in images.entries()} == {"all"}
     unlabeled = table.read(str(tmp_path / "t.parquet"), path_column="uri")
-    assert unlabeled.classes == () and set(unlabeled.labels) == {NO_LABEL}
+    assert unlabeled.classes == () and {e.label for e in unlabeled.entries()} == {NO_LABEL}
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_table_in_order_streams_and_another_is_sorted_with_the_same_rows(tmp_path, ordered, monkeypatch):
+    """Several batches: an ordered table is read batch by batch and never whole; an unordered one is
+    sorted in memory; both list the rows in (split, path) order, and the same image twice is refused
+    either way, before any work."""
+    monkeypatch.setattr(table, "BATCH_ROWS", 100)
+    rows = [(f"img/{i:04d}.jpg", ["cats", "dogs"][i % 2], ["test", "train"][i % 3 == 0]) for i in range(1000)]
+    rows.sort(key=lambda r: (r[2], r[0]) if ordered else hash(r[0]))
+    pq.write_table(pa.table(dict(zip(["path", "label", "split"], zip(*rows)))), tmp_path / "t.parquet", row_group_size=100)
+    images = table.read(str(tmp_path / "t.parquet"))
+    assert (images.in_order is None) == ordered and images.rows == 1000
+    listed = list(images.entries())
+    assert [(e.split, e.path) for e in listed] == sorted((r[2], r[0]) for r in rows)
+    assert all(e.label == ("cats", "dogs").index(r[1]) for e, r in zip(listed, sorted(rows, key=lambda r: (r[2], r[0]))))
+    twice = rows[:500] + [rows[400]] + rows[500:]
+    if ordered:
+        twice.sort(key=lambda r: (r[2], r[0]))
+    pq.write_table(pa.table(dict(zip(["path", "label", "split"], zip(*twice)))), tmp_path / "t2.parquet", row_group_size=100)
+    with pytest.raises(CatdogError, match=f"{rows[400][0]} is in .*t2.parquet more than once"):
+        table.read(str(tmp_path / "t2.parquet"))
 
 
 @pytest.mark.parametrize("header, rows, kwargs, message", [

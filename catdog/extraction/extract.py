@@ -8,15 +8,18 @@ shards, and commits them with the removal of superseded rows as one generation (
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import random
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -25,7 +28,8 @@ from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
 from catdog.extraction import convbase, imagefolder, images, listing, metadata, pipeline
 from catdog.extraction.cost import Cost, Estimate
-from catdog.extraction.imagefolder import ImageSet, Shard
+from catdog.extraction.feed import Feed
+from catdog.extraction.imagefolder import Listed, PlanDigest, Shard, Source
 from catdog.storage import Location
 from catdog.store import features, generation, index, layout, manifest
 from catdog.store.lock import locked
@@ -77,7 +81,7 @@ class ExtractResult:
 
 
 TIMELINE = {"ray": "Ray up", "weights": "weights", "pipeline": "pipeline", "model_loaded": "model loaded",
-            "first_shard": "first shard", "last_shard": "last shard", "committed": "committed"}
+            "first_shard": "first shard", "listed": "listed", "last_shard": "last shard", "committed": "committed"}
 
 
 def _timeline(marks: dict[str, float]) -> str:
@@ -86,17 +90,16 @@ def _timeline(marks: dict[str, float]) -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """What this run has to do: the listing, its shards and where they go, what changed, the weights."""
+    """What this run has to do: its source, where its shards go, what OUT already holds, the weights.
+    The shards themselves are cut while the source is listed (`Planner`)."""
 
-    image_set: ImageSet
-    shards: list[Shard]
-    pending: list[Shard]
+    source: Source
     target: Location  # OUT for a first run, the generation's staging folder for an incremental one
     generation: int
-    previous: index.Index | None  # None: a first run
-    changes: index.Changes | None
+    incremental: bool  # OUT has an index: this run extracts what changed since, and commits a generation
     weights: convbase.Weights
     metadata: dict
+    verify_content: bool = False
     repaired: tuple[str, ...] = ()
 
 
@@ -106,9 +109,11 @@ class Progress:
     steady_images_per_second: float
     embedders: tuple[dict, ...]
     writers: dict[str, str]  # "split/name" of each shard written -> the Ray node that wrote it
-    entries: index.Index  # the images this run wrote, for the index
     marks: dict[str, float]  # wall-clock times: first and last shard seen
     stages: dict[str, float]  # decode, embed and write seconds summed over this run's shards
+
+
+NOTHING = Progress(0, 0.0, (), {}, {}, {})
 
 
 def run(config: ExtractConfig) -> ExtractResult:
@@ -116,8 +121,8 @@ def run(config: ExtractConfig) -> ExtractResult:
     marks = {}
     cluster.check_address(config.address)
     root, out = storage.resolve(config.root), storage.resolve(config.out)
-    image_set = listing.images(config)
-    listed = time.perf_counter() - started
+    source = listing.open_source(config)
+    opened = time.perf_counter() - started
     if not config.from_table:
         _refuse_out_in_root(root, out)
     with locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
@@ -131,28 +136,34 @@ def run(config: ExtractConfig) -> ExtractResult:
             previous = manifest.read(out)  # under the lock: unchanged until _plan marks OUT as running
             config = _resolve_shard_size(config, resources, previous)
             with _writing(out):
-                plan, record = _plan(config, root, out, image_set, making_weights.result(), precision, previous)
-            startup = time.perf_counter() - started
-            marks["pipeline"] = time.time()
-            began = time.perf_counter()
-            progress = _embed_pending(config, plan, resources) if plan.pending else Progress(0, 0.0, (), {}, {}, {}, {})
-            seconds = time.perf_counter() - began
-        committing = time.perf_counter()
-        with _writing(out):
-            record = _commit(out, plan, record, progress)
-        spent = _cost(progress, listed, time.perf_counter() - committing, time.perf_counter() - started, resources, size)
-        marks.update(progress.marks, committed=time.time())
+                plan, record = _plan(config, root, out, source, making_weights.result(), precision, previous)
+            planner = Planner(plan, config.shard_size, out)
+            try:
+                with Feed(planner.shards()) as feed:
+                    marks["pipeline"] = time.time()
+                    began = time.perf_counter()
+                    startup = began - started
+                    progress = _embed_pending(config, plan, feed, planner, resources) if feed.first() else NOTHING
+                    seconds = time.perf_counter() - began
+                committing = time.perf_counter()
+                with _writing(out):
+                    record = _commit(out, plan, record, planner)
+            finally:
+                planner.close()
+        spent = _cost(progress, (opened + planner.listing_seconds, opened), time.perf_counter() - committing,
+                      time.perf_counter() - started, resources, size)
+        marks.update(progress.marks, committed=time.time(), **({"listed": planner.listed_at} if planner.listed_at else {}))
         summary = ExtractResult(
             out=config.out,
             images=features.count(out, layout.FEATURES_DIR),
             errors=features.count(out, layout.ERRORS_DIR),
             processed=progress.processed,
-            resumed_shards=len(plan.shards) - len(plan.pending),
+            resumed_shards=planner.resumed,
             embedders=progress.embedders,
             seconds=seconds,
             steady_images_per_second=progress.steady_images_per_second,
             startup_seconds=startup,
-            changes=str(plan.changes) if plan.changes else "",
+            changes=str(planner.changes) if planner.changes else "",
             repaired=plan.repaired,
             precision=precision,
             timeline=_since_process_start(marks, progress.embedders),
@@ -163,7 +174,7 @@ def run(config: ExtractConfig) -> ExtractResult:
         written = _writers(out, done, {**record.written_by, **progress.writers})
         with _writing(out):
             manifest.write(out, record.replace(status="complete", totals=totals, written_by=written, timeline=summary.timeline,
-                                               cost=spent.record() if summary.cost else {}))
+                                               plan=planner.digest.record(), cost=spent.record() if summary.cost else {}))
             manifest.clear_tmp(out)
     return summary
 
@@ -173,22 +184,175 @@ def estimate(config: ExtractConfig) -> Estimate:
     rather than OUT, and project the whole input's wall time and CPU/GPU-hours on this cluster."""
     started = time.perf_counter()
     cluster.check_address(config.address)
-    image_set = listing.images(config)
-    listed = time.perf_counter() - started
+    source = listing.open_source(config)
     with cluster.ray_session(config.address), tempfile.TemporaryDirectory(prefix="catdog-estimate-") as scratch:
         size = cluster.cluster_size()
         resources = cluster.plan_resources(config, size)
         config, _ = _resolve_precision(config, resources)
         config = _resolve_shard_size(config, resources, None)
         weights = _weights(config)
-        shards = imagefolder.plan_shards(image_set, config.shard_size)
         wanted = max(STEADY_MIN_SHARDS + 1, ESTIMATE_SHARDS_PER_ACTOR * resources.num_actors)
-        sample = shards[:: max(1, len(shards) // wanted)][:wanted]
-        plan = Run(image_set, shards, sample, storage.resolve(scratch), 1, None, None, weights,
-                   metadata.feature_metadata(config, image_set, weights.identity))
-        progress = _embed_pending(config.replace(progress=False), plan, resources)
-        spent = _cost(progress, listed, 0.0, time.perf_counter() - started, resources, size)
-    return Estimate(len(image_set), spent, len(sample))
+        sample, total = _sample(imagefolder.cut_shards(source.entries(), config.shard_size), wanted, config.seed)
+        listed = time.perf_counter() - started
+        plan = Run(source, storage.resolve(scratch), 1, False, weights, metadata.feature_metadata(config, source, weights.identity))
+        planner = Planner(plan, config.shard_size, plan.target, only=sample)
+        try:
+            with Feed(planner.shards()) as feed:
+                feed.first()
+                progress = _embed_pending(config.replace(progress=False), plan, feed, planner, resources)
+        finally:
+            planner.close()
+        spent = _cost(progress, (listed, listed), 0.0, time.perf_counter() - started, resources, size)
+    return Estimate(total, spent, len(sample))
+
+
+def _sample(shards: Iterable[Shard], wanted: int, seed: int) -> tuple[list[Shard], int]:
+    """`wanted` shards drawn evenly at random from the listing as it streams (reservoir sampling: the
+    listing is never whole in memory), in listing order; and the number of images listed."""
+    rng, chosen, images = random.Random(seed), [], 0
+    for number, shard in enumerate(shards):
+        images += len(shard.paths)
+        if number < wanted:
+            chosen.append((number, shard))
+        elif (slot := rng.randrange(number + 1)) < wanted:
+            chosen[slot] = (number, shard)
+    return [shard for _, shard in sorted(chosen, key=lambda c: c[0])], images
+
+
+class Planner:
+    """Cuts a run's shards from its source as it streams (in the feed's thread), and keeps OUT's new
+    index rows in the source's order as the shards are written (in the job's thread).
+
+    The source's images come in (split, path) order, and so do the shards cut from them, and the
+    rows of each: the index is written in that order as each shard and those before it are done,
+    so only the shards in flight are held. A shard a killed run had already committed is not run
+    again: its rows are read back from its file. With an index, only the images the comparison
+    finds added or changed are cut into shards."""
+
+    def __init__(self, plan: Run, shard_size: int, out: Location, only: list[Shard] | None = None) -> None:
+        self.plan, self.shard_size, self.out, self.only = plan, shard_size, out, only
+        self.comparison = None
+        if plan.incremental:
+            locate = storage.Resolver(plan.source.root)
+            content = (lambda paths: dict(zip(paths, images.digests([locate(p) for p in paths])))) \
+                if plan.verify_content else None
+            self.comparison = index.Comparison(index.rows(out), content)
+        self.done = features.committed(plan.target) if only is None else set()
+        self.errors_done = features.committed(plan.target, layout.ERRORS_DIR) if only is None else set()
+        self.spool = index.Spool()
+        self.lock = threading.Lock()
+        self.order: collections.deque = collections.deque()  # shards cut and not yet in the index, in order
+        self.written: dict[tuple[str, str], pipeline.WrittenRow] = {}
+        self.digest = PlanDigest()
+        self.resumed, self.pending_images = 0, 0
+        self.listing_seconds, self.listed_at = 0.0, None
+
+    @property
+    def changes(self) -> index.Changes | None:
+        return self.comparison.changes if self.comparison is not None else None
+
+    def shards(self) -> Iterator[Shard]:
+        """The shards this run has to extract, as the listing goes (in the feed's thread)."""
+        if self.only is not None:
+            yield from self._expect_all(self.only)
+            return
+        listed: Iterable[Listed] = self._timed(self.plan.source.entries())
+        if self.comparison is not None:
+            listed = self.comparison.pending(listed)
+        cut = {}  # (split, index) -> name of this run's shards: a committed shard elsewhere is another listing's
+        for shard in imagefolder.cut_shards(listed, self.shard_size, self.plan.generation):
+            self.digest.add(shard)
+            cut[(shard.split, shard.index)] = shard.name
+            if (shard.split, shard.name) in self.done:
+                self.resumed += 1
+                self._add(shard, resumed=True)
+                continue
+            self._add(shard, resumed=False)
+            self.pending_images += len(shard.paths)
+            yield shard
+        self._foreign(cut)
+
+    def _expect_all(self, shards: list[Shard]) -> Iterator[Shard]:
+        for shard in shards:
+            self._add(shard, resumed=False)
+            self.pending_images += len(shard.paths)
+            yield shard
+
+    def _timed(self, listed: Iterable[Listed]) -> Iterator[Listed]:
+        """The listing, with the time spent waiting on it (which overlaps the pipeline's work)."""
+        iterator = iter(listed)
+        while True:
+            began = time.perf_counter()
+            entry = next(iterator, None)
+            self.listing_seconds += time.perf_counter() - began
+            if entry is None:
+                self.listed_at = time.time()
+                return
+            yield entry
+
+    def _foreign(self, cut: dict) -> None:
+        """Committed shards this listing did not cut: a first run killed over another listing left them
+        in OUT (refused), an incremental one in its staging folder (deleted: they were never committed)."""
+        names = {(split, name) for (split, _), name in cut.items()}
+        foreign = sorted((self.done | self.errors_done) - names)
+        if not foreign:
+            return
+        if self.plan.incremental:
+            for split, name in foreign:
+                for kind in layout.KINDS:
+                    self.plan.target.join(layout.shard_file(kind, split, name)).delete()
+            return
+        split, name = foreign[0]
+        raise CatdogError(
+            f"{self.out} holds shards of a different file listing (e.g. split={split}/{name}) from a first run that "
+            "did not finish; finish it over the same folder first, or use --overwrite or another --out")
+
+    def _add(self, shard: Shard, resumed: bool) -> None:
+        with self.lock:
+            self.order.append((shard, resumed))
+            self._flush()
+
+    def record(self, row: pipeline.WrittenRow) -> None:
+        """A shard is written (in the job's thread): its index rows go out once those before it have."""
+        with self.lock:
+            self.written[(row["split"], row["name"])] = row
+            self._flush()
+
+    def _flush(self) -> None:
+        while self.order:
+            shard, resumed = self.order[0]
+            key = (shard.split, shard.name)
+            if resumed:
+                self.spool.add(self._rows_from_files(shard))
+            elif key in self.written:
+                self.spool.add(self._rows_written(shard, self.written.pop(key)))
+            else:
+                return
+            self.order.popleft()
+
+    def _rows_written(self, shard: Shard, row: pipeline.WrittenRow) -> list[index.Row]:
+        n = int(row["rows"])
+        where = {p: (d, layout.FEATURES_DIR if i < n else layout.ERRORS_DIR)
+                 for i, (p, d) in enumerate(zip(row["paths"], row["digests"]))}
+        return [(p, index.Entry(*stamp, where[p][0], layout.shard_file(where[p][1], shard.split, shard.name)))
+                for p, stamp in zip(shard.paths, shard.stamps)]
+
+    def _rows_from_files(self, shard: Shard) -> list[index.Row]:
+        """A shard committed by a killed run: its rows read back from its files (their digests unknown)."""
+        kinds = [layout.FEATURES_DIR] + ([layout.ERRORS_DIR] if (shard.split, shard.name) in self.errors_done else [])
+        where = {}
+        for kind in kinds:
+            file = layout.shard_file(kind, shard.split, shard.name)
+            where.update(dict.fromkeys(features.read_file(self.plan.target, file, ["path"]).column("path").to_pylist(), file))
+        return [(p, index.Entry(*stamp, "", where[p])) for p, stamp in zip(shard.paths, shard.stamps)]
+
+    def rows(self) -> Iterator[index.Row]:
+        """This run's index rows, once every shard is done."""
+        assert not self.order, "shards are still being written"
+        return self.spool.rows()
+
+    def close(self) -> None:
+        self.spool.close()
 
 
 @contextmanager
@@ -220,12 +384,14 @@ def _resolve_shard_size(config: ExtractConfig, resources: cluster.Resources, pre
     return config.replace(shard_size=earlier or cluster.default_shard_size(resources))
 
 
-def _cost(progress: Progress, listed: float, committed: float, wall: float, resources: cluster.Resources,
+def _cost(progress: Progress, listing: tuple[float, float], committed: float, wall: float, resources: cluster.Resources,
           size: cluster.ClusterSize) -> Cost:
+    """`listing`: (the listing's time, the part of it before any shard could start: the rest overlaps
+    the pipeline's work)."""
     loaded = min((e["loaded_at"] for e in progress.embedders if "loaded_at" in e), default=None)
     last = progress.marks.get("last_shard")
     working = last - loaded if loaded and last else 0.0
-    stages = {"listing": listed, "start-up": max(0.0, wall - listed - committed - working), **progress.stages,
+    stages = {"listing": listing[0], "start-up": max(0.0, wall - listing[1] - committed - working), **progress.stages,
               "commit": committed}
     return Cost(stages, working, wall, progress.processed, resources.num_actors, size.cpus,
                 resources.num_actors * resources.gpus_per_actor, progress.steady_images_per_second)
@@ -255,11 +421,11 @@ def _since_process_start(marks: dict[str, float], embedders: tuple[dict, ...]) -
     return {k: round(marks[k] - start, 2) for k in TIMELINE if k in marks}
 
 
-def _plan(config: ExtractConfig, root: Location, out: Location, image_set: ImageSet,
+def _plan(config: ExtractConfig, root: Location, out: Location, source: Source,
           weights: convbase.Weights, precision_auto: str, previous: Manifest | None) -> tuple[Run, Manifest]:
-    """Check OUT against this run's settings (`previous`: its manifest), find what is already done,
-    and mark OUT as running."""
-    feature_meta = metadata.feature_metadata(config, image_set, weights.identity)
+    """Check OUT against this run's settings (`previous`: its manifest), finish a commit a killed run
+    left, and mark OUT as running."""
+    feature_meta = metadata.feature_metadata(config, source, weights.identity)
     compat = metadata.compat_settings(config, feature_meta, root)
     manifest.prepare(out, compat, config.overwrite)
     earlier = None if config.overwrite else previous  # --overwrite has just deleted it
@@ -267,18 +433,15 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
     if earlier and earlier.committing:  # a run killed while committing: finish its commit first
         generation.carry_out(out, earlier.committing)
         number = earlier.committing["generation"]
-    indexed = index.read(out)
-    repaired, indexed = _repair(out, indexed) if config.repair else ((), indexed)
-    if indexed is None:
-        plan = _first_run(config, out, image_set, weights, feature_meta)
-    else:
-        plan = _incremental_run(config, out, image_set, weights, feature_meta, indexed, number + 1)
-    plan = dataclasses.replace(plan, repaired=repaired)
+    repaired = _repair(out) if config.repair else ()
+    incremental = index.exists(out)
+    target = out.join(layout.staging(number + 1)) if incremental else out
+    plan = Run(source, target, number + 1 if incremental else 1, incremental, weights, feature_meta,
+               config.verify_content, repaired)
     record = Manifest(
         compat=compat,
         features=feature_meta,
         config=dataclasses.asdict(config),
-        plan={"images": len(image_set), "shards": len(plan.shards), "digest": imagefolder.plan_digest(plan.shards)},
         generation=number,
         precision_auto=precision_auto or None,
         written_by=earlier.written_by if earlier else {},
@@ -288,78 +451,38 @@ def _plan(config: ExtractConfig, root: Location, out: Location, image_set: Image
     return plan, record
 
 
-def _repair(out: Location, indexed: index.Index | None) -> tuple[tuple[str, ...], index.Index | None]:
+def _repair(out: Location) -> tuple[str, ...]:
     """Delete the committed files that cannot be read whole, and drop their images (and those of
     files the index names that are gone) from the index: this run extracts them again (a first run:
-    their shards are pending again). Returns those files and the index as it now is."""
+    their shards are pending again). Returns those files."""
     present = {layout.shard_file(kind, split, name) for kind in layout.KINDS for split, name in features.committed(out, kind)}
     found = tuple(file for file in sorted(present) if features.damaged(out, file))
     for file in found:
         out.join(file).delete()
+    indexed = index.read(out)
     if indexed is None:
-        return found, None
+        return found
     kept = {path: entry for path, entry in indexed.items() if entry.file in present and entry.file not in found}
     found += tuple(sorted({e.file for e in indexed.values() if e.file not in present}))
     if len(kept) < len(indexed):
         index.write(out, kept)
-    return found, kept
+    return found
 
 
-def _first_run(config: ExtractConfig, out: Location, image_set: ImageSet, weights: convbase.Weights,
-               feature_meta: dict) -> Run:
-    shards = imagefolder.plan_shards(image_set, config.shard_size)
-    done = features.committed(out)
-    _refuse_foreign_shards(out, done, shards)
-    pending = [s for s in shards if (s.split, s.name) not in done]
-    return Run(image_set, shards, pending, out, 1, None, None, weights, feature_meta)
-
-
-def _incremental_run(config: ExtractConfig, out: Location, image_set: ImageSet, weights: convbase.Weights,
-                     feature_meta: dict, previous: index.Index, number: int) -> Run:
-    locate = storage.Resolver(image_set.root)
-    content = (lambda paths: dict(zip(paths, images.digests([locate(p) for p in paths])))) \
-        if config.verify_content else None
-    changes = index.compare(previous, image_set.stamp_of, content)
-    shards = imagefolder.plan_shards(image_set, config.shard_size, only=changes.pending, generation=number)
-    stage = out.join(layout.staging(number))
-    planned = {(s.split, s.name) for s in shards}
-    for split, name in features.committed(stage) - planned:  # staged by a killed run over another listing
-        for kind in layout.KINDS:
-            stage.join(layout.shard_file(kind, split, name)).delete()
-    done = features.committed(stage)
-    pending = [s for s in shards if (s.split, s.name) not in done]
-    return Run(image_set, shards, pending, stage, number, previous, changes, weights, feature_meta)
-
-
-def _commit(out: Location, plan: Run, record: Manifest, progress: Progress) -> Manifest:
+def _commit(out: Location, plan: Run, record: Manifest, planner: Planner) -> Manifest:
     """A first run: write the index. An incremental one: commit its generation (if anything changed)."""
-    entries = {**_entries_from_files(plan, progress.entries), **progress.entries}
-    if plan.previous is None:
-        index.write(out, entries)
+    if not plan.incremental:
+        index.write_rows(out, planner.rows())
         return record
-    if not plan.changes.pending and not plan.changes.superseded:
+    changes = planner.changes
+    if not changes.pending and not changes.superseded:
         return record
     stage = plan.target
-    commit = generation.plan(plan.generation, generation.staged_files(stage), plan.previous, plan.changes)
-    index.write(stage, generation.next_index(plan.previous, commit, entries))
+    commit = generation.plan(plan.generation, generation.staged_files(stage), changes)
+    index.write_rows(stage, generation.next_index(index.rows(out), commit, planner.rows()))
     manifest.write(out, record.replace(committing=commit))  # from here on, a killed run is finished by the next
     generation.carry_out(out, commit)
-    return record.replace(generation=plan.generation, last_changes=str(plan.changes))
-
-
-def _entries_from_files(plan: Run, known: index.Index) -> index.Index:
-    """Index entries for shards a killed run committed before this one: read back from their files
-    (the path column alone); their content digests are unknown."""
-    found: index.Index = {}
-    this_run = {(s.split, s.name) for s in plan.pending}
-    for kind in layout.KINDS:
-        for split, name in features.committed(plan.target, kind) - this_run:
-            file = layout.shard_file(kind, split, name)
-            paths = features.read_file(plan.target, file, ["path"]).column("path").to_pylist()
-            if all(p in known for p in paths):
-                continue
-            found.update(index.entries(plan.image_set.stamp_of, file, paths, [""] * len(paths)))
-    return found
+    return record.replace(generation=plan.generation, last_changes=str(changes))
 
 
 def _refuse_out_in_root(root: Location, out: Location) -> None:
@@ -369,17 +492,6 @@ def _refuse_out_in_root(root: Location, out: Location) -> None:
         raise CatdogError(f"--out {out} is inside the input folder {root}: put the output somewhere else")
 
 
-def _refuse_foreign_shards(out: Location, done: set, shards: list[Shard]) -> None:
-    planned = {(s.split, s.name) for s in shards}
-    foreign = sorted(done - planned)
-    if foreign:
-        split, name = foreign[0]
-        raise CatdogError(
-            f"{out} holds shards of a different file listing (e.g. split={split}/{name}) from a first run that did "
-            "not finish; finish it over the same folder first, or use --overwrite or another --out"
-        )
-
-
 def _writers(out: Location, done: set[tuple[str, str]], known: dict[str, str]) -> dict[str, str]:
     """Which node wrote each shard file: this run's and earlier runs' records, and for files a killed
     run committed without recording them (or a commit rewrote), the node their footer names."""
@@ -387,23 +499,24 @@ def _writers(out: Location, done: set[tuple[str, str]], known: dict[str, str]) -
             for split, name in sorted(done)}
 
 
-def _embed_pending(config: ExtractConfig, plan: Run, resources: cluster.Resources) -> Progress:
-    """Run the pipeline over the pending shards with a progress bar over images; gather the actors' reports."""
-    writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.image_set.classes)
-    where = cluster.placement(plan.image_set.local, plan.target.is_local, config.shared_fs)
-    rows = pipeline.extract_shards(plan.pending, plan.image_set.root, config, plan.weights, writer, resources, where, config.stall_timeout)
-    total = sum(len(s.paths) for s in plan.pending)
-    processed, seen, first, second, shards, writers, entries = 0, set(), None, None, 0, {}, {}
+def _embed_pending(config: ExtractConfig, plan: Run, feed: Feed, planner: Planner, resources: cluster.Resources) -> Progress:
+    """Run the pipeline over the shards as the feed hands them out, with a progress bar over images
+    (its total grows while the listing goes on); gather the actors' reports."""
+    writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.source.classes)
+    where = cluster.placement(plan.source.local, plan.target.is_local, config.shared_fs)
+    rows = pipeline.extract_shards(feed, plan.source.root, config, plan.weights, writer, resources, where, config.stall_timeout)
+    processed, seen, first, second, shards, writers = 0, set(), None, None, 0, {}
     stages = dict.fromkeys(("decode", "embed", "write"), 0.0)
     # rows is closed on any exit, before the Ray session ends (see pipeline.extract_shards).
-    with closing(rows), tqdm(total=total, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
+    with closing(rows), tqdm(total=None, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
         for row in rows:
             count = int(row["rows"]) + int(row["errors"])
             processed += count
             seen.add(row["embedder"])
+            bar.total = planner.pending_images
             bar.update(count)
             writers[f"{row['split']}/{row['name']}"] = row["node"]
-            entries.update(_written_entries(plan.image_set, row))
+            planner.record(row)
             for stage in stages:
                 stages[stage] += float(row[f"{stage}_s"])
             shards += 1
@@ -415,12 +528,4 @@ def _embed_pending(config: ExtractConfig, plan: Run, resources: cluster.Resource
     steady_seconds = time.perf_counter() - second[0] if second else 0.0
     steady = (processed - second[1]) / steady_seconds if shards >= STEADY_MIN_SHARDS and steady_seconds > 0 else 0.0
     embedders = tuple(json.loads(e) for e in sorted(seen))
-    return Progress(processed, steady, embedders, writers, entries, {"first_shard": first[2], "last_shard": time.time()},
-                    stages)
-
-
-def _written_entries(image_set: ImageSet, row: pipeline.WrittenRow) -> index.Index:
-    n, stamps = int(row["rows"]), image_set.stamp_of
-    paths, digests = list(row["paths"]), list(row["digests"])
-    return {**index.entries(stamps, layout.shard_file(layout.FEATURES_DIR, row["split"], row["name"]), paths[:n], digests[:n]),
-            **index.entries(stamps, layout.shard_file(layout.ERRORS_DIR, row["split"], row["name"]), paths[n:], digests[n:])}
+    return Progress(processed, steady, embedders, writers, {"first_shard": first[2], "last_shard": time.time()}, stages)

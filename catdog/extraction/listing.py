@@ -1,16 +1,17 @@
-"""What an extraction reads: the images under ROOT, or the rows of the image table ROOT names."""
+"""What an extraction reads: the images under ROOT (listed as they are needed), or the rows of the
+image table ROOT names."""
 
 from __future__ import annotations
 
 from catdog.config import ExtractConfig
 from catdog.extraction import imagefolder, table
-from catdog.extraction.imagefolder import ImageSet
+from catdog.extraction.imagefolder import Source
 
 
-def images(config: ExtractConfig) -> ImageSet:
+def open_source(config: ExtractConfig) -> Source:
     if config.from_table:
         return table.read(config.root, config.path_column, config.label_column, config.split_column)
-    return imagefolder.scan(config.root)
+    return imagefolder.open_folder(config.root)
 
 
 def recorded_config(settings: dict) -> ExtractConfig:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from catdog import backbones
 from catdog.config import ExtractConfig
 from catdog.extraction import convbase
-from catdog.extraction.imagefolder import ImageSet
+from catdog.extraction.imagefolder import Source
 from catdog.storage import Location
 from catdog.version import __version__
 
 
-def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identity: dict) -> dict:
+def feature_metadata(config: ExtractConfig, source: Source, weights_identity: dict) -> dict:
     """What every features file says of how it was made (the `catdog` key of its Parquet metadata)."""
     backbone = backbones.get(config.backbone)
     return {
@@ -28,8 +28,8 @@ def feature_metadata(config: ExtractConfig, image_set: ImageSet, weights_identit
         "flatten_order": "C",  # numpy reshape(n, -1) of the (n, h, w, c) Keras output (pooled: (n, c))
         "dtype": config.dtype,
         "precision": config.precision,
-        "classes": list(image_set.classes),
-        "layout": image_set.layout,
+        "classes": list(source.classes),
+        "layout": source.layout,
         "catdog_version": __version__,
         "keras_version": convbase.keras_version(),
     }

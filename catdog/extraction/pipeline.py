@@ -32,6 +32,7 @@ from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig
 from catdog.errors import CatdogError
 from catdog.extraction import convbase, images
+from catdog.extraction.feed import Feed
 from catdog.extraction.imagefolder import Shard
 from catdog.storage import Location
 from catdog.store.features import ShardWriter
@@ -214,6 +215,7 @@ MAX_SHARD_TRIES = 3
 FIRST_SHARD_STALL_S = 1800.0  # the first waits on every actor's model (ImageNet weights downloaded per node)
 STALL_FLOOR_S = 600.0
 STALL_FACTOR = 20  # ... or this many times the longest wait between two shards so far
+LISTING_POLL_S = 0.2  # how often a free actor looks for a shard the listing has just cut
 
 
 class Watchdog:
@@ -231,6 +233,10 @@ class Watchdog:
     def remaining(self) -> float:
         return self.limit() - (time.monotonic() - self.last)
 
+    def waiting(self) -> None:
+        """Nothing is running: the job waits on its listing, not on the cluster."""
+        self.last = time.monotonic()
+
     def shard_done(self) -> None:
         now = time.monotonic()
         if self.shards:  # the first shard's wait is start-up, not a shard's time
@@ -245,9 +251,11 @@ class Watchdog:
                            "written so far kept: run the same command again to resume (--stall-timeout to wait longer)")
 
 
-def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
+def extract_shards(shards: Feed, root: Location, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
                    resources: Resources, placement: Placement, stall_timeout: float | None = None) -> Iterator[WrittenRow]:
     """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed.
+    The shards come from a feed whose listing may still be running: a free actor takes the next one
+    as soon as it is cut.
 
     Each shard is one call of an embedding actor and one of its writer, `resources.shards_in_flight` at
     a time per actor; its decoding runs in the embedding actor (CPU-only clusters), in a resident
@@ -280,16 +288,25 @@ def extract_shards(shards: list[Shard], root: Location, config: ExtractConfig, w
     idle = [i for i in range(len(lanes)) for _ in range(resources.shards_in_flight)]
     running: dict = {}  # ObjectRef of a shard's write -> (lane, shard, the embedding actor it went to)
     joining: dict = {}  # ObjectRef of a replacement actor's ready() -> its lane
-    queue, tries = list(reversed(shards)), {}
+    queue, tries = [], {}  # queue: shards lost with their actor, handed out again first
     watchdog = Watchdog(stall_timeout)
     try:
-        while queue or running:
-            while queue and idle:
-                lane, shard = idle.pop(), queue.pop()
+        while queue or running or shards.held or not shards.finished:
+            while idle and (shard := queue.pop() if queue else shards.poll()) is not None:
+                lane = idle.pop()
                 decoder, actor, shard_writer = lanes[lane]
                 running[shard_writer.__call__.remote(actor.__call__.remote(decoder(shard_row(shard)), shared))] = (lane, shard, actor)
-            done, _ = ray.wait([*running, *joining], num_returns=1, timeout=max(0.0, watchdog.remaining()))
+            if not running and not joining:  # every cut shard is done: the listing is behind the actors
+                watchdog.waiting()
+                if not shards.finished and (shard := shards.poll(LISTING_POLL_S)) is not None:
+                    queue.append(shard)
+                continue
+            listing = idle and not shards.finished  # a free actor waits for the listing: look again soon
+            timeout = max(0.0, watchdog.remaining())
+            done, _ = ray.wait([*running, *joining], num_returns=1, timeout=min(timeout, LISTING_POLL_S) if listing else timeout)
             if not done:
+                if watchdog.remaining() > 0:
+                    continue
                 raise watchdog.stalled()
             if done[0] in joining:  # a replacement actor is up: its lane takes shards again
                 lane = joining.pop(done[0])

@@ -48,7 +48,7 @@ class Status:
         if self.first_run_unfinished:
             lines.append("a re-run    continues the first run (no index yet)")
         elif self.rerun is not None:
-            work = len(self.rerun.pending)
+            work = self.rerun.pending
             lines.append(f"a re-run    would read {work:,} images: {self.rerun}" if work or self.rerun.removed
                          else f"a re-run    has nothing to do: {self.rerun}")
         return lines
@@ -65,11 +65,14 @@ def status(out: str, root: str | None = None) -> Status:
         if made_from and storage.resolve(root).path != made_from:
             raise CatdogError(f"{out} was made from {made_from}, not {root}: `catdog extract` would refuse to "
                               "add it (use another --out for another folder)")
-        previous = index.read(location)
-        if previous is None:
+        if not index.exists(location):
             unfinished = True
         else:
-            rerun = index.compare(previous, listing.images(listing.recorded_config({**recorded.config, "root": root})).stamp_of)
+            source = listing.open_source(listing.recorded_config({**recorded.config, "root": root}))
+            comparison = index.Comparison(index.rows(location))
+            for _ in comparison.pending(source.entries()):
+                pass
+            rerun = comparison.changes
     return Status(out, recorded, _state(recorded), rerun, unfinished)
 
 

@@ -1,11 +1,17 @@
 """An image table: a Parquet or CSV file (or a folder of Parquet files) with a row per image — its
-path or URI, and optionally its class and split — read as the `ImageSet` a folder's listing gives.
+path or URI, and optionally its class and split — read as a source of images, as a folder is.
 
 Large collections usually arrive this way (a manifest of URIs with labels) rather than as a class
 folder tree, and no listing of the store is needed. Paths may be URIs on any store (s3://, gs://),
 absolute local paths, or paths relative to the table's folder, mixed. The `path` column of the
-features is the table's value as given. Rows are taken in path order, so the shards (and their
-names) do not depend on the order of the table's rows.
+features is the table's value as given. Rows are taken in (split, path) order, so the shards (and
+their names) do not depend on the order of the table's rows.
+
+A table is read twice: once to check it (columns, paths, splits, stores) and find its classes and
+whether its rows are already in (split, path) order, then as the run takes its images. A table in
+that order (`ORDER BY split, path`) streams a batch at a time, in constant memory at any size;
+another is sorted in memory first (its path, label and split columns as Arrow holds them, about the
+paths' length plus 20 bytes a row).
 
 A table says nothing of an image's size or time. Its index stamp is (-1, CRC-32 of the row's split
 and class): a row whose class or split changes is extracted again on the next run; an image whose
@@ -14,8 +20,9 @@ bytes change under the same URI is found with --verify-content (or give it a new
 
 from __future__ import annotations
 
-import os
 import zlib
+from dataclasses import dataclass
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,18 +32,57 @@ import pyarrow.fs as pafs
 
 from catdog import storage
 from catdog.errors import CatdogError
-from catdog.extraction.imagefolder import ImageSet
+from catdog.extraction.imagefolder import Listed
 from catdog.storage import Location
 from catdog.store.features import NO_LABEL
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv"}
 NO_SIZE = -1  # the index's size of a table's row: a table does not say
+BATCH_ROWS = 65_536
+SEPARATOR = "\x00"  # split + SEPARATOR + path sorts as (split, path) does: no name holds it
+
+
+@dataclass(frozen=True)
+class Table:
+    """An image table, checked, whose rows are read as they are needed (`entries`)."""
+
+    table: Location
+    root: Location  # the table's folder: relative paths are under it
+    classes: tuple[str, ...]
+    local: bool  # some images are local files
+    rows: int
+    path_column: str
+    label_column: str | None
+    split_column: str | None
+    in_order: pa.Table | None = None  # a table not in (split, path) order, sorted in memory; None: streamed
+    layout: str = "table"
+
+    def entries(self) -> Iterator[Listed]:
+        number = {c: i for i, c in enumerate(self.classes)}
+        for batch in self._batches():
+            paths = batch.column(self.path_column).to_pylist()
+            splits = batch.column(self.split_column).cast(pa.string()).to_pylist() if self.split_column else ["all"] * len(paths)
+            names = _names(batch.column(self.label_column)) if self.label_column else [None] * len(paths)
+            for path, split, name in zip(paths, splits, names):
+                yield Listed(path, split, NO_LABEL if name is None else number[name], NO_SIZE,
+                             zlib.crc32(f"{split}\t{name}".encode()))
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        if self.in_order is not None:
+            yield from self.in_order.to_batches(max_chunksize=BATCH_ROWS)
+            return
+        columns = [c for c in (self.path_column, self.label_column, self.split_column) if c]
+        try:
+            yield from _dataset(self.table).to_batches(columns=columns, batch_size=BATCH_ROWS)
+        except (OSError, pa.ArrowException) as exc:
+            raise CatdogError(f"cannot read {self.table}: {' '.join(str(exc).split())[:300]}") from None
 
 
 def read(table: str | Location, path_column: str = "path", label_column: str | None = None,
-         split_column: str | None = None) -> ImageSet:
-    """The images a table lists. `label_column`/`split_column` None: "label"/"split" if the table has
-    them; named: the table must have them. Rows without a class are unlabeled; without a split, "all"."""
+         split_column: str | None = None) -> Table:
+    """A table's images, checked in one pass over it. `label_column`/`split_column` None:
+    "label"/"split" if the table has them; named: the table must have them. Rows without a class are
+    unlabeled; without a split, "all"."""
     table = storage.resolve(table)
     data = _dataset(table)
     names = data.schema.names
@@ -46,30 +92,62 @@ def read(table: str | Location, path_column: str = "path", label_column: str | N
         raise CatdogError(f"no column {path_column!r} in {table} (it has: {', '.join(names)}); name the column of "
                           "image paths with --path-column")
     wanted = [c for c in (path_column, label_column, split_column) if c]
+    labels, stores, rows, local, ordered, last = set(), set(), 0, False, True, None
+    integer = label_column is not None and pa.types.is_integer(data.schema.field(label_column).type)
     try:
-        rows = data.to_table(columns=wanted)
+        for batch in data.to_batches(columns=wanted, batch_size=BATCH_ROWS):
+            if not batch.num_rows:
+                continue
+            paths = batch.column(path_column)
+            if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
+                raise CatdogError(f"column {path_column!r} of {table} holds {paths.type}, not paths")
+            if paths.null_count or pc.any(pc.equal(paths, "")).as_py():
+                raise CatdogError(f"column {path_column!r} of {table} has empty paths")
+            splits = _splits(batch.column(split_column), table) if split_column else pa.array(["all"] * len(paths))
+            if label_column:
+                labels.update(n for n in _names(pc.unique(batch.column(label_column).drop_null())) if n is not None)
+            uri = pc.match_substring(paths, "://")
+            stores.update(pc.unique(pc.replace_substring_regex(
+                paths.filter(uri), r"^([^:/?]+://[^/?]*)[^?]*(\?.*)?$", r"\1\2")).to_pylist())
+            others = paths.filter(pc.invert(uri))
+            local = local or bool(len(others)) and (table.is_local or pc.any(pc.starts_with(others, "/")).as_py())
+            keys = pc.binary_join_element_wise(splits.cast(paths.type), paths, SEPARATOR)
+            if ordered:
+                _refuse_twice(keys, last, table)
+                ordered = (last is None or last < keys[0].as_py()) and (
+                    len(keys) < 2 or not pc.any(pc.less(keys[1:], keys[:-1])).as_py())
+            last = keys[-1].as_py()
+            rows += batch.num_rows
     except (OSError, pa.ArrowException) as exc:
         raise CatdogError(f"cannot read {table}: {' '.join(str(exc).split())[:300]}") from None
-    if rows.num_rows == 0:
+    if not rows:
         raise CatdogError(f"no rows in {table}")
+    classes = tuple(sorted(labels, key=int) if integer else sorted(labels))
+    _check_stores(stores)
+    in_order = None if ordered else _sorted(data, wanted, path_column, split_column, table)
+    return Table(table, table.parent(), classes, local, rows, path_column, label_column, split_column, in_order)
+
+
+def _sorted(data: pads.Dataset, columns: list[str], path_column: str, split_column: str | None, table: Location) -> pa.Table:
+    """A table not in (split, path) order, sorted in memory (and checked for an image twice)."""
+    try:
+        rows = data.to_table(columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise CatdogError(f"cannot read {table}: {' '.join(str(exc).split())[:300]}") from None
+    keys = [(split_column, "ascending")] if split_column else []
+    rows = rows.take(pc.sort_indices(rows, sort_keys=[*keys, (path_column, "ascending")])).combine_chunks()
     paths = rows.column(path_column)
-    if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
-        raise CatdogError(f"column {path_column!r} of {table} holds {paths.type}, not paths")
-    if paths.null_count or pc.any(pc.equal(paths, "")).as_py():
-        raise CatdogError(f"column {path_column!r} of {table} has empty paths")
-    rows = rows.sort_by(path_column)
-    paths = rows.column(path_column).to_pylist()
-    twice = next((a for a, b in zip(paths, paths[1:]) if a == b), None)
-    if twice is not None:
-        raise CatdogError(f"{twice} is in {table} more than once: a table holds each image once")
-    splits = _splits(rows, split_column, table)
-    names_, classes = _labels(rows, label_column)
-    index = {c: i for i, c in enumerate(classes)}
-    labels = tuple(NO_LABEL if n is None else index[n] for n in names_)
-    _check_stores(paths)
-    stamps = tuple((NO_SIZE, zlib.crc32(f"{s}\t{n}".encode())) for s, n in zip(splits, names_))
-    local = any(not storage.is_uri(p) and (os.path.isabs(p) or table.is_local) for p in paths)
-    return ImageSet(table.parent(), "table", classes, tuple(paths), tuple(splits), labels, stamps, local=local)
+    splits = rows.column(split_column).cast(paths.type) if split_column else pa.array([""] * len(paths), paths.type)
+    _refuse_twice(pc.binary_join_element_wise(splits, paths, SEPARATOR).combine_chunks(), None, table)
+    return rows
+
+
+def _refuse_twice(keys: pa.Array, last: str | None, table: Location) -> None:
+    """Keys (split + SEPARATOR + path) in order: the same image twice is two equal neighbours."""
+    twice = pc.equal(keys[1:], keys[:-1]) if len(keys) > 1 else pa.array([], pa.bool_())
+    if last == keys[0].as_py() or pc.any(twice).as_py():
+        key = keys[0].as_py() if last == keys[0].as_py() else keys.filter(pa.concat_arrays([twice, pa.array([False])]))[0].as_py()
+        raise CatdogError(f"{key.split(SEPARATOR, 1)[1]} is in {table} more than once: a table holds each image once")
 
 
 def _dataset(table: Location) -> pads.Dataset:
@@ -97,34 +175,23 @@ def _column(table: Location, names: list[str], given: str | None, default: str) 
     return given
 
 
-def _splits(rows: pa.Table, column: str | None, table: Location) -> list[str]:
-    if column is None:
-        return ["all"] * rows.num_rows
-    values = rows.column(column).cast(pa.string()).to_pylist()
-    bad = [v for v in values if not v or "/" in v or "=" in v]  # a split names a folder: split=NAME
-    if bad:
-        raise CatdogError(f"split {bad[0]!r} in {table}: a split is a non-empty name without '/' or '='")
+def _splits(values: pa.Array, table: Location) -> pa.Array:
+    values = values.cast(pa.string())
+    bad = pc.or_kleene(pc.or_kleene(pc.is_null(values), pc.equal(values, "")),
+                       pc.or_kleene(pc.match_substring(values, "/"), pc.match_substring(values, "=")))
+    if pc.any(bad).as_py():  # a split names a folder: split=NAME
+        raise CatdogError(f"split {values.filter(bad)[0].as_py()!r} in {table}: a split is a non-empty name without '/' or '='")
     return values
 
 
-def _labels(rows: pa.Table, column: str | None) -> tuple[list, tuple[str, ...]]:
-    """Each row's class name (None: unlabeled) and the classes in order: integer labels in numeric
-    order (class k is named "k"), names in sorted order, as Keras numbers class folders."""
-    if column is None:
-        return [None] * rows.num_rows, ()
-    values = rows.column(column)
-    present = pc.unique(values.drop_null()).to_pylist()
-    if pa.types.is_integer(values.type):
-        order = [str(v) for v in sorted(present)]
-    else:
-        present = [str(v) for v in present if str(v) != ""]
-        order = sorted(present)
-    names = [None if v is None or str(v) == "" else str(v) for v in values.to_pylist()]
-    return names, tuple(order)
+def _names(values: pa.Array) -> list[str | None]:
+    """Class names of label values (integer labels named by their number; empty: unlabeled). The
+    classes are in numeric order for integers, else sorted, as Keras numbers class folders."""
+    return [None if v is None or str(v) == "" else str(v) for v in values.to_pylist()]
 
 
-def _check_stores(paths: list[str]) -> None:
+def _check_stores(stores: set[str]) -> None:
     """Every store the table names, reached once now: a missing bucket or wrong credentials are one
     line before any work, not an error in every image."""
-    for store in sorted({storage.store_of(p) for p in paths if storage.is_uri(p)}):
+    for store in sorted(stores):
         storage.resolve(store)

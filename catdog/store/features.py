@@ -121,12 +121,14 @@ def indexed_files(out: Location, kind: str) -> list[str]:
 
 def reading(fn):
     """A reader of OUT: a file a commit replaced after the index was read is read again from the new
-    index (once); a damaged file is one line naming it."""
+    index (once); a small read broken by throttling is read again (`storage.small_reads_retried`); a
+    damaged file is one line naming it."""
     @functools.wraps(fn)
     def read(out, *args, **kwargs):
+        object_store = storage.resolve(out, check=False).is_object_store
         for attempt in (1, 2):
             try:
-                return fn(out, *args, **kwargs)
+                return storage.small_reads_retried(lambda: fn(out, *args, **kwargs), object_store)
             except FileNotFoundError as exc:
                 if attempt == 2:
                     raise CatdogError(f"cannot read {out}: a file its index names is missing ({exc}); its images are "

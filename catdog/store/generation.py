@@ -10,11 +10,11 @@ edited: a file losing rows is rewritten under a new name and the old one deleted
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Iterable, Iterator
 
 from catdog.storage import Location
-from catdog.store import features, layout
-from catdog.store.index import Changes, Index
+from catdog.store import features, index, layout
+from catdog.store.index import Changes, Row
 from catdog.store.layout import rewritten
 
 
@@ -24,20 +24,17 @@ def staged_files(stage: Location) -> list[str]:
                   for split, name in features.committed(stage, kind))
 
 
-def plan(generation: int, staged: list[str], previous: Index, changes: Changes) -> dict:
+def plan(generation: int, staged: list[str], changes: Changes) -> dict:
     """The commit record: what to move in, and which committed files lose which rows."""
-    rewrite: dict[str, list[str]] = {}
-    for path in sorted(changes.superseded):
-        rewrite.setdefault(previous[path].file, []).append(path)
-    return {"generation": generation, "add": staged, "rewrite": dict(sorted(rewrite.items()))}
+    rewrite = {file: sorted(paths) for file, paths in sorted(changes.superseded.items())}
+    return {"generation": generation, "add": staged, "rewrite": rewrite}
 
 
-def next_index(previous: Index, record: dict, added: Index) -> Index:
-    """The index once `record` is carried out: superseded images gone, rewritten files renamed, new ones in."""
-    dropped = {p for paths in record["rewrite"].values() for p in paths}
+def next_index(previous: Iterable[Row], record: dict, added: Iterable[Row]) -> Iterator[Row]:
+    """The index once `record` is carried out, streamed in order: superseded images gone, rewritten
+    files renamed, new ones in."""
     renamed = {f: rewritten(f, record["generation"]) for f in record["rewrite"]}
-    kept = {p: dataclasses.replace(e, file=renamed.get(e.file, e.file)) for p, e in previous.items() if p not in dropped}
-    return {**kept, **added}
+    return index.merged(previous, record["rewrite"], renamed, added)
 
 
 def carry_out(out: Location, record: dict) -> None:

@@ -2,14 +2,19 @@
 
 One row per image of ROOT that has a row in OUT (features or errors): its path, the listing's size
 and modification time, the SHA-1 of the bytes that were decoded, and the file under OUT holding
-its row. Every run writes it last; the next run compares ROOT's listing against it to find what
-was added, changed and removed (`compare`), so only those images are read again.
+its row. Rows are in (split, path) order, the order in which a listing streams (for a folder, plain
+path order). Every run writes it last; the next run merges ROOT's listing with it as both stream
+(`Comparison`) to find what was added, changed and removed, so only those images are read again,
+and neither the listing nor the index is ever whole in memory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+import heapq
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,9 +25,11 @@ from catdog.storage import Location
 from catdog.store.files import commit, read_parquet
 from catdog.store.layout import INDEX
 
-Stamps = Mapping[str, tuple[int, int]]  # path -> (size in bytes, modification time in ns), in listing order
+Stamps = Mapping[str, tuple[int, int]]  # path -> (size in bytes, modification time in ns)
 SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()), ("sha1", pa.string()),
                     ("file", pa.string())])
+ORDER = {b"catdog.order": b"split,path"}  # an index written in (split, path) order says so
+BATCH_ROWS = 65_536  # rows per batch read or written: the index is never whole in memory
 
 
 @dataclass(frozen=True)
@@ -34,70 +41,230 @@ class Entry:
 
 
 Index = dict[str, Entry]
+Row = tuple[str, Entry]  # (path, entry): one row of the index
+
+
+def split_of(file: str) -> str:
+    """The split of an index row, from the file holding it: features/split=S/part-....parquet."""
+    return file.split("/", 2)[1][len("split="):]
+
+
+def key(row: Row) -> tuple[str, str]:
+    return split_of(row[1].file), row[0]
 
 
 @dataclass(frozen=True)
 class Changes:
-    """How ROOT differs from what OUT holds, path by path."""
+    """How ROOT differs from what OUT holds: counts, and the rows that must go, file by file."""
 
-    added: tuple[str, ...]
-    changed: tuple[str, ...]
-    removed: tuple[str, ...]
-    unchanged: tuple[str, ...]
-
-    @property
-    def pending(self) -> set[str]:
-        """The images a run has to read: new ones and ones whose content changed."""
-        return set(self.added) | set(self.changed)
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    superseded: dict[str, tuple[str, ...]] = field(default_factory=dict)  # file -> its paths changed or removed
 
     @property
-    def superseded(self) -> set[str]:
-        """The images whose present rows must go: changed (a new row replaces it) and removed."""
-        return set(self.changed) | set(self.removed)
+    def pending(self) -> int:
+        """How many images a run has to read: new ones and ones whose content changed."""
+        return self.added + self.changed
 
     def __str__(self) -> str:
-        counts = (len(self.added), len(self.changed), len(self.removed), len(self.unchanged))
-        return "added {:,}, changed {:,}, removed {:,}, unchanged {:,}".format(*counts)
+        return f"added {self.added:,}, changed {self.changed:,}, removed {self.removed:,}, unchanged {self.unchanged:,}"
+
+
+def exists(out: Location) -> bool:
+    return out.join(INDEX).exists()
 
 
 def read(out: Location) -> Index | None:
+    """The whole index in memory, read in one request (a reader without OUT's lock sees the old
+    index or the new one: `read_parquet`); extractions stream it under the lock (`rows`)."""
     file = out.join(INDEX)
     if not file.exists():
         return None
     try:
-        table = read_parquet(file, schema=SCHEMA)
+        return dict(_rows(read_parquet(file, schema=SCHEMA).to_batches()))
     except (pa.ArrowException, OSError) as exc:
-        raise CatdogError(f"{file} is damaged ({' '.join(str(exc).split())[:200]}): extract again with --overwrite, "
-                          "or into another --out") from None
-    columns = [table.column(n).to_pylist() for n in SCHEMA.names]
-    return {path: Entry(size, mtime, sha1, where) for path, size, mtime, sha1, where in zip(*columns)}
+        raise _damaged(file, exc) from None
+
+
+def rows(out: Location) -> Iterator[Row]:
+    """The index's rows in (split, path) order, a batch at a time, from one open file: a commit that
+    replaces it meanwhile is not seen. On an object store the file is first copied to a local
+    temporary file (in one read, tried again as `storage.small_reads_retried` says). An index written
+    before its rows were ordered so is sorted in memory."""
+    file = out.join(INDEX)
+    with tempfile.TemporaryDirectory(prefix="catdog-index-") as scratch:
+        try:
+            if out.is_object_store:
+                local = os.path.join(scratch, INDEX)
+                storage.small_reads_retried(lambda: _copy(file, local), True)
+                reader = pq.ParquetFile(local)
+            else:
+                reader = pq.ParquetFile(file.fs.open_input_file(file.path))
+            if (reader.schema_arrow.metadata or {}).get(b"catdog.order") != ORDER[b"catdog.order"]:
+                yield from sorted(_rows(reader.iter_batches(BATCH_ROWS)), key=key)
+                return
+            yield from _rows(reader.iter_batches(BATCH_ROWS))
+        except (pa.ArrowException, OSError) as exc:
+            raise _damaged(file, exc) from None
+
+
+def _copy(file: Location, local: str, chunk: int = 8 << 20) -> None:
+    with file.fs.open_input_stream(file.path) as source, open(local, "wb") as target:
+        while block := source.read(chunk):
+            target.write(block)
+
+
+def _damaged(file: Location, exc: Exception) -> CatdogError:
+    return CatdogError(f"{file} is damaged ({' '.join(str(exc).split())[:200]}): extract again with --overwrite, "
+                       "or into another --out")
+
+
+def _rows(batches) -> Iterator[Row]:
+    for batch in batches:
+        batch = pa.Table.from_batches([batch]).cast(SCHEMA)
+        for path, size, mtime, sha1, where in zip(*(batch.column(n).to_pylist() for n in SCHEMA.names)):
+            yield path, Entry(size, mtime, sha1, where)
 
 
 def write(out: Location, index: Index) -> None:
-    paths = sorted(index)
-    entries = [index[p] for p in paths]
-    table = pa.table([paths, [e.size for e in entries], [e.mtime_ns for e in entries], [e.sha1 for e in entries],
-                      [e.file for e in entries]], schema=SCHEMA)
-    commit(out, storage.join(out.path, INDEX), lambda path: pq.write_table(table, path, filesystem=out.fs))
+    write_rows(out, sorted(index.items(), key=key))
 
 
-def entries(stamps: Stamps, file: str, paths: Iterable[str], digests: Iterable[str]) -> Index:
-    """Index entries for images just written to `file`, stamped with the listing they came from."""
-    return {p: Entry(*stamps[p], d, file) for p, d in zip(paths, digests)}
+def write_rows(out: Location, ordered: Iterable[Row]) -> None:
+    """The index from rows in (split, path) order, written as they come and committed whole."""
+    commit(out, storage.join(out.path, INDEX), lambda path: _write(ordered, path, out.fs))
 
 
-def compare(index: Index, stamps: Stamps, content: Callable[[list[str]], dict[str, str]] | None = None) -> Changes:
-    """ROOT's listing (`stamps`) against the index: an image changed when its size or modification
-    time did, or, given `content` (paths -> SHA-1 of their bytes now), when its bytes did."""
-    known = [p for p in stamps if p in index]
-    changed = {p for p in known if (index[p].size, index[p].mtime_ns) != tuple(stamps[p])}
-    if content is not None:
-        look = [p for p in known if p not in changed]
-        now = content(look)
-        changed |= {p for p in look if not index[p].sha1 or now[p] != index[p].sha1}
-    return Changes(
-        added=tuple(p for p in stamps if p not in index),
-        changed=tuple(p for p in known if p in changed),
-        removed=tuple(sorted(set(index) - set(stamps))),
-        unchanged=tuple(p for p in known if p not in changed),
-    )
+def _write(ordered: Iterable[Row], path: str, fs) -> None:
+    with pq.ParquetWriter(path, SCHEMA.with_metadata(ORDER), filesystem=fs) as writer:
+        batch: list[Row] = []
+        last = None
+        for row in ordered:
+            if last is not None and key(row) <= last:
+                raise ValueError(f"index rows out of order at {row[0]!r}")  # would break the next run's merge
+            last = key(row)
+            batch.append(row)
+            if len(batch) == BATCH_ROWS:
+                writer.write_table(_table(batch))
+                batch = []
+        writer.write_table(_table(batch))
+
+
+def _table(batch: list[Row]) -> pa.Table:
+    return pa.table([[p for p, _ in batch], [e.size for _, e in batch], [e.mtime_ns for _, e in batch],
+                     [e.sha1 for _, e in batch], [e.file for _, e in batch]], schema=SCHEMA)
+
+
+class Spool:
+    """A run's new index rows, in order, in a local temporary file until its commit reads them back."""
+
+    def __init__(self) -> None:
+        handle, self.path = tempfile.mkstemp(prefix="catdog-index-", suffix=".parquet")
+        os.close(handle)
+        self.writer = pq.ParquetWriter(self.path, SCHEMA)
+        self.batch: list[Row] = []
+        self.count = 0
+
+    def add(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            self.batch.append(row)
+            if len(self.batch) == BATCH_ROWS:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self.batch:
+            self.writer.write_table(_table(self.batch))
+            self.count += len(self.batch)
+            self.batch = []
+
+    def rows(self) -> Iterator[Row]:
+        self._flush()
+        self.writer.close()
+        yield from _rows(pq.ParquetFile(self.path).iter_batches(BATCH_ROWS))
+
+    def close(self) -> None:
+        self.writer.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def entries(stamps: Stamps, file: str, paths: Iterable[str], digests: Iterable[str]) -> list[Row]:
+    """Index rows for images just written to `file`, stamped with the listing they came from."""
+    return [(p, Entry(*stamps[p], d, file)) for p, d in zip(paths, digests)]
+
+
+class Comparison:
+    """ROOT's listing merged with OUT's index, both in (split, path) order, as the listing streams.
+
+    An image is added when the index does not have it, changed when its size or modification time
+    differs, or, given `content` (paths -> SHA-1 of their bytes now), when its bytes do; an image of
+    the index the listing no longer has is removed. `pending` yields the added and changed images of
+    the listing in order; `changes` counts them all once it is done."""
+
+    WINDOW = 256  # listed images held while their contents are digested (with `content`)
+
+    def __init__(self, previous: Iterable[Row], content: Callable[[list[str]], dict[str, str]] | None = None) -> None:
+        self.previous, self.content = iter(previous), content
+        self.counts = dict.fromkeys(("added", "changed", "removed", "unchanged"), 0)
+        self.superseded: dict[str, list[str]] = {}
+        self.finished = False
+
+    def pending(self, listed: Iterable) -> Iterator:
+        row = next(self.previous, None)
+        window: list = []
+        last = None
+        for entry in listed:
+            here = entry.key
+            if last is not None and here <= last:
+                raise ValueError(f"listing out of order at {entry.path!r}")  # the merge needs the index's order
+            last = here
+            while row is not None and key(row) < here:
+                self._drop(row, "removed")
+                row = next(self.previous, None)
+            known = row if row is not None and key(row) == here else None
+            if known is not None:
+                row = next(self.previous, None)
+            window.append((entry, known))
+            if len(window) == self.WINDOW:
+                yield from self._judge(window)
+                window = []
+        yield from self._judge(window)
+        while row is not None:
+            self._drop(row, "removed")
+            row = next(self.previous, None)
+        self.finished = True
+
+    def _judge(self, window: list) -> Iterator:
+        same = [e.path for e, known in window if known is not None and (known[1].size, known[1].mtime_ns) == (e.size, e.mtime_ns)]
+        now = self.content(same) if self.content is not None and same else {}
+        for entry, known in window:
+            if known is None:
+                self.counts["added"] += 1
+                yield entry
+            elif (known[1].size, known[1].mtime_ns) != (entry.size, entry.mtime_ns) or (
+                    self.content is not None and (not known[1].sha1 or now[entry.path] != known[1].sha1)):
+                self._drop(known, "changed")
+                yield entry
+            else:
+                self.counts["unchanged"] += 1
+
+    def _drop(self, row: Row, how: str) -> None:
+        self.counts[how] += 1
+        self.superseded.setdefault(row[1].file, []).append(row[0])
+
+    @property
+    def changes(self) -> Changes:
+        assert self.finished, "the listing has not been read to its end"
+        return Changes(**self.counts, superseded={f: tuple(p) for f, p in sorted(self.superseded.items())})
+
+
+def merged(previous: Iterable[Row], drop: dict[str, Iterable[str]], renamed: dict[str, str],
+           added: Iterable[Row]) -> Iterator[Row]:
+    """The index after a commit, streamed in order: the previous rows but those `drop` names (file ->
+    paths), their files renamed, and the added rows merged in."""
+    dropped = {(f, p) for f, paths in drop.items() for p in paths}
+    kept = ((p, Entry(e.size, e.mtime_ns, e.sha1, renamed.get(e.file, e.file))) for p, e in previous
+            if (e.file, p) not in dropped)
+    return heapq.merge(kept, added, key=key)

@@ -153,10 +153,11 @@ def run(config: ExtractConfig) -> ExtractResult:
         spent = _cost(progress, (opened + planner.listing_seconds, opened), time.perf_counter() - committing,
                       time.perf_counter() - started, resources, size)
         marks.update(progress.marks, committed=time.time(), **({"listed": planner.listed_at} if planner.listed_at else {}))
+        images_now, errors_now = index.counts(out)
         summary = ExtractResult(
             out=config.out,
-            images=features.count(out, layout.FEATURES_DIR),
-            errors=features.count(out, layout.ERRORS_DIR),
+            images=images_now,
+            errors=errors_now,
             processed=progress.processed,
             resumed_shards=planner.resumed,
             embedders=progress.embedders,

@@ -18,6 +18,7 @@ SECTIONS = (
     ("object_store.py", "object_store.json", "Reading from an object store"),
     ("backbones.py", "backbones.json", "Backbones"),
     ("incremental.py", "incremental.json", "Incremental runs"),
+    ("scale.py", "scale.json", "The driver at scale"),
     ("estimate.py", "estimate.json", "Estimates against runs"),
     ("similar.py", "similar.json", "Near-duplicates and the feature map"),
     ("train_startup.py", "train_startup.json", "End-to-end training start-up"),

@@ -95,9 +95,13 @@ class ExtractConfig(_Config):
     path_column: str = "path"  # with from_table: the column of image paths or URIs
     label_column: str | None = None  # with from_table: the class column (None: "label" if the table has it)
     split_column: str | None = None  # with from_table: the split column (None: "split" if the table has it)
+    class_names: tuple[str, ...] = ()  # WebDataset input: a member's KEY.cls holding k is of class class_names[k]
 
     def __post_init__(self) -> None:
         _resolve_backbone(self)
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        if any(not n or "," in n for n in self.class_names) or len(set(self.class_names)) < len(self.class_names):
+            raise CatdogError(f"--class-names must be distinct non-empty names, got {','.join(self.class_names)!r}")
         _choice("precision", self.precision, PRECISIONS)
         _ = self.decode, self.replace(precision="fp32").embed if self.precision == "auto" else self.embed  # validates both
         _choice("dtype", self.dtype, DTYPES)
@@ -107,6 +111,8 @@ class ExtractConfig(_Config):
             raise CatdogError("--num-actors must be at least 1")
         if self.stall_timeout is not None and self.stall_timeout <= 0:
             raise CatdogError("--stall-timeout must be positive")
+        if self.from_table and self.class_names:
+            raise CatdogError("--class-names is for WebDataset input (tar shards in ROOT), not --from-table")
         if not self.from_table and (self.label_column or self.split_column or self.path_column != "path"):
             raise CatdogError("--path-column, --label-column and --split-column go with --from-table")
         for name in ("gpus_per_actor", "cpus_per_actor"):

@@ -55,6 +55,14 @@ def test_object_store_table_from_committed_results():
     assert f"{r['extract_s3']['requests_per_image']:.2f}" in out
 
 
+def test_scale_table_from_committed_results():
+    out, r = printed("scale.py", os.path.join(PROJECT, "benchmarks", "scale.json"))
+    for kind in ("folders", "tables"):
+        for m in r[kind]:
+            assert f"{m['images']:,}" in out and f"{m['first']['peak_rss_mb']:.0f}" in out
+    assert "bytes per image" in out
+
+
 def test_incremental_table_from_committed_results():
     out, r = printed("incremental.py", os.path.join(PROJECT, "benchmarks", "incremental.json"))
     assert f"{r['rerun']['pipeline_seconds']:.1f}" in out and f"{r['listing']['compare_seconds']:.2f} s" in out

@@ -96,6 +96,16 @@ def test_the_index_merged_after_a_commit_streams_in_order(tmp_path):
     assert list(index.rows(out)) == rows
     with pytest.raises(ValueError, match="out of order"):
         index.write_rows(out, iter(reversed(rows)))
+    spool = index.Spool()  # a first run's rows, spooled as its shards land, become the index as they are
+    spool.add(rows)
+    index.write_batches(out, spool.batches())
+    assert list(index.rows(out)) == rows and index.counts(out) == (6, 0)
+    spool.close()
+    backwards = index.Spool()
+    backwards.add(reversed(rows))
+    with pytest.raises(ValueError, match="out of order"):
+        index.write_batches(out, backwards.batches())
+    backwards.close()
 
 
 def test_a_reader_sees_the_old_or_the_new_index_while_it_is_replaced(tmp_path):

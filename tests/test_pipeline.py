@@ -21,7 +21,7 @@ def test_decode_then_write_stage_commit_one_shard(tmp_path):
     root = storage.resolve(str(tmp_path / "in"))
     shard = Shard("all", 0, ("cats/a.jpg", "cats/broken.jpg", "dogs/b.png"), (0, 0, 1))
     row = pipeline.shard_row(shard)
-    assert row == {"split": "all", "name": shard.name, "paths": list(shard.paths), "labels": [0, 0, 1]}
+    assert row == {"split": "all", "name": shard.name, "paths": list(shard.paths), "labels": [0, 0, 1], "container": False}
 
     config = DecodeConfig(32)
     decoded = pipeline.decode_stage(row, root=root, config=config)

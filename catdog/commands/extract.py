@@ -25,6 +25,8 @@ def add(commands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--path-column", default="path", help="with --from-table: the column of image paths or URIs")
     p.add_argument("--label-column", help="with --from-table: the class column (default: label, if there)")
     p.add_argument("--split-column", help="with --from-table: the split column (default: split, if there)")
+    p.add_argument("--class-names", type=lambda text: tuple(text.split(",")), default=(), metavar="A,B,...",
+                   help="WebDataset input (ROOT/*.tar): the classes of the KEY.cls values 0, 1, ... (without it: unlabeled)")
     p.add_argument("--out", help="output folder (path or URI)")
     p.add_argument("--estimate", action="store_true", help="run a sample of the shards (not into OUT) and project "
                    "the whole job's wall time and CPU/GPU-hours on this cluster")

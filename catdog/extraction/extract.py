@@ -148,10 +148,11 @@ def run(config: ExtractConfig) -> ExtractResult:
                 committing = time.perf_counter()
                 with _writing(out):
                     record = _commit(out, plan, record, planner)
+                committed = time.perf_counter() - committing
             finally:
                 planner.close()
-        spent = _cost(progress, (opened + planner.listing_seconds, opened), time.perf_counter() - committing,
-                      time.perf_counter() - started, resources, size)
+        spent = _cost(progress, (opened + planner.listing_seconds, opened), committed, time.perf_counter() - started,
+                      resources, size)
         marks.update(progress.marks, committed=time.time(), **({"listed": planner.listed_at} if planner.listed_at else {}))
         images_now, errors_now = index.counts(out)
         summary = ExtractResult(
@@ -269,7 +270,7 @@ class Planner:
                 self._add(shard, resumed=True)
                 continue
             self._add(shard, resumed=False)
-            self.pending_images += len(shard.paths)
+            self.pending_images += 0 if shard.container else len(shard.paths)  # a tar's count is known once read
             yield shard
         self._foreign(cut)
 
@@ -333,10 +334,9 @@ class Planner:
 
     def _rows_written(self, shard: Shard, row: pipeline.WrittenRow) -> list[index.Row]:
         n = int(row["rows"])
-        where = {p: (d, layout.FEATURES_DIR if i < n else layout.ERRORS_DIR)
+        where = {p: (d, layout.shard_file(layout.FEATURES_DIR if i < n else layout.ERRORS_DIR, shard.split, shard.name))
                  for i, (p, d) in enumerate(zip(row["paths"], row["digests"]))}
-        return [(p, index.Entry(*stamp, where[p][0], layout.shard_file(where[p][1], shard.split, shard.name)))
-                for p, stamp in zip(shard.paths, shard.stamps)]
+        return [(p, index.Entry(*stamp, *where[p])) for p, stamp in self._stamped(shard, where)]
 
     def _rows_from_files(self, shard: Shard) -> list[index.Row]:
         """A shard committed by a killed run: its rows read back from its files (their digests unknown)."""
@@ -344,8 +344,15 @@ class Planner:
         where = {}
         for kind in kinds:
             file = layout.shard_file(kind, shard.split, shard.name)
-            where.update(dict.fromkeys(features.read_file(self.plan.target, file, ["path"]).column("path").to_pylist(), file))
-        return [(p, index.Entry(*stamp, "", where[p])) for p, stamp in zip(shard.paths, shard.stamps)]
+            where.update(dict.fromkeys(features.read_file(self.plan.target, file, ["path"]).column("path").to_pylist(), ("", file)))
+        return [(p, index.Entry(*stamp, *where[p])) for p, stamp in self._stamped(shard, where)]
+
+    @staticmethod
+    def _stamped(shard: Shard, written: dict) -> Iterable[tuple[str, tuple[int, int]]]:
+        """A shard's images with their stamps, in order: a tar's are the samples written, each with the tar's stamp."""
+        if shard.container:
+            return ((p, shard.stamps[0]) for p in sorted(written))
+        return zip(shard.paths, shard.stamps)
 
     def rows(self) -> Iterator[index.Row]:
         """This run's index rows, once every shard is done."""
@@ -473,7 +480,7 @@ def _repair(out: Location) -> tuple[str, ...]:
 def _commit(out: Location, plan: Run, record: Manifest, planner: Planner) -> Manifest:
     """A first run: write the index. An incremental one: commit its generation (if anything changed)."""
     if not plan.incremental:
-        index.write_rows(out, planner.rows())
+        index.write_batches(out, planner.spool.batches())  # the spool is the index, in order
         return record
     changes = planner.changes
     if not changes.pending and not changes.superseded:
@@ -514,7 +521,7 @@ def _embed_pending(config: ExtractConfig, plan: Run, feed: Feed, planner: Planne
             count = int(row["rows"]) + int(row["errors"])
             processed += count
             seen.add(row["embedder"])
-            bar.total = planner.pending_images
+            bar.total = planner.pending_images or None
             bar.update(count)
             writers[f"{row['split']}/{row['name']}"] = row["node"]
             planner.record(row)

@@ -4,6 +4,9 @@ Layouts (decided from the folder's top levels, Keras-style):
   split:  ROOT/{train,validation,test}/CLASS/**/*.jpg   (or ROOT/SPLIT/*.jpg, unlabeled)
   class:  ROOT/CLASS/**/*.jpg                            (split "all")
   flat:   ROOT/**/*.jpg with images directly in ROOT     (split "unlabeled", no labels)
+  webdataset: ROOT/*.tar, tar shards of KEY.jpg (.png, .webp, ...) and KEY.cls members, as img2dataset
+          writes them (split "all"; classes given by --class-names, else unlabeled): each tar is
+          one shard, its members found by the worker that reads it (`catdog.extraction.webdataset`)
 Classes are the sorted class folder names, numbered from 0 as Keras numbers them (a class folder
 without images is still a class, as in Keras).
 
@@ -47,12 +50,14 @@ class Listed(NamedTuple):
     label: int  # NO_LABEL where unlabeled
     size: int
     mtime_ns: int
+    container: bool = False  # a tar of images (WebDataset): its members are found when it is read
 
     @property
     def key(self) -> tuple[str, str]:
         """A listing's order, and OUT's index's: by split, then path (a folder's split is its first
-        folder, so this is plain path order there)."""
-        return self.split, self.path
+        folder, so this is plain path order there). A tar sorts as a folder does ("x.tar/"): just
+        before the index rows of its members ("x.tar/KEY")."""
+        return self.split, self.path + "/" * self.container
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,10 @@ class Folder:
 
     def entries(self) -> Iterator[Listed]:
         """Every visible image under ROOT in (split, path) order, while the walk goes on."""
+        if self.layout == "webdataset":
+            tars = sorted((c for c in self.top[""] if _is_tar(c)), key=lambda c: c.name + "/")
+            yield from (Listed(c.name, "all", NO_LABEL, c.size, c.mtime_ns, True) for c in tars)
+            return
         number = {c: i for i, c in enumerate(self.classes)}
         count = 0
         for rel, size, mtime in _walk(self.root, dict(self.top)):
@@ -129,6 +138,7 @@ class Shard:
     labels: tuple[int, ...]
     generation: int = 1  # the run that made it: 1 for the first, then one more per incremental run
     stamps: tuple[tuple[int, int], ...] = ()  # each image's (size, mtime_ns) in the listing, for OUT's index
+    container: bool = False  # paths is one tar (WebDataset) whose members are the shard's images
 
     @functools.cached_property
     def digest(self) -> str:
@@ -143,8 +153,9 @@ class Shard:
         return f"part-{run}{self.index:05d}-{self.digest}.parquet"
 
 
-def open_folder(root: str | Location) -> Folder:
-    """ROOT checked, and its layout and classes read from its top levels; nothing deeper is listed yet."""
+def open_folder(root: str | Location, class_names: tuple[str, ...] = ()) -> Folder:
+    """ROOT checked, and its layout and classes read from its top levels; nothing deeper is listed yet.
+    `class_names`: a WebDataset's classes (its KEY.cls values index them)."""
     root = storage.resolve(root)
     kind = root.kind()
     if kind == pafs.FileType.NotFound:
@@ -154,6 +165,11 @@ def open_folder(root: str | Location) -> Folder:
     lister = _lister(root)
     top = {"": lister("")}
     files, folders = _split_entries(top[""])
+    if not files and any(_is_tar(c) for c in top[""]):
+        return Folder(root, "webdataset", tuple(class_names), root.is_local, bool(class_names), top)
+    if class_names:
+        raise CatdogError("--class-names is for WebDataset input (tar shards in ROOT); a folder's classes are its "
+                          "class folders")
     if files:
         return Folder(root, "flat", (), root.is_local, False, top)
     with closing(_walk(root, dict(top))) as walk:  # a folder without images is one line before any work
@@ -215,6 +231,10 @@ def cut_shards(listed: Iterable[Listed], shard_size: int, generation: int = 1) -
             if run:
                 yield shard()
             split, index, run = entry.split, 0, []
+        if entry.container:  # a tar is a shard of its own
+            yield Shard(split, index, (entry.path,), (NO_LABEL,), generation, ((entry.size, entry.mtime_ns),), True)
+            index += 1
+            continue
         run.append(entry)
         if len(run) == shard_size:
             yield shard()
@@ -240,6 +260,10 @@ class PlanDigest:
 
     def record(self) -> dict:
         return {"images": self.images, "shards": self.shards, "digest": self.sha.hexdigest()[:16]}
+
+
+def _is_tar(child) -> bool:
+    return not child.folder and not child.name.startswith(".") and child.name.lower().endswith(".tar")
 
 
 def is_image_name(name: str) -> bool:

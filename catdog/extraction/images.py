@@ -13,7 +13,7 @@ import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -82,26 +82,37 @@ def decode_files(files: Sequence[Location], config: DecodeConfig, threads: int =
 
     Every caller (extraction, end-to-end training, predict, figures) decides in a line what an
     error means to it: a recorded row, a count, a refusal, a note. With `threads`, contiguous parts
-    of the list decode side by side (Pillow lets go of the GIL while it decodes and resizes).
+    of the list decode side by side.
     """
-    if threads <= 1 or len(files) < 2 * threads:
-        return _decoded_in_order(files, config)
-    starts = [len(files) * t // threads for t in range(threads + 1)]
+    return _in_parts(files, lambda part: _decoded_in_order(_fetched(part), len(part), config), threads)
+
+
+def decode_blobs(blobs: Sequence[bytes | Exception], config: DecodeConfig, threads: int = 1) -> Decoded:
+    """`decode_files` for images already read (a tar's members); an exception is that image's error."""
+    return _in_parts(blobs, lambda part: _decoded_in_order(part, len(part), config), threads)
+
+
+def _in_parts(items: Sequence, decode_part, threads: int) -> Decoded:
+    """With `threads`, contiguous parts of the list decode side by side (Pillow lets go of the GIL
+    while it decodes and resizes)."""
+    if threads <= 1 or len(items) < 2 * threads:
+        return decode_part(items)
+    starts = [len(items) * t // threads for t in range(threads + 1)]
     with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
-        parts = list(pool.map(lambda a, b: _decoded_in_order(files[a:b], config), starts[:-1], starts[1:]))
+        parts = list(pool.map(lambda a, b: decode_part(items[a:b]), starts[:-1], starts[1:]))
     return Decoded(np.concatenate([p.pixels for p in parts]),
                    tuple(start + i for start, p in zip(starts, parts) for i in p.ok),
                    tuple(e._replace(index=start + e.index) for start, p in zip(starts, parts) for e in p.errors),
                    tuple(d for p in parts for d in p.digests))
 
 
-def _decoded_in_order(files: Sequence[Location], config: DecodeConfig) -> Decoded:
+def _decoded_in_order(blobs: Iterable[bytes | Exception], count: int, config: DecodeConfig) -> Decoded:
     size = config.image_size
-    pixels = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    pixels = np.empty((count, size, size, 3), dtype=np.uint8)
     ok: list[int] = []
     errors: list[DecodeError] = []
-    digests = [""] * len(files)
-    for i, data in enumerate(_fetched(files)):
+    digests = [""] * count
+    for i, data in enumerate(blobs):
         try:
             if isinstance(data, Exception):
                 raise data

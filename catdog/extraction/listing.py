@@ -11,7 +11,7 @@ from catdog.extraction.imagefolder import Source
 def open_source(config: ExtractConfig) -> Source:
     if config.from_table:
         return table.read(config.root, config.path_column, config.label_column, config.split_column)
-    return imagefolder.open_folder(config.root)
+    return imagefolder.open_folder(config.root, config.class_names)
 
 
 def recorded_config(settings: dict) -> ExtractConfig:

@@ -31,11 +31,11 @@ from catdog import cluster, storage
 from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, images
+from catdog.extraction import convbase, images, webdataset
 from catdog.extraction.feed import Feed
 from catdog.extraction.imagefolder import Shard
 from catdog.storage import Location
-from catdog.store.features import ShardWriter
+from catdog.store.features import NO_LABEL, ShardWriter
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,9 @@ EMBEDDER_ENV = {"RAY_worker_niceness": "0"}
 class ShardRow(TypedDict):
     split: str
     name: str  # the shard's output file name
-    paths: list[str]  # relative to ROOT
+    paths: list[str]  # relative to ROOT (a WebDataset shard: its one tar)
     labels: list[int]
+    container: bool  # paths is a tar whose members are the shard's images
 
 
 class DecodedRow(ShardRow):
@@ -93,22 +94,27 @@ class WrittenRow(TypedDict):
 
 
 def shard_row(shard: Shard) -> ShardRow:
-    return {"split": shard.split, "name": shard.name, "paths": list(shard.paths), "labels": list(shard.labels)}
+    return {"split": shard.split, "name": shard.name, "paths": list(shard.paths), "labels": list(shard.labels),
+            "container": shard.container}
 
 
-def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, threads: int = 1) -> DecodedRow:
+def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, classes: int = 0, threads: int = 1) -> DecodedRow:
+    """A shard's images decoded; `classes`: how many a WebDataset's KEY.cls values may name."""
     began = time.perf_counter()
     locate = storage.Resolver(root)  # a folder's paths are under it; a table's may be URIs on any store
-    decoded = images.decode_files([locate(p) for p in row["paths"]], config, threads)
+    if row.get("container"):
+        paths, labels, decoded = _decode_tar(row["paths"][0], locate, config, classes, threads)
+    else:
+        paths, labels = list(row["paths"]), [int(y) for y in row["labels"]]
+        decoded = images.decode_files([locate(p) for p in paths], config, threads)
     unanswered = [e for e in decoded.errors if e.error == images.StoreError.__name__]
     if unanswered:  # not the images' fault: the shard fails (its images are not recorded as bad)
         raise images.StoreError(unanswered[0].message)
-    paths = list(row["paths"])
     return {
         "split": row["split"],
         "name": row["name"],
         "paths": [paths[i] for i in decoded.ok],
-        "labels": [int(row["labels"][i]) for i in decoded.ok],
+        "labels": [labels[i] for i in decoded.ok],
         # Arrays, not bytes: Ray sends an array's buffer out of band, straight into the object store,
         # where bytes are copied into the pickle first (a shard's features are 8 MiB at 150 px).
         "pixels": decoded.pixels,
@@ -119,6 +125,19 @@ def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, threads
         "error_messages": [e.message for e in decoded.errors],
         "decode_s": time.perf_counter() - began,
     }
+
+
+def _decode_tar(tar: str, locate: storage.Resolver, config: DecodeConfig, classes: int,
+                threads: int) -> tuple[list[str], list[int], images.Decoded]:
+    """A WebDataset tar's samples (paths `tar/KEY`) decoded; a tar that cannot be read to its end
+    adds an error row of its own, at `tar/` (its samples read before the damage are kept)."""
+    try:
+        found, failure = webdataset.samples(locate(tar), classes)
+    except OSError as exc:
+        raise images.StoreError(f"cannot read {tar}: {storage.store_error(exc)}") from None
+    blobs = [s.image for s in found] + ([failure] if failure else [])
+    paths = [f"{tar}/{s.key}" for s in found] + ([f"{tar}/"] if failure else [])
+    return paths, [s.label for s in found] + [NO_LABEL] * bool(failure), images.decode_blobs(blobs, config, threads)
 
 
 class Embedder:
@@ -269,7 +288,7 @@ def extract_shards(shards: Feed, root: Location, config: ExtractConfig, weights:
     the watchdog."""
     import ray
 
-    decode = {"root": root, "config": config.decode}
+    decode = {"root": root, "config": config.decode, "classes": len(config.class_names)}
     inside = _decodes_in_embedder(resources, placement)
     shared = [ray.put(weights)]  # held until the end: a replacement actor reads it again
 

@@ -49,7 +49,8 @@ class Status:
             lines.append("a re-run    continues the first run (no index yet)")
         elif self.rerun is not None:
             work = self.rerun.pending
-            lines.append(f"a re-run    would read {work:,} images: {self.rerun}" if work or self.rerun.removed
+            lines.append(f"a re-run    would read {work:,} images{' or tars' if self.rerun.new_tars else ''}: {self.rerun}"
+                         if work or self.rerun.removed
                          else f"a re-run    has nothing to do: {self.rerun}")
         return lines
 

@@ -63,14 +63,16 @@ class Changes:
     removed: int
     unchanged: int
     superseded: dict[str, tuple[str, ...]] = field(default_factory=dict)  # file -> its paths changed or removed
+    new_tars: int = 0  # WebDataset tars not read before (their images are counted once read)
 
     @property
     def pending(self) -> int:
-        """How many images a run has to read: new ones and ones whose content changed."""
-        return self.added + self.changed
+        """How many images (and new tars) a run has to read: new ones and ones whose content changed."""
+        return self.added + self.changed + self.new_tars
 
     def __str__(self) -> str:
-        return f"added {self.added:,}, changed {self.changed:,}, removed {self.removed:,}, unchanged {self.unchanged:,}"
+        tars = f", {self.new_tars:,} new tars" if self.new_tars else ""
+        return f"added {self.added:,}, changed {self.changed:,}, removed {self.removed:,}, unchanged {self.unchanged:,}{tars}"
 
 
 def exists(out: Location) -> bool:
@@ -177,6 +179,23 @@ def _write(ordered: Iterable[Row], path: str, fs) -> None:
         writer.write_table(_table(batch))
 
 
+def write_batches(out: Location, batches: Iterable[pa.RecordBatch]) -> None:
+    """The index from Arrow batches of rows in (split, path) order (checked a batch at a time)."""
+    def write(path: str) -> None:
+        last = None
+        with pq.ParquetWriter(path, SCHEMA.with_metadata(ORDER), filesystem=out.fs) as writer:
+            for batch in batches:
+                if batch.num_rows:
+                    splits = pc.replace_substring_regex(batch.column("file"), r"^[^/]*/split=([^/]*)/.*$", r"\1")
+                    keys = pc.binary_join_element_wise(splits, batch.column("path"), "\x00")
+                    if (last is not None and keys[0].as_py() <= last) or pc.any(pc.less_equal(keys[1:], keys[:-1])).as_py():
+                        raise ValueError("index rows out of order")  # would break the next run's merge
+                    last = keys[-1].as_py()
+                writer.write_batch(batch)
+
+    commit(out, storage.join(out.path, INDEX), write)
+
+
 def _table(batch: list[Row]) -> pa.Table:
     return pa.table([[p for p, _ in batch], [e.size for _, e in batch], [e.mtime_ns for _, e in batch],
                      [e.sha1 for _, e in batch], [e.file for _, e in batch]], schema=SCHEMA)
@@ -205,9 +224,12 @@ class Spool:
             self.batch = []
 
     def rows(self) -> Iterator[Row]:
+        yield from _rows(self.batches())
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
         self._flush()
         self.writer.close()
-        yield from _rows(pq.ParquetFile(self.path).iter_batches(BATCH_ROWS))
+        yield from pq.ParquetFile(self.path).iter_batches(BATCH_ROWS)
 
     def close(self) -> None:
         self.writer.close()
@@ -225,14 +247,16 @@ class Comparison:
 
     An image is added when the index does not have it, changed when its size or modification time
     differs, or, given `content` (paths -> SHA-1 of their bytes now), when its bytes do; an image of
-    the index the listing no longer has is removed. `pending` yields the added and changed images of
-    the listing in order; `changes` counts them all once it is done."""
+    the index the listing no longer has is removed. A tar (WebDataset) owns the index's rows under
+    it (`x.tar/KEY`): it is new without any, changed (all of them) when its own size or time differs
+    from theirs. `pending` yields the added and changed images and tars of the listing in order;
+    `changes` counts them all once it is done."""
 
     WINDOW = 256  # listed images held while their contents are digested (with `content`)
 
     def __init__(self, previous: Iterable[Row], content: Callable[[list[str]], dict[str, str]] | None = None) -> None:
         self.previous, self.content = iter(previous), content
-        self.counts = dict.fromkeys(("added", "changed", "removed", "unchanged"), 0)
+        self.counts = dict.fromkeys(("added", "changed", "removed", "unchanged", "new_tars"), 0)
         self.superseded: dict[str, list[str]] = {}
         self.finished = False
 
@@ -248,6 +272,15 @@ class Comparison:
             while row is not None and key(row) < here:
                 self._drop(row, "removed")
                 row = next(self.previous, None)
+            if entry.container:
+                yield from self._judge(window)
+                window, owned = [], []
+                while row is not None and key(row)[0] == here[0] and key(row)[1].startswith(here[1]):
+                    owned.append(row)
+                    row = next(self.previous, None)
+                if self._tar_pending(entry, owned):
+                    yield entry
+                continue
             known = row if row is not None and key(row) == here else None
             if known is not None:
                 row = next(self.previous, None)
@@ -274,6 +307,17 @@ class Comparison:
                 yield entry
             else:
                 self.counts["unchanged"] += 1
+
+    def _tar_pending(self, tar, owned: list[Row]) -> bool:
+        if not owned:
+            self.counts["new_tars"] += 1
+            return True
+        if all((e.size, e.mtime_ns) == (tar.size, tar.mtime_ns) for _, e in owned):
+            self.counts["unchanged"] += len(owned)
+            return False
+        for row in owned:
+            self._drop(row, "changed")
+        return True
 
     def _drop(self, row: Row, how: str) -> None:
         self.counts[how] += 1

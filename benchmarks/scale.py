@@ -1,5 +1,5 @@
-"""The driver at scale: a folder of up to 1 M files and a table of up to 10 M rows run through
-`catdog extract` with a zero-cost embed step, measuring the driver's peak memory, the listing, the
+"""A folder of up to 1 M files and a table of up to 10 M rows run through `catdog extract` with a
+zero-cost embed step, measuring the driver's peak memory, the listing, the
 time to the first shard, the commit, a re-run with nothing changed and `catdog status`, against the
 number of images.
 
@@ -147,8 +147,7 @@ def table(r: dict) -> str:
         again, status = m.get("nothing_changed"), m.get("status")
         lines.append(f"{kind + ' ' + format(m['images'], ','):<22}{m['first']['peak_rss_mb']:>15.0f}"
                      f"{m['first']['process_s']:>9.1f}{m['first']['listing_s'] or 0:>10.1f}{m['first']['first_shard_s'] or 0:>14.1f}"
-                     f"{m['first']['commit_s'] or 0:>9.1f}{again['process_s'] if again else float('nan'):>9.1f}"
-                     f"{status['process_s'] if status else float('nan'):>9.1f}")
+                     f"{m['first']['commit_s'] or 0:>9.1f}{_seconds(again):>9}{_seconds(status):>9}")
     for kind, ms in (("folder", r["folders"]), ("table", r["tables"])):
         if len(ms) >= 2:
             a, b = ms[0], ms[-1]
@@ -157,6 +156,10 @@ def table(r: dict) -> str:
     lines.append("whole, re-run (nothing changed) and status: each command's process, Python's start included; first shard: "
                  "seconds from the process start")
     return "\n".join(lines)
+
+
+def _seconds(run: dict | None) -> str:
+    return f"{run['process_s']:.1f}" if run else "-"
 
 
 def _machine() -> str:

@@ -159,3 +159,16 @@ def test_extract_from_a_table_of_uris_and_local_paths_then_an_incremental_run(s3
     assert len(paths) == len(set(paths)) == len(good) and removed not in paths and added in paths
     now = dict(zip(paths, again.y))
     assert classes[now[relabelled]] != where[relabelled].split("/")[1]
+
+    # A first run killed before its index, and before one of its shards: the re-run resumes the others.
+    from catdog.store import layout
+    fresh = config.replace(out=str(tmp_path / "out2"))
+    extract.run(fresh)
+    out2 = storage.resolve(fresh.out)
+    out2.join(layout.INDEX).delete()
+    done = sorted(features.committed(out2))
+    for kind in layout.KINDS:
+        out2.join(layout.shard_file(kind, *done[-1])).delete()
+    resumed = extract.run(fresh)
+    assert resumed.resumed_shards == len(done) - 1 and 0 < resumed.processed <= 4
+    assert sorted(features.load(fresh.out).paths) == sorted(paths)

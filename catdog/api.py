@@ -73,7 +73,9 @@ def audit(features: str, **options) -> AuditReport:
     >>> report = catdog.audit("features")
     >>> [(i.path, i.given, i.suggested) for i in report.label_issues[:3]]
 
-    Options: the fields of `catdog.config.AuditConfig` (report_dir, folds, neighbours, outlier_z, seed).
+    Options: the fields of `catdog.config.AuditConfig` (report_dir, folds, neighbours, outlier_z, seed,
+    duplicate_threshold; features_column, path_column, label_column, split_column for another tool's
+    embeddings Parquet).
     """
     from catdog.insight import audit as job
 
@@ -169,7 +171,10 @@ def similar(features: str, report_dir: str | None = None, **options) -> SimilarR
     >>> catdog.similar("features", threshold=0.98).across_splits
     3
 
-    Options: the fields of `catdog.config.SimilarConfig` (threshold, top, working_memory_mb).
+    Options: the fields of `catdog.config.SimilarConfig` (threshold, top, working_memory_mb;
+    features_column, path_column, label_column, split_column for another tool's embeddings Parquet:
+
+    >>> catdog.similar("clip/img_emb", features_column="embedding", path_column="image_path")
     """
     from catdog.insight import similar as job
 

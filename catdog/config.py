@@ -160,15 +160,27 @@ class HeadConfig(_Config):
             raise CatdogError("--validation-split and --test-split leave no training images")
 
 
+def _check_columns(config) -> None:
+    """The columns of a foreign embeddings file are named only with its features column."""
+    if config.features_column is None and (config.label_column or config.split_column or config.path_column != "path"):
+        raise CatdogError("--path-column, --label-column and --split-column go with --features-column (embeddings "
+                          "written by another tool)")
+
+
 @dataclass(frozen=True)
 class SimilarConfig(_Config):
-    features: str  # the OUT folder of `catdog extract`
+    features: str  # the OUT folder of `catdog extract`, or any embeddings Parquet file or folder (features_column)
     report_dir: str | None = None  # where similar.csv, similar.json and similar.png go (None: OUT/similar)
     threshold: float = 0.95  # cosine similarity at or above which two images are near-duplicates
     top: int = 5  # neighbours looked at per image
     working_memory_mb: int = 1024  # the block of the distance matrix computed at once
+    features_column: str | None = None  # embeddings written by another tool: the column of vectors (list of floats)
+    path_column: str = "path"  # ... its column of image paths or URIs
+    label_column: str | None = None  # ... its class column, if any
+    split_column: str | None = None  # ... its split column, if any
 
     def __post_init__(self) -> None:
+        _check_columns(self)
         if not -1 <= self.threshold <= 1:
             raise CatdogError(f"--threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         _positive(self, "top")
@@ -177,14 +189,22 @@ class SimilarConfig(_Config):
 
 @dataclass(frozen=True)
 class AuditConfig(_Config):
-    features: str  # the OUT folder of `catdog extract`
+    features: str  # the OUT folder of `catdog extract`, or any embeddings Parquet file or folder (features_column)
     report_dir: str | None = None  # where label_issues.csv, outliers.csv, audit.json go (None: OUT/audit)
     folds: int = 5  # of the out-of-fold probabilities (fewer if the smallest class has fewer images)
     neighbours: int = 10  # an outlier's distance is to its k-th nearest image of the same class
     outlier_z: float = 3.5  # robust z-score of that distance within the class above which it is an outlier
     seed: int = 0
+    duplicate_threshold: float = 0.95  # cosine similarity of a near-duplicate pair (as `catdog similar`'s)
+    features_column: str | None = None  # embeddings written by another tool: the column of vectors (list of floats)
+    path_column: str = "path"  # ... its column of image paths or URIs
+    label_column: str | None = None  # ... its class column ("label" if it has one)
+    split_column: str | None = None  # ... its split column ("split" if it has one)
 
     def __post_init__(self) -> None:
+        _check_columns(self)
+        if not -1 <= self.duplicate_threshold <= 1:
+            raise CatdogError(f"--duplicate-threshold is a cosine similarity in [-1, 1], got {self.duplicate_threshold}")
         if self.folds < 2:
             raise CatdogError(f"--folds must be at least 2, got {self.folds}")
         _positive(self, "neighbours")

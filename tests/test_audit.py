@@ -1,5 +1,7 @@
 """`catdog audit` on a generated folder with planted problems: misfiled images are flagged as label
-issues, the outliers are those an independent computation finds, and the report's numbers agree."""
+issues, the outliers are those an independent computation finds, a copied image is a near-duplicate
+across splits, and the report's numbers agree; the same features written by another tool give the
+same report."""
 
 import csv
 import json
@@ -56,6 +58,9 @@ def test_planted_label_errors_and_outliers_are_found(ray_local, tmp_path, capsys
     synthetic.make_shapes_folder(str(root), classes=4, per_class=40, size=40, seed=3)
     classes = synthetic.shape_classes(4)
     moved = plant(root, classes, 0.05, seed=1)
+    original = next(p for p in sorted((root / "train" / classes[0]).iterdir()) if not p.name.startswith("moved"))
+    copy = root / "test" / classes[0] / "copy.png"
+    shutil.copy(original, copy)  # leakage: a train image in test too
     out = str(tmp_path / "out")
     extract.run(ExtractConfig(root=str(root), out=out, weights="none", image_size=32, shard_size=32, progress=False))
 
@@ -85,12 +90,33 @@ def test_planted_label_errors_and_outliers_are_found(ray_local, tmp_path, capsys
     record = json.load(open(os.path.join(report, "audit.json")))
     assert record["label_issues"] == len(issues) and record["outliers"] == len(outliers)
     total = sum(sum(row) for row in record["health"]["confusion"])
-    assert total == record["images"] == 4 * 40
+    assert total == record["images"] == 4 * 40 + 1
     diagonal = sum(record["health"]["confusion"][k][k] for k in range(4))
     assert record["health"]["accuracy"] == pytest.approx(diagonal / total, abs=1e-4)
     assert sum(sum(per.values()) for per in record["balance"].values()) == total
     assert os.path.getsize(os.path.join(report, "label_issues.png")) > 0 and os.path.getsize(os.path.join(report, "outliers.png")) > 0
     assert f"label issues {len(issues)} " in printed and "label_issues.csv" in printed
+
+    with open(os.path.join(report, "duplicates.csv")) as f:
+        pairs = list(csv.DictReader(f))
+    planted = {original.relative_to(root).as_posix(), copy.relative_to(root).as_posix()}
+    found = [p for p in pairs if {p["path_a"], p["path_b"]} == planted]
+    assert found and float(found[0]["cosine"]) > 0.9999 and found[0]["across_splits"] == "1"
+    assert record["duplicates"] == len(pairs) and record["across_splits"] == sum(p["across_splits"] == "1" for p in pairs) >= 1
+
+    # The same vectors as another tool writes them (clip-retrieval style columns): the same report.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = features.load(out)
+    foreign = tmp_path / "img_emb.parquet"
+    pq.write_table(pa.table({"image_path": data.paths.astype(str), "embedding": pa.array(list(data.X), pa.list_(pa.float32())),
+                             "label": [data.classes[k] for k in data.y], "split": data.splits.astype(str)}), foreign)
+    assert commands.main(["audit", str(foreign), "--features-column", "embedding", "--path-column", "image_path",
+                          "--out", str(tmp_path / "foreign")]) == 0
+    for name in ("label_issues.csv", "outliers.csv", "duplicates.csv"):
+        with open(tmp_path / "foreign" / name) as a, open(os.path.join(report, name)) as b:
+            assert list(csv.reader(a)) == list(csv.reader(b)), name
 
 
 def test_settings_are_checked_in_one_line():
@@ -98,3 +124,28 @@ def test_settings_are_checked_in_one_line():
         AuditConfig(features="f", folds=1)
     with pytest.raises(CatdogError, match="--outlier-z must be positive"):
         AuditConfig(features="f", outlier_z=0)
+
+
+def test_foreign_embeddings_are_read_as_catdog_reads_its_own(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from catdog.insight import embeddings
+    from catdog.store.features import NO_LABEL
+
+    X = np.arange(12, dtype=np.float32).reshape(4, 3)
+    pq.write_table(pa.table({"uri": ["s3://b/a.jpg", "s3://b/b.jpg", "c.jpg", "d.jpg"],
+                             "vec": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 3),
+                             "y": pa.array([10, 2, None, 2], pa.int64())}), tmp_path / "e.parquet")
+    config = AuditConfig(features=str(tmp_path / "e.parquet"), features_column="vec", path_column="uri", label_column="y")
+    data = embeddings.load(config)
+    np.testing.assert_array_equal(data.X, X)
+    assert data.classes == ("2", "10") and list(data.y) == [1, 0, NO_LABEL, 0] and set(data.splits) == {"all"}
+    pq.write_table(pa.table({"path": ["a", "b"], "vec": pa.array([[1.0, 2.0], [3.0]], pa.list_(pa.float32()))}),
+                   tmp_path / "ragged.parquet")
+    with pytest.raises(CatdogError, match="vectors of different lengths"):
+        embeddings.load(AuditConfig(features=str(tmp_path / "ragged.parquet"), features_column="vec"))
+    with pytest.raises(CatdogError, match=r"no column 'emb' in .*ragged.parquet \(it has: path, vec\)"):
+        embeddings.load(AuditConfig(features=str(tmp_path / "ragged.parquet"), features_column="emb"))
+    with pytest.raises(CatdogError, match="go with --features-column"):
+        AuditConfig(features="f", label_column="y")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 
 import catdog
-from catdog.commands.arguments import options
+from catdog.commands.arguments import add_embedding_columns, options
 from catdog.config import SimilarConfig
 
 
 def add(commands, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("similar", parents=[common], help="near-duplicate images and leakage across splits")
-    p.add_argument("features", help="the OUT folder of `catdog extract`")
+    p.add_argument("features", help="the OUT folder of `catdog extract` (or, with --features-column, embeddings "
+                   "another tool wrote)")
     p.add_argument("--out", dest="report_dir", default=None,
                    help="folder for similar.csv, similar.json, similar.png (default OUT/similar)")
     s = SimilarConfig(features="")
@@ -19,6 +20,7 @@ def add(commands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=s.top, help="nearest neighbours looked at per image")
     p.add_argument("--working-memory-mb", type=int, default=s.working_memory_mb,
                    help="size of the distance-matrix block computed at once")
+    add_embedding_columns(p)
     p.set_defaults(run=run)
 
 

@@ -10,8 +10,12 @@
 - **Class health**: class balance per split, and per-class precision, recall and F1 with the
   confusion matrix of the out-of-fold predictions (what a head would get wrong, class by class).
 
-Every split is audited together, the split named in each row; unlabeled images are left out.
-Near-duplicates and split leakage are `catdog similar`'s.
+- **Near-duplicates and leakage**: `catdog similar`'s pairs (cosine at or above
+  `duplicate_threshold`, unlabeled images included), those across splits counted apart.
+
+Every split is audited together, the split named in each row; unlabeled images are left out of the
+label issues, outliers and class health. The features may be catdog's OUT or another tool's
+embeddings (`catdog.insight.embeddings`).
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import numpy as np
 from catdog import figures, storage
 from catdog.config import AuditConfig
 from catdog.errors import CatdogError
-from catdog.extraction import originals, status
+from catdog.extraction import originals
 from catdog.heads.models import logreg_pipeline
-from catdog.store import features
+from catdog.insight import embeddings, similar
 
 DEFAULT_DIR = "audit"  # under OUT, when no folder is given
-LABEL_ISSUES, OUTLIERS, REPORT = "label_issues.csv", "outliers.csv", "audit.json"
+WORKING_MEMORY_MB = 1024  # the block of the distance matrix computed at once
+LABEL_ISSUES, OUTLIERS, DUPLICATES, REPORT = "label_issues.csv", "outliers.csv", "duplicates.csv", "audit.json"
+DUPLICATE_NEIGHBOURS = 5  # neighbours looked at per image for near-duplicates (as `catdog similar` by default)
 SHEET = 16  # images per contact sheet
 
 
@@ -67,6 +73,12 @@ class AuditReport:
     balance: dict  # split -> class -> images
     seconds: float
     notes: list[str]
+    duplicates: list = ()  # near-duplicate pairs (catdog.insight.similar.Pair), the most similar first
+
+    @property
+    def across_splits(self) -> int:
+        """Near-duplicate pairs whose images are in different splits: leakage."""
+        return sum(p.across for p in self.duplicates)
 
     def lines(self) -> list[str]:
         n = max(self.images, 1)
@@ -75,6 +87,8 @@ class AuditReport:
             f"audited     {self.images:,} labeled images, {len(self.classes)} classes, in {self.seconds:.1f} s",
             f"label issues {len(self.label_issues):,} ({len(self.label_issues) / n:.1%}): {self.report_dir}/{LABEL_ISSUES}",
             f"outliers    {len(self.outliers):,} ({len(self.outliers) / n:.1%}): {self.report_dir}/{OUTLIERS}",
+            f"duplicates  {len(self.duplicates):,} near-duplicate pairs, {self.across_splits:,} across splits (leakage): "
+            f"{self.report_dir}/{DUPLICATES}",
             f"classes     out-of-fold accuracy {self.health['accuracy']:.3f}; lowest recall: {worst} "
             f"({self.health[worst]['recall']:.3f})" if worst else "classes     none",
             *(f"note        {note}" for note in self.notes),
@@ -84,8 +98,7 @@ class AuditReport:
 
 def run(config: AuditConfig) -> AuditReport:
     out = storage.resolve(config.features)
-    status.require_complete(out)
-    data = features.load(out)
+    data = embeddings.load(config)
     labeled = data.y >= 0
     X, y, paths, splits = data.X[labeled], data.y[labeled], data.paths[labeled], data.splits[labeled]
     classes = tuple(data.classes)
@@ -104,20 +117,29 @@ def run(config: AuditConfig) -> AuditReport:
     found = outliers(X, y, paths, splits, classes, config.neighbours, config.outlier_z)
     health = class_health(P, y, classes)
     balance = {s: {c: int(((splits == s) & (y == k)).sum()) for k, c in enumerate(classes)} for s in sorted(set(splits))}
+    near, similarity = similar.neighbours(data.X, DUPLICATE_NEIGHBOURS, WORKING_MEMORY_MB)
+    duplicates = similar.pairs(near, similarity, config.duplicate_threshold, data.paths, data.splits)
     seconds = round(time.perf_counter() - started, 2)
-    report_dir = config.report_dir or str(out.join(DEFAULT_DIR))
-    report = AuditReport(report_dir, int(len(y)), classes, issues, found, health, balance, seconds, notes)
+    report_dir = config.report_dir or str(similar.beside(out, config).join(DEFAULT_DIR))
+    report = AuditReport(report_dir, int(len(y)), classes, issues, found, health, balance, seconds, notes, duplicates)
     with storage.writable_folder(storage.resolve(report_dir)) as local:
         _csv(os.path.join(local, LABEL_ISSUES), issues)
         _csv(os.path.join(local, OUTLIERS), found)
-        for name, rows, caption, title in (
+        similar.write_csv(duplicates, os.path.join(local, DUPLICATES))
+        if config.features_column:
+            notes.append(similar.NO_SHEETS)
+        elif duplicates:
+            note = similar.contact_sheet(out, duplicates, os.path.join(local, "duplicates.png"))
+            notes += [note] if note else []
+        for name, rows, caption, title in () if config.features_column else (
                 ("label_issues.png", issues, lambda i: f"{i.split}: given {i.given}\nsuggested {i.suggested} "
                  f"({i.self_confidence:.2f})", "likely label errors (lowest self-confidence first)"),
                 ("outliers.png", found, lambda o: f"{o.split}/{o.label}\nz = {o.score:.1f}", "outliers within their class")):
             note = _contact_sheet(out, rows[:SHEET], caption, title, os.path.join(local, name))
             notes += [note] if note else []
         record = {"images": report.images, "classes": list(classes), "label_issues": len(issues),
-                  "outliers": len(found), "seconds": seconds, "health": health, "balance": balance, "notes": notes,
+                  "outliers": len(found), "duplicates": len(duplicates), "across_splits": report.across_splits,
+                  "seconds": seconds, "health": health, "balance": balance, "notes": notes,
                   "settings": asdict(config) | {"folds": folds}, "method": _method()}
         with open(os.path.join(local, REPORT), "w") as f:
             json.dump(record, f, indent=2)

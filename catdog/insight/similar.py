@@ -20,12 +20,13 @@ import numpy as np
 
 from catdog import figures, storage
 from catdog.config import SimilarConfig
-from catdog.errors import CatdogError
-from catdog.extraction import originals, status
-from catdog.store import features, layout
+from catdog.extraction import originals
+from catdog.insight import embeddings
+from catdog.store import layout
 
 SHEET_PAIRS = 12
 CSV, SHEET = "similar.csv", "similar.png"
+NO_SHEETS = "another tool's embeddings: no contact sheets (catdog finds the images from its own manifest)"
 
 
 @dataclass(frozen=True)
@@ -92,18 +93,18 @@ class SimilarReport:
 def run(config: SimilarConfig) -> SimilarReport:
     """Find the near-duplicates of OUT and write similar.csv, similar.json and similar.png to the report folder."""
     out = storage.resolve(config.features)
-    status.require_complete(out)
-    X, paths, splits = _load(out)
+    data = embeddings.load(config)
+    X, paths, splits = data.X, data.paths, data.splits
     started = time.perf_counter()
     indices, similarity = neighbours(X, config.top, config.working_memory_mb)
     found = pairs(indices, similarity, config.threshold, paths, splits)
     seconds = round(time.perf_counter() - started, 2)
     across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)
-    report_dir = config.report_dir or str(out.join(layout.SIMILAR))  # a URI's query stays at its end
+    report_dir = config.report_dir or str(beside(out, config).join(layout.SIMILAR))  # a URI's query stays at its end
     notes = []
     with storage.writable_folder(storage.resolve(report_dir)) as local:
-        _write_csv(found, os.path.join(local, CSV))
-        note = _contact_sheet(out, found, os.path.join(local, SHEET))
+        write_csv(found, os.path.join(local, CSV))
+        note = NO_SHEETS if config.features_column else contact_sheet(out, found, os.path.join(local, SHEET))
         notes += [note] if note else []
         report = SimilarReport(report_dir, int(len(X)), config.threshold, config.top, found, sum(across.values()),
                                dict(across.most_common()), seconds, notes, os.path.exists(os.path.join(local, SHEET)))
@@ -113,21 +114,19 @@ def run(config: SimilarConfig) -> SimilarReport:
     return report
 
 
-def _load(out: storage.Location) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not features.splits(out):
-        raise CatdogError(f"no features under {out}: run `catdog extract` first")
-    data = features.load(out)  # every split at once, each row with its split
-    return data.X, data.paths, data.splits
+def beside(out: storage.Location, config) -> storage.Location:
+    """Where the report goes without --out: under OUT, or beside a foreign embeddings file."""
+    return out.parent() if config.features_column and not out.is_dir() else out
 
 
-def _write_csv(found: list[Pair], path: str) -> None:
+def write_csv(found: list[Pair], path: str) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path_a", "split_a", "path_b", "split_b", "cosine", "across_splits"])
         writer.writerows((p.a, p.split_a, p.b, p.split_b, f"{p.cosine:.6f}", int(p.across)) for p in found)
 
 
-def _contact_sheet(out: storage.Location, found: list[Pair], path: str) -> str | None:
+def contact_sheet(out: storage.Location, found: list[Pair], path: str) -> str | None:
     """similar.png: the most similar pairs, those across splits first."""
     if not found:
         return "no pairs above the threshold: no contact sheet"

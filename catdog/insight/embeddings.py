@@ -1,0 +1,79 @@
+"""The vectors `similar` and `audit` look at: catdog's own OUT, or embeddings another tool wrote to
+Parquet (clip-retrieval's `img_emb` folders, a Ray Data job's output) — a column of vectors (a list or
+fixed-size list of floats), a column of image paths or URIs, and optionally a class and a split
+column. Classes are numbered as catdog numbers them: integer labels in numeric order, names sorted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
+from catdog import storage
+from catdog.errors import CatdogError
+from catdog.extraction import status
+from catdog.store import features
+from catdog.store.features import NO_LABEL, Features
+
+
+def load(config) -> Features:
+    """The features `config` names (a SimilarConfig or an AuditConfig): every row, with its split."""
+    source = storage.resolve(config.features)
+    if config.features_column is None:
+        status.require_complete(source)
+        if not features.splits(source):
+            raise CatdogError(f"no features under {source}: run `catdog extract` first")
+        return features.load(source)
+    return foreign(source, config.features_column, config.path_column, config.label_column, config.split_column)
+
+
+def foreign(source: storage.Location, features_column: str, path_column: str = "path", label_column: str | None = None,
+            split_column: str | None = None) -> Features:
+    """A Parquet file or folder of embeddings written by another tool. `label_column`/`split_column`
+    None: "label"/"split" if it has them."""
+    if source.kind() == pafs.FileType.NotFound:
+        raise CatdogError(f"not found: {source}")
+    try:
+        data = pads.dataset(source.path, filesystem=source.fs, format="parquet")
+        names = data.schema.names
+        label_column = label_column or ("label" if "label" in names else None)
+        split_column = split_column or ("split" if "split" in names else None)
+        for column in (features_column, path_column, label_column, split_column):
+            if column and column not in names:
+                raise CatdogError(f"no column {column!r} in {source} (it has: {', '.join(names)})")
+        table = data.to_table(columns=[c for c in (features_column, path_column, label_column, split_column) if c])
+    except (OSError, pa.ArrowException) as exc:
+        raise CatdogError(f"cannot read {source}: {' '.join(str(exc).split())[:300]}") from None
+    if not table.num_rows:
+        raise CatdogError(f"no rows in {source}")
+    X = _vectors(table.column(features_column), features_column, source)
+    splits = (table.column(split_column).cast(pa.string()).fill_null("all").to_numpy(zero_copy_only=False)
+              if split_column else np.full(len(X), "all", dtype=object))
+    y, classes = _labels(table.column(label_column)) if label_column else (np.full(len(X), NO_LABEL), ())
+    paths = table.column(path_column).cast(pa.string()).to_numpy(zero_copy_only=False)
+    return Features(X, y, paths, splits, classes, {"source": str(source), "features_column": features_column})
+
+
+def _vectors(column: pa.ChunkedArray, name: str, source) -> np.ndarray:
+    column = column.combine_chunks()
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+            or pa.types.is_fixed_size_list(column.type)):
+        raise CatdogError(f"column {name!r} of {source} holds {column.type}, not vectors (a list of floats)")
+    if column.null_count:
+        raise CatdogError(f"column {name!r} of {source} has rows without a vector")
+    lengths = pc.list_value_length(column)
+    dim = pc.min(lengths).as_py()
+    if dim != pc.max(lengths).as_py() or not dim:
+        raise CatdogError(f"column {name!r} of {source} holds vectors of different lengths")
+    return np.asarray(pc.list_flatten(column).to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(column), dim)
+
+
+def _labels(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+    values = [None if v is None or str(v) == "" else v for v in column.to_pylist()]
+    present = {v for v in values if v is not None}
+    order = sorted(present) if pa.types.is_integer(column.type) else sorted(map(str, present))
+    number = {str(v): i for i, v in enumerate(order)}
+    return (np.array([NO_LABEL if v is None else number[str(v)] for v in values], dtype=np.int64),
+            tuple(str(v) for v in order))

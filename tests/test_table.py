@@ -147,6 +147,17 @@ def test_extract_from_a_table_of_uris_and_local_paths_then_an_incremental_run(s3
         [tuple(where[p].split("/")[1::-1]) for p in stored.paths]
     assert sorted(p for p, _, _ in features.read_errors(out)) == sorted(bad)
 
+    # A first run killed before its index, and before one of its shards: the re-run resumes the others.
+    from catdog.store import layout
+    target = storage.resolve(out)
+    target.join(layout.INDEX).delete()
+    done = sorted(features.committed(target))
+    for kind in layout.KINDS:
+        target.join(layout.shard_file(kind, *done[-1])).delete()
+    resumed = extract.run(config)
+    assert resumed.resumed_shards == len(done) - 1 and 0 < resumed.processed <= 4
+    assert sorted(features.load(out).paths) == sorted(stored.paths)
+
     removed, relabelled = next(iter(where)), list(where)[1]
     added = save_image(tmp_path / "new" / "n.png", random_pixels(5))
     rows = [(p, ("dogs" if c == "cats" else "cats") if p == relabelled else c, s) for p, c, s in rows if p != removed]
@@ -160,15 +171,3 @@ def test_extract_from_a_table_of_uris_and_local_paths_then_an_incremental_run(s3
     now = dict(zip(paths, again.y))
     assert classes[now[relabelled]] != where[relabelled].split("/")[1]
 
-    # A first run killed before its index, and before one of its shards: the re-run resumes the others.
-    from catdog.store import layout
-    fresh = config.replace(out=str(tmp_path / "out2"))
-    extract.run(fresh)
-    out2 = storage.resolve(fresh.out)
-    out2.join(layout.INDEX).delete()
-    done = sorted(features.committed(out2))
-    for kind in layout.KINDS:
-        out2.join(layout.shard_file(kind, *done[-1])).delete()
-    resumed = extract.run(fresh)
-    assert resumed.resumed_shards == len(done) - 1 and 0 < resumed.processed <= 4
-    assert sorted(features.load(fresh.out).paths) == sorted(paths)

@@ -161,22 +161,18 @@ def write(out: Location, index: Index) -> None:
 
 def write_rows(out: Location, ordered: Iterable[Row]) -> None:
     """The index from rows in (split, path) order, written as they come and committed whole."""
-    commit(out, storage.join(out.path, INDEX), lambda path: _write(ordered, path, out.fs))
+    write_batches(out, (batch for rows in _chunks(ordered) for batch in _table(rows).to_batches()))
 
 
-def _write(ordered: Iterable[Row], path: str, fs) -> None:
-    with pq.ParquetWriter(path, SCHEMA.with_metadata(ORDER), filesystem=fs) as writer:
-        batch: list[Row] = []
-        last = None
-        for row in ordered:
-            if last is not None and key(row) <= last:
-                raise ValueError(f"index rows out of order at {row[0]!r}")  # would break the next run's merge
-            last = key(row)
-            batch.append(row)
-            if len(batch) == BATCH_ROWS:
-                writer.write_table(_table(batch))
-                batch = []
-        writer.write_table(_table(batch))
+def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == BATCH_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def write_batches(out: Location, batches: Iterable[pa.RecordBatch]) -> None:

@@ -232,11 +232,12 @@ def test_ctrl_c_and_sigterm_stop_in_one_line_and_the_job_resumes(ray_local, tmp_
     assert stdout == ""  # no summary, and no Ray line either
     assert not (out / layout.LOCK).exists()
     kept = len(features.load(str(out)).paths)
-    resumed = extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=96, shard_size=2,
-                                        progress=False))
+    # The re-run as a user runs it, in a process of its own (with a Ray of its own).
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
     paths = features.load(str(out)).paths
-    assert 0 < kept < len(paths) == len(set(paths)) == resumed.images == 300
-    assert resumed.resumed_shards == kept // 2
+    assert 0 < kept < len(paths) == len(set(paths)) == 300
+    assert "images      300\n" in again.stdout and f"resumed     {kept // 2} shards already committed" in again.stdout
 
 
 def _interruptible() -> None:

@@ -259,9 +259,14 @@ def test_a_job_that_stops_moving_is_stopped_in_one_line_then_resumes(ray_local, 
         extract.run(config.replace(gpus_per_actor=1))
     assert time.monotonic() - started < 60
     assert not (tmp_path / "out" / layout.LOCK).exists()
-    done = extract.run(config.replace(stall_timeout=None))
+    # The same job on the CPU, as a user re-runs it: in a process of its own (with a Ray of its own).
+    again = subprocess.run([sys.executable, "-m", "catdog.commands", "extract", str(root), "--out", config.out, "--weights",
+                            "none", "--image-size", "32", "--shard-size", "4", "--no-progress"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
     paths = features.load(config.out).paths
-    assert done.images == len(paths) == len(set(paths)) == len(list(root.rglob("*.jpg")))
+    assert len(paths) == len(set(paths)) == len(list(root.rglob("*.jpg")))
+    assert f"images      {len(paths)}\n" in again.stdout
 
 
 FULL_DISK = r"""

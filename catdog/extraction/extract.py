@@ -131,14 +131,14 @@ def run(config: ExtractConfig) -> ExtractResult:
                     seconds = time.perf_counter() - began
                 committing = time.perf_counter()
                 with _writing(out):
-                    record = _commit(out, plan, record, planner)
+                    record, written = _commit(out, plan, record, planner)
                 committed = time.perf_counter() - committing
             finally:
                 planner.close()
         spent = _cost(progress, (opened + planner.listing_seconds, opened), committed, time.perf_counter() - started,
                       resources, size)
         marks.update(progress.marks, committed=time.time(), **({"listed": planner.listed_at} if planner.listed_at else {}))
-        images_now, errors_now = index.counts(out)
+        images_now, errors_now = written or index.counts(out)  # the index just written was counted as it was
         summary = ExtractResult(
             out=config.out,
             images=images_now,
@@ -319,20 +319,20 @@ def _repair(out: Location) -> tuple[str, ...]:
     return found
 
 
-def _commit(out: Location, plan: Run, record: Manifest, planner: Planner) -> Manifest:
-    """A first run: write the index. An incremental one: commit its generation (if anything changed)."""
+def _commit(out: Location, plan: Run, record: Manifest, planner: Planner) -> tuple[Manifest, tuple[int, int] | None]:
+    """A first run: write the index. An incremental one: commit its generation (if anything changed).
+    Returns the manifest record and the new index's (feature rows, error rows), None if none was written."""
     if not plan.incremental:
-        index.write_batches(out, planner.spool.batches())  # the spool is the index, in order
-        return record
+        return record, index.write_batches(out, planner.spool.batches())  # the spool is the index, in order
     changes = planner.changes
     if not changes.pending and not changes.superseded:
-        return record
+        return record, None
     stage = plan.target
     commit = generation.plan(plan.generation, generation.staged_files(stage), changes)
-    index.write_rows(stage, generation.next_index(index.rows(out), commit, planner.rows()))
+    written = index.write_rows(stage, generation.next_index(index.rows(out), commit, planner.rows()))
     manifest.write(out, record.replace(committing=commit))  # from here on, a killed run is finished by the next
     generation.carry_out(out, commit)
-    return record.replace(generation=plan.generation, last_changes=str(changes))
+    return record.replace(generation=plan.generation, last_changes=str(changes)), written
 
 
 def _refuse_out_in_root(root: Location, out: Location) -> None:

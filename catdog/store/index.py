@@ -140,12 +140,16 @@ def _damaged(file: Location, exc: Exception) -> CatdogError:
 def counts(out: Location) -> tuple[int, int]:
     """(feature rows, error rows) OUT's index names, from its `file` column alone, streamed: a total
     without opening every shard's footer (tens of thousands of requests on a store at 10 M images)."""
-    features = errors = 0
+    tally = [0, 0]
     for batch in _batches(out, ["file"]):
-        kinds = pc.starts_with(batch.column(0), "errors/")
-        found = pc.sum(kinds).as_py() or 0
-        errors, features = errors + found, features + len(kinds) - found
-    return features, errors
+        _count(tally, batch.column(0))
+    return tally[0], tally[1]
+
+
+def _count(tally: list[int], files: pa.Array) -> None:
+    """Add a batch's feature rows and error rows (by the file holding each) to `tally`."""
+    errors = pc.sum(pc.starts_with(files, "errors/")).as_py() or 0
+    tally[0], tally[1] = tally[0] + len(files) - errors, tally[1] + errors
 
 
 def _rows(batches) -> Iterator[Row]:
@@ -159,9 +163,10 @@ def write(out: Location, index: Index) -> None:
     write_rows(out, sorted(index.items(), key=key))
 
 
-def write_rows(out: Location, ordered: Iterable[Row]) -> None:
-    """The index from rows in (split, path) order, written as they come and committed whole."""
-    write_batches(out, (batch for rows in _chunks(ordered) for batch in _table(rows).to_batches()))
+def write_rows(out: Location, ordered: Iterable[Row]) -> tuple[int, int]:
+    """The index from rows in (split, path) order, written as they come and committed whole; returns
+    its (feature rows, error rows)."""
+    return write_batches(out, (batch for rows in _chunks(ordered) for batch in _table(rows).to_batches()))
 
 
 def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
@@ -175,9 +180,13 @@ def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
         yield chunk
 
 
-def write_batches(out: Location, batches: Iterable[pa.RecordBatch]) -> None:
-    """The index from Arrow batches of rows in (split, path) order (checked a batch at a time)."""
+def write_batches(out: Location, batches: Iterable[pa.RecordBatch]) -> tuple[int, int]:
+    """The index from Arrow batches of rows in (split, path) order (checked a batch at a time); returns
+    its (feature rows, error rows), counted as it is written."""
+    tally = [0, 0]
+
     def write(path: str) -> None:
+        tally[:] = [0, 0]  # a write done again starts over
         last = None
         with pq.ParquetWriter(path, SCHEMA.with_metadata(ORDER), filesystem=out.fs) as writer:
             for batch in batches:
@@ -187,9 +196,11 @@ def write_batches(out: Location, batches: Iterable[pa.RecordBatch]) -> None:
                     if (last is not None and keys[0].as_py() <= last) or pc.any(pc.less_equal(keys[1:], keys[:-1])).as_py():
                         raise ValueError("index rows out of order")  # would break the next run's merge
                     last = keys[-1].as_py()
+                    _count(tally, batch.column("file"))
                 writer.write_batch(batch)
 
     commit(out, storage.join(out.path, INDEX), write)
+    return tally[0], tally[1]
 
 
 def _table(batch: list[Row]) -> pa.Table:

@@ -166,12 +166,13 @@ def explain(model_dir: str, images: list[str], out_dir: str | None = None, class
 
 def similar(features: str, report_dir: str | None = None, **options) -> SimilarReport:
     """Near-duplicate images by cosine similarity of their stored features, and the pairs that leak
-    across splits; writes similar.csv, similar.json and similar.png (default: FEATURES/similar).
+    across splits; writes similar.csv, similar.json and similar.png (default: FEATURES/similar), and
+    the neighbour lists that let the next run into the same folder search only what changed.
 
     >>> catdog.similar("features", threshold=0.98).across_splits
     3
 
-    Options: the fields of `catdog.config.SimilarConfig` (threshold, top, working_memory_mb;
+    Options: the fields of `catdog.config.SimilarConfig` (threshold, top, method, probes, pca_dims, full;
     features_column, path_column, label_column, split_column for another tool's embeddings Parquet:
 
     >>> catdog.similar("clip/img_emb", features_column="embedding", path_column="image_path")

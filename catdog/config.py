@@ -167,13 +167,19 @@ def _check_columns(config) -> None:
                           "written by another tool)")
 
 
+SIMILAR_METHODS = ("auto", "exact", "approximate")
+
+
 @dataclass(frozen=True)
 class SimilarConfig(_Config):
     features: str  # the OUT folder of `catdog extract`, or any embeddings Parquet file or folder (features_column)
     report_dir: str | None = None  # where similar.csv, similar.json and similar.png go (None: OUT/similar)
     threshold: float = 0.95  # cosine similarity at or above which two images are near-duplicates
     top: int = 5  # neighbours looked at per image
-    working_memory_mb: int = 1024  # the block of the distance matrix computed at once
+    method: str = "auto"  # "exact", "approximate" (an IVF index, re-ranked exactly), "auto": exact while it is quick
+    probes: int = 16  # approximate: index cells looked in per image (more: higher recall, slower)
+    pca_dims: int | None = None  # approximate: PCA components searched (None: 256 for vectors wider than 512; 0: none)
+    full: bool = False  # search every image again, ignoring the neighbour lists a previous run left in report_dir
     features_column: str | None = None  # embeddings written by another tool: the column of vectors (list of floats)
     path_column: str = "path"  # ... its column of image paths or URIs
     label_column: str | None = None  # ... its class column, if any
@@ -184,7 +190,11 @@ class SimilarConfig(_Config):
         if not -1 <= self.threshold <= 1:
             raise CatdogError(f"--threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         _positive(self, "top")
-        _positive(self, "working_memory_mb")
+        _positive(self, "probes")
+        if self.method not in SIMILAR_METHODS:
+            raise CatdogError(f"--method is one of {', '.join(SIMILAR_METHODS)}, got {self.method!r}")
+        if self.pca_dims is not None and self.pca_dims < 0:
+            raise CatdogError(f"--pca-dims must be 0 (no PCA) or more, got {self.pca_dims}")
 
 
 @dataclass(frozen=True)

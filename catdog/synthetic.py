@@ -86,3 +86,19 @@ def make_shapes_folder(root: str, classes: int = 10, per_class: int = 12, size: 
                 shape_image(label, size, rng).save(os.path.join(folder, f"{i:04d}.png"))
                 i += 1
     return root
+
+
+def embeddings(n: int, dim: int, duplicates: int = 0, clusters: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` ReLU'd Gaussian vectors around `clusters` centres (float32, built in blocks), the last
+    `duplicates` of them near-copies of earlier rows (cosine about 0.99); and those (copy, original) pairs."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (clusters, dim)).astype(np.float32)
+    X = np.empty((n, dim), np.float32)
+    for start in range(0, n, 8192):
+        rows = min(8192, n - start)
+        X[start : start + rows] = centres[rng.integers(0, clusters, rows)] + rng.normal(0, 1, (rows, dim)).astype(np.float32)
+    np.maximum(X, 0, out=X)
+    copies = np.arange(n - duplicates, n)
+    originals = rng.choice(n - duplicates, duplicates, replace=False)
+    X[copies] = X[originals] + rng.normal(0, 0.05, (duplicates, dim)).astype(np.float32) * X[originals].std(axis=1, keepdims=True)
+    return X, np.stack([copies, originals], axis=1)

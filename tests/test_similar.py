@@ -1,4 +1,4 @@
-"""Nearest neighbours and near-duplicate pairs against a brute-force computation (no Ray)."""
+"""Near-duplicate pairs and the `similar` job's report, full and incremental (no Ray)."""
 
 import numpy as np
 import pytest
@@ -6,29 +6,8 @@ import pytest
 from catdog import storage
 from catdog.config import SimilarConfig
 from catdog.errors import CatdogError
-from catdog.insight import similar
-
-
-def features_with_copies(n=600, dim=64, seed=0):
-    rng = np.random.default_rng(seed)
-    X = np.maximum(rng.normal(0, 1, (n, dim)), 0).astype(np.float32)
-    X[10] = X[3] * 2.0  # the same direction: cosine 1
-    X[20] = X[5] + rng.normal(0, 0.01, dim).astype(np.float32)  # nearly the same
-    X[30] = X[4]  # an exact copy: its own row and the copy tie at distance 0
-    return X
-
-
-def test_neighbours_equal_brute_force_under_a_small_working_memory():
-    X = features_with_copies()
-    # 1 MiB: about 200 rows of the 600-column distance matrix at a time, so the search runs in blocks.
-    indices, sim = similar.neighbours(X, top=4, working_memory_mb=1)
-    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
-    full = unit @ unit.T
-    np.fill_diagonal(full, -np.inf)
-    expected = np.sort(full, axis=1)[:, ::-1][:, :4]
-    np.testing.assert_allclose(sim, expected, atol=1e-5)
-    assert not (indices == np.arange(len(X))[:, None]).any()  # never an image's own row, even for exact copies
-    assert indices[30, 0] == 4 and indices[4, 0] == 30
+from catdog.insight import neighbours, similar
+from tests.test_neighbours import features_with_copies
 
 
 def test_pairs_are_each_listed_once_above_the_threshold_with_their_splits():
@@ -36,7 +15,7 @@ def test_pairs_are_each_listed_once_above_the_threshold_with_their_splits():
     paths = np.array([f"img{i}.jpg" for i in range(len(X))])
     splits = np.array(["train"] * 300 + ["test"] * 300, dtype=object)
     splits[10] = "test"
-    indices, sim = similar.neighbours(X, top=3, working_memory_mb=16)
+    indices, sim, _ = neighbours.search(neighbours.unit(X), 3)
     found = similar.pairs(indices, sim, 0.999, paths, splits)
     assert {(p.a, p.b) for p in found} == {("img3.jpg", "img10.jpg"), ("img5.jpg", "img20.jpg"), ("img4.jpg", "img30.jpg")}
     assert [p.cosine for p in found] == sorted((p.cosine for p in found), reverse=True)
@@ -47,6 +26,8 @@ def test_pairs_are_each_listed_once_above_the_threshold_with_their_splits():
 @pytest.mark.parametrize("changes, message", [
     ({"threshold": 1.5}, "--threshold is a cosine similarity in"),
     ({"top": 0}, "--top must be positive"),
+    ({"method": "hnsw"}, "--method is one of auto, exact, approximate"),
+    ({"pca_dims": -1}, "--pca-dims must be 0"),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(CatdogError, match=message):
@@ -71,3 +52,37 @@ def test_the_summary_names_a_contact_sheet_only_when_one_was_drawn(tmp_path):
         assert len(report.pairs) == pairs and not report.contact_sheet
         assert not (tmp_path / name / "r" / "similar.png").exists() and "contact sheet" not in report.lines()[-1]
         assert len(report.notes) == 1 and report.notes[0].endswith("no contact sheet")
+
+
+def test_a_run_after_a_change_searches_only_what_changed_and_equals_a_full_run(tmp_path):
+    """Embeddings written as another tool writes them; rows are then removed, changed and added."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    X = np.maximum(rng.normal(0, 1, (500, 32)), 0).astype(np.float32)
+    X[400] = X[7] * 3  # a near-duplicate pair from the start
+    paths = [f"img{i}.jpg" for i in range(500)]
+
+    def run(X, paths, **options):
+        pq.write_table(pa.table({"path": paths, "embedding": list(X)}), tmp_path / "emb.parquet")
+        return similar.run(SimilarConfig(features=str(tmp_path / "emb.parquet"), features_column="embedding",
+                                         report_dir=str(tmp_path / "r"), threshold=0.99, **options))
+
+    first = run(X, paths)
+    assert first.update is None and first.search.method == "exact"
+    assert [(p.a, p.b) for p in first.pairs] == [("img7.jpg", "img400.jpg")]
+    keep = np.ones(500, bool)
+    keep[[7, 100, 200]] = False  # gone: img7 breaks the first pair
+    X2 = np.concatenate([X[keep], np.maximum(rng.normal(0, 1, (6, 32)), 0).astype(np.float32)])
+    paths2 = [p for p, k in zip(paths, keep) if k] + [f"new{i}.jpg" for i in range(6)]
+    X2[10] = X2[20] * 0.5  # changed in place: now a copy of another image
+    X2[-1] = X2[30] + 0.001  # added: a copy of another
+    second = run(X2, paths2)
+    assert second.update is not None and second.search is None
+    assert (second.update.added, second.update.removed, second.update.kept) == (7, 4, 496)
+    assert "incremental: 7 added or changed images searched exactly" in second.how()
+    lines = (tmp_path / "r" / "similar.csv").read_text()
+    full = run(X2, paths2, full=True)
+    assert full.update is None and (tmp_path / "r" / "similar.csv").read_text() == lines
+    assert {(p.a, p.b) for p in second.pairs} == {(paths2[10], paths2[20]), (paths2[30], "new5.jpg")}

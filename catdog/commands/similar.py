@@ -6,7 +6,7 @@ import argparse
 
 import catdog
 from catdog.commands.arguments import add_embedding_columns, options
-from catdog.config import SimilarConfig
+from catdog.config import SIMILAR_METHODS, SimilarConfig
 
 
 def add(commands, common: argparse.ArgumentParser) -> None:
@@ -18,8 +18,14 @@ def add(commands, common: argparse.ArgumentParser) -> None:
     s = SimilarConfig(features="")
     p.add_argument("--threshold", type=float, default=s.threshold, help="cosine similarity of a near-duplicate")
     p.add_argument("--top", type=int, default=s.top, help="nearest neighbours looked at per image")
-    p.add_argument("--working-memory-mb", type=int, default=s.working_memory_mb,
-                   help="size of the distance-matrix block computed at once")
+    p.add_argument("--method", choices=SIMILAR_METHODS, default=s.method,
+                   help="exact search, an approximate index (faiss IVF, re-ranked exactly, recall measured), or "
+                   "auto: exact while it is quick (default)")
+    p.add_argument("--probes", type=int, default=s.probes, help="approximate: index cells looked in per image")
+    p.add_argument("--pca-dims", type=int, default=s.pca_dims,
+                   help="approximate: PCA components searched (default 256 for vectors wider than 512; 0: none)")
+    p.add_argument("--full", action="store_true",
+                   help="search every image again (default: only what changed since the last run into the same --out)")
     add_embedding_columns(p)
     p.set_defaults(run=run)
 

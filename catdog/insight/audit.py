@@ -33,10 +33,9 @@ from catdog.config import AuditConfig
 from catdog.errors import CatdogError
 from catdog.extraction import originals
 from catdog.heads.models import logreg_pipeline
-from catdog.insight import embeddings, similar
+from catdog.insight import embeddings, neighbours, similar
 
 DEFAULT_DIR = "audit"  # under OUT, when no folder is given
-WORKING_MEMORY_MB = 1024  # the block of the distance matrix computed at once
 LABEL_ISSUES, OUTLIERS, DUPLICATES, REPORT = "label_issues.csv", "outliers.csv", "duplicates.csv", "audit.json"
 DUPLICATE_NEIGHBOURS = 5  # neighbours looked at per image for near-duplicates (as `catdog similar` by default)
 SHEET = 16  # images per contact sheet
@@ -117,7 +116,8 @@ def run(config: AuditConfig) -> AuditReport:
     found = outliers(X, y, paths, splits, classes, config.neighbours, config.outlier_z)
     health = class_health(P, y, classes)
     balance = {s: {c: int(((splits == s) & (y == k)).sum()) for k, c in enumerate(classes)} for s in sorted(set(splits))}
-    near, similarity = similar.neighbours(data.X, DUPLICATE_NEIGHBOURS, WORKING_MEMORY_MB)
+    near, similarity, _ = neighbours.search(neighbours.unit(data.X), DUPLICATE_NEIGHBOURS,
+                                             threshold=config.duplicate_threshold)
     duplicates = similar.pairs(near, similarity, config.duplicate_threshold, data.paths, data.splits)
     seconds = round(time.perf_counter() - started, 2)
     report_dir = config.report_dir or str(similar.beside(out, config).join(DEFAULT_DIR))
@@ -165,16 +165,14 @@ def label_issues(P: np.ndarray, y: np.ndarray, paths, splits, classes) -> list[L
 
 
 def outliers(X: np.ndarray, y: np.ndarray, paths, splits, classes, k: int, z: float) -> list[Outlier]:
-    from sklearn.neighbors import NearestNeighbors
-
     found = []
     for label in np.unique(y):
         members = np.flatnonzero(y == label)
         if len(members) < 3:
             continue
         n = min(k, len(members) - 1)
-        distances, _ = NearestNeighbors(n_neighbors=n + 1, metric="cosine").fit(X[members]).kneighbors(X[members])
-        kth = distances[:, n]  # column 0 is the image itself
+        _, similarity, _ = neighbours.search(neighbours.unit(X[members]), n)
+        kth = 1.0 - similarity[:, n - 1].astype(np.float64)
         median = np.median(kth)
         mad = 1.4826 * np.median(np.abs(kth - median)) + 1e-12
         scores = (kth - median) / mad

@@ -2,9 +2,9 @@
 near-duplicate pairs among them, and the leakage check: near-duplicates across train, validation
 and test make a test score look better than the model is.
 
-Exact neighbours from scikit-learn's brute-force `NearestNeighbors` (cosine), which computes the
-distance matrix a block of rows at a time under `working_memory`: memory is the features
-(n x dim float32) plus that block, for 100,000 images as for 1,000.
+The neighbours come from `neighbours` (exact while quick, an approximate index beyond) and are kept
+in the report folder, so that the run after an incremental extract searches only what changed
+(`neighbour_lists`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from catdog import figures, storage
 from catdog.config import SimilarConfig
 from catdog.extraction import originals
-from catdog.insight import embeddings
+from catdog.insight import embeddings, neighbour_lists, neighbours
 from catdog.store import layout
 
 SHEET_PAIRS = 12
@@ -42,28 +42,20 @@ class Pair:
         return self.split_a != self.split_b
 
 
-def neighbours(X: np.ndarray, top: int, working_memory_mb: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's `top` nearest other rows: (n, top) indices and cosine similarities, nearest first."""
-    from sklearn import config_context
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(top + 1, len(X))  # +1: a row is its own nearest neighbour
-    with config_context(working_memory=working_memory_mb):
-        distances, indices = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(X).kneighbors(X)
-    # A row's own index is usually first, but an exact duplicate may come before it: drop it wherever it is.
-    others = indices != np.arange(len(X))[:, None]
-    rows = np.argsort(~others, axis=1, kind="stable")[:, : k - 1]  # the first k-1 entries that are not self
-    return np.take_along_axis(indices, rows, 1), 1.0 - np.take_along_axis(distances, rows, 1)
-
-
 def pairs(indices: np.ndarray, similarity: np.ndarray, threshold: float, paths: np.ndarray, splits: np.ndarray) -> list[Pair]:
     """Neighbour pairs at or above the threshold, each once, the most similar first."""
-    found: dict[tuple[int, int], float] = {}
-    for i, j in zip(*np.nonzero(similarity >= threshold)):
-        a, b = sorted((i, int(indices[i, j])))
-        found[(a, b)] = max(found.get((a, b), -1.0), float(similarity[i, j]))
-    ordered = sorted(found.items(), key=lambda item: (-item[1], item[0]))
-    return [Pair(str(paths[a]), str(paths[b]), str(splits[a]), str(splits[b]), s) for (a, b), s in ordered]
+    rows, columns = np.nonzero(similarity >= threshold)
+    others = indices[rows, columns]
+    a, b = np.minimum(rows, others), np.maximum(rows, others)
+    cosines = similarity[rows, columns].astype(np.float64)
+    # The same pair found from both ends keeps its higher cosine (the two may differ in the last bits).
+    order = np.lexsort((-cosines, b, a))
+    first = np.ones(len(order), bool)
+    first[1:] = (a[order][1:] != a[order][:-1]) | (b[order][1:] != b[order][:-1])
+    a, b, cosines = a[order][first], b[order][first], cosines[order][first]
+    ordered = np.lexsort((b, a, -cosines))
+    return [Pair(str(paths[i]), str(paths[j]), str(splits[i]), str(splits[j]), float(c))
+            for i, j, c in zip(a[ordered], b[ordered], cosines[ordered])]
 
 
 @dataclass(frozen=True)
@@ -80,38 +72,79 @@ class SimilarReport:
     seconds: float  # the neighbour search
     notes: list[str]
     contact_sheet: bool = False  # similar.png written (there were pairs, and their images could be read)
+    search: neighbours.Search | None = None  # how the neighbours were found (exact, or approximate with its recall)
+    update: neighbour_lists.Update | None = None  # an incremental run: what it searched (None: every image)
 
     def lines(self) -> list[str]:
         result = [f"{self.images:,} images, {self.top} nearest each: {len(self.pairs):,} pairs with cosine "
-                  f">= {self.threshold} ({self.seconds} s)",
-                  f"across splits (leakage): {self.across_splits:,}"
-                  + "".join(f"\n  {k}: {v:,}" for k, v in self.by_split_pair.items())]
+                  f">= {self.threshold} ({self.seconds} s)", self.how()]
+        result += [
+                   f"across splits (leakage): {self.across_splits:,}"
+                   + "".join(f"\n  {k}: {v:,}" for k, v in self.by_split_pair.items())]
         result += [f"note: {n}" for n in self.notes]
         return result + [f"pairs in {storage.join(self.report_dir, CSV)}" + (f", contact sheet {SHEET}" if self.contact_sheet else "")]
+
+
+    def how(self) -> str:
+        s, u = self.search, self.update
+        if u is not None:
+            return (f"incremental: {u.added:,} added or changed images searched exactly, {u.searched_again:,} kept "
+                    f"images searched again (a neighbour gone), {u.removed:,} gone, "
+                    f"{u.kept - u.searched_again:,} lists updated (--full searches every image)")
+        if s is None or s.method == "exact":
+            said = "exact search"
+        else:
+            pca = f", PCA to {s.pca_dims} dims ({s.pca_variance:.0%} of the variance)" if s.pca_dims else ""
+            r = s.recall
+            pairs = f", pairs {r.pairs_found:.3f} of {r.pairs}" if r and r.pairs_found is not None else ""
+            said = (f"approximate search (faiss {s.index}, {s.probes} probes, {s.candidates} candidates re-ranked "
+                    f"exactly{pca}); recall against exact on {r.sample:,} images: neighbours {r.neighbours:.3f}{pairs}")
+        return said
 
 
 def run(config: SimilarConfig) -> SimilarReport:
     """Find the near-duplicates of OUT and write similar.csv, similar.json and similar.png to the report folder."""
     out = storage.resolve(config.features)
     data = embeddings.load(config)
-    X, paths, splits = data.X, data.paths, data.splits
-    started = time.perf_counter()
-    indices, similarity = neighbours(X, config.top, config.working_memory_mb)
-    found = pairs(indices, similarity, config.threshold, paths, splits)
-    seconds = round(time.perf_counter() - started, 2)
-    across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)
+    paths, splits = data.paths, data.splits
     report_dir = config.report_dir or str(beside(out, config).join(layout.SIMILAR))  # a URI's query stays at its end
     notes = []
     with storage.writable_folder(storage.resolve(report_dir)) as local:
+        started = time.perf_counter()
+        indices, similarity, search, update = _neighbours(config, data, local)
+        found = pairs(indices, similarity, config.threshold, paths, splits)
+        seconds = round(time.perf_counter() - started, 2)
+        across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)
         write_csv(found, os.path.join(local, CSV))
         note = NO_SHEETS if config.features_column else contact_sheet(out, found, os.path.join(local, SHEET))
         notes += [note] if note else []
-        report = SimilarReport(report_dir, int(len(X)), config.threshold, config.top, found, sum(across.values()),
-                               dict(across.most_common()), seconds, notes, os.path.exists(os.path.join(local, SHEET)))
+        report = SimilarReport(report_dir, int(len(paths)), config.threshold, config.top, found, sum(across.values()),
+                               dict(across.most_common()), seconds, notes, os.path.exists(os.path.join(local, SHEET)),
+                               search, update)
         record = {k: v for k, v in asdict(report).items() if k not in ("pairs", "report_dir")}
         with open(os.path.join(local, "similar.json"), "w") as f:
             json.dump({**record, "pairs": len(found), "pairs_listed": [asdict(p) for p in found[:1000]]}, f, indent=2)
     return report
+
+
+def _neighbours(config: SimilarConfig, data, local: str):
+    """The neighbour lists: updated from the previous run's when only a few rows changed, else searched;
+    saved for the next run either way."""
+    X = neighbours.unit(data.X, copy=False)  # the loaded vectors are this job's own: scaled in place
+    keys = list(zip(data.splits.tolist(), data.paths.tolist()))
+    digest = neighbour_lists.digests(X)
+    settings = {"top": config.top, "method": config.method, "probes": config.probes, "pca_dims": config.pca_dims}
+    previous = None if config.full else neighbour_lists.read(local, settings)
+    updated = neighbour_lists.update(previous, keys, digest, X, config.top) if previous else None
+    search = None
+    if updated:
+        indices, similarity, update = updated
+    else:
+        indices, similarity, search = neighbours.search(X, config.top, method=config.method, probes=config.probes,
+                                                        pca_dims=config.pca_dims, threshold=config.threshold)
+        update = None
+    neighbour_lists.write(local, neighbour_lists.Lists(keys, digest, indices, similarity, settings))
+    return indices, similarity, search, update
 
 
 def beside(out: storage.Location, config) -> storage.Location:

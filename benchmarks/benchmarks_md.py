@@ -20,7 +20,8 @@ SECTIONS = (
     ("incremental.py", "incremental.json", "Incremental runs"),
     ("scale.py", "scale.json", "The driver at scale"),
     ("estimate.py", "estimate.json", "Estimates against runs"),
-    ("similar.py", "similar.json", "Near-duplicates and the feature map"),
+    ("similar.py", "similar.json", "Near-duplicates at a million images, and the feature map"),
+    ("audit.py", "audit.json", "Label errors found by the audit"),
     ("train_startup.py", "train_startup.json", "End-to-end training start-up"),
 )
 HEADER = """# Benchmarks

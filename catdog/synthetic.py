@@ -8,6 +8,8 @@ even with randomly initialised VGG16 weights; photos are not needed to see the p
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -45,6 +47,29 @@ def make_demo_folder(root: str, per_class: int = 40, size: int = 64, seed: int =
                 synthetic_image(label, size, rng).save(os.path.join(folder, f"{name[:-1]}.{i}.jpg"), quality=90)
             start += count
     return root
+
+
+@dataclass(frozen=True)
+class Planted:
+    """What `plant_problems` did to a demo folder, paths relative to its root."""
+
+    misfiled: tuple[tuple[str, str], ...]  # (path now, the class it shows)
+    duplicate: tuple[str, str]  # (the original in train, its re-saved copy in test)
+
+
+def plant_problems(root: str, misfiled: int = 1) -> Planted:
+    """Problems for `catdog audit` to find in a demo folder: `misfiled` images of each class moved to
+    the other class's train folder, and one train image re-saved into test (leakage)."""
+    chosen = [(name, CLASSES[1 - label], file) for label, name in enumerate(CLASSES)
+              for file in sorted(os.listdir(os.path.join(root, "train", name)))[:misfiled]]  # all chosen, then moved
+    original = f"train/{CLASSES[0]}/{sorted(os.listdir(os.path.join(root, 'train', CLASSES[0])))[-1]}"  # not moved
+    moved = []
+    for name, other, file in chosen:
+        os.replace(os.path.join(root, "train", name, file), os.path.join(root, "train", other, file))
+        moved.append((f"train/{other}/{file}", name))
+    copy = f"test/{CLASSES[0]}/copy-of-{os.path.basename(original)}"
+    Image.open(os.path.join(root, original)).save(os.path.join(root, copy), quality=80)
+    return Planted(tuple(moved), (original, copy))
 
 
 SHAPES = ("disc", "square", "ring", "cross", "bar")
@@ -88,17 +113,26 @@ def make_shapes_folder(root: str, classes: int = 10, per_class: int = 12, size: 
     return root
 
 
-def embeddings(n: int, dim: int, duplicates: int = 0, clusters: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`n` ReLU'd Gaussian vectors around `clusters` centres (float32, built in blocks), the last
-    `duplicates` of them near-copies of earlier rows (cosine about 0.99); and those (copy, original) pairs."""
+class Embeddings(NamedTuple):
+    X: np.ndarray  # (n, dim) float32
+    pairs: np.ndarray  # (duplicates, 2): each planted near-copy and its original
+    centres: np.ndarray  # (n,) the centre each row was drawn around: a class
+
+
+def embeddings(n: int, dim: int, duplicates: int = 0, clusters: int = 1000, spread: float = 1.0,
+               seed: int = 0) -> Embeddings:
+    """`n` ReLU'd Gaussian vectors (unit noise) around `clusters` centres drawn with standard deviation
+    `spread` (small: classes that overlap), float32, built in blocks; the last `duplicates` rows are
+    near-copies of earlier rows (cosine about 0.99, the original's centre)."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 1, (clusters, dim)).astype(np.float32)
-    X = np.empty((n, dim), np.float32)
+    centres = rng.normal(0, spread, (clusters, dim)).astype(np.float32)
+    X, which = np.empty((n, dim), np.float32), rng.integers(0, clusters, n)
     for start in range(0, n, 8192):
         rows = min(8192, n - start)
-        X[start : start + rows] = centres[rng.integers(0, clusters, rows)] + rng.normal(0, 1, (rows, dim)).astype(np.float32)
+        X[start : start + rows] = centres[which[start : start + rows]] + rng.normal(0, 1, (rows, dim)).astype(np.float32)
     np.maximum(X, 0, out=X)
     copies = np.arange(n - duplicates, n)
     originals = rng.choice(n - duplicates, duplicates, replace=False)
     X[copies] = X[originals] + rng.normal(0, 0.05, (duplicates, dim)).astype(np.float32) * X[originals].std(axis=1, keepdims=True)
-    return X, np.stack([copies, originals], axis=1)
+    which[copies] = which[originals]
+    return Embeddings(X, np.stack([copies, originals], axis=1), which)

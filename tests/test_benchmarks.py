@@ -71,8 +71,18 @@ def test_incremental_table_from_committed_results():
 
 def test_similar_table_from_committed_results():
     out, r = printed("similar.py", os.path.join(PROJECT, "benchmarks", "similar.json"))
-    assert f"{r['neighbours'][-1]['seconds']:.1f}" in out and f"{r['map']['seconds']:.1f} s" in out
-    assert all(line in out for line in r["real"]["lines"])
+    assert f"{r['map']['seconds']:.1f} s" in out
+    for entry in r["sets"]:
+        for run in entry["runs"]:
+            assert f"| {run['seconds']:.1f} s | {run['search_seconds']:.1f} s | {run['peak_rss_gib']:.2f} GiB" in out
+            assert run["images"] >= entry["images"] and run["planted_found"] <= 1
+
+
+def test_audit_table_from_committed_results():
+    out, r = printed("audit.py", os.path.join(PROJECT, "benchmarks", "audit.json"))
+    for run in r["runs"]:
+        assert f"| {run['precision']:.3f} | {run['recall']:.3f} | {run['precision_at_planted']:.3f} |" in out
+        assert run["planted"] == round(run["images"] * run["noise"])
 
 
 def test_backbones_table_from_committed_results():

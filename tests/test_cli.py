@@ -1,5 +1,6 @@
 """The command line: thin over the library, one-line errors for user mistakes."""
 
+import csv
 import json
 import os
 import re
@@ -72,8 +73,19 @@ def test_demo_runs_end_to_end_and_quietly(tmp_path):
     done = subprocess.run([sys.executable, "-m", "catdog.commands", "demo", "--dir", str(tmp_path / "demo"), "--per-class", "4",
                            "--image-size", "32"], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
-    assert "weights: none" in done.stdout and "images      8" in done.stdout
-    assert len(features.load(str(tmp_path / "demo" / "features")).paths) == 8
+    assert "weights: none" in done.stdout and "images      9" in done.stdout  # 8 and the planted copy
+    assert len(features.load(str(tmp_path / "demo" / "features")).paths) == 9
+    # The audit, and a line for each planted problem, found or not, as its CSVs say.
+    audit = tmp_path / "demo" / "features" / "audit"
+    flagged = {row["path"] for row in csv.DictReader(open(audit / "label_issues.csv"))}
+    planted = json.load(open(tmp_path / "demo" / "planted.json"))
+    for path, shows in planted["misfiled"]:
+        said = "found" if path in flagged else "not flagged"
+        assert re.search(rf"^  {re.escape(path)} shows {shows}: {said}", done.stdout, re.M), done.stdout
+    original, copy = planted["duplicate"]
+    pairs = {frozenset((r["path_a"], r["path_b"])) for r in csv.DictReader(open(audit / "duplicates.csv"))}
+    said = "found" if frozenset((original, copy)) in pairs else "not flagged"
+    assert f"  {copy} copies {original}: {said}" in done.stdout and "audited     9 labeled images" in done.stdout
     # The whole recipe: the head's table for every split, then the figures it names, each written.
     report = json.load(open(tmp_path / "demo" / "model" / "report.json"))
     for split, m in report["splits"].items():

@@ -3,6 +3,7 @@ full exact search (no Ray)."""
 
 import numpy as np
 
+from catdog import storage
 from catdog.insight import neighbour_lists, neighbours
 
 SETTINGS = {"top": 4, "method": "exact", "probes": 16, "pca_dims": None}
@@ -21,7 +22,7 @@ def lists_of(keys, U, top=4):
 def test_an_update_after_added_changed_and_removed_rows_equals_a_full_search(tmp_path):
     keys, U = rows(400, 0)
     neighbour_lists.write(str(tmp_path), lists_of(keys, U))
-    previous = neighbour_lists.read(str(tmp_path), SETTINGS)
+    previous = neighbour_lists.read(storage.resolve(str(tmp_path)), SETTINGS)
     assert previous.keys == keys and (previous.digests == neighbour_lists.digests(U)).all()
     # 10 rows gone, 5 changed in place, 12 new ones (at the end and between).
     new_keys, new_U = rows(12, 1)
@@ -41,9 +42,9 @@ def test_an_update_after_added_changed_and_removed_rows_equals_a_full_search(tmp
 def test_no_update_when_settings_differ_or_much_changed(tmp_path):
     keys, U = rows(100, 0)
     neighbour_lists.write(str(tmp_path), lists_of(keys, U))
-    assert neighbour_lists.read(str(tmp_path), {**SETTINGS, "top": 5}) is None
-    assert neighbour_lists.read(str(tmp_path / "nowhere"), SETTINGS) is None
-    previous = neighbour_lists.read(str(tmp_path), SETTINGS)
+    assert neighbour_lists.read(storage.resolve(str(tmp_path)), {**SETTINGS, "top": 5}) is None
+    assert neighbour_lists.read(storage.resolve(str(tmp_path / "nowhere")), SETTINGS) is None
+    previous = neighbour_lists.read(storage.resolve(str(tmp_path)), SETTINGS)
     assert neighbour_lists.update(previous, keys, neighbour_lists.digests(U), U, 4).__class__ is tuple
     _, other = rows(100, 3)  # every vector changed: a full search is as cheap
     assert neighbour_lists.update(previous, keys, neighbour_lists.digests(other), other, 4) is None

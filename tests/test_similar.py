@@ -1,12 +1,13 @@
 """Near-duplicate pairs and the `similar` job's report, full and incremental (no Ray)."""
 
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 
 from catdog import storage
 from catdog.config import SimilarConfig
 from catdog.errors import CatdogError
-from catdog.insight import neighbours, similar
+from catdog.insight import neighbour_lists, neighbours, similar
 from tests.test_neighbours import features_with_copies
 
 
@@ -86,3 +87,22 @@ def test_a_run_after_a_change_searches_only_what_changed_and_equals_a_full_run(t
     full = run(X2, paths2, full=True)
     assert full.update is None and (tmp_path / "r" / "similar.csv").read_text() == lines
     assert {(p.a, p.b) for p in second.pairs} == {(paths2[10], paths2[20]), (paths2[30], "new5.jpg")}
+
+
+@pytest.mark.slow
+def test_the_lists_kept_on_a_store_make_the_next_run_incremental(s3, tmp_path):
+    """Embeddings and report on S3 (SeaweedFS): the second run reads the first run's lists from the store."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X = np.maximum(np.random.default_rng(1).normal(0, 1, (300, 16)), 0).astype(np.float32)
+    X[200] = X[9] * 2
+    source = storage.resolve(f"s3://{s3.prefix}/emb.parquet")
+    with source.fs.open_output_stream(source.path) as f:
+        pq.write_table(pa.table({"path": [f"{i}.jpg" for i in range(300)], "embedding": list(X)}), f)
+    config = SimilarConfig(features=f"s3://{s3.prefix}/emb.parquet", features_column="embedding",
+                           report_dir=f"s3://{s3.prefix}/report", threshold=0.99)
+    first, again = similar.run(config), similar.run(config)
+    assert first.update is None and again.update == neighbour_lists.Update(300, 0, 0, 0)
+    assert [(p.a, p.b) for p in again.pairs] == [(p.a, p.b) for p in first.pairs] == [("9.jpg", "200.jpg")]
+    assert storage.resolve(f"s3://{s3.prefix}/report/{neighbour_lists.FILE}").kind() == pafs.FileType.File

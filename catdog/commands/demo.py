@@ -1,10 +1,13 @@
 """`catdog demo`: the whole recipe on a generated folder, start to finish on a local Ray, through the
-Python API: extract the features, fit the logistic-regression head, report it, explain a test image."""
+Python API: extract the features, fit the logistic-regression head, report it, explain a test image,
+and audit the data, in which the demo planted misfiled images and a copy across splits."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from dataclasses import asdict
 
 import catdog
 from catdog import backbones, synthetic
@@ -12,7 +15,8 @@ from catdog import backbones, synthetic
 
 def add(commands, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("demo", parents=[common],
-                            help="the whole recipe on a generated folder: extract, head, report, explain (local Ray)")
+                            help="the whole recipe on a generated folder: extract, head, report, explain, audit "
+                            "(local Ray)")
     p.add_argument("--dir", default="demo", help="where to put the images, features and model (default: ./demo)")
     p.add_argument("--per-class", type=int, default=20, help="images per class in all (default 20: under a minute)")
     p.add_argument("--weights", default="none", help="default none: random weights, works offline")
@@ -30,10 +34,15 @@ def run(args: argparse.Namespace) -> int:
 def demo(folder: str = "demo", per_class: int = 20, weights: str = "none", image_size: int | None = None,
          backbone: str = backbones.DEFAULT) -> list[str]:
     """The lines a user reads: what was made, the accuracy table, and where each figure is."""
-    images = os.path.join(folder, "images")
+    images, planted_file = os.path.join(folder, "images"), os.path.join(folder, "planted.json")
     if not os.path.isdir(images):
         synthetic.make_demo_folder(images, per_class=per_class)
-    lines = [f"demo images: {images} (synthetic, 2 classes, {per_class} per class)"]
+        with open(planted_file, "w") as f:
+            json.dump(asdict(synthetic.plant_problems(images)), f)
+    with open(planted_file) as f:
+        planted = json.load(f)
+    lines = [f"demo images: {images} (synthetic, 2 classes, {per_class} per class; "
+             f"{len(planted['misfiled'])} misfiled and 1 copied across splits on purpose)"]
     if weights == "none":
         lines.append("weights: none (random init, seed 0) - offline demo; features are not ImageNet features")
     features, model = os.path.join(folder, "features"), os.path.join(folder, "model")
@@ -46,4 +55,21 @@ def demo(folder: str = "demo", per_class: int = 20, weights: str = "none", image
     lines += ["", "figures:", *(f"  {f}" for f in report.figures)]
     lines.append(f"  {explained.figure}  (Grad-CAM of {explained.explained}, p={explained.probability:.3f})")
     lines.append(f"model and report.json: {model}")
+    # Random weights make every photo look alike: a copy stands out only above 0.995.
+    audit = catdog.audit(features, duplicate_threshold=0.995 if weights == "none" else 0.95)
+    return lines + ["", *audit.lines(), *found(audit, planted)]
+
+
+def found(audit, planted: dict) -> list[str]:
+    """Whether the audit found what the demo planted, a line each."""
+    issues = {i.path: i for i in audit.label_issues}
+    lines = ["planted:"]
+    for path, shows in planted["misfiled"]:
+        issue = issues.get(path)
+        lines.append(f"  {path} shows {shows}: " + (f"found (rank {issue.rank}, suggested {issue.suggested})" if issue
+                                                    else "not flagged"))
+    original, copy = planted["duplicate"]
+    pair = next((p for p in audit.duplicates if {p.a, p.b} == {original, copy}), None)
+    lines.append(f"  {copy} copies {original}: " + (f"found (cosine {pair.cosine:.4f}, across splits)" if pair
+                                                    else "not flagged"))
     return lines

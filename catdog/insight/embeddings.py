@@ -17,6 +17,8 @@ from catdog.extraction import status
 from catdog.store import features
 from catdog.store.features import NO_LABEL, Features
 
+BATCH_ROWS = 16_384  # read at once, one batch ahead: 32 MiB of 512-float vectors
+
 
 def load(config) -> Features:
     """The features `config` names (a SimilarConfig or an AuditConfig): every row, with its split."""
@@ -32,23 +34,40 @@ def load(config) -> Features:
 def foreign(source: storage.Location, features_column: str, path_column: str = "path", label_column: str | None = None,
             split_column: str | None = None) -> Features:
     """A Parquet file or folder of embeddings written by another tool. `label_column`/`split_column`
-    None: "label"/"split" if it has them."""
+    None: "label"/"split" if it has them. Read a batch at a time into one float32 array: the file's
+    own copy is never held whole (a million 512-float rows are 2 GiB)."""
     if source.kind() == pafs.FileType.NotFound:
         raise CatdogError(f"not found: {source}")
+    X, others = None, []
     try:
-        data = pads.dataset(source.path, filesystem=source.fs, format="parquet")
+        # Without pre-buffering, the reader holds a batch, not a row group's whole column chunks ahead.
+        unbuffered = pads.ParquetFileFormat(default_fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=False))
+        data = pads.dataset(source.path, filesystem=source.fs, format=unbuffered)
         names = data.schema.names
         label_column = label_column or ("label" if "label" in names else None)
         split_column = split_column or ("split" if "split" in names else None)
         for column in (features_column, path_column, label_column, split_column):
             if column and column not in names:
                 raise CatdogError(f"no column {column!r} in {source} (it has: {', '.join(names)})")
-        table = data.to_table(columns=[c for c in (features_column, path_column, label_column, split_column) if c])
+        rows, start = data.count_rows(), 0
+        kept = [c for c in (path_column, label_column, split_column) if c]
+        for batch in data.to_batches(columns=[features_column, *kept], batch_size=BATCH_ROWS, batch_readahead=1,
+                                     fragment_readahead=1):
+            if not batch.num_rows:
+                continue
+            vectors = _vectors(batch.column(features_column), features_column, source)
+            if X is None:
+                X = np.empty((rows, vectors.shape[1]), np.float32)
+            elif vectors.shape[1] != X.shape[1]:
+                raise CatdogError(f"column {features_column!r} of {source} holds vectors of different lengths")
+            X[start : start + len(vectors)] = vectors
+            start += len(vectors)
+            others.append(batch.select(kept))
     except (OSError, pa.ArrowException) as exc:
         raise CatdogError(f"cannot read {source}: {' '.join(str(exc).split())[:300]}") from None
-    if not table.num_rows:
+    if X is None:
         raise CatdogError(f"no rows in {source}")
-    X = _vectors(table.column(features_column), features_column, source)
+    table = pa.Table.from_batches(others)
     splits = (table.column(split_column).cast(pa.string()).fill_null("all").to_numpy(zero_copy_only=False)
               if split_column else np.full(len(X), "all", dtype=object))
     y, classes = _labels(table.column(label_column)) if label_column else (np.full(len(X), NO_LABEL), ())
@@ -56,8 +75,8 @@ def foreign(source: storage.Location, features_column: str, path_column: str = "
     return Features(X, y, paths, splits, classes, {"source": str(source), "features_column": features_column})
 
 
-def _vectors(column: pa.ChunkedArray, name: str, source) -> np.ndarray:
-    column = column.combine_chunks()
+def _vectors(column: pa.Array, name: str, source) -> np.ndarray:
+    """One batch's vectors as a (rows, dim) float32 array."""
     if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
             or pa.types.is_fixed_size_list(column.type)):
         raise CatdogError(f"column {name!r} of {source} holds {column.type}, not vectors (a list of floats)")

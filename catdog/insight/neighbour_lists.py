@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from catdog import storage
 from catdog.insight import neighbours
 
 FILE = "neighbours.parquet"
@@ -49,12 +51,12 @@ def digests(X: np.ndarray) -> np.ndarray:
     return np.frombuffer(b"".join(hashlib.blake2b(row.tobytes(), digest_size=8).digest() for row in X), np.uint64)
 
 
-def read(folder: str, settings: dict) -> Lists | None:
-    """The lists a previous run left in `folder` (a local folder), if made with the same settings."""
-    path = os.path.join(folder, FILE)
-    if not os.path.exists(path):
+def read(folder: storage.Location, settings: dict) -> Lists | None:
+    """The lists a previous run left in `folder` (local or on a store), if made with the same settings."""
+    where = folder.join(FILE)
+    if where.kind() != pafs.FileType.File:
         return None
-    table = pq.read_table(path)
+    table = pq.read_table(where.path, filesystem=where.fs)
     saved = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"catdog.")}
     if saved != _metadata(settings):
         return None
@@ -66,6 +68,7 @@ def read(folder: str, settings: dict) -> Lists | None:
 
 
 def write(folder: str, lists: Lists) -> None:
+    """Into a local folder (the report's, uploaded with the rest)."""
     splits, paths = zip(*lists.keys) if lists.keys else ((), ())
     top = lists.indices.shape[1]
     table = pa.table({

@@ -53,8 +53,10 @@ def unit(X: np.ndarray, copy: bool = True) -> np.ndarray:
     """Rows scaled to length 1 (a zero row stays zero), float32; in place when `copy` is False and X
     is already a writable C-ordered float32 array (the features Arrow hands over are read-only)."""
     X = np.array(X, dtype=np.float32, order="C", copy=copy or not getattr(X, "flags", {"WRITEABLE": False})["WRITEABLE"] or None)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    np.divide(X, norms, out=X, where=norms > 0)
+    for start in range(0, len(X), BLOCK):  # in blocks: no temporary the size of X
+        rows = X[start : start + BLOCK]
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+        np.divide(rows, norms, out=rows, where=norms > 0)
     return X
 
 

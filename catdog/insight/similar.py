@@ -111,7 +111,7 @@ def run(config: SimilarConfig) -> SimilarReport:
     notes = []
     with storage.writable_folder(storage.resolve(report_dir)) as local:
         started = time.perf_counter()
-        indices, similarity, search, update = _neighbours(config, data, local)
+        indices, similarity, search, update = _neighbours(config, data, storage.resolve(report_dir), local)
         found = pairs(indices, similarity, config.threshold, paths, splits)
         seconds = round(time.perf_counter() - started, 2)
         across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)
@@ -127,14 +127,14 @@ def run(config: SimilarConfig) -> SimilarReport:
     return report
 
 
-def _neighbours(config: SimilarConfig, data, local: str):
+def _neighbours(config: SimilarConfig, data, report: storage.Location, local: str):
     """The neighbour lists: updated from the previous run's when only a few rows changed, else searched;
     saved for the next run either way."""
     X = neighbours.unit(data.X, copy=False)  # the loaded vectors are this job's own: scaled in place
     keys = list(zip(data.splits.tolist(), data.paths.tolist()))
     digest = neighbour_lists.digests(X)
     settings = {"top": config.top, "method": config.method, "probes": config.probes, "pca_dims": config.pca_dims}
-    previous = None if config.full else neighbour_lists.read(local, settings)
+    previous = None if config.full else neighbour_lists.read(report, settings)
     updated = neighbour_lists.update(previous, keys, digest, X, config.top) if previous else None
     search = None
     if updated:

@@ -149,3 +149,35 @@ def test_foreign_embeddings_are_read_as_catdog_reads_its_own(tmp_path):
         embeddings.load(AuditConfig(features=str(tmp_path / "ragged.parquet"), features_column="emb"))
     with pytest.raises(CatdogError, match="go with --features-column"):
         AuditConfig(features="f", label_column="y")
+
+
+def test_an_audit_after_a_change_searches_only_the_changed_images_for_duplicates(tmp_path, monkeypatch):
+    """Embeddings read in batches of 64 rows; the second audit's duplicates equal a fresh audit's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from catdog.insight import audit, embeddings
+
+    monkeypatch.setattr(embeddings, "BATCH_ROWS", 64)
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 150)
+    X = np.maximum(rng.normal(0, 1, (300, 24)) + y[:, None] * 0.8, 0).astype(np.float32)
+    X[250] = X[3] * 1.5  # a duplicate from the start
+
+    def audited(X, paths, report):
+        pq.write_table(pa.table({"path": paths, "label": y[: len(X)], "vec": list(X)}), tmp_path / "e.parquet")
+        return audit.run(AuditConfig(features=str(tmp_path / "e.parquet"), features_column="vec", report_dir=str(report)))
+
+    paths = [f"{i}.jpg" for i in range(300)]
+    first = audited(X, paths, tmp_path / "r")
+    assert first.duplicate_update is None and [(p.a, p.b) for p in first.duplicates] == [("3.jpg", "250.jpg")]
+    X[100] = X[200]  # changed: now a copy of another
+    second = audited(X, paths, tmp_path / "r")
+    assert second.duplicate_update.added == 1 and second.duplicate_search is None
+    fresh = audited(X, paths, tmp_path / "fresh")
+    assert fresh.duplicate_update is None and second.duplicates == fresh.duplicates
+    assert {(p.a, p.b) for p in second.duplicates} == {("3.jpg", "250.jpg"), ("100.jpg", "200.jpg")}
+    # Vectors of another length in a later batch are refused in one line, as in the first.
+    pq.write_table(pa.table({"path": paths[:100], "vec": list(X[:64]) + list(X[64:100, :10])}), tmp_path / "mixed.parquet")
+    with pytest.raises(CatdogError, match="vectors of different lengths"):
+        embeddings.load(AuditConfig(features=str(tmp_path / "mixed.parquet"), features_column="vec"))

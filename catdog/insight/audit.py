@@ -33,7 +33,7 @@ from catdog.config import AuditConfig
 from catdog.errors import CatdogError
 from catdog.extraction import originals
 from catdog.heads.models import logreg_pipeline
-from catdog.insight import embeddings, neighbours, similar
+from catdog.insight import embeddings, neighbour_lists, neighbours, similar
 
 DEFAULT_DIR = "audit"  # under OUT, when no folder is given
 LABEL_ISSUES, OUTLIERS, DUPLICATES, REPORT = "label_issues.csv", "outliers.csv", "duplicates.csv", "audit.json"
@@ -73,6 +73,8 @@ class AuditReport:
     seconds: float
     notes: list[str]
     duplicates: list = ()  # near-duplicate pairs (catdog.insight.similar.Pair), the most similar first
+    duplicate_search: neighbours.Search | None = None  # how they were found (None: updated from the last audit's lists)
+    duplicate_update: neighbour_lists.Update | None = None  # what an incremental audit searched
 
     @property
     def across_splits(self) -> int:
@@ -116,13 +118,18 @@ def run(config: AuditConfig) -> AuditReport:
     found = outliers(X, y, paths, splits, classes, config.neighbours, config.outlier_z)
     health = class_health(P, y, classes)
     balance = {s: {c: int(((splits == s) & (y == k)).sum()) for k, c in enumerate(classes)} for s in sorted(set(splits))}
-    near, similarity, _ = neighbours.search(neighbours.unit(data.X), DUPLICATE_NEIGHBOURS,
-                                             threshold=config.duplicate_threshold)
-    duplicates = similar.pairs(near, similarity, config.duplicate_threshold, data.paths, data.splits)
-    seconds = round(time.perf_counter() - started, 2)
     report_dir = config.report_dir or str(similar.beside(out, config).join(DEFAULT_DIR))
-    report = AuditReport(report_dir, int(len(y)), classes, issues, found, health, balance, seconds, notes, duplicates)
     with storage.writable_folder(storage.resolve(report_dir)) as local:
+        # The duplicates' neighbour lists are kept in the report folder, as `similar` keeps its own:
+        # the audit after an incremental extract searches only the images that changed.
+        near, similarity, search, update = neighbour_lists.find(
+            neighbours.unit(data.X), list(zip(data.splits.tolist(), data.paths.tolist())),
+            {"top": DUPLICATE_NEIGHBOURS, "method": "auto", "probes": 16, "pca_dims": None},
+            storage.resolve(report_dir), local, threshold=config.duplicate_threshold)
+        duplicates = similar.pairs(near, similarity, config.duplicate_threshold, data.paths, data.splits)
+        seconds = round(time.perf_counter() - started, 2)
+        report = AuditReport(report_dir, int(len(y)), classes, issues, found, health, balance, seconds, notes,
+                             duplicates, search, update)
         _csv(os.path.join(local, LABEL_ISSUES), issues)
         _csv(os.path.join(local, OUTLIERS), found)
         similar.write_csv(duplicates, os.path.join(local, DUPLICATES))
@@ -140,6 +147,7 @@ def run(config: AuditConfig) -> AuditReport:
         record = {"images": report.images, "classes": list(classes), "label_issues": len(issues),
                   "outliers": len(found), "duplicates": len(duplicates), "across_splits": report.across_splits,
                   "seconds": seconds, "health": health, "balance": balance, "notes": notes,
+                  "duplicate_search": asdict(search) if search else None, "duplicate_update": asdict(update) if update else None,
                   "settings": asdict(config) | {"folds": folds}, "method": _method()}
         with open(os.path.join(local, REPORT), "w") as f:
             json.dump(record, f, indent=2)

@@ -118,6 +118,26 @@ def update(previous: Lists, keys: list[tuple[str, str]], digest: np.ndarray, X: 
     return indices, similarity, update
 
 
+def find(X: np.ndarray, keys: list[tuple[str, str]], settings: dict, report: storage.Location, local: str,
+         full: bool = False, threshold: float = 1.0):
+    """Each row's neighbours (X: unit vectors; `settings`: top, method, probes, pca_dims): updated from
+    the lists a previous run left in `report` when only a few rows changed, else searched; saved into
+    `local` (the report's local folder) for the next run either way. Returns (indices, cosines, the
+    search or None, the update or None)."""
+    digest = digests(X)
+    top = settings["top"]
+    previous = None if full else read(report, settings)
+    updated = update(previous, keys, digest, X, top) if previous else None
+    search, changes = None, None
+    if updated:
+        indices, similarity, changes = updated
+    else:
+        indices, similarity, search = neighbours.search(X, top, method=settings["method"], probes=settings["probes"],
+                                                        pca_dims=settings["pca_dims"], threshold=threshold)
+    write(local, Lists(keys, digest, indices, similarity, settings))
+    return indices, similarity, search, changes
+
+
 def _matrix(column: pa.ChunkedArray, top: int, dtype) -> np.ndarray:
     values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return values.astype(dtype).reshape(-1, top)

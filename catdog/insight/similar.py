@@ -76,30 +76,27 @@ class SimilarReport:
     update: neighbour_lists.Update | None = None  # an incremental run: what it searched (None: every image)
 
     def lines(self) -> list[str]:
-        result = [f"{self.images:,} images, {self.top} nearest each: {len(self.pairs):,} pairs with cosine "
-                  f">= {self.threshold} ({self.seconds} s)", self.how()]
-        result += [
-                   f"across splits (leakage): {self.across_splits:,}"
-                   + "".join(f"\n  {k}: {v:,}" for k, v in self.by_split_pair.items())]
-        result += [f"note: {n}" for n in self.notes]
-        return result + [f"pairs in {storage.join(self.report_dir, CSV)}" + (f", contact sheet {SHEET}" if self.contact_sheet else "")]
-
+        return [f"{self.images:,} images, {self.top} nearest each: {len(self.pairs):,} pairs with cosine "
+                f">= {self.threshold} ({self.seconds} s)", self.how(),
+                f"across splits (leakage): {self.across_splits:,}"
+                + "".join(f"\n  {k}: {v:,}" for k, v in self.by_split_pair.items()),
+                *(f"note: {n}" for n in self.notes),
+                f"pairs in {storage.join(self.report_dir, CSV)}" + (f", contact sheet {SHEET}" if self.contact_sheet else "")]
 
     def how(self) -> str:
+        """How the neighbours were found, in a line."""
         s, u = self.search, self.update
         if u is not None:
             return (f"incremental: {u.added:,} added or changed images searched exactly, {u.searched_again:,} kept "
                     f"images searched again (a neighbour gone), {u.removed:,} gone, "
                     f"{u.kept - u.searched_again:,} lists updated (--full searches every image)")
         if s is None or s.method == "exact":
-            said = "exact search"
-        else:
-            pca = f", PCA to {s.pca_dims} dims ({s.pca_variance:.0%} of the variance)" if s.pca_dims else ""
-            r = s.recall
-            pairs = f", pairs {r.pairs_found:.3f} of {r.pairs}" if r and r.pairs_found is not None else ""
-            said = (f"approximate search (faiss {s.index}, {s.probes} probes, {s.candidates} candidates re-ranked "
-                    f"exactly{pca}); recall against exact on {r.sample:,} images: neighbours {r.neighbours:.3f}{pairs}")
-        return said
+            return "exact search"
+        pca = f", PCA to {s.pca_dims} dims ({s.pca_variance:.0%} of the variance)" if s.pca_dims else ""
+        r = s.recall
+        pairs = f", pairs {r.pairs_found:.3f} of {r.pairs}" if r.pairs_found is not None else ", no pair in the sample"
+        return (f"approximate search (faiss {s.index}, {s.probes} probes, {s.candidates} candidates re-ranked "
+                f"exactly{pca}); recall against exact on {r.sample:,} images: neighbours {r.neighbours:.3f}{pairs}")
 
 
 def run(config: SimilarConfig) -> SimilarReport:
@@ -111,7 +108,11 @@ def run(config: SimilarConfig) -> SimilarReport:
     notes = []
     with storage.writable_folder(storage.resolve(report_dir)) as local:
         started = time.perf_counter()
-        indices, similarity, search, update = _neighbours(config, data, storage.resolve(report_dir), local)
+        X = neighbours.unit(data.X, copy=False)  # the loaded vectors are this job's own: scaled in place
+        settings = {"top": config.top, "method": config.method, "probes": config.probes, "pca_dims": config.pca_dims}
+        indices, similarity, search, update = neighbour_lists.find(
+            X, list(zip(splits.tolist(), paths.tolist())), settings, storage.resolve(report_dir), local,
+            full=config.full, threshold=config.threshold)
         found = pairs(indices, similarity, config.threshold, paths, splits)
         seconds = round(time.perf_counter() - started, 2)
         across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)
@@ -125,26 +126,6 @@ def run(config: SimilarConfig) -> SimilarReport:
         with open(os.path.join(local, "similar.json"), "w") as f:
             json.dump({**record, "pairs": len(found), "pairs_listed": [asdict(p) for p in found[:1000]]}, f, indent=2)
     return report
-
-
-def _neighbours(config: SimilarConfig, data, report: storage.Location, local: str):
-    """The neighbour lists: updated from the previous run's when only a few rows changed, else searched;
-    saved for the next run either way."""
-    X = neighbours.unit(data.X, copy=False)  # the loaded vectors are this job's own: scaled in place
-    keys = list(zip(data.splits.tolist(), data.paths.tolist()))
-    digest = neighbour_lists.digests(X)
-    settings = {"top": config.top, "method": config.method, "probes": config.probes, "pca_dims": config.pca_dims}
-    previous = None if config.full else neighbour_lists.read(report, settings)
-    updated = neighbour_lists.update(previous, keys, digest, X, config.top) if previous else None
-    search = None
-    if updated:
-        indices, similarity, update = updated
-    else:
-        indices, similarity, search = neighbours.search(X, config.top, method=config.method, probes=config.probes,
-                                                        pca_dims=config.pca_dims, threshold=config.threshold)
-        update = None
-    neighbour_lists.write(local, neighbour_lists.Lists(keys, digest, indices, similarity, settings))
-    return indices, similarity, search, update
 
 
 def beside(out: storage.Location, config) -> storage.Location:

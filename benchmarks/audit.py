@@ -101,9 +101,8 @@ def main() -> None:
 
 def table(r: dict) -> str:
     m = r["machine"]
-    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}", "",
-             f"`catdog audit` on {r['classes']} overlapping classes of {r['dim']} floats (embeddings Parquet), labels "
-             "changed at random at the planted rate; whole job in a fresh process.", "",
+    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}; "
+             f"{r['classes']} classes of {r['dim']} floats", "",
              "| images | planted errors | flagged | precision | recall | precision in the top planted-count "
              "| out-of-fold accuracy | time | peak RSS |", "|---|---|---|---|---|---|---|---|---|"]
     for x in r["runs"]:

@@ -158,8 +158,8 @@ def main() -> None:
 def table(r: dict) -> str:
     m = r["machine"]
     lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}", "",
-             f"`catdog similar` (top 5, threshold {r['threshold']}) on embeddings Parquet, whole command in a fresh process;",
-             f"incremental: the run after {r['changed']:.1%} of the rows changed and as many added, into the same --out.", "",
+             f"`catdog similar` (top 5, threshold {r['threshold']}) on embeddings Parquet; incremental: the run after "
+             f"{r['changed']:.1%} of the rows changed and as many added.", "",
              "| images × dims | search | whole command | search part | peak RSS | beyond the features | "
              "planted pairs found | recall (sample): neighbours / pairs |",
              "|---|---|---|---|---|---|---|---|"]

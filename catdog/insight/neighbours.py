@@ -121,8 +121,8 @@ def _ivf(X: np.ndarray, probes: int, pca_dims: int | None, seed: int):
     index.train(train)
     index.add(space)
     index.nprobe = min(probes, lists)
-    how = Search("approximate", space.shape[1], f"IVF{lists},SQfp16", lists, index.nprobe, 0, dims if pca is not None else 0, round(variance, 4),
-                 sample_size)
+    how = Search("approximate", space.shape[1], f"IVF{lists},SQfp16", lists, index.nprobe, 0,
+                 dims if pca is not None else 0, round(variance, 4), sample_size)
     return index, space, how
 
 

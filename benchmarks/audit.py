@@ -13,11 +13,8 @@ planted error is a row whose label was changed to another class at random.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +24,7 @@ import numpy as np
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
 
+from benchmarks.parts import command, peak_rss_gib, run_part  # noqa: E402
 from benchmarks.throughput import machine  # noqa: E402  one description of the machine for the benchmarks
 
 RUNS = ((10_000, 0.02), (10_000, 0.05), (10_000, 0.10), (100_000, 0.05))
@@ -63,40 +61,20 @@ def part_audit(folder: str) -> dict:
     flagged = {i.path for i in report.label_issues}
     top = {i.path for i in report.label_issues[: len(planted)]}
     return {"images": report.images, "planted": len(planted), "flagged": len(flagged), "seconds": seconds,
-            "audit_seconds": report.seconds, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "audit_seconds": report.seconds, "peak_rss_gib": peak_rss_gib(),
             "precision": len(flagged & planted) / max(len(flagged), 1), "recall": len(flagged & planted) / len(planted),
             "precision_at_planted": len(top & planted) / len(planted), "accuracy": report.health["accuracy"]}
 
 
-def run_part(*args: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--part", *args], capture_output=True, text=True, cwd=PROJECT)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--table", help="print a saved results file and exit")
-    parser.add_argument("--part", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.part:
-        print(json.dumps(part_audit(args.part[1])))
-        return
-    if args.table:
-        print(table(json.load(open(args.table))))
-        return
+def measure() -> dict:
     results = {"machine": machine(), "dim": DIM, "classes": CLASSES, "spread": SPREAD, "runs": []}
     for n, noise in RUNS:
         with tempfile.TemporaryDirectory() as folder:
             write(n, noise, folder)
-            results["runs"].append({"noise": noise, **run_part("audit", folder)})
+            results["runs"].append({"noise": noise, **run_part(__file__, "audit", folder)})
             print(json.dumps(results["runs"][-1]), flush=True)
-    print(table(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    return results
 
 
 def table(r: dict) -> str:
@@ -113,4 +91,4 @@ def table(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    command(__doc__, lambda kind, folder: part_audit(folder), measure, table)

@@ -15,11 +15,8 @@ rows is projected from 10,000 of its queries (it is quadratic: about an hour and
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +26,7 @@ import numpy as np
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
 
+from benchmarks.parts import command, peak_rss_gib, run_part  # noqa: E402
 from benchmarks.throughput import machine  # noqa: E402  one description of the machine for the benchmarks
 
 SETS = ((100_000, 512, ("exact", "approximate")), (1_000_000, 512, ("approximate",)), (25_000, 8192, ("exact", "approximate")))
@@ -73,7 +71,7 @@ def part_run(folder: str, name: str, report: str, method: str) -> dict:
     found = {(p.a, p.b) for p in result.pairs}
     s, u = result.search, result.update
     return {"images": result.images, "method": s.method if s else "incremental", "seconds": seconds,
-            "search_seconds": result.seconds, "peak_rss_gib": _peak_rss(), "pairs": len(found),
+            "search_seconds": result.seconds, "peak_rss_gib": peak_rss_gib(), "pairs": len(found),
             "planted_found": len(planted & found) / len(planted),
             "search": None if s is None else {k: v for k, v in s.__dict__.items() if k != "recall"},
             "recall": None if s is None or s.recall is None else s.recall.__dict__,
@@ -107,32 +105,14 @@ def part_map(n: int) -> dict:
     return {"images": n, "pca_seconds": pca, "seconds": time.perf_counter() - start}
 
 
-def _peak_rss() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def run_part(*args: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--part", *args], capture_output=True, text=True, cwd=PROJECT)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def part(kind: str, *values: str) -> dict:
+    return {"run": lambda: part_run(*values), "map": lambda: part_map(int(values[0])),
+            "exact_rate": lambda: part_exact_rate(int(values[0]), int(values[1]))}[kind]()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--table", help="print a saved results file and exit")
-    parser.add_argument("--part", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.part:
-        kind, *values = args.part
-        result = {"run": lambda: part_run(*values), "map": lambda: part_map(int(values[0])),
-                  "exact_rate": lambda: part_exact_rate(int(values[0]), int(values[1]))}[kind]()
-        print(json.dumps(result))
-        return
-    if args.table:
-        print(table(json.load(open(args.table))))
-        return
+def measure() -> dict:
     results = {"machine": machine(), "threshold": THRESHOLD, "changed": CHANGED, "sets": []}
     for n, dim, methods in SETS:
         with tempfile.TemporaryDirectory() as folder:
@@ -140,19 +120,16 @@ def main() -> None:
             runs = []
             for method in methods:
                 report = os.path.join(folder, f"report-{method}")
-                runs.append(run_part("run", folder, "embeddings.parquet", report, method))
+                runs.append(run_part(__file__, "run", folder, "embeddings.parquet", report, method))
                 print(json.dumps(runs[-1]), flush=True)
-            runs.append(run_part("run", folder, "changed.parquet", report, methods[-1]))  # the last method's lists
+            runs.append(run_part(__file__, "run", folder, "changed.parquet", report, methods[-1]))  # the last method's lists
             print(json.dumps(runs[-1]), flush=True)
         entry = {"images": n, "dim": dim, "features_gib": n * dim * 4 / 2**30, "runs": runs}
         if "exact" not in methods:
-            entry["exact_projected"] = run_part("exact_rate", str(n), str(dim))
+            entry["exact_projected"] = run_part(__file__, "exact_rate", str(n), str(dim))
         results["sets"].append(entry)
-    results["map"] = run_part("map", str(MAP_POINTS))
-    print(table(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    results["map"] = run_part(__file__, "map", str(MAP_POINTS))
+    return results
 
 
 def table(r: dict) -> str:
@@ -185,4 +162,4 @@ def table(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    command(__doc__, part, measure, table)

@@ -39,10 +39,12 @@ def demo(folder: str = "demo", per_class: int = 20, weights: str = "none", image
         synthetic.make_demo_folder(images, per_class=per_class)
         with open(planted_file, "w") as f:
             json.dump(asdict(synthetic.plant_problems(images)), f)
-    with open(planted_file) as f:
-        planted = json.load(f)
-    lines = [f"demo images: {images} (synthetic, 2 classes, {per_class} per class; "
-             f"{len(planted['misfiled'])} misfiled and 1 copied across splits on purpose)"]
+    planted = None  # a folder an older demo made holds no planted problems
+    if os.path.exists(planted_file):
+        with open(planted_file) as f:
+            planted = json.load(f)
+    said = f"; {len(planted['misfiled'])} misfiled and 1 copied across splits on purpose" if planted else ""
+    lines = [f"demo images: {images} (synthetic, 2 classes, {per_class} per class{said})"]
     if weights == "none":
         lines.append("weights: none (random init, seed 0) - offline demo; features are not ImageNet features")
     features, model = os.path.join(folder, "features"), os.path.join(folder, "model")
@@ -57,7 +59,7 @@ def demo(folder: str = "demo", per_class: int = 20, weights: str = "none", image
     lines.append(f"model and report.json: {model}")
     # Random weights make every photo look alike: a copy stands out only above 0.995.
     audit = catdog.audit(features, duplicate_threshold=0.995 if weights == "none" else 0.95)
-    return lines + ["", *audit.lines(), *found(audit, planted)]
+    return lines + ["", *audit.lines(), *(found(audit, planted) if planted else [])]
 
 
 def found(audit, planted: dict) -> list[str]:

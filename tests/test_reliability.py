@@ -13,8 +13,8 @@ from PIL import Image
 
 from catdog import commands, storage, synthetic
 from catdog.errors import CatdogError
-from catdog.config import DecodeConfig, ExtractConfig
-from catdog.extraction import extract, images
+from catdog.config import ExtractConfig
+from catdog.extraction import extract
 from catdog.store import features, files, layout, manifest
 from tests.conftest import embedder_pids, random_pixels, wait_for_shards
 

@@ -124,8 +124,7 @@ def run(config: AuditConfig) -> AuditReport:
         # the audit after an incremental extract searches only the images that changed.
         near, similarity, search, update = neighbour_lists.find(
             neighbours.unit(data.X), list(zip(data.splits.tolist(), data.paths.tolist())),
-            {"top": DUPLICATE_NEIGHBOURS, "method": "auto", "probes": 16, "pca_dims": None},
-            storage.resolve(report_dir), local, threshold=config.duplicate_threshold)
+            storage.resolve(report_dir), local, top=DUPLICATE_NEIGHBOURS, threshold=config.duplicate_threshold)
         duplicates = similar.pairs(near, similarity, config.duplicate_threshold, data.paths, data.splits)
         seconds = round(time.perf_counter() - started, 2)
         report = AuditReport(report_dir, int(len(y)), classes, issues, found, health, balance, seconds, notes,

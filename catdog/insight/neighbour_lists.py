@@ -118,22 +118,22 @@ def update(previous: Lists, keys: list[tuple[str, str]], digest: np.ndarray, X: 
     return indices, similarity, update
 
 
-def find(X: np.ndarray, keys: list[tuple[str, str]], settings: dict, report: storage.Location, local: str,
-         full: bool = False, threshold: float = 1.0):
-    """Each row's neighbours (X: unit vectors; `settings`: top, method, probes, pca_dims): updated from
+def find(X: np.ndarray, keys: list[tuple[str, str]], report: storage.Location, local: str, *, top: int,
+         method: str = "auto", probes: int = 16, pca_dims: int | None = None, full: bool = False, threshold: float = 1.0):
+    """Each row's `top` neighbours (X: unit vectors; method, probes, pca_dims as `neighbours.search`): updated from
     the lists a previous run left in `report` when only a few rows changed, else searched; saved into
     `local` (the report's local folder) for the next run either way. Returns (indices, cosines, the
     search or None, the update or None)."""
     digest = digests(X)
-    top = settings["top"]
+    settings = {"top": top, "method": method, "probes": probes, "pca_dims": pca_dims}  # what the lists depend on
     previous = None if full else read(report, settings)
     updated = update(previous, keys, digest, X, top) if previous else None
     search, changes = None, None
     if updated:
         indices, similarity, changes = updated
     else:
-        indices, similarity, search = neighbours.search(X, top, method=settings["method"], probes=settings["probes"],
-                                                        pca_dims=settings["pca_dims"], threshold=threshold)
+        indices, similarity, search = neighbours.search(X, top, method=method, probes=probes, pca_dims=pca_dims,
+                                                        threshold=threshold)
     write(local, Lists(keys, digest, indices, similarity, settings))
     return indices, similarity, search, changes
 

@@ -109,10 +109,10 @@ def run(config: SimilarConfig) -> SimilarReport:
     with storage.writable_folder(storage.resolve(report_dir)) as local:
         started = time.perf_counter()
         X = neighbours.unit(data.X, copy=False)  # the loaded vectors are this job's own: scaled in place
-        settings = {"top": config.top, "method": config.method, "probes": config.probes, "pca_dims": config.pca_dims}
         indices, similarity, search, update = neighbour_lists.find(
-            X, list(zip(splits.tolist(), paths.tolist())), settings, storage.resolve(report_dir), local,
-            full=config.full, threshold=config.threshold)
+            X, list(zip(splits.tolist(), paths.tolist())), storage.resolve(report_dir), local, top=config.top,
+            method=config.method, probes=config.probes, pca_dims=config.pca_dims, full=config.full,
+            threshold=config.threshold)
         found = pairs(indices, similarity, config.threshold, paths, splits)
         seconds = round(time.perf_counter() - started, 2)
         across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 from catdog import backbones
@@ -25,6 +26,17 @@ PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
 
 class _Config:
+    """Every field is checked against its annotation before the class's own checks (`_validate`):
+    a wrong type from the Python API or a hand-edited head.json is one line, not a TypeError deep
+    inside a job."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        self._validate()
+
+    def _validate(self) -> None:
+        pass
+
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
@@ -38,7 +50,7 @@ class DecodeConfig(_Config):
     max_pixels: int = PILLOW_MAX_PIXELS
     jpeg_draft: bool = False  # let libjpeg scale down while decoding (1/2, 1/4, 1/8) when the photo is 2x the size or more
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _image_size(self.image_size)
         _choice("interpolation", self.interpolation, INTERPOLATIONS)
         _positive(self, "max_pixels")
@@ -55,7 +67,7 @@ class EmbedConfig(_Config):
     backbone: str = backbones.DEFAULT
     pooling: str = "flatten"
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _image_size(self.image_size, backbones.get(self.backbone))
         if self.batch_size is not None:
             _positive(self, "batch_size")
@@ -97,7 +109,7 @@ class ExtractConfig(_Config):
     split_column: str | None = None  # with from_table: the split column (None: "split" if the table has it)
     class_names: tuple[str, ...] = ()  # WebDataset input: a member's KEY.cls holding k is of class class_names[k]
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _resolve_backbone(self)
         object.__setattr__(self, "class_names", tuple(self.class_names))
         if any(not n or "," in n for n in self.class_names) or len(set(self.class_names)) < len(self.class_names):
@@ -146,7 +158,7 @@ class HeadConfig(_Config):
     validation_split: float | None = None
     test_split: float | None = None
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _choice("model", self.model, HEAD_MODELS)
         for name in ("epochs", "batch_size", "units", "max_memory", "learning_rate"):
             _positive(self, name)
@@ -185,7 +197,7 @@ class SimilarConfig(_Config):
     label_column: str | None = None  # ... its class column, if any
     split_column: str | None = None  # ... its split column, if any
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _check_columns(self)
         if not -1 <= self.threshold <= 1:
             raise CatdogError(f"--threshold is a cosine similarity in [-1, 1], got {self.threshold}")
@@ -211,7 +223,7 @@ class AuditConfig(_Config):
     label_column: str | None = None  # ... its class column ("label" if it has one)
     split_column: str | None = None  # ... its split column ("split" if it has one)
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _check_columns(self)
         if not -1 <= self.duplicate_threshold <= 1:
             raise CatdogError(f"--duplicate-threshold is a cosine similarity in [-1, 1], got {self.duplicate_threshold}")
@@ -246,7 +258,7 @@ class TrainConfig(_Config):
     address: str | None = None
     shared_fs: bool = False
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _resolve_backbone(self)
         _ = self.decode, self.embed  # building both validates them
         for name in ("num_workers", "epochs", "batch_size", "learning_rate", "fine_tune_epochs", "fine_tune_learning_rate"):
@@ -279,6 +291,27 @@ def _resolve_backbone(config) -> None:
     for name, default in (("image_size", backbone.size), ("preprocess", backbone.preprocess), ("pooling", backbone.pooling)):
         if getattr(config, name) is None:
             object.__setattr__(config, name, default)  # a frozen dataclass sets its own fields only here
+
+
+_TYPES = {"int": (numbers.Integral,), "float": (numbers.Real,), "str": (str,), "bool": (bool,)}  # numpy's numbers too
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _check_types(config) -> None:
+    """Each field's value is of its annotated type (`int`, `float`, `str`, `bool`, `X | None`,
+    `tuple[str, ...]`); bools are not integers here, integers are numbers."""
+    for field in dataclasses.fields(config):
+        value, kinds = getattr(config, field.name), [k.strip() for k in str(field.type).split("|")]
+        if value is None and "None" in kinds:
+            continue
+        if "tuple[str, ...]" in kinds and isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
+            continue
+        allowed = tuple(t for k in kinds for t in _TYPES.get(k, ()))
+        if isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed):
+            continue
+        words = [_TYPE_WORDS.get(k, k.replace("tuple[str, ...]", "a list of strings")) for k in kinds if k != "None"]
+        expected = " or ".join(words) + (" or None" if "None" in kinds else "")
+        raise CatdogError(f"{field.name} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
 def _flag(name: str) -> str:

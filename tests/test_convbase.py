@@ -49,10 +49,11 @@ def test_in_graph_preprocessing_equals_keras():
 def test_reduced_precision_stays_close_to_fp32(weights_file, precision):
     pixels = np.random.default_rng(3).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     weights = convbase.resolve_weights(weights_file, 0, 64)
-    try:
-        fast = convbase.ConvBase(weights, EmbedConfig(64, precision=precision)).embed(pixels)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    base = convbase.ConvBase(weights, EmbedConfig(64, precision=precision))
+    fast = base.embed(pixels)
+    # The policy is the conv base's own: its layers compute in bf16, the caller's process keeps float32.
+    assert base.model.layers[1].dtype_policy.name == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32" and keras.layers.Dense(2).dtype_policy.name == "float32"
     exact = convbase.ConvBase(weights, EmbedConfig(64)).embed(pixels)
     cosine = (fast * exact).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(exact, axis=1)
     assert fast.dtype == np.float32 and cosine.min() > 0.99

@@ -93,3 +93,70 @@ def test_features_an_extraction_did_not_finish_are_refused(tmp_path):
     assert not (tmp_path / "m").exists()
     manifest.write(out, Manifest(compat={}, features={}, config={}, status="complete"))
     catdog.fit_head(out.path, str(tmp_path / "m"))
+
+
+def _rewrite_head(model, change) -> None:
+    import skops.io
+
+    path = model / "head.skops"
+    head = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    skops.io.dump(change(head), path)
+
+
+def test_a_numpy_function_in_the_pipeline_is_refused_by_name(model):
+    """skops trusts numpy's ufuncs and scikit-learn's FunctionTransformer by default: loaded, this head
+    would answer negated features' probabilities."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    _rewrite_head(model, lambda head: make_pipeline(FunctionTransformer(np.negative), *[s for _, s in head.steps]))
+    message = refused(model, "holds types catdog does not load")
+    assert "numpy.negative" in message and "FunctionTransformer" in message
+
+
+def test_an_estimator_catdog_does_not_write_is_refused(model):
+    from sklearn.dummy import DummyClassifier
+    from sklearn.pipeline import make_pipeline
+
+    def dummy(head):
+        X = np.zeros((4, head.steps[0][1].n_features_in_))
+        return make_pipeline(head.steps[0][1], DummyClassifier().fit(X, [0, 1, 0, 1]))
+
+    _rewrite_head(model, dummy)
+    assert "sklearn.dummy.DummyClassifier" in refused(model, "holds types catdog does not load")
+
+
+def test_a_head_of_another_width_is_refused_naming_both(model, tmp_path):
+    """Features of 8 values against a head.json of 16: predict would fail inside scikit-learn."""
+    info = json.loads((model / "head.json").read_text())
+    dim = info["features"]["feature_dim"]
+    info["features"]["feature_dim"] = dim * 2
+    (model / "head.json").write_text(json.dumps(info))
+    message = refused(model, "does not fit head.json")
+    assert f"{dim} features where head.json has {dim * 2}" in message
+
+
+def test_a_head_with_other_classes_is_refused(model):
+    info = json.loads((model / "head.json").read_text())
+    info["features"]["classes"] = ["cats", "dogs", "birds"]
+    (model / "head.json").write_text(json.dumps(info))
+    assert "2 classes where head.json has 3" in refused(model, "does not fit head.json")
+
+
+@pytest.mark.parametrize("path, value, said", [
+    (("features", "feature_dim"), "16", "features.feature_dim must be a JSON int"),
+    (("features", "classes"), "cats", "features.classes must be a JSON list"),
+    (("features", "input_size"), [32, 32], "features.input_size must be [height, width, 3]"),
+    (("features", "weights"), None, "features.weights must be a JSON dict"),
+    (("head", "seed"), "0", "seed must be an integer"),
+    (("head", "C"), 1.0, "unexpected keyword argument 'C'"),
+    (("extract",), [], "extract must be a JSON dict"),
+])
+def test_a_wrong_type_in_head_json_is_named(model, path, value, said):
+    info = json.loads((model / "head.json").read_text())
+    node = info
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (model / "head.json").write_text(json.dumps(info))
+    assert said in refused(model, "head.json is damaged")

@@ -7,6 +7,7 @@ its import time and memory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -300,8 +301,8 @@ class ConvBase:
     def __init__(self, weights: Weights, config: EmbedConfig) -> None:
         import keras
 
-        keras.mixed_precision.set_global_policy(POLICIES[config.precision])
-        self.model = build(weights, config.image_size, config.backbone, config.pooling)
+        with dtype_policy(POLICIES[config.precision]):
+            self.model = build(weights, config.image_size, config.backbone, config.pooling)
         self.config = config
         shape = tuple(self.model.output.shape[1:])
         self.dim = int(np.prod(shape if config.pooling == "flatten" else shape[-1:]))
@@ -316,6 +317,21 @@ class ConvBase:
         for start in range(0, len(pixels), step):
             out[start : start + step] = self._features(pixels[start : start + step]).numpy()
         return out
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras' dtype policy for the layers built inside, and the caller's back afterwards: each layer
+    keeps the policy it was built with, and the caller's own models are not turned mixed-precision.
+    (Keras holds the policy per thread.)"""
+    import keras
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 def _compiled_features(model, config: EmbedConfig):

@@ -154,30 +154,65 @@ def load(model_dir: "str | storage.Location") -> ModelFolder:
     if not folder.join(HEAD_JSON).exists():
         raise CatdogError(f"{folder} is not a catdog model folder (no {HEAD_JSON})")
     with storage.readable_folder(folder) as local:
-        info = _read_info(local, folder)
+        info, head_config = _read_info(local, folder)
         kind = info["kind"]
         model_class = PixelModel if kind == E2E_KIND else HEADS[kind]
         if not os.path.isfile(os.path.join(local, model_class.file)):
             raise CatdogError(f"{folder} is incomplete: it has no {model_class.file}; train the model again "
                               "or restore the folder")
         try:
-            model = model_class.load(local) if kind == E2E_KIND else model_class.load(local, HeadConfig(**info["head"]))
+            model = model_class.load(local) if kind == E2E_KIND else model_class.load(local, head_config)
         except DAMAGED as exc:
             raise CatdogError(f"{folder.join(model_class.file)} is damaged ({_first_line(exc)}); train the model "
                               "again or restore the folder") from None
-    return ModelFolder(model, info)
+    folder_info = ModelFolder(model, info)
+    wrong = None if kind == E2E_KIND else model.check_shape(info["features"]["feature_dim"], len(folder_info.classes))
+    if wrong:
+        raise CatdogError(f"{folder.join(model_class.file)} does not fit {HEAD_JSON}: it has {wrong}; train the "
+                          "model again or restore the folder")
+    return folder_info
 
 
-def _read_info(local: str, folder: storage.Location) -> dict:
+# head.json's "features" fields a model folder needs, and their JSON types.
+FEATURE_FIELDS = {"feature_dim": int, "classes": list, "input_size": list, "weights": dict, "preprocess": str,
+                  "interpolation": str, "dtype": str, "precision": str}
+
+
+def _read_info(local: str, folder: storage.Location) -> tuple[dict, HeadConfig | None]:
+    """head.json, checked field by field: a wrong type anywhere is one line naming the field."""
     try:
         with open(os.path.join(local, HEAD_JSON)) as f:
             info = json.load(f)
-        if info["kind"] not in (E2E_KIND, *HEADS) or not isinstance(info["features"], dict):
-            raise ValueError(f"unknown kind of model {info['kind']!r}")
-        return info
-    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        if not isinstance(info, dict):
+            raise ValueError(f"a JSON {type(info).__name__}, not an object")
+        if info.get("kind") not in (E2E_KIND, *HEADS):
+            raise ValueError(f"unknown kind of model {info.get('kind')!r}")
+        _expect(info, "features", dict)
+        features = info["features"]
+        for name, kind in FEATURE_FIELDS.items():
+            _expect(features, name, kind, "features.")
+        if features["feature_dim"] <= 0 or not all(isinstance(c, str) for c in features["classes"]):
+            raise ValueError("features.feature_dim must be positive and features.classes a list of names")
+        if len(features["input_size"]) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in features["input_size"]):
+            raise ValueError(f"features.input_size must be [height, width, 3], got {features['input_size']!r}")
+        _expect(features["weights"], "source", str, "features.weights.")
+        for name in ("extract", "holdout"):
+            if info.get(name) is not None:
+                _expect(info, name, dict)
+        _expect(info, "head", dict)
+        head = None if info["kind"] == E2E_KIND else HeadConfig(**info["head"])
+        return info, head
+    except (ValueError, KeyError, TypeError, CatdogError) as exc:  # JSONDecodeError is a ValueError
         raise CatdogError(f"{folder.join(HEAD_JSON)} is damaged ({_first_line(exc)}); train the model again "
                           "or restore the folder") from None
+
+
+def _expect(info: dict, name: str, kind: type, prefix: str = "") -> None:
+    if name not in info:
+        raise KeyError(f"no {prefix}{name}")
+    value = info[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{prefix}{name} must be a JSON {kind.__name__}, got {value!r}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -25,10 +25,23 @@ from catdog.heads.metrics import accuracy, cross_entropy
 from catdog.heads.splits import FeatureSplits
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-# Types a logreg head's file may hold beyond those skops trusts by default. Today's heads (a
-# StandardScaler and a LogisticRegression or SGDClassifier in a Pipeline) need none; a scikit-learn or
-# skops release that reports one of their parts as untrusted shows up in the heads' round-trip tests.
-SKOPS_TRUSTED: frozenset[str] = frozenset()
+# Every type a logreg head's file may name: the Pipeline, its StandardScaler and LogisticRegression or
+# SGDClassifier, the loss object an SGDClassifier holds, and the plain and numpy values inside them.
+# skops' own default trusts every scikit-learn estimator and numpy function; a file from elsewhere
+# could then put a FunctionTransformer(numpy.negative) or a DummyClassifier in the pipeline and
+# change what `predict` answers. A scikit-learn release that moves one of these classes shows up in
+# the heads' round-trip tests.
+SKOPS_TYPES = frozenset({
+    "builtins.dict", "builtins.list", "builtins.tuple", "builtins.str", "builtins.int", "builtins.float",
+    "builtins.bool", "builtins.NoneType",
+    "numpy.ndarray", "numpy.dtype", "numpy.float64", "numpy.float32", "numpy.int64", "numpy.int32",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+})
+CLASSIFIERS = (LogisticRegression, SGDClassifier)
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -109,13 +122,45 @@ class LogRegHead:
         import skops.io
 
         path = os.path.join(model_dir, cls.file)
-        # skops loads the types it trusts by default (scikit-learn's estimators, numpy's arrays) and
-        # names every other type the file holds; catdog trusts exactly SKOPS_TRUSTED besides. A file from
-        # elsewhere can name any function (in a FunctionTransformer, say) that predict would then call.
-        foreign = [t for t in skops.io.get_untrusted_types(file=path) if t not in SKOPS_TRUSTED]
+        foreign = sorted(skops_types(path) - SKOPS_TYPES)
         if foreign:
             raise CatdogError(f"{path} holds types catdog does not load: {', '.join(foreign)}")
-        return cls(config, skops.io.load(path, trusted=sorted(SKOPS_TRUSTED)))
+        untrusted = skops.io.get_untrusted_types(file=path)  # of ours, those skops does not trust by itself
+        return cls(config, skops.io.load(path, trusted=untrusted))
+
+    def check_shape(self, dim: int, classes: int) -> str | None:
+        """What differs between the pipeline and the features and classes its head.json names, if anything."""
+        steps = [step for _, step in self.pipeline.steps] if isinstance(self.pipeline, Pipeline) else []
+        if len(steps) != 2 or type(steps[0]) is not StandardScaler or type(steps[1]) not in CLASSIFIERS:
+            return f"a pipeline of {', '.join(type(s).__name__ for s in steps) or type(self.pipeline).__name__}"
+        scaler, model = steps
+        widths = {getattr(scaler, "n_features_in_", None), getattr(model, "n_features_in_", None),
+                  getattr(getattr(model, "coef_", None), "shape", (None, None))[-1]}
+        if widths != {dim}:
+            return f"{sorted(map(str, widths))[0]} features where head.json has {dim}"
+        if len(getattr(model, "classes_", ())) != classes:
+            return f"{len(getattr(model, 'classes_', ()))} classes where head.json has {classes}"
+        return None
+
+
+def skops_types(path: str) -> set[str]:
+    """Every type and function a skops file names ("module.name"), read from its schema alone."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        schema = json.loads(archive.read("schema.json"))
+    found: set[str] = set()
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if "__class__" in node:
+                found.add(f"{node.get('__module__')}.{node['__class__']}")
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return found
 
 
 class DenseHead:
@@ -126,16 +171,21 @@ class DenseHead:
         self.config, self.model = config, model
 
     def build(self, dim: int, classes: int):
+        """The recipe's head, its random numbers drawn from its own seeded initialisers and dropout:
+        not keras.utils.set_random_seed, which would reseed Python, numpy and TensorFlow for the
+        whole process of whoever called `fit_head`."""
         import keras
 
-        keras.utils.set_random_seed(self.config.seed)
-        binary = classes == 2
+        seed, binary = self.config.seed, classes == 2
+        init = {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed)}
+        out = keras.layers.Dense(1, activation="sigmoid", **init) if binary else keras.layers.Dense(classes, activation="softmax", **init)
         model = keras.Sequential(
             [
                 keras.Input((dim,)),
-                keras.layers.Dense(self.config.units, activation="relu"),
-                keras.layers.Dropout(self.config.dropout),
-                keras.layers.Dense(1, activation="sigmoid") if binary else keras.layers.Dense(classes, activation="softmax"),
+                keras.layers.Dense(self.config.units, activation="relu",
+                                   kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1)),
+                keras.layers.Dropout(self.config.dropout, seed=seed),
+                out,
             ]
         )
         model.compile(
@@ -158,12 +208,19 @@ class DenseHead:
             val = self._stream(data, validation, shuffle=False) if validation else None
             history = self.model.fit(train, validation_data=val, shuffle=False, **fit_args)  # chunks come shuffled
         else:
+            import tensorflow as tf
+
             X, y = data.arrays("train")
             val = None
             if validation:
                 Xv, yv = data.arrays(validation)
                 val = (Xv, self._targets(yv))
-            history = self.model.fit(X, self._targets(y), batch_size=self.config.batch_size, validation_data=val, shuffle=True, **fit_args)
+            # Shuffled by tf.data with an operation seed (a new order each epoch, the same orders in
+            # every run) rather than fit's shuffle, which follows the process's global seed.
+            train = (tf.data.Dataset.from_tensor_slices((X, self._targets(y)))
+                     .shuffle(len(X), seed=self.config.seed, reshuffle_each_iteration=True)
+                     .batch(self.config.batch_size))
+            history = self.model.fit(train, validation_data=val, shuffle=False, **fit_args)
         curves = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         best = int(np.argmin(curves["val_loss"])) + 1 if validation else self.config.epochs
         return {**curves, "epoch": list(range(1, len(curves["loss"]) + 1)), "x": "epoch",
@@ -196,6 +253,14 @@ class DenseHead:
 
     def save(self, model_dir: str) -> None:
         self.model.save(os.path.join(model_dir, self.file))
+
+    def check_shape(self, dim: int, classes: int) -> str | None:
+        width, outputs = self.model.input_shape[-1], self.model.output_shape[-1]
+        if width != dim:
+            return f"{width} features where head.json has {dim}"
+        if outputs != (1 if classes == 2 else classes):
+            return f"{outputs} outputs for {classes} classes"
+        return None
 
     @classmethod
     def load(cls, model_dir: str, config: HeadConfig) -> "DenseHead":

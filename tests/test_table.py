@@ -46,6 +46,42 @@ def test_parquet_with_integer_labels_named_columns_and_no_split(tmp_path):
     assert unlabeled.classes == () and {e.label for e in unlabeled.entries()} == {NO_LABEL}
 
 
+def _by_pandas(rows, path):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=["path", "label", "split"])
+    frame["split"] = frame["split"].astype("category")  # a categorical: a dictionary column in Parquet
+    frame.to_parquet(path)
+
+
+def _by_polars(rows, path):
+    import polars as pl
+
+    pl.DataFrame(rows, schema=["path", "label", "split"], orient="row").write_parquet(path)
+
+
+def _by_duckdb(rows, path):
+    import duckdb
+
+    with duckdb.connect() as db:
+        db.execute("CREATE TABLE t (path VARCHAR, label VARCHAR, split VARCHAR)")
+        db.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+        db.execute(f"COPY t TO '{path}' (FORMAT parquet)")
+
+
+@pytest.mark.parametrize("writer", [_by_pandas, _by_polars, _by_duckdb], ids=["pandas", "polars", "duckdb"])
+def test_tables_written_by_pandas_polars_and_duckdb_are_read_alike(tmp_path, writer):
+    """Each tool stores text its own way (pandas 3 and Polars: large_string, or a dictionary for a
+    categorical; DuckDB: string): the same rows are the same images."""
+    rows = [(f"img/{i:03d}.jpg", ["cats", "dogs", ""][i % 3], ["train", "test"][i % 2]) for i in range(50, 0, -1)]
+    writer(rows, tmp_path / "t.parquet")
+    images = table.read(str(tmp_path / "t.parquet"))
+    assert images.classes == ("cats", "dogs") and images.rows == 50
+    listed = [(e.split, e.path, e.label) for e in images.entries()]
+    names = {"cats": 0, "dogs": 1, "": NO_LABEL}
+    assert listed == sorted((s, p, names[c]) for p, c, s in rows)
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 def test_a_table_in_order_streams_and_another_is_sorted_with_the_same_rows(tmp_path, ordered, monkeypatch):
     """Several batches: an ordered table is read batch by batch and never whole; an unordered one is

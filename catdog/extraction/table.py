@@ -60,6 +60,7 @@ class Table:
     def entries(self) -> Iterator[Listed]:
         number = {c: i for i, c in enumerate(self.classes)}
         for batch in self._batches():
+            batch = _as_strings(batch)
             paths = batch.column(self.path_column).to_pylist()
             splits = batch.column(self.split_column).cast(pa.string()).to_pylist() if self.split_column else ["all"] * len(paths)
             names = _names(batch.column(self.label_column)) if self.label_column else [None] * len(paths)
@@ -98,8 +99,9 @@ def read(table: str | Location, path_column: str = "path", label_column: str | N
         for batch in data.to_batches(columns=wanted, batch_size=BATCH_ROWS):
             if not batch.num_rows:
                 continue
+            batch = _as_strings(batch)
             paths = batch.column(path_column)
-            if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
+            if not pa.types.is_string(paths.type):
                 raise CatdogError(f"column {path_column!r} of {table} holds {paths.type}, not paths")
             if paths.null_count or pc.any(pc.equal(paths, "")).as_py():
                 raise CatdogError(f"column {path_column!r} of {table} has empty paths")
@@ -134,12 +136,25 @@ def _sorted(data: pads.Dataset, columns: list[str], path_column: str, split_colu
         rows = data.to_table(columns=columns)
     except (OSError, pa.ArrowException) as exc:
         raise CatdogError(f"cannot read {table}: {' '.join(str(exc).split())[:300]}") from None
+    rows = _as_strings(rows)
     keys = [(split_column, "ascending")] if split_column else []
     rows = rows.take(pc.sort_indices(rows, sort_keys=[*keys, (path_column, "ascending")])).combine_chunks()
     paths = rows.column(path_column)
     splits = rows.column(split_column).cast(paths.type) if split_column else pa.array([""] * len(paths), paths.type)
     _refuse_twice(pc.binary_join_element_wise(splits, paths, SEPARATOR).combine_chunks(), None, table)
     return rows
+
+
+def _as_strings(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+    """Text columns as plain `string`, however the table's writer stored them: pandas 3 and Polars
+    write `large_string` (or `string_view`), a categorical is a `dictionary`. Each batch holds far
+    less than string's 2 GiB of text."""
+    for i, field in enumerate(data.schema):
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        textual = pa.types.is_large_string(kind) or pa.types.is_string(kind) or pa.types.is_string_view(kind)
+        if textual and field.type != pa.string():
+            data = data.set_column(i, field.name, pc.cast(data.column(i), pa.string()))
+    return data
 
 
 def _refuse_twice(keys: pa.Array, last: str | None, table: Location) -> None:

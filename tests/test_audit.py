@@ -6,14 +6,16 @@ same report."""
 import csv
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 from catdog import commands, synthetic
-from catdog.config import AuditConfig, ExtractConfig
+from catdog.config import AuditConfig, ExtractConfig, SimilarConfig
 from catdog.errors import CatdogError
+from catdog.insight import audit
 from catdog.store import features
 
 # Floors measured on this set (4 shape classes, 40 each, 5 % misfiled, random-weight VGG16 at 32 px,
@@ -181,3 +183,84 @@ def test_an_audit_after_a_change_searches_only_the_changed_images_for_duplicates
     pq.write_table(pa.table({"path": paths[:100], "vec": list(X[:64]) + list(X[64:100, :10])}), tmp_path / "mixed.parquet")
     with pytest.raises(CatdogError, match="vectors of different lengths"):
         embeddings.load(AuditConfig(features=str(tmp_path / "mixed.parquet"), features_column="vec"))
+
+
+def _embeddings(tmp_path, X, labels, name="e.parquet"):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"path": [f"{i}.jpg" for i in range(len(X))], "label": labels, "vec": list(X)}), tmp_path / name)
+    return str(tmp_path / name)
+
+
+def test_rows_with_nan_or_infinite_vectors_are_left_out_counted_and_named(tmp_path):
+    """Such a row has no cosine with anything and no head can be fitted on it: similar and audit leave
+    it out and say which, and find on the rest what they find without it."""
+    from catdog.insight import similar
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 30)
+    X = np.maximum(rng.normal(0, 1, (60, 16)) + y[:, None], 0).astype(np.float32)
+    X[40] = X[5] * 2  # a near-duplicate pair among the finite rows
+    bad = X.copy()
+    bad[7, 3], bad[12, 0] = np.nan, np.inf
+    keep = np.setdiff1d(np.arange(60), [7, 12])
+    dirty = _embeddings(tmp_path, bad, y)
+    clean = _embeddings(tmp_path, X[keep], y[keep], "clean.parquet")
+    for run, config in ((similar.run, SimilarConfig), (audit.run, AuditConfig)):
+        report = run(config(features=dirty, features_column="vec", report_dir=str(tmp_path / run.__module__)))
+        (note,) = [n for n in report.notes if "left out" in n]
+        assert note.startswith("2 images left out") and "7.jpg" in note and "12.jpg" in note
+        pairs = report.pairs if run is similar.run else report.duplicates
+        assert [(p.a, p.b) for p in pairs] == [("5.jpg", "40.jpg")]
+    reference = audit.run(AuditConfig(features=clean, features_column="vec", report_dir=str(tmp_path / "ref")))
+    dirty_audit = audit.run(AuditConfig(features=dirty, features_column="vec", report_dir=str(tmp_path / "d")))
+    # The same 58 images audited: the clean file names them 0..57, the dirty one by their own numbers.
+    assert dirty_audit.images == reference.images == 58
+    renamed = {f"{j}.jpg": f"{i}.jpg" for j, i in enumerate(keep)}
+    assert [renamed[i.path] for i in reference.label_issues] == [i.path for i in dirty_audit.label_issues]
+
+
+def test_one_image_is_one_line_for_similar_and_audit(tmp_path):
+    from catdog.insight import similar
+
+    one = _embeddings(tmp_path, np.ones((1, 4), np.float32), [0])
+    for run, config in ((similar.run, SimilarConfig), (audit.run, AuditConfig)):
+        with pytest.raises(CatdogError, match=r"needs at least two images with finite vectors; .*e.parquet has 1$"):
+            run(config(features=one, features_column="vec"))
+
+
+def test_a_class_without_images_is_left_out_and_said(tmp_path):
+    """An empty class folder is a class of OUT with no rows: the audit runs on the others and says so."""
+    from catdog import storage
+    from catdog.extraction.imagefolder import ImageSet
+    from catdog.extraction.metadata import feature_metadata
+    from catdog.store import features
+    from tests.test_features import DIM
+
+    classes = ("birds", "cats", "dogs")
+    config = ExtractConfig(root="r", out="o", image_size=32)
+    meta = feature_metadata(config, ImageSet(storage.resolve("r"), "split", classes, (), (), ()), {"source": "none", "seed": 0})
+    out = storage.resolve(str(tmp_path / "out"))
+    writer = features.ShardWriter(out, features.feature_schema(meta), classes)
+    rng = np.random.default_rng(0)
+    labels = np.repeat([1, 2], 12)  # cats and dogs; no birds
+    X = (rng.random((24, DIM)) + labels[:, None]).astype(np.float32)
+    writer.write("train", "a.parquet", [f"train/{classes[k]}/{i}.jpg" for i, k in enumerate(labels)], labels, X, [])
+    report = audit.run(AuditConfig(features=out.path))
+    assert report.classes == ("cats", "dogs") and report.images == 24
+    assert "classes without labeled images left out: birds" in report.notes
+    assert {i.given for i in report.label_issues} <= {"cats", "dogs"}
+
+
+def test_the_summary_names_only_files_that_exist(tmp_path):
+    """Another tool's embeddings get no contact sheets, and the summary does not claim them."""
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1], 20)
+    path = _embeddings(tmp_path, (rng.random((40, 8)) + y[:, None]).astype(np.float32), y)
+    report = audit.run(AuditConfig(features=path, features_column="vec", report_dir=str(tmp_path / "r")))
+    assert report.sheets == () and not list((tmp_path / "r").glob("*.png"))
+    text = "\n".join(report.lines())
+    assert "and contact sheets" not in text
+    for named in re.findall(r"(/\S+\.(?:csv|json|png))", text):
+        assert os.path.exists(named), named

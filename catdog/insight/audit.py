@@ -39,6 +39,7 @@ DEFAULT_DIR = "audit"  # under OUT, when no folder is given
 LABEL_ISSUES, OUTLIERS, DUPLICATES, REPORT = "label_issues.csv", "outliers.csv", "duplicates.csv", "audit.json"
 DUPLICATE_NEIGHBOURS = 5  # neighbours looked at per image for near-duplicates (as `catdog similar` by default)
 SHEET = 16  # images per contact sheet
+SHEETS = ("label_issues.png", "outliers.png", "duplicates.png")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class AuditReport:
     duplicates: list = ()  # near-duplicate pairs (catdog.insight.similar.Pair), the most similar first
     duplicate_search: neighbours.Search | None = None  # how they were found (None: updated from the last audit's lists)
     duplicate_update: neighbour_lists.Update | None = None  # what an incremental audit searched
+    sheets: tuple[str, ...] = ()  # the contact sheets written into report_dir
 
     @property
     def across_splits(self) -> int:
@@ -93,23 +95,32 @@ class AuditReport:
             f"classes     out-of-fold accuracy {self.health['accuracy']:.3f}; lowest recall: {worst} "
             f"({self.health[worst]['recall']:.3f})" if worst else "classes     none",
             *(f"note        {note}" for note in self.notes),
-            f"report      {self.report_dir}/{REPORT} and contact sheets label_issues.png, outliers.png",
+            f"report      {self.report_dir}/{REPORT}" + (f" and contact sheets {', '.join(self.sheets)}" if self.sheets else ""),
         ]
 
 
 def run(config: AuditConfig) -> AuditReport:
     out = storage.resolve(config.features)
-    data = embeddings.load(config)
+    data, left_out = embeddings.usable(embeddings.load(config), out, "an audit")
+    notes = [left_out] if left_out else []
     labeled = data.y >= 0
     X, y, paths, splits = data.X[labeled], data.y[labeled], data.paths[labeled], data.splits[labeled]
-    classes = tuple(data.classes)
-    counts = np.bincount(y, minlength=len(classes))
-    if len(classes) < 2 or (counts > 0).sum() < 2:
+    counts = np.bincount(y, minlength=len(data.classes))
+    # A class without labeled images (an empty class folder) is left out of the audit: the heads'
+    # probabilities have a column per class they saw, and confident learning one per such column.
+    empty = [c for c, n in zip(data.classes, counts) if not n]
+    if empty:
+        notes.append(f"classes without labeled images left out: {', '.join(empty)}")
+    present = np.flatnonzero(counts)
+    classes = tuple(data.classes[k] for k in present)
+    y = np.searchsorted(present, y)
+    counts = counts[present]
+    if len(classes) < 2:
         raise CatdogError(f"{out} has fewer than two classes with labeled images: nothing to audit")
-    started, notes = time.perf_counter(), []
-    folds = min(config.folds, int(counts[counts > 0].min()))
+    started = time.perf_counter()
+    folds = min(config.folds, int(counts.min()))
     if folds < 2:
-        raise CatdogError(f"class {classes[int(np.argmin(np.where(counts > 0, counts, 1 << 30)))]} has one image: "
+        raise CatdogError(f"class {classes[int(np.argmin(counts))]} has one image: "
                           "out-of-fold probabilities need at least two per class")
     if folds < config.folds:
         notes.append(f"{folds} folds, not {config.folds}: the smallest class has {folds} images")
@@ -127,8 +138,6 @@ def run(config: AuditConfig) -> AuditReport:
             storage.resolve(report_dir), local, top=DUPLICATE_NEIGHBOURS, threshold=config.duplicate_threshold)
         duplicates = similar.pairs(near, similarity, config.duplicate_threshold, data.paths, data.splits)
         seconds = round(time.perf_counter() - started, 2)
-        report = AuditReport(report_dir, int(len(y)), classes, issues, found, health, balance, seconds, notes,
-                             duplicates, search, update)
         _csv(os.path.join(local, LABEL_ISSUES), issues)
         _csv(os.path.join(local, OUTLIERS), found)
         similar.write_csv(duplicates, os.path.join(local, DUPLICATES))
@@ -143,9 +152,12 @@ def run(config: AuditConfig) -> AuditReport:
                 ("outliers.png", found, lambda o: f"{o.split}/{o.label}\nz = {o.score:.1f}", "outliers within their class")):
             note = _contact_sheet(out, rows[:SHEET], caption, title, os.path.join(local, name))
             notes += [note] if note else []
+        sheets = tuple(n for n in SHEETS if os.path.exists(os.path.join(local, n)))  # only what was written
+        report = AuditReport(report_dir, int(len(y)), classes, issues, found, health, balance, seconds, notes,
+                             duplicates, search, update, sheets)
         record = {"images": report.images, "classes": list(classes), "label_issues": len(issues),
                   "outliers": len(found), "duplicates": len(duplicates), "across_splits": report.across_splits,
-                  "seconds": seconds, "health": health, "balance": balance, "notes": notes,
+                  "seconds": seconds, "sheets": list(sheets), "health": health, "balance": balance, "notes": notes,
                   "duplicate_search": asdict(search) if search else None, "duplicate_update": asdict(update) if update else None,
                   "settings": asdict(config) | {"folds": folds}, "method": _method()}
         with open(os.path.join(local, REPORT), "w") as f:

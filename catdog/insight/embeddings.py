@@ -31,6 +31,25 @@ def load(config) -> Features:
     return foreign(source, config.features_column, config.path_column, config.label_column, config.split_column)
 
 
+NAMED = 5  # rows named in a note; the rest are counted
+
+
+def usable(data: Features, source: storage.Location, what: str) -> tuple[Features, str | None]:
+    """The rows whose vectors are finite, and a note counting and naming those left out: a NaN or an
+    infinity has no cosine with anything, and a head cannot be fitted on it. Fewer than two rows
+    left is one line: there is nothing to compare."""
+    finite = np.isfinite(data.X).all(axis=1)
+    note = None
+    if not finite.all():
+        bad = data.paths[~finite]
+        named = ", ".join(map(str, bad[:NAMED])) + (f" and {len(bad) - NAMED:,} more" if len(bad) > NAMED else "")
+        note = f"{len(bad):,} images left out: their vectors hold NaN or infinite values ({named})"
+        data = Features(data.X[finite], data.y[finite], data.paths[finite], data.splits[finite], data.classes, data.metadata)
+    if len(data) < 2:
+        raise CatdogError(f"{what} needs at least two images with finite vectors; {source} has {len(data)}")
+    return data, note
+
+
 def foreign(source: storage.Location, features_column: str, path_column: str = "path", label_column: str | None = None,
             split_column: str | None = None) -> Features:
     """A Parquet file or folder of embeddings written by another tool. `label_column`/`split_column`

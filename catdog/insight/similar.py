@@ -102,10 +102,10 @@ class SimilarReport:
 def run(config: SimilarConfig) -> SimilarReport:
     """Find the near-duplicates of OUT and write similar.csv, similar.json and similar.png to the report folder."""
     out = storage.resolve(config.features)
-    data = embeddings.load(config)
+    data, left_out = embeddings.usable(embeddings.load(config), out, "a near-duplicate search")
     paths, splits = data.paths, data.splits
     report_dir = config.report_dir or str(beside(out, config).join(layout.SIMILAR))  # a URI's query stays at its end
-    notes = []
+    notes = [left_out] if left_out else []
     with storage.writable_folder(storage.resolve(report_dir)) as local:
         started = time.perf_counter()
         X = neighbours.unit(data.X, copy=False)  # the loaded vectors are this job's own: scaled in place

@@ -161,7 +161,7 @@ def explain(model_dir: str, images: list[str], out_dir: str | None = None, class
     """
     from catdog.heads import explain as job
 
-    return job.explain(model_dir, list(images), out_dir, class_name, weights, layer)
+    return job.explain(model_dir, images, out_dir, class_name, weights, layer)
 
 
 def similar(features: str, report_dir: str | None = None, **options) -> SimilarReport:

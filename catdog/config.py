@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 from dataclasses import dataclass
 
 from catdog import backbones
@@ -302,6 +303,9 @@ def _check_types(config) -> None:
     `tuple[str, ...]`); bools are not integers here, integers are numbers."""
     for field in dataclasses.fields(config):
         value, kinds = getattr(config, field.name), [k.strip() for k in str(field.type).split("|")]
+        if "str" in kinds and hasattr(value, "__fspath__"):  # a pathlib.Path for a path: its string
+            value = os.fspath(value)
+            object.__setattr__(config, field.name, value)
         if value is None and "None" in kinds:
             continue
         if "tuple[str, ...]" in kinds and isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):

@@ -170,6 +170,10 @@ def resolve(location: "str | Location", check: bool = True) -> Location:
     unless `check` is False)."""
     if isinstance(location, Location):
         return location
+    if hasattr(location, "__fspath__"):  # a pathlib.Path
+        location = os.fspath(location)
+    if not isinstance(location, str) or not location:
+        raise CatdogError(f"a path or URI is a non-empty string, got {location!r} ({type(location).__name__})")
     if is_uri(location):
         try:
             fs, path = pafs.FileSystem.from_uri(location)

@@ -2,6 +2,8 @@
 
 import pytest
 
+import catdog
+
 from catdog.config import (
     DecodeConfig,
     EmbedConfig,
@@ -43,3 +45,29 @@ def test_stage_configs_are_cut_from_the_job_config():
     recorded = train.extract_config()
     assert (recorded.image_size, recorded.max_pixels, recorded.interpolation) == (48, 7, "nearest")
     assert config.replace(image_size=32).decode.image_size == 32
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda: catdog.extract(123, None), r"^root must be a string, got 123 \(int\)$"),
+    (lambda: catdog.extract("photos", "out", batch_size=2.5), r"^batch_size must be an integer or None, got 2.5"),
+    (lambda: catdog.extract("photos", "out", overwrite="yes"), r"^overwrite must be true or false"),
+    (lambda: catdog.fit_head("features", "model", learning_rate="fast"), r"^learning_rate must be a number"),
+    (lambda: catdog.similar("features", top=None), r"^top must be an integer, got None"),
+    (lambda: catdog.status(None), r"^a path or URI is a non-empty string, got None"),
+    (lambda: catdog.load_model(3), r"^a path or URI is a non-empty string, got 3"),
+])
+def test_the_api_says_a_wrong_argument_in_one_line(call, said):
+    """A wrong type from a notebook is a CatdogError naming the argument, before any work, never a
+    TypeError from deep inside a job."""
+    with pytest.raises(CatdogError, match=said) as caught:
+        call()
+    assert "\n" not in str(caught.value)
+
+
+def test_numpy_numbers_and_paths_are_taken_as_they_mean():
+    import pathlib
+
+    import numpy as np
+
+    config = ExtractConfig(root=pathlib.Path("photos"), out="out", image_size=np.int64(64), batch_size=np.int32(8))
+    assert config.root == "photos" and config.image_size == 64 and HeadConfig("f", "m", learning_rate=1).learning_rate == 1

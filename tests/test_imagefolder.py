@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from catdog import storage
 from catdog.errors import CatdogError
 from catdog.extraction import imagefolder
 from tests.conftest import random_pixels, save_image
@@ -136,3 +137,16 @@ def test_cut_shards_equals_fixed_runs_per_split_of_the_sorted_listing():
                                                                   ("train", 0, 3), ("train", 1, 3), ("train", 2, 1)]
     assert [p for s in shards for p in s.paths] == [e.path for e in listed]
     assert shards[4].stamps == ((3, 3), (4, 4), (5, 5)) and shards[4].labels == (1, 0, 1)
+
+
+@pytest.mark.parametrize("given, said", [([], "no images given"), (3, "images are a list of paths or URIs, got int"),
+                                          ([b"a.jpg"], "images are a list of paths or URIs, got list")])
+def test_images_that_are_not_a_list_of_paths_are_one_line(given, said):
+    with pytest.raises(CatdogError, match=said):
+        imagefolder.inputs(given)
+
+
+def test_one_path_alone_is_a_list_of_one(tmp_path):
+    image = save_image(tmp_path / "a.png", random_pixels(0))
+    files, folders = imagefolder.inputs(image)
+    assert [f.path for f in files] == [storage.resolve(image).path] and folders == []

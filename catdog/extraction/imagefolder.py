@@ -198,9 +198,16 @@ def scan(root: str | Location) -> ImageSet:
 
 
 def inputs(names: list[str]) -> tuple[list[Location], list[Location]]:
-    """Image files and folders named on a command line, each checked to exist and to be a file or a
-    folder (a FIFO or a device would block the read forever): (files, folders)."""
-    located = [storage.resolve(n) for n in names]
+    """Image files and folders named on a command line or in an API call, each checked to exist and
+    to be a file or a folder (a FIFO or a device would block the read forever): (files, folders).
+    One path alone is a list of one; nothing at all, or something else, is the caller's mistake."""
+    if isinstance(names, str) or hasattr(names, "__fspath__"):
+        names = [names]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) or hasattr(n, "__fspath__") for n in names):
+        raise CatdogError(f"images are a list of paths or URIs, got {type(names).__name__}")
+    if not names:
+        raise CatdogError("no images given")
+    located = [storage.resolve(os.fspath(n)) for n in names]
     kinds = [loc.kind() for loc in located]
     missing = [str(loc) for loc, kind in zip(located, kinds) if kind == pafs.FileType.NotFound]
     if missing:

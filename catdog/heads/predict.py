@@ -58,7 +58,7 @@ class Model:
 
     def predict_proba(self, images: list[str]) -> np.ndarray:
         """(n, K) probabilities, one column per class of `classes_`; an unreadable image is an error."""
-        files, folders = imagefolder.inputs(list(images))
+        files, folders = imagefolder.inputs(images)
         if folders:
             raise CatdogError(f"{folders[0]} is a folder: predict_proba takes image files (predictions takes folders)")
         return self._proba(files)

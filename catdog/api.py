@@ -82,15 +82,19 @@ def audit(features: str, **options) -> AuditReport:
     return job.run(AuditConfig(features=features, **options))
 
 
-def status(out: str, root: str | None = None) -> Status:
-    """What `out` holds and how it was made; given `root`, what a re-run would do (nothing is run).
+def status(out: str, root: str | None = None, verify: bool = False) -> Status:
+    """What `out` holds and how it was made; given `root`, what a re-run would do (nothing is run);
+    with `verify`, every committed file is read whole and the damaged or missing ones are named
+    (`damage`; `intact` is False if any).
 
     >>> catdog.status("features", "photos").rerun.added
     0
+    >>> catdog.status("features", verify=True).intact
+    True
     """
     from catdog.extraction import status as job
 
-    return job.status(out, root)
+    return job.status(out, root, verify)
 
 
 def load(out: str, split: str | None = None) -> Features:

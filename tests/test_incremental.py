@@ -188,6 +188,35 @@ def test_a_damaged_file_is_named_and_repair_extracts_its_images_again(ray_local,
     assert_same_as_fresh(out, photos)
 
 
+def test_status_verify_names_a_damaged_file_and_a_re_run_that_must_rewrite_it_says_so(ray_local, photos, tmp_path, capsys):
+    """`status` reads no data file; `status --verify` reads them all, names the damaged one and exits
+    1. A plain re-run whose commit must rewrite that file (one of its images was removed) stops in
+    one line naming it and --repair, and --repair then finishes that commit and extracts it again."""
+    out = tmp_path / "out"
+    extract.run(config_for(photos, out))
+    assert commands.main(["status", str(out), "--verify"]) == 0
+    assert "all intact" in capsys.readouterr().out
+    files = sorted((out / "features").rglob("*.parquet"))
+    damaged = files[len(files) // 2]
+    inside = features.read_file(storage.resolve(str(out)), str(damaged.relative_to(out)), ["path"]).column("path").to_pylist()
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    assert commands.main(["status", str(out), str(photos)]) == 0  # without --verify the files are not read
+    assert "has nothing to do" in capsys.readouterr().out
+    assert commands.main(["status", str(out), str(photos), "--verify"]) == 1
+    said = capsys.readouterr().out
+    assert f"damaged     {damaged.relative_to(out)}" in said and "--repair" in said and "1 damaged, 0 missing" in said
+    assert "has nothing to do" not in said and "leaves the damage: use --repair" in said
+    os.remove(photos / inside[0])
+    args = ["extract", str(photos), "--out", str(out), "--weights", "none", "--image-size", "32", "--shard-size", "4"]
+    assert commands.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and damaged.name in err and "--repair" in err
+    assert commands.main([*args, "--repair"]) == 0
+    capsys.readouterr()
+    assert_same_as_fresh(out, photos)
+    assert commands.main(["status", str(out), "--verify"]) == 0
+
+
 READER = r"""
 import json, sys, time
 from pathlib import Path

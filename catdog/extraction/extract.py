@@ -30,7 +30,7 @@ from catdog.extraction.feed import Feed
 from catdog.extraction.imagefolder import Shard, Source
 from catdog.extraction.planner import Planner, Run
 from catdog.storage import Location
-from catdog.store import features, generation, index, layout, manifest
+from catdog.store import features, generation, index, layout, manifest, verify
 from catdog.store.lock import locked
 from catdog.store.manifest import Manifest
 from catdog.version import __version__
@@ -281,6 +281,8 @@ def _plan(config: ExtractConfig, root: Location, out: Location, source: Source,
     earlier = None if config.overwrite else previous  # --overwrite has just deleted it
     number = earlier.generation if earlier else 1  # the last committed generation
     if earlier and earlier.committing:  # a run killed while committing: finish its commit first
+        if config.repair:  # a damaged file the commit rewrites goes first; its images are extracted again below
+            _repair(out)
         generation.carry_out(out, earlier.committing)
         number = earlier.committing["generation"]
     repaired = _repair(out) if config.repair else ()
@@ -305,13 +307,16 @@ def _repair(out: Location) -> tuple[str, ...]:
     """Delete the committed files that cannot be read whole, and drop their images (and those of
     files the index names that are gone) from the index: this run extracts them again (a first run:
     their shards are pending again). Returns those files."""
-    present = {layout.shard_file(kind, split, name) for kind in layout.KINDS for split, name in features.committed(out, kind)}
-    found = tuple(file for file in sorted(present) if features.damaged(out, file))
-    for file in found:
+    damage, indexed = verify.verify(out)
+    for file in damage.damaged:
         out.join(file).delete()
-    indexed = index.read(out)
     if indexed is None:
-        return found
+        return damage.damaged
+    lost = set(damage.found)
+    kept = {path: entry for path, entry in indexed.items() if entry.file not in lost}
+    if len(kept) < len(indexed):
+        index.write(out, kept)
+    return damage.found
     kept = {path: entry for path, entry in indexed.items() if entry.file in present and entry.file not in found}
     found += tuple(sorted({e.file for e in indexed.values() if e.file not in present}))
     if len(kept) < len(indexed):

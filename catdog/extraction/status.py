@@ -9,8 +9,10 @@ from catdog import backbones, storage
 from catdog.errors import CatdogError
 from catdog.extraction import listing
 from catdog.store import index, layout, manifest
+from catdog.store import verify as checks
 from catdog.store.index import Changes
 from catdog.store.manifest import Manifest
+from catdog.store.verify import Damage
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,12 @@ class Status:
     state: str  # "complete", or what an interrupted run left and what the next one does about it
     rerun: Changes | None = None  # given ROOT: what a re-run would find
     first_run_unfinished: bool = False  # given ROOT: no index yet, a re-run continues the first run
+    damage: Damage | None = None  # with verify: the files read whole, those damaged or missing
+
+    @property
+    def intact(self) -> bool:
+        """Nothing found damaged (or nothing verified)."""
+        return self.damage is None or not self.damage.found
 
     @property
     def images(self) -> int | None:
@@ -45,17 +53,29 @@ class Status:
             f"last run    {self.state}, {m.updated or '?'}, generation {m.generation}"
             + (f" ({m.last_changes})" if m.last_changes else ""),
         ]
+        if self.damage is not None:
+            d = self.damage
+            lines.append(f"verified    {d.files:,} files read whole: " + ("all intact" if not d.found else
+                         f"{len(d.damaged):,} damaged, {len(d.missing):,} missing"))
+            lines += [f"damaged     {f}" for f in d.damaged] + [f"missing     {f}" for f in d.missing]
+            if d.found:
+                lines.append(f"repair      `catdog extract ROOT --out {self.out} --repair` extracts their images again")
         if self.first_run_unfinished:
             lines.append("a re-run    continues the first run (no index yet)")
         elif self.rerun is not None:
             work = self.rerun.pending
-            lines.append(f"a re-run    would read {work:,} images{' or tars' if self.rerun.new_tars else ''}: {self.rerun}"
-                         if work or self.rerun.removed
-                         else f"a re-run    has nothing to do: {self.rerun}")
+            if work or self.rerun.removed:
+                lines.append(f"a re-run    would read {work:,} images{' or tars' if self.rerun.new_tars else ''}: {self.rerun}")
+            elif self.intact:
+                lines.append(f"a re-run    has nothing to do: {self.rerun}")
+            else:  # a plain re-run reads only what changed: the damage stays until --repair
+                lines.append(f"a re-run    finds nothing changed in ROOT, and leaves the damage: use --repair")
         return lines
 
 
-def status(out: str, root: str | None = None) -> Status:
+def status(out: str, root: str | None = None, verify: bool = False) -> Status:
+    """What `out` holds; given `root`, what a re-run would do; with `verify`, every committed file
+    read whole (on a store: every byte downloaded) and the damaged or missing ones named."""
     location = storage.resolve(out)
     recorded = manifest.read(location)
     if recorded is None:
@@ -74,7 +94,8 @@ def status(out: str, root: str | None = None) -> Status:
             for _ in comparison.pending(source.entries()):
                 pass
             rerun = comparison.changes
-    return Status(out, recorded, _state(recorded), rerun, unfinished)
+    damage = checks.verify(location)[0] if verify else None
+    return Status(out, recorded, _state(recorded), rerun, unfinished, damage)
 
 
 def require_complete(out: storage.Location) -> None:

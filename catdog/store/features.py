@@ -280,7 +280,11 @@ def write_without(out: Location, file: str, drop: set[str], dest: str) -> None:
     source = out.join(file)
     if not source.exists():
         return
-    table = read_file(out, file)
+    try:
+        table = read_file(out, file)
+    except (OSError, pa.ArrowException) as exc:
+        raise CatdogError(f"{source} is damaged ({' '.join(str(exc).split())[:200]}) and this run must rewrite it: "
+                          f"`catdog extract ROOT --out {out} --repair` extracts its images again") from None
     kept = table.filter(pc.invert(pc.is_in(table.column("path"), pa.array(sorted(drop), pa.string()))))
     if kept.num_rows:
         options = {"use_dictionary": ["label_name"]} if "label_name" in kept.column_names else {}

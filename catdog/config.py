@@ -82,6 +82,7 @@ class ExtractConfig(_Config):
     root: str
     out: str
     weights: str = "imagenet"  # "imagenet", "none" or a path/URI of a notop weights file of the backbone
+    weights_mirror: str | None = None  # imagenet from a mirror of Keras' files (URL or folder; None: $CATDOG_WEIGHTS_MIRROR)
     seed: int = 0  # random init seed, used with weights="none"
     backbone: str = backbones.DEFAULT  # a catdog.backbones name: the keras.applications network
     image_size: int | None = None  # None: the backbone's (the recipe's 150 for vgg16)
@@ -244,6 +245,7 @@ class TrainConfig(_Config):
     batch_size: int = 20
     learning_rate: float = 2e-5
     weights: str = "imagenet"
+    weights_mirror: str | None = None  # as ExtractConfig's
     seed: int = 0
     backbone: str = backbones.DEFAULT  # the frozen conv base (catdog.backbones)
     image_size: int | None = None  # None: the backbone's (vgg16: the recipe's 150)
@@ -281,7 +283,8 @@ class TrainConfig(_Config):
 
     def extract_config(self) -> ExtractConfig:
         """The extraction settings the same images would have, recorded for `catdog predict`."""
-        return ExtractConfig(root=self.root, out=self.out, weights=self.weights, seed=self.seed, backbone=self.backbone,
+        return ExtractConfig(root=self.root, out=self.out, weights=self.weights, weights_mirror=self.weights_mirror,
+                             seed=self.seed, backbone=self.backbone,
                              image_size=self.image_size, preprocess=self.preprocess, pooling=self.pooling,
                              interpolation=self.interpolation, max_pixels=self.max_pixels, jpeg_draft=self.jpeg_draft)
 

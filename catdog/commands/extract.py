@@ -39,6 +39,8 @@ def add(commands, common: argparse.ArgumentParser) -> None:
                         "(avg, the others' default; max; gem)")
     p.add_argument("--weights", default=d.weights, help="imagenet (default), none (random, --seed), or a notop weights "
                    "file of the backbone")
+    p.add_argument("--weights-mirror", default=None, metavar="URL_OR_DIR",
+                   help="with --weights imagenet: a mirror of Keras' weight files, a base URL or folder (default: $CATDOG_WEIGHTS_MIRROR)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the random weights with --weights none")
     p.add_argument("--image-size", type=int, default=None, help="input side S (default: the backbone's; vgg16: 150)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per model call (default 32 on a CPU, up to 256 on a GPU)")

@@ -22,6 +22,8 @@ def add(commands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=t.batch_size)
     p.add_argument("--learning-rate", type=float, default=t.learning_rate)
     p.add_argument("--weights", default=t.weights)
+    p.add_argument("--weights-mirror", default=None, metavar="URL_OR_DIR",
+                   help="with --weights imagenet: a mirror of Keras' weight files, a base URL or folder (default: $CATDOG_WEIGHTS_MIRROR)")
     p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--backbone", default=t.backbone, choices=list(backbones.BACKBONES), metavar="NAME",
                    help="the conv base (default vgg16, the recipe's; any `catdog extract --backbone` name)")

@@ -51,7 +51,8 @@ def run(config: TrainConfig) -> TrainResult:
     root, out = storage.resolve(config.root), storage.resolve(config.out)
     image_set = imagefolder.scan(root)
     rows = _training_rows(image_set, root)
-    weights = convbase.resolve_weights(config.weights, config.seed, config.image_size, config.backbone, config.pooling)
+    weights = convbase.resolve_weights(config.weights, config.seed, config.image_size, config.backbone, config.pooling,
+                                       config.weights_mirror)
     storage.check_writable(out.join(training.RUN_NAME))
     with cluster.ray_session(config.address):
         placement = cluster.placement(root.is_local, out.is_local, config.shared_fs)

@@ -25,8 +25,14 @@ from catdog.layers import preprocess
 CHANNELS = 512
 # Keras' own VGG16 "notop" file and the md5 its loader verifies (keras/src/applications/vgg16.py).
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_FILE
+KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"  # Keras' files, by application
+IMAGENET_PATH = "vgg16/" + IMAGENET_FILE  # under KERAS_APPLICATIONS, or a mirror of it
+IMAGENET_URL = KERAS_APPLICATIONS + IMAGENET_PATH
 IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
+# A mirror of KERAS_APPLICATIONS for clusters without internet: a base URL (http, https) or a folder
+# holding Keras' files under the same names (vgg16/vgg16_weights_..._notop.h5). Keras still
+# downloads, checks the hash and caches ($KERAS_HOME/models); only the origin differs.
+MIRROR_ENV = "CATDOG_WEIGHTS_MIRROR"
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 RANDOM_INIT = "glorot-uniform-numpy"  # how --weights none draws its numbers: recorded, so other draws are refused
 KERAS_POOLINGS = ("avg", "max")  # pooled by keras.applications itself
@@ -103,20 +109,26 @@ def _map_shape(backbone: str, image_size: int) -> tuple[int, int, int]:
 
 
 def resolve_weights(source: str, seed: int, image_size: int, backbone: str = backbones.DEFAULT,
-                    pooling: str = "flatten") -> Weights:
+                    pooling: str = "flatten", mirror: str | None = None) -> Weights:
     """Fetch or build the conv base weights on the driver, failing here rather than in a worker.
 
-    `source` is "imagenet" (through Keras' own download and hash check), "none" (random init from
-    `seed`, drawn where the model is built) or a path/URI of a notop weights file of the backbone.
+    `source` is "imagenet" (through Keras' own download and hash check; from `mirror`, else
+    $CATDOG_WEIGHTS_MIRROR, else Keras' own address), "none" (random init from `seed`, drawn where
+    the model is built) or a path/URI of a notop weights file of the backbone.
     """
     named = {} if backbone == backbones.DEFAULT else {"backbone": backbone}  # VGG16's identities stay as they were
     if source == "none":
         return Weights(None, {"source": "none", "seed": seed, "init": RANDOM_INIT, **named})
     import keras
 
+    mirror = mirror or os.environ.get(MIRROR_ENV) or None
     if source == "imagenet" and backbone == backbones.DEFAULT:
-        path = _download_imagenet(keras)
-        identity = {"source": "imagenet", "file": IMAGENET_FILE}
+        origin = imagenet_origin(mirror)
+        path = _download_imagenet(keras, origin)
+        identity = {"source": "imagenet", "file": IMAGENET_FILE, **({"origin": origin} if mirror else {})}
+    elif source == "imagenet" and mirror:
+        raise CatdogError(f"--weights-mirror serves VGG16's file; Keras downloads {backbone}'s from its own address. "
+                          f"Put Keras' file for {backbone} in $KERAS_HOME/models, or pass --weights PATH")
     elif source == "imagenet":
         try:  # Keras downloads the file its application names and checks its hash
             model = network(keras, backbone, image_size, "imagenet", pooling)
@@ -174,19 +186,39 @@ def _unavailable(backbone: str, exc: Exception) -> CatdogError:
                        "PATH, or use --weights none for random weights")
 
 
+WHERE_FROM = ("file", "origin")  # where a weights file was found, not what it holds
+
+
 def same_weights(a: dict, b: dict) -> bool:
-    """Two weights identities name the same numbers (a file may be renamed or moved)."""
-    return {k: v for k, v in a.items() if k != "file"} == {k: v for k, v in b.items() if k != "file"}
+    """Two weights identities name the same numbers (a file may be renamed, moved or mirrored)."""
+    return {k: v for k, v in a.items() if k not in WHERE_FROM} == {k: v for k, v in b.items() if k not in WHERE_FROM}
 
 
-def _download_imagenet(keras) -> str:
+def imagenet_origin(mirror: str | None) -> str:
+    """Where VGG16's ImageNet file is downloaded from: Keras' address, or its place in a mirror."""
+    if not mirror:
+        return IMAGENET_URL
+    if "://" in mirror:
+        return mirror.rstrip("/") + "/" + IMAGENET_PATH
+    folder = os.path.abspath(os.path.expanduser(mirror))
+    if not os.path.isdir(folder):
+        raise CatdogError(f"--weights-mirror {mirror} is neither a URL nor a folder")
+    return "file://" + os.path.join(folder, IMAGENET_PATH)
+
+
+def _download_imagenet(keras, origin: str) -> str:
+    """Keras' get_file: downloaded once into $KERAS_HOME/models (~/.keras), its md5 checked, the
+    cached copy used while its hash matches."""
+    home = os.environ.get("KERAS_HOME")  # read now, as Keras reads it at its import (and makes it)
     try:
-        return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5)
+        if home:
+            os.makedirs(home, exist_ok=True)
+        return keras.utils.get_file(IMAGENET_FILE, origin, cache_subdir="models", file_hash=IMAGENET_MD5, cache_dir=home)
     except Exception as exc:
         raise CatdogError(
-            f"cannot get the ImageNet weights ({str(exc).splitlines()[0]}). Download {IMAGENET_URL} "
-            f"where there is internet and pass --weights PATH (or put it in ~/.keras/models/), "
-            "or use --weights none for random weights"
+            f"cannot get the ImageNet weights from {origin} ({' '.join(str(exc).split())[:200]}). Download "
+            f"{IMAGENET_URL} where there is internet and pass --weights PATH (or serve it from a mirror: "
+            f"--weights-mirror, ${MIRROR_ENV}), or use --weights none for random weights"
         ) from None
 
 

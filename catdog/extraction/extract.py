@@ -248,7 +248,8 @@ def _cost(progress: Progress, listing: tuple[float, float], committed: float, wa
 
 
 def _weights(config: ExtractConfig) -> convbase.Weights:
-    weights = convbase.resolve_weights(config.weights, config.seed, config.image_size, config.backbone, config.pooling)
+    weights = convbase.resolve_weights(config.weights, config.seed, config.image_size, config.backbone, config.pooling,
+                                       config.weights_mirror)
     convbase.feature_shape(config.image_size, config.backbone, config.pooling)  # other than VGG: built once for it
     return weights
 

@@ -39,4 +39,6 @@ def compat_settings(config: ExtractConfig, metadata: dict, root: Location) -> di
     """What must match for a later run to continue an OUT (version numbers may move on)."""
     skip = {"catdog_version", "keras_version"}
     pinned = {k: v for k, v in metadata.items() if k not in skip and backbones.UNRECORDED.get(k, ...) != v}
+    # The same numbers from Keras' address or a mirror: where the file came from does not pin OUT.
+    pinned["weights"] = {k: v for k, v in metadata["weights"].items() if k != "origin"}
     return {**pinned, "root": root.path, "shard_size": config.shard_size, "max_pixels": config.max_pixels}

@@ -318,11 +318,6 @@ def _repair(out: Location) -> tuple[str, ...]:
     if len(kept) < len(indexed):
         index.write(out, kept)
     return damage.found
-    kept = {path: entry for path, entry in indexed.items() if entry.file in present and entry.file not in found}
-    found += tuple(sorted({e.file for e in indexed.values() if e.file not in present}))
-    if len(kept) < len(indexed):
-        index.write(out, kept)
-    return found
 
 
 def _commit(out: Location, plan: Run, record: Manifest, planner: Planner) -> tuple[Manifest, tuple[int, int] | None]:

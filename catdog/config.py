@@ -22,6 +22,7 @@ DTYPES = ("float32", "float16")
 COMPUTE_PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISIONS = (*COMPUTE_PRECISIONS, "auto")  # auto: decided per run from the devices (catdog.extraction.convbase.auto_precision)
 HEAD_MODELS = ("logreg", "dense")
+EXECUTORS = ("auto", "local", "ray")  # catdog.extraction.executor
 MIN_IMAGE_SIZE = 32  # five 2x2 poolings (or strides): below 32 pixels nothing is left
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
@@ -99,6 +100,7 @@ class ExtractConfig(_Config):
     gpus_per_actor: float | None = None
     cpus_per_actor: float | None = None
     address: str | None = None  # None: RAY_ADDRESS if set, else an embedded local Ray
+    executor: str = "auto"  # "ray", "local" (this process) or "auto" (catdog.extraction.executor)
     shared_fs: bool = False  # local paths are the same on every node (NFS, ...): tasks may run anywhere
     verify_content: bool = False  # an incremental run also compares the images' bytes, not only size and time
     overwrite: bool = False
@@ -119,6 +121,7 @@ class ExtractConfig(_Config):
         _choice("precision", self.precision, PRECISIONS)
         _ = self.decode, self.replace(precision="fp32").embed if self.precision == "auto" else self.embed  # validates both
         _choice("dtype", self.dtype, DTYPES)
+        _choice("executor", self.executor, EXECUTORS)
         if self.shard_size is not None:
             _positive(self, "shard_size")
         if self.num_actors is not None and self.num_actors < 1:

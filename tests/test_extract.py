@@ -194,3 +194,20 @@ def test_estimate_runs_a_sample_spread_over_the_input_and_writes_nothing(ray_loc
     assert found.hours(found.sample.cpus) == pytest.approx(found.sample.cpus * found.wall_seconds / 3600)
     assert sorted(p for p in tmp_path.rglob("*")) == before
     assert found.lines()[0].startswith(f"sample      {found.sample.images:,} images in {found.sample_shards} shards")
+
+
+def test_the_local_executor_writes_what_the_ray_executor_wrote(extracted, folder, weights_file, tmp_path):
+    """The same stages in this process (no Ray actor): the same rows, errors, files and features;
+    the summary says which executor ran."""
+    config, on_ray = extracted
+    here = extract.run(config.replace(out=str(tmp_path / "local"), executor="local"))
+    assert on_ray.executor.startswith("ray (this process's Ray)") and here.executor == "local (--executor local)"
+    assert "executor    local (--executor local)" in here.lines()
+    assert (here.images, here.errors, here.processed) == (on_ray.images, on_ray.errors, on_ray.processed)
+    assert [e["node"] for e in here.embedders] == ["local"] and here.embedders[0]["pid"] == os.getpid()
+    X, y, paths = features.load(config.out)
+    X2, y2, paths2 = features.load(here.out)
+    assert list(paths2) == list(paths) and list(y2) == list(y)
+    np.testing.assert_allclose(X2, X, rtol=1e-5, atol=1e-6)
+    assert features.committed(here.out) == features.committed(config.out)  # the same shard files
+    assert features.read_errors(here.out) == features.read_errors(config.out)

@@ -321,7 +321,7 @@ def test_a_small_file_read_through_throttling_is_read_again(s3):
 def test_a_store_that_does_not_answer_a_read_fails_the_shard_not_the_image(s3, photos, monkeypatch):
     """After AWS_MAX_ATTEMPTS tries, a read the store never answers is the store's error: the shard
     stops (its images are not recorded as bad); a missing object is still the image's own error."""
-    from catdog.extraction import pipeline
+    from catdog.extraction import stages
     from tests.faultproxy import Proxy
 
     s3.upload(photos, f"{s3.prefix}/photos")
@@ -333,7 +333,7 @@ def test_a_store_that_does_not_answer_a_read_fails_the_shard_not_the_image(s3, p
             setattr(healthy, fault, 1.0)
             healthy.faults = 0
             with pytest.raises(images.StoreError, match=r"cannot read s3://.*cat.0.jpg\?endpoint_override=.*: AWS Error NETWORK_CONNECTION"):
-                pipeline.decode_stage(row, root=root, config=DecodeConfig(32))
+                stages.decode_stage(row, root=root, config=DecodeConfig(32))
             assert 2 <= healthy.faults <= 3, fault  # AWS_MAX_ATTEMPTS tries (curl resends one on a reset connection)
             setattr(healthy, fault, 0.0)
     decoded = images.decode_files([storage.resolve(f"s3://{s3.prefix}/photos/train/cats/nowhere.jpg")], DecodeConfig(32))

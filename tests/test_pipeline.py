@@ -7,7 +7,7 @@ from catdog import storage
 from catdog.cluster import Placement, Resources
 from catdog.config import DecodeConfig, ExtractConfig
 from catdog.e2e import training
-from catdog.extraction import metadata, pipeline
+from catdog.extraction import metadata, pipeline, stages
 from catdog.extraction.imagefolder import ImageSet, Shard
 from catdog.extraction.images import decode
 from catdog.store import features, layout
@@ -20,11 +20,11 @@ def test_decode_then_write_stage_commit_one_shard(tmp_path):
     save_image(str(tmp_path / "in" / "dogs" / "b.png"), random_pixels(1), format="PNG")
     root = storage.resolve(str(tmp_path / "in"))
     shard = Shard("all", 0, ("cats/a.jpg", "cats/broken.jpg", "dogs/b.png"), (0, 0, 1))
-    row = pipeline.shard_row(shard)
+    row = stages.shard_row(shard)
     assert row == {"split": "all", "name": shard.name, "paths": list(shard.paths), "labels": [0, 0, 1], "container": False}
 
     config = DecodeConfig(32)
-    decoded = pipeline.decode_stage(row, root=root, config=config)
+    decoded = stages.decode_stage(row, root=root, config=config)
     assert decoded["paths"] == ["cats/a.jpg", "dogs/b.png"] and decoded["labels"] == [0, 1]
     assert decoded["error_paths"] == ["cats/broken.jpg"] and decoded["error_types"] == ["UnidentifiedImageError"]
     pixels = decoded["pixels"]
@@ -38,7 +38,7 @@ def test_decode_then_write_stage_commit_one_shard(tmp_path):
     X = np.arange(2 * 512, dtype=np.float32).reshape(2, 512)
     embedded = {**{k: v for k, v in decoded.items() if k != "pixels"}, "features": X,
                 "embedder": "{}", "embed_s": 0.5}
-    written = pipeline.write_stage(embedded, writer=writer)
+    written = stages.write_stage(embedded, writer=writer)
     assert (written["rows"], written["errors"], written["name"]) == (2, 1, shard.name)
     # each stage's time travels with the shard: the decode's as measured, the write's its own
     assert written["decode_s"] == decoded["decode_s"] > 0 and written["embed_s"] == 0.5 and written["write_s"] > 0

@@ -10,6 +10,7 @@ from catdog.commands.arguments import SHARED_FS_HELP, options
 from catdog import backbones
 from catdog.config import (
     DTYPES,
+    EXECUTORS,
     INTERPOLATIONS,
     PRECISIONS,
     PREPROCESSING,
@@ -58,6 +59,9 @@ def add(commands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-actor", type=float, default=None, help="fractions share a GPU (default 1 when the cluster has GPUs)")
     p.add_argument("--cpus-per-actor", type=float, default=None)
     p.add_argument("--address", default=None, help="Ray address; 'auto' joins a running cluster (default: RAY_ADDRESS, else local Ray)")
+    p.add_argument("--executor", choices=EXECUTORS, default=d.executor,
+                   help="ray (actors, on a cluster or a local Ray), local (this process), auto (default: this process "
+                        "for up to 512 images with no cluster, address or actor options; else Ray)")
     p.add_argument("--shared-fs", action="store_true", help=SHARED_FS_HELP)
     p.add_argument("--verify-content", action="store_true",
                    help="on a re-run, also hash every image to find content changed under the same size and time")

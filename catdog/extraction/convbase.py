@@ -331,7 +331,6 @@ class ConvBase:
     """One loaded conv base that turns uint8 pixels into features: its map flattened, or pooled."""
 
     def __init__(self, weights: Weights, config: EmbedConfig) -> None:
-        import keras
 
         with dtype_policy(POLICIES[config.precision]):
             self.model = build(weights, config.image_size, config.backbone, config.pooling)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from catdog import cluster, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, imagefolder, listing, metadata, pipeline
+from catdog.extraction import convbase, executor, imagefolder, listing, local, metadata, pipeline
 from catdog.extraction.cost import Cost, Estimate
 from catdog.extraction.feed import Feed
 from catdog.extraction.imagefolder import Shard, Source
@@ -55,6 +55,7 @@ class ExtractResult:
     precision: str = ""  # with --precision auto: what it chose and why
     timeline: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds from the process start to each mark
     cost: Cost | None = None  # time per stage, the bound, CPU/GPU-seconds per 1,000 images (None: nothing ran)
+    executor: str = ""  # which ran the stages, and why: "ray (a Ray address)", "local (41 images, ...)"
 
     @property
     def images_per_second(self) -> float:
@@ -70,6 +71,7 @@ class ExtractResult:
             *([f"changes     {self.changes}"] if self.changes else []),
             *([f"repaired    {len(self.repaired)} damaged or missing files, their images extracted again"] if self.repaired else []),
             *([f"precision   {self.precision}"] if self.precision else []),
+            *([f"executor    {self.executor}"] if self.executor else []),
             f"actors      {len(self.embedders)} ({cluster.devices(self.embedders)})" if self.embedders
             else "actors      none (nothing to extract)",
             f"wall time   {self.seconds + self.startup_seconds:.1f} s (start-up {self.startup_seconds:.1f} s)",
@@ -112,10 +114,12 @@ def run(config: ExtractConfig) -> ExtractResult:
     with locked(out), ThreadPoolExecutor(1, thread_name_prefix="weights") as pool:
         # The weights (TensorFlow's import, building the network) and Ray's start each take seconds: overlap them.
         making_weights = pool.submit(_timed, marks, "weights", _weights, config)
-        with cluster.ray_session(config.address):
-            marks["ray"] = time.time()
-            size = cluster.cluster_size()
-            resources = cluster.plan_resources(config, size)
+        chosen = executor.choose(config, source.entries)
+        with cluster.ray_session(config.address) if chosen.name == "ray" else nullcontext():
+            if chosen.name == "ray":
+                marks["ray"] = time.time()
+            size = cluster.cluster_size() if chosen.name == "ray" else _this_machine()
+            resources = cluster.plan_resources(config, size) if chosen.name == "ray" else _local_resources()
             config, precision = _resolve_precision(config, resources)
             previous = manifest.read(out)  # under the lock: unchanged until _plan marks OUT as running
             config = _resolve_shard_size(config, resources, previous)
@@ -127,7 +131,7 @@ def run(config: ExtractConfig) -> ExtractResult:
                     marks["pipeline"] = time.time()
                     began = time.perf_counter()
                     startup = began - started
-                    progress = _embed_pending(config, plan, feed, planner, resources) if feed.first() else NOTHING
+                    progress = _embed_pending(config, plan, feed, planner, resources, chosen.name) if feed.first() else NOTHING
                     seconds = time.perf_counter() - began
                 committing = time.perf_counter()
                 with _writing(out):
@@ -154,6 +158,7 @@ def run(config: ExtractConfig) -> ExtractResult:
             precision=precision,
             timeline=_since_process_start(marks, progress.embedders),
             cost=spent if progress.processed else None,
+            executor=f"{chosen.name} ({chosen.why})",
         )
         done = features.committed(out)  # listed once: on an object store each listing is requests
         totals = {"images": summary.images, "errors": summary.errors, "shards": len(done), "actors": list(progress.embedders)}
@@ -245,6 +250,16 @@ def _cost(progress: Progress, listing: tuple[float, float], committed: float, wa
               "commit": committed}
     return Cost(stages, working, wall, progress.processed, resources.num_actors, size.cpus,
                 resources.num_actors * resources.gpus_per_actor, progress.steady_images_per_second)
+
+
+def _this_machine() -> cluster.ClusterSize:
+    cores = local.cpus()
+    return cluster.ClusterSize(float(cores), 0.0, float(cores))
+
+
+def _local_resources() -> cluster.Resources:
+    """The one conv base in this process, on its cores; the next shard decoding beside it."""
+    return cluster.Resources(1, float(local.cpus()), 0.0, decode_cpus=0.0, shards_in_flight=2)
 
 
 def _weights(config: ExtractConfig) -> convbase.Weights:
@@ -350,12 +365,18 @@ def _writers(out: Location, done: set[tuple[str, str]], known: dict[str, str]) -
             for split, name in sorted(done)}
 
 
-def _embed_pending(config: ExtractConfig, plan: Run, feed: Feed, planner: Planner, resources: cluster.Resources) -> Progress:
-    """Run the pipeline over the shards as the feed hands them out, with a progress bar over images
-    (its total grows while the listing goes on); gather the actors' reports."""
+def _embed_pending(config: ExtractConfig, plan: Run, feed: Feed, planner: Planner, resources: cluster.Resources,
+                   runner: str = "ray") -> Progress:
+    """Run the pipeline over the shards as the feed hands them out, on Ray or in this process
+    (`runner`), with a progress bar over images (its total grows while the listing goes on); gather
+    the actors' reports."""
     writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.source.classes)
-    where = cluster.placement(plan.source.local, plan.target.is_local, config.shared_fs)
-    rows = pipeline.extract_shards(feed, plan.source.root, config, plan.weights, writer, resources, where, config.stall_timeout)
+    if runner == "local":
+        rows = local.extract_shards(feed, plan.source.root, config, plan.weights, writer)
+    else:
+        where = cluster.placement(plan.source.local, plan.target.is_local, config.shared_fs)
+        rows = pipeline.extract_shards(feed, plan.source.root, config, plan.weights, writer, resources, where,
+                                       config.stall_timeout)
     processed, seen, first, second, shards, writers = 0, set(), None, None, 0, {}
     stages = dict.fromkeys(("decode", "embed", "write"), 0.0)
     # rows is closed on any exit, before the Ray session ends (see pipeline.extract_shards).

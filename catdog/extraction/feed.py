@@ -56,6 +56,13 @@ class Feed:
                 self.held.append(item)
         return bool(self.held)
 
+    def next(self, timeout: float = 0.5) -> T | None:
+        """The next item, waiting for the producer; None once every item was taken."""
+        while True:
+            item = self.poll(timeout)
+            if item is not None or self.finished:
+                return item
+
     def poll(self, timeout: float = 0.0) -> T | None:
         """The next item, or None if there is none yet (or none left: see `finished`)."""
         if self.held:

@@ -1,6 +1,7 @@
-"""Extraction on Ray: the domain stages (decode, the conv base, the Parquet writer) as Ray actors and
-tasks. The one module of extraction that imports Ray; `catdog.e2e.training` is its counterpart for
-end-to-end training.
+"""Extraction on Ray: the domain stages (`catdog.extraction.stages`: decode, the conv base, the
+Parquet writer) as Ray actors and tasks. The one module of extraction that imports Ray;
+`catdog.extraction.local` runs the same stages in this process, and `catdog.e2e.training` is this
+module's counterpart for end-to-end training.
 
 Top to bottom (the rows passed between the stages are defined below):
 
@@ -18,24 +19,20 @@ them go to the live actors (`extract_shards`).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
-from typing import Iterator, TypedDict
-
-import numpy as np
+from typing import Iterator
 
 from catdog import cluster, storage
 from catdog.cluster import Placement, Resources
-from catdog.config import DecodeConfig, EmbedConfig, ExtractConfig
+from catdog.config import EmbedConfig, ExtractConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, images, webdataset
+from catdog.extraction import convbase, images, stages
 from catdog.extraction.feed import Feed
-from catdog.extraction.imagefolder import Shard
+from catdog.extraction.stages import WrittenRow
 from catdog.storage import Location
-from catdog.store.features import NO_LABEL, ShardWriter
+from catdog.store.features import ShardWriter
 
 logger = logging.getLogger(__name__)
 
@@ -45,103 +42,8 @@ logger = logging.getLogger(__name__)
 EMBEDDER_ENV = {"RAY_worker_niceness": "0"}
 
 
-class ShardRow(TypedDict):
-    split: str
-    name: str  # the shard's output file name
-    paths: list[str]  # relative to ROOT (a WebDataset shard: its one tar)
-    labels: list[int]
-    container: bool  # paths is a tar whose members are the shard's images
-
-
-class DecodedRow(ShardRow):
-    pixels: np.ndarray  # (len(paths), S, S, 3) uint8 of the files that decoded; paths/labels are theirs
-    digests: list[str]  # SHA-1 of each decoded file's bytes
-    error_paths: list[str]
-    error_digests: list[str]  # "" where the file could not be read at all
-    error_types: list[str]
-    error_messages: list[str]
-    decode_s: float  # the stage's time on this shard (wall seconds in the process that ran it)
-
-
-class EmbeddedRow(TypedDict):
-    split: str
-    name: str
-    paths: list[str]
-    labels: list[int]
-    features: np.ndarray  # (len(paths), dim) in the stored dtype
-    digests: list[str]
-    error_paths: list[str]
-    error_digests: list[str]
-    error_types: list[str]
-    error_messages: list[str]
-    embedder: str  # JSON: the actor's pid, node and devices
-    decode_s: float
-    embed_s: float  # the model's time on this shard, waiting for the model lock not included
-
-
-class WrittenRow(TypedDict):
-    split: str
-    name: str
-    node: str  # the Ray node that wrote the shard
-    decode_s: float
-    embed_s: float
-    write_s: float
-    rows: int
-    errors: int
-    paths: list[str]  # what the run's index records: every image of the shard, rows first, then errors
-    digests: list[str]
-    embedder: str
-
-
-def shard_row(shard: Shard) -> ShardRow:
-    return {"split": shard.split, "name": shard.name, "paths": list(shard.paths), "labels": list(shard.labels),
-            "container": shard.container}
-
-
-def decode_stage(row: ShardRow, *, root: Location, config: DecodeConfig, classes: int = 0, threads: int = 1) -> DecodedRow:
-    """A shard's images decoded; `classes`: how many a WebDataset's KEY.cls values may name."""
-    began = time.perf_counter()
-    locate = storage.Resolver(root)  # a folder's paths are under it; a table's may be URIs on any store
-    if row.get("container"):
-        paths, labels, decoded = _decode_tar(row["paths"][0], locate, config, classes, threads)
-    else:
-        paths, labels = list(row["paths"]), [int(y) for y in row["labels"]]
-        decoded = images.decode_files([locate(p) for p in paths], config, threads)
-    unanswered = [e for e in decoded.errors if e.error == images.StoreError.__name__]
-    if unanswered:  # not the images' fault: the shard fails (its images are not recorded as bad)
-        raise images.StoreError(unanswered[0].message)
-    return {
-        "split": row["split"],
-        "name": row["name"],
-        "paths": [paths[i] for i in decoded.ok],
-        "labels": [labels[i] for i in decoded.ok],
-        # Arrays, not bytes: Ray sends an array's buffer out of band, straight into the object store,
-        # where bytes are copied into the pickle first (a shard's features are 8 MiB at 150 px).
-        "pixels": decoded.pixels,
-        "digests": [decoded.digests[i] for i in decoded.ok],
-        "error_paths": [paths[e.index] for e in decoded.errors],
-        "error_digests": [decoded.digests[e.index] for e in decoded.errors],
-        "error_types": [e.error for e in decoded.errors],
-        "error_messages": [e.message for e in decoded.errors],
-        "decode_s": time.perf_counter() - began,
-    }
-
-
-def _decode_tar(tar: str, locate: storage.Resolver, config: DecodeConfig, classes: int,
-                threads: int) -> tuple[list[str], list[int], images.Decoded]:
-    """A WebDataset tar's samples (paths `tar/KEY`) decoded; a tar that cannot be read to its end
-    adds an error row of its own, at `tar/` (its samples read before the damage are kept)."""
-    try:
-        found, failure = webdataset.samples(locate(tar), classes)
-    except OSError as exc:
-        raise images.StoreError(f"cannot read {tar}: {storage.store_error(exc)}") from None
-    blobs = [s.image for s in found] + ([failure] if failure else [])
-    paths = [f"{tar}/{s.key}" for s in found] + ([f"{tar}/"] if failure else [])
-    return paths, [s.label for s in found] + [NO_LABEL] * bool(failure), images.decode_blobs(blobs, config, threads)
-
-
 class Embedder:
-    """Actor: one conv base per actor, loaded once, applied to whole shards."""
+    """Actor: one conv base per actor (`stages.EmbedStage`), loaded once, applied to whole shards."""
 
     def __init__(self, config: EmbedConfig, dtype: str, cpus: float, decode: dict | None = None) -> None:
         import ray
@@ -151,8 +53,8 @@ class Embedder:
         # other, on half the cores it holds: the model keeps them all busy (benchmarks/throughput.py).
         self.decode = None if decode is None else {**decode, "threads": max(1, int(cpus) // 2)}
         self.model_lock = threading.Lock()  # one shard at a time on the model: two would split its threads
-        self.config, self.dtype, self.base, self.identity = config, dtype, None, ""
-        self.devices = convbase.configure_devices(cpus)
+        self.config, self.dtype, self.stage = config, dtype, None
+        self.devices = convbase.configure_devices(cpus)  # this actor's own process: its threads are the job's
         self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
 
     def _load(self, weights: list) -> None:
@@ -162,44 +64,25 @@ class Embedder:
         to warn about (ray-project/ray#53727)."""
         import ray
 
-        self.base = convbase.ConvBase(ray.get(weights[0]), self.config)
-        # Travels with each shard to the driver, which reports which actors and devices did the work.
-        self.identity = json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                                    "ray_gpu_ids": self.gpu_ids, **self.devices, "batch_size": self.base.batch_size,
-                                    "niceness": os.getpriority(os.PRIO_PROCESS, 0), "loaded_at": time.time()})
+        where = {"node": ray.get_runtime_context().get_node_id(), "ray_gpu_ids": self.gpu_ids, **self.devices}
+        self.stage = stages.EmbedStage(ray.get(weights[0]), self.config, self.dtype, where)
 
     def ready(self) -> bool:
         return True
 
-    def __call__(self, row: ShardRow | DecodedRow, weights: list) -> EmbeddedRow:
+    def __call__(self, row: stages.ShardRow | stages.DecodedRow, weights: list) -> stages.EmbeddedRow:
         with self.model_lock:
-            if self.base is None:
+            if self.stage is None:
                 self._load(weights)
         if self.decode is not None:
-            row = decode_stage(row, **self.decode)
-        size = self.config.image_size
-        pixels = np.asarray(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
+            row = stages.decode_stage(row, **self.decode)
         with self.model_lock:
-            began = time.perf_counter()
-            features = self.base.embed(pixels)
-            seconds = time.perf_counter() - began
-        features = features.astype(self.dtype, copy=False)
-        embedded = {k: v for k, v in row.items() if k != "pixels"}
-        return {**embedded, "features": features, "embedder": self.identity, "embed_s": seconds}
+            return self.stage(row)
 
 
-def write_stage(row: EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
-    dim = writer.schema.field("features").type.list_size
-    dtype = writer.schema.field("features").type.value_type.to_pandas_dtype()
-    errors = list(zip(row["error_paths"], row["error_types"], row["error_messages"]))
-    features = np.asarray(row["features"], dtype=dtype).reshape(-1, dim)
-    node = _node_id()
-    began = time.perf_counter()
-    rows = writer.write(row["split"], row["name"], list(row["paths"]), np.asarray(row["labels"]), features, errors, node)
-    return {"split": row["split"], "name": row["name"], "node": node, "rows": rows, "errors": len(errors),
-            "paths": list(row["paths"]) + list(row["error_paths"]), "digests": list(row["digests"]) + list(row["error_digests"]),
-            "embedder": row["embedder"], "decode_s": row["decode_s"], "embed_s": row["embed_s"],
-            "write_s": time.perf_counter() - began}
+def _write_here(row: stages.EmbeddedRow, *, writer: ShardWriter) -> WrittenRow:
+    """write_stage in a Ray worker, naming its node."""
+    return stages.write_stage(row, writer=writer, node=_node_id())
 
 
 class Resident:
@@ -300,7 +183,7 @@ def extract_shards(shards: Feed, root: Location, config: ExtractConfig, weights:
             config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None)
 
     embedders = [embedder() for _ in range(resources.num_actors)]
-    writers = [_resident_actor(write_stage, {"writer": writer}, placement.write_node) for _ in embedders]
+    writers = [_resident_actor(_write_here, {"writer": writer}, placement.write_node) for _ in embedders]
     decoders, residents = _decoders(inside, decode, resources, placement)
     lanes = list(zip(decoders, embedders, writers))
     started = list(embedders)  # every embedding actor of the job, to stop at the end
@@ -314,7 +197,7 @@ def extract_shards(shards: Feed, root: Location, config: ExtractConfig, weights:
             while idle and (shard := queue.pop() if queue else shards.poll()) is not None:
                 lane = idle.pop()
                 decoder, actor, shard_writer = lanes[lane]
-                running[shard_writer.__call__.remote(actor.__call__.remote(decoder(shard_row(shard)), shared))] = (lane, shard, actor)
+                running[shard_writer.__call__.remote(actor.__call__.remote(decoder(stages.shard_row(shard)), shared))] = (lane, shard, actor)
             if not running and not joining:  # every cut shard is done: the listing is behind the actors
                 watchdog.waiting()
                 if not shards.finished and (shard := shards.poll(LISTING_POLL_S)) is not None:
@@ -399,9 +282,9 @@ def _decoders(inside: bool, decode: dict, resources: Resources, placement: Place
     if inside:
         return [lambda row: row] * resources.num_actors, []
     if resources.decode_cpus > 0:
-        task = ray.remote(decode_stage).options(num_cpus=resources.decode_cpus, **cluster.on_node(placement.decode_node))
+        task = ray.remote(stages.decode_stage).options(num_cpus=resources.decode_cpus, **cluster.on_node(placement.decode_node))
         return [lambda row: task.remote(row, **decode)] * resources.num_actors, []
-    residents = [_resident_actor(decode_stage, decode, placement.decode_node) for _ in range(resources.num_actors)]
+    residents = [_resident_actor(stages.decode_stage, decode, placement.decode_node) for _ in range(resources.num_actors)]
     return [actor.__call__.remote for actor in residents], residents
 
 

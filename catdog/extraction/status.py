@@ -69,7 +69,7 @@ class Status:
             elif self.intact:
                 lines.append(f"a re-run    has nothing to do: {self.rerun}")
             else:  # a plain re-run reads only what changed: the damage stays until --repair
-                lines.append(f"a re-run    finds nothing changed in ROOT, and leaves the damage: use --repair")
+                lines.append("a re-run    finds nothing changed in ROOT, and leaves the damage: use --repair")
         return lines
 
 

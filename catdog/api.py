@@ -16,9 +16,18 @@ libraries (TensorFlow, Ray, scikit-learn) are imported by the call that needs th
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Iterator
 
-from catdog.config import AuditConfig, ExtractConfig, HeadConfig, SimilarConfig, TrainConfig
+from catdog import backbones
+from catdog.config import (
+    PILLOW_MAX_PIXELS,
+    AuditConfig,
+    ExtractConfig,
+    HeadConfig,
+    SimilarConfig,
+    TrainConfig,
+)
 
 if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
     import numpy as np
@@ -35,51 +44,70 @@ if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
     from catdog.store.features import Features
 
 
-def extract(root: str, out: str, **options) -> ExtractResult:
+def extract(
+    root: str, out: str, *,
+    weights: str = "imagenet", weights_mirror: str | None = None, seed: int = 0, backbone: str = backbones.DEFAULT,
+    image_size: int | None = None, batch_size: int | None = None, preprocess: str | None = None,
+    pooling: str | None = None, interpolation: str = "bilinear", dtype: str = "float32", precision: str = "fp32",
+    shard_size: int | None = None, max_pixels: int = PILLOW_MAX_PIXELS, jpeg_draft: bool = False,
+    num_actors: int | None = None, gpus_per_actor: float | None = None, cpus_per_actor: float | None = None,
+    address: str | None = None, executor: str = "auto", shared_fs: bool = False, verify_content: bool = False,
+    overwrite: bool = False, progress: bool = True, stall_timeout: float | None = None, repair: bool = False,
+    from_table: bool = False, path_column: str = "path", label_column: str | None = None,
+    split_column: str | None = None, class_names: tuple[str, ...] = (),
+) -> ExtractResult:
     """Extract conv-base features of every image under `root` into the Parquet dataset `out`, on
     Ray (the cluster of `address=` or RAY_ADDRESS, else a local Ray started for the call). A re-run
     resumes, or extracts only what changed in `root`.
 
     >>> catdog.extract("photos", "features", weights="none", image_size=64).images
     40
-
-    Options: the fields of `catdog.config.ExtractConfig` (weights, image_size, batch_size, precision,
-    shard_size, num_actors, address, overwrite, progress, ...). With `from_table=True`, `root` is a
-    Parquet or CSV table with a row per image (`path_column`, `label_column`, `split_column`).
+    With `from_table=True`, `root` is a Parquet or CSV table with a row per image (`path_column`,
+    `label_column`, `split_column`).
     """
     from catdog.extraction import extract as job
 
-    return job.run(ExtractConfig(root=root, out=out, **options))
+    return job.run(ExtractConfig(**_settings(locals())))
 
 
-def estimate(root: str, **options) -> Estimate:
+def estimate(
+    root: str, *,
+    weights: str = "imagenet", weights_mirror: str | None = None, seed: int = 0, backbone: str = backbones.DEFAULT,
+    image_size: int | None = None, batch_size: int | None = None, preprocess: str | None = None,
+    pooling: str | None = None, interpolation: str = "bilinear", dtype: str = "float32", precision: str = "fp32",
+    shard_size: int | None = None, max_pixels: int = PILLOW_MAX_PIXELS, jpeg_draft: bool = False,
+    num_actors: int | None = None, gpus_per_actor: float | None = None, cpus_per_actor: float | None = None,
+    address: str | None = None, executor: str = "auto", shared_fs: bool = False, verify_content: bool = False,
+    overwrite: bool = False, progress: bool = True, stall_timeout: float | None = None, repair: bool = False,
+    from_table: bool = False, path_column: str = "path", label_column: str | None = None,
+    split_column: str | None = None, class_names: tuple[str, ...] = (),
+) -> Estimate:
     """What `extract(root, ...)` would take on this cluster: a sample of its shards is run (into a
     temporary folder, not an OUT) and the whole input projected: wall time, CPU- and GPU-hours.
 
     >>> catdog.estimate("photos", weights="none").wall_seconds
     31.4
-
-    Options: those of `extract`.
     """
     from catdog.extraction import extract as job
 
-    return job.estimate(ExtractConfig(root=root, out="", **options))
+    return job.estimate(ExtractConfig(out="", **_settings(locals())))
 
 
-def audit(features: str, **options) -> AuditReport:
+def audit(
+    features: str, *,
+    report_dir: str | None = None, folds: int = 5, neighbours: int = 10, outlier_z: float = 3.5, seed: int = 0,
+    duplicate_threshold: float = 0.95, features_column: str | None = None, path_column: str = "path",
+    label_column: str | None = None, split_column: str | None = None,
+) -> AuditReport:
     """Likely label errors (confident learning on out-of-fold probabilities), outliers within each
     class, and each class's health, written to `report_dir` (default OUT/audit).
 
     >>> report = catdog.audit("features")
     >>> [(i.path, i.given, i.suggested) for i in report.label_issues[:3]]
-
-    Options: the fields of `catdog.config.AuditConfig` (report_dir, folds, neighbours, outlier_z, seed,
-    duplicate_threshold; features_column, path_column, label_column, split_column for another tool's
-    embeddings Parquet).
     """
     from catdog.insight import audit as job
 
-    return job.run(AuditConfig(features=features, **options))
+    return job.run(AuditConfig(**_settings(locals())))
 
 
 def status(out: str, root: str | None = None, verify: bool = False) -> Status:
@@ -122,20 +150,22 @@ def stream(out: str, split: str, chunk_rows: int = 4096, seed: int | None = None
     return features.stream(out, split, chunk_rows, seed)
 
 
-def fit_head(features: str, model_dir: str, model: str = "logreg", **options) -> HeadReport:
+def fit_head(
+    features: str, model_dir: str, *,
+    model: str = "logreg", epochs: int = 30, batch_size: int = 20, learning_rate: float = 2e-05, units: int = 256,
+    dropout: float = 0.5, max_memory: int = 2 * 1024**3, seed: int = 0, validation_split: float | None = None,
+    test_split: float | None = None,
+) -> HeadReport:
     """Train a classifier on the features of `features` (an extract output), select it on the
     validation split, evaluate every labelled split, and write the model folder `model_dir` with
     report.json and figures. A folder without splits is split here (validation_split, test_split).
 
     >>> catdog.fit_head("features", "model").splits["test"]["accuracy"]
     0.97
-
-    Options: the fields of `catdog.config.HeadConfig` (epochs, batch_size, learning_rate, units,
-    dropout, max_memory, seed, validation_split, test_split).
     """
     from catdog.heads import fit_head as job
 
-    return job.run(HeadConfig(features=features, model_dir=model_dir, model=model, **options))
+    return job.run(HeadConfig(**_settings(locals())))
 
 
 def load_model(model_dir: str, weights: str | None = None, address: str | None = None) -> Model:
@@ -168,7 +198,12 @@ def explain(model_dir: str, images: list[str], out_dir: str | None = None, class
     return job.explain(model_dir, images, out_dir, class_name, weights, layer)
 
 
-def similar(features: str, report_dir: str | None = None, **options) -> SimilarReport:
+def similar(
+    features: str, *,
+    report_dir: str | None = None, threshold: float = 0.95, top: int = 5, method: str = "auto", probes: int = 16,
+    pca_dims: int | None = None, full: bool = False, features_column: str | None = None, path_column: str = "path",
+    label_column: str | None = None, split_column: str | None = None,
+) -> SimilarReport:
     """Near-duplicate images by cosine similarity of their stored features, and the pairs that leak
     across splits; writes similar.csv, similar.json and similar.png (default: FEATURES/similar), and
     the neighbour lists that let the next run into the same folder search only what changed.
@@ -176,26 +211,51 @@ def similar(features: str, report_dir: str | None = None, **options) -> SimilarR
     >>> catdog.similar("features", threshold=0.98).across_splits
     3
 
-    Options: the fields of `catdog.config.SimilarConfig` (threshold, top, method, probes, pca_dims, full;
-    features_column, path_column, label_column, split_column for another tool's embeddings Parquet:
-
     >>> catdog.similar("clip/img_emb", features_column="embedding", path_column="image_path")
     """
     from catdog.insight import similar as job
 
-    return job.run(SimilarConfig(features=features, report_dir=report_dir, **options))
+    return job.run(SimilarConfig(**_settings(locals())))
 
 
-def fit_e2e(root: str, out: str, **options) -> TrainResult:
+def fit_e2e(
+    root: str, out: str, *,
+    num_workers: int = 2, use_gpu: bool = False, epochs: int = 30, batch_size: int = 20,
+    learning_rate: float = 2e-05, weights: str = "imagenet", weights_mirror: str | None = None, seed: int = 0,
+    backbone: str = backbones.DEFAULT, image_size: int | None = None, preprocess: str | None = None,
+    pooling: str | None = None, interpolation: str = "bilinear", max_pixels: int = PILLOW_MAX_PIXELS,
+    jpeg_draft: bool = False, fine_tune_from: str | None = None, fine_tune_epochs: int = 10,
+    fine_tune_learning_rate: float = 1e-05, max_failures: int = 3, address: str | None = None,
+    shared_fs: bool = False,
+) -> TrainResult:
     """Train the frozen conv base and the recipe's head end to end on augmented images of
     ROOT/train (validated on ROOT/validation) on Ray Train; a re-run with the same `out` resumes.
 
     >>> catdog.fit_e2e("photos", "run", epochs=2, weights="none", image_size=64).model_dir
     'run/model'
-
-    Options: the fields of `catdog.config.TrainConfig` (num_workers, use_gpu, epochs, batch_size,
-    learning_rate, weights, image_size, fine_tune_from, ...).
     """
     from catdog.e2e import fit_e2e as job
 
-    return job.run(TrainConfig(root=root, out=out, **options))
+    return job.run(TrainConfig(**_settings(locals())))
+
+
+def _settings(arguments: dict) -> dict:
+    """A call's arguments as a config's fields (the job module each function imports is left out)."""
+    return {k: v for k, v in arguments.items() if k != "job"}
+
+
+def _document(function, cls, *skip: str) -> None:
+    """The function's docstring ends with its parameters, from the config fields that define them for
+    the command line too (scikit-learn's layout)."""
+    lines = ["", "    Parameters", "    ----------"]
+    for field in dataclasses.fields(cls):
+        if field.name in skip or not field.metadata:
+            continue
+        default = "" if field.default is dataclasses.MISSING else f", default={field.default!r}"
+        lines += [f"    {field.name} : {field.type}{default}", f"        {field.metadata['help']}"]
+    function.__doc__ = (function.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
+
+
+for _function, _cls, _skip in ((extract, ExtractConfig, ()), (estimate, ExtractConfig, ("out",)), (audit, AuditConfig, ()),
+                               (fit_head, HeadConfig, ()), (similar, SimilarConfig, ()), (fit_e2e, TrainConfig, ())):
+    _document(_function, _cls, *_skip)

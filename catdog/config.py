@@ -27,6 +27,21 @@ MIN_IMAGE_SIZE = 32  # five 2x2 poolings (or strides): below 32 pixels nothing i
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
 
+SHARED_FS_HELP = ("local ROOT/OUT paths are on a filesystem every node mounts at the same path; without it, "
+                  "tasks reading or writing local paths run on this node")
+_REQUIRED = dataclasses.MISSING
+
+
+def option(default=_REQUIRED, help: str = "", *, positional: str = "", choices: tuple | None = None,
+           metavar: str | None = None, flag: "str | bool | None" = None, parse: str | None = None):
+    """A setting, defined once for the Python API and the command line: its default and help, and how
+    its flag reads (`catdog.commands.arguments.add_options`). `positional`: the help of a required
+    argument; `flag`: another flag name, or False for none."""
+    metadata = {"help": positional or help, "positional": bool(positional), "choices": choices, "metavar": metavar,
+                "flag": flag, "parse": parse}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 class _Config:
     """Every field is checked against its annotation before the class's own checks (`_validate`):
     a wrong type from the Python API or a hand-edited head.json is one line, not a TypeError deep
@@ -80,38 +95,55 @@ class EmbedConfig(_Config):
 
 @dataclass(frozen=True)
 class ExtractConfig(_Config):
-    root: str
-    out: str
-    weights: str = "imagenet"  # "imagenet", "none" or a path/URI of a notop weights file of the backbone
-    weights_mirror: str | None = None  # imagenet from a mirror of Keras' files (URL or folder; None: $CATDOG_WEIGHTS_MIRROR)
-    seed: int = 0  # random init seed, used with weights="none"
-    backbone: str = backbones.DEFAULT  # a catdog.backbones name: the keras.applications network
-    image_size: int | None = None  # None: the backbone's (the recipe's 150 for vgg16)
-    batch_size: int | None = None  # None: 32 on a CPU, larger on a GPU
-    preprocess: str | None = None  # None: the backbone's own (catdog.config.PREPROCESSING)
-    pooling: str | None = None  # None: the backbone's (flatten for VGG, the recipe's; avg for the others)
-    interpolation: str = "bilinear"
-    dtype: str = "float32"
-    precision: str = "fp32"
-    shard_size: int | None = None  # None: by device (catdog.cluster.default_shard_size), or what OUT's run used
-    max_pixels: int = PILLOW_MAX_PIXELS
-    jpeg_draft: bool = False
-    num_actors: int | None = None  # None: follow the cluster's GPUs (or CPUs)
-    gpus_per_actor: float | None = None
-    cpus_per_actor: float | None = None
-    address: str | None = None  # None: RAY_ADDRESS if set, else an embedded local Ray
-    executor: str = "auto"  # "ray", "local" (this process) or "auto" (catdog.extraction.executor)
-    shared_fs: bool = False  # local paths are the same on every node (NFS, ...): tasks may run anywhere
-    verify_content: bool = False  # an incremental run also compares the images' bytes, not only size and time
-    overwrite: bool = False
-    progress: bool = True
-    stall_timeout: float | None = None  # seconds without a finished shard before the job stops (None: derived)
-    repair: bool = False  # read every committed file whole first; extract the images of damaged ones again
-    from_table: bool = False  # root is a table of image paths/URIs (Parquet or CSV), not a folder
-    path_column: str = "path"  # with from_table: the column of image paths or URIs
-    label_column: str | None = None  # with from_table: the class column (None: "label" if the table has it)
-    split_column: str | None = None  # with from_table: the split column (None: "split" if the table has it)
-    class_names: tuple[str, ...] = ()  # WebDataset input: a member's KEY.cls holding k is of class class_names[k]
+    root: str = option(positional="image folder (local path or s3://, gs://, ... URI), or with from_table a table")
+    out: str = option(positional="output folder (path or URI)")
+    weights: str = option("imagenet", "imagenet (default: Keras' download), none (random, --seed), or a notop weights "
+                          "file of the backbone")
+    weights_mirror: str | None = option(None, "with --weights imagenet: a mirror of Keras' weight files, a base URL or "
+                                        "folder (default: $CATDOG_WEIGHTS_MIRROR)", metavar="URL_OR_DIR")
+    seed: int = option(0, "seed of the random weights with --weights none")
+    backbone: str = option(backbones.DEFAULT, "the keras.applications conv base: vgg16 (default, the recipe's), "
+                           "resnet50, efficientnetv2_b0, convnext_tiny, ... (docs/commands.md lists them)",
+                           choices=tuple(backbones.BACKBONES), metavar="NAME")
+    image_size: int | None = option(None, "input side S (default: the backbone's; vgg16: 150)")
+    batch_size: int | None = option(None, "images per model call (default 32 on a CPU, up to 256 on a GPU)")
+    preprocess: str | None = option(None, "default: the backbone's own (vgg16 is Keras' caffe mode); rescale is the "
+                                    "tutorial's 1/255", choices=PREPROCESSING)
+    pooling: str | None = option(None, "flatten the conv map (vgg16's default: 4x4x512 = 8192 at 150 px) or pool it "
+                                 "to one vector (avg, the others' default; max; gem)", choices=backbones.POOLINGS)
+    interpolation: str = option("bilinear", "resizing filter (Pillow's)", choices=INTERPOLATIONS)
+    dtype: str = option("float32", "stored feature type", choices=DTYPES)
+    precision: str = option("fp32", "compute precision of the conv base; auto: fp16 on GPUs, bf16 on CPUs with fast "
+                            "bf16, else fp32", choices=PRECISIONS)
+    shard_size: int | None = option(None, "images per output file and per unit of resume (default 256 on CPU actors, "
+                                    "1024 on GPU ones; a resume keeps its run's)")
+    max_pixels: int = option(PILLOW_MAX_PIXELS, "refuse larger images (decompression bombs): an error row each")
+    jpeg_draft: bool = option(False, "decode large JPEGs at 1/2, 1/4 or 1/8 scale (faster)")
+    num_actors: int | None = option(None, "default: one per GPU, else CPU actors filling the cluster")
+    gpus_per_actor: float | None = option(None, "fractions share a GPU (default 1 when the cluster has GPUs)")
+    cpus_per_actor: float | None = option(None, "CPUs each embedding actor reserves (default: by the cluster)")
+    address: str | None = option(None, "Ray address; 'auto' joins a running cluster (default: RAY_ADDRESS, else a "
+                                 "local Ray or this process)")
+    executor: str = option("auto", "ray (actors, on a cluster or a local Ray), local (this process), auto (this "
+                           "process for up to 512 images with no cluster, address or actor options; else Ray)",
+                           choices=EXECUTORS)
+    shared_fs: bool = option(False, SHARED_FS_HELP)
+    verify_content: bool = option(False, "on a re-run, also hash every image to find content changed under the same "
+                                  "size and time")
+    overwrite: bool = option(False, "replace an OUT made with other settings")
+    progress: bool = option(True, "a progress bar on stderr")
+    stall_timeout: float | None = option(None, "stop (resumable) when no shard has finished for this long (default: "
+                                         "30 min for the first shard, then the longer of 10 min and 20 times the "
+                                         "longest wait between shards)", metavar="SECONDS")
+    repair: bool = option(False, "read every file OUT holds first, delete those that are damaged and extract their "
+                          "images again")
+    from_table: bool = option(False, "ROOT is a Parquet or CSV table with a row per image (a path or URI, optionally "
+                              "a class and a split), not a folder", flag=False)
+    path_column: str = option("path", "with --from-table: the column of image paths or URIs")
+    label_column: str | None = option(None, "with --from-table: the class column (default: label, if there)")
+    split_column: str | None = option(None, "with --from-table: the split column (default: split, if there)")
+    class_names: tuple[str, ...] = option((), "WebDataset input (ROOT/*.tar): the classes of the KEY.cls values 0, 1, "
+                                          "... (without it: unlabeled)", metavar="A,B,...")
 
     def _validate(self) -> None:
         _resolve_backbone(self)
@@ -148,20 +180,22 @@ class ExtractConfig(_Config):
 
 @dataclass(frozen=True)
 class HeadConfig(_Config):
-    features: str
-    model_dir: str
-    model: str = "logreg"
-    epochs: int = 30
-    batch_size: int = 20
-    learning_rate: float = 2e-5
-    units: int = 256
-    dropout: float = 0.5
-    max_memory: int = 2 * 1024**3
-    seed: int = 0
+    features: str = option(positional="the OUT folder of `catdog extract`")
+    model_dir: str = option(positional="where the model, report and figures go", flag="--model-dir")
+    model: str = option("logreg", "logreg (scikit-learn) or dense (the recipe's Dense(256) -> Dropout -> Dense)",
+                        choices=HEAD_MODELS)
+    epochs: int = option(30, "dense: epochs (the best on validation is kept); logreg streaming: passes")
+    batch_size: int = option(20, "dense: images per step")
+    learning_rate: float = option(2e-5, "dense: RMSprop's learning rate (the recipe's)")
+    units: int = option(256, "dense: units of the hidden layer")
+    dropout: float = option(0.5, "dense: dropout before the output layer")
+    max_memory: int = option(2 * 1024**3, "e.g. 2G; features above it are streamed from Parquet", parse="bytes")
+    seed: int = option(0, "seed of the head's initialisation, shuffling and folds")
     # A folder without splits (ROOT/CLASS/*.jpg) is split here, stratified and seeded: these fractions
     # (None: 0.2 each, catdog.heads.splits). A folder with its own splits keeps them.
-    validation_split: float | None = None
-    test_split: float | None = None
+    validation_split: float | None = option(None, "a folder without splits (ROOT/CLASS/*): the share held out for "
+                                            "validation (default 0.2)")
+    test_split: float | None = option(None, "a folder without splits: the share held out for test (default 0.2)")
 
     def _validate(self) -> None:
         _choice("model", self.model, HEAD_MODELS)
@@ -189,18 +223,24 @@ SIMILAR_METHODS = ("auto", "exact", "approximate")
 
 @dataclass(frozen=True)
 class SimilarConfig(_Config):
-    features: str  # the OUT folder of `catdog extract`, or any embeddings Parquet file or folder (features_column)
-    report_dir: str | None = None  # where similar.csv, similar.json and similar.png go (None: OUT/similar)
-    threshold: float = 0.95  # cosine similarity at or above which two images are near-duplicates
-    top: int = 5  # neighbours looked at per image
-    method: str = "auto"  # "exact", "approximate" (an IVF index, re-ranked exactly), "auto": exact while it is quick
-    probes: int = 16  # approximate: index cells looked in per image (more: higher recall, slower)
-    pca_dims: int | None = None  # approximate: PCA components searched (None: 256 for vectors wider than 512; 0: none)
-    full: bool = False  # search every image again, ignoring the neighbour lists a previous run left in report_dir
-    features_column: str | None = None  # embeddings written by another tool: the column of vectors (list of floats)
-    path_column: str = "path"  # ... its column of image paths or URIs
-    label_column: str | None = None  # ... its class column, if any
-    split_column: str | None = None  # ... its split column, if any
+    features: str = option(positional="the OUT folder of `catdog extract` (or, with --features-column, embeddings "
+                           "another tool wrote)")
+    report_dir: str | None = option(None, "folder for similar.csv, similar.json, similar.png (default OUT/similar)",
+                                    flag="--out")
+    threshold: float = option(0.95, "cosine similarity at or above which two images are near-duplicates")
+    top: int = option(5, "nearest neighbours looked at per image")
+    method: str = option("auto", "exact search, an approximate index (faiss IVF, re-ranked exactly, recall "
+                         "measured), or auto: exact while it is quick", choices=SIMILAR_METHODS)
+    probes: int = option(16, "approximate: index cells looked in per image (more: higher recall, slower)")
+    pca_dims: int | None = option(None, "approximate: PCA components searched (default 256 for vectors wider than "
+                                  "512; 0: none)")
+    full: bool = option(False, "search every image again (default: only what changed since the last run into the "
+                        "same --out)")
+    features_column: str | None = option(None, "FEATURES is another tool's embeddings Parquet: its column of vectors "
+                                         "(a list of floats, e.g. clip-retrieval's 'embedding')")
+    path_column: str = option("path", "with --features-column: the column of image paths or URIs")
+    label_column: str | None = option(None, "with --features-column: the class column (default: label, if there)")
+    split_column: str | None = option(None, "with --features-column: the split column (default: split, if there)")
 
     def _validate(self) -> None:
         _check_columns(self)
@@ -216,17 +256,20 @@ class SimilarConfig(_Config):
 
 @dataclass(frozen=True)
 class AuditConfig(_Config):
-    features: str  # the OUT folder of `catdog extract`, or any embeddings Parquet file or folder (features_column)
-    report_dir: str | None = None  # where label_issues.csv, outliers.csv, audit.json go (None: OUT/audit)
-    folds: int = 5  # of the out-of-fold probabilities (fewer if the smallest class has fewer images)
-    neighbours: int = 10  # an outlier's distance is to its k-th nearest image of the same class
-    outlier_z: float = 3.5  # robust z-score of that distance within the class above which it is an outlier
-    seed: int = 0
-    duplicate_threshold: float = 0.95  # cosine similarity of a near-duplicate pair (as `catdog similar`'s)
-    features_column: str | None = None  # embeddings written by another tool: the column of vectors (list of floats)
-    path_column: str = "path"  # ... its column of image paths or URIs
-    label_column: str | None = None  # ... its class column ("label" if it has one)
-    split_column: str | None = None  # ... its split column ("split" if it has one)
+    features: str = option(positional="the OUT folder of `catdog extract` (or, with --features-column, embeddings "
+                           "another tool wrote)")
+    report_dir: str | None = option(None, "folder for label_issues.csv, outliers.csv, duplicates.csv, audit.json and "
+                                    "contact sheets (default OUT/audit)", flag="--out")
+    folds: int = option(5, "folds of the out-of-fold probabilities (fewer if the smallest class has fewer images)")
+    neighbours: int = option(10, "k: an outlier's distance is to its k-th nearest image of its class")
+    outlier_z: float = option(3.5, "robust z-score of that distance within the class above which it is an outlier")
+    seed: int = option(0, "seed of the folds and the heads")
+    duplicate_threshold: float = option(0.95, "cosine similarity of a near-duplicate pair (as `catdog similar`'s)")
+    features_column: str | None = option(None, "FEATURES is another tool's embeddings Parquet: its column of vectors "
+                                         "(a list of floats, e.g. clip-retrieval's 'embedding')")
+    path_column: str = option("path", "with --features-column: the column of image paths or URIs")
+    label_column: str | None = option(None, "with --features-column: the class column (default: label, if there)")
+    split_column: str | None = option(None, "with --features-column: the split column (default: split, if there)")
 
     def _validate(self) -> None:
         _check_columns(self)
@@ -240,29 +283,31 @@ class AuditConfig(_Config):
 
 @dataclass(frozen=True)
 class TrainConfig(_Config):
-    root: str
-    out: str
-    num_workers: int = 2
-    use_gpu: bool = False
-    epochs: int = 30
-    batch_size: int = 20
-    learning_rate: float = 2e-5
-    weights: str = "imagenet"
-    weights_mirror: str | None = None  # as ExtractConfig's
-    seed: int = 0
-    backbone: str = backbones.DEFAULT  # the frozen conv base (catdog.backbones)
-    image_size: int | None = None  # None: the backbone's (vgg16: the recipe's 150)
-    preprocess: str | None = None  # None: the backbone's own
-    pooling: str | None = None  # None: the backbone's (vgg16: flatten, the recipe's)
-    interpolation: str = "bilinear"
-    max_pixels: int = PILLOW_MAX_PIXELS
-    jpeg_draft: bool = False
-    fine_tune_from: str | None = None  # e.g. block5_conv1: unfreeze from there after `epochs`
-    fine_tune_epochs: int = 10
-    fine_tune_learning_rate: float = 1e-5
-    max_failures: int = 3
-    address: str | None = None
-    shared_fs: bool = False
+    root: str = option(positional="image folder with train/ and validation/ class folders")
+    out: str = option(positional="run folder: checkpoints, model/ and curves", flag="--out")
+    num_workers: int = option(2, "Ray Train workers")
+    use_gpu: bool = option(False, "a GPU per worker")
+    epochs: int = option(30, "epochs with the conv base frozen")
+    batch_size: int = option(20, "images per step per worker")
+    learning_rate: float = option(2e-5, "RMSprop's learning rate (the recipe's)")
+    weights: str = option("imagenet", "imagenet (default), none (random, --seed), or a notop weights file")
+    weights_mirror: str | None = option(None, "with --weights imagenet: a mirror of Keras' weight files, a base URL "
+                                        "or folder (default: $CATDOG_WEIGHTS_MIRROR)", metavar="URL_OR_DIR")
+    seed: int = option(0, "seed of the random weights, the head and the augmentation")
+    backbone: str = option(backbones.DEFAULT, "the conv base (default vgg16, the recipe's; any `catdog extract "
+                           "--backbone` name)", choices=tuple(backbones.BACKBONES), metavar="NAME")
+    image_size: int | None = option(None, "default: the backbone's (vgg16: 150)")
+    preprocess: str | None = option(None, "default: the backbone's own", choices=PREPROCESSING)
+    pooling: str | None = option(None, "default: the backbone's (vgg16: flatten)", choices=backbones.POOLINGS)
+    interpolation: str = option("bilinear", "resizing filter (Pillow's)", choices=INTERPOLATIONS)
+    max_pixels: int = option(PILLOW_MAX_PIXELS, "skip larger images (decompression bombs)")
+    jpeg_draft: bool = option(False, "decode large JPEGs at reduced scale, as extract does")
+    fine_tune_from: str | None = option(None, "e.g. block5_conv1: then unfreeze from there for --fine-tune-epochs")
+    fine_tune_epochs: int = option(10, "epochs after unfreezing")
+    fine_tune_learning_rate: float = option(1e-5, "learning rate after unfreezing")
+    max_failures: int = option(3, "worker failures Ray Train recovers from (from the last checkpoint)")
+    address: str | None = option(None, "Ray address (default: RAY_ADDRESS, else a local Ray)")
+    shared_fs: bool = option(False, SHARED_FS_HELP)
 
     def _validate(self) -> None:
         _resolve_backbone(self)

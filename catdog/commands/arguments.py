@@ -1,13 +1,13 @@
-"""What the command modules share: options from parsed flags, sizes like 2G, the columns of another
-tool's embeddings."""
+"""What the command modules share: a config class's settings as flags (each defined once, in
+`catdog.config`, for the API and the command line alike), the settings back from parsed flags, and
+sizes like 2G."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-SHARED_FS_HELP = ("local ROOT/OUT paths are on a filesystem every node mounts at the same path; without it, "
-                  "tasks reading or writing local paths run on this node")
 
 
 def parse_bytes(text: str) -> int:
@@ -25,10 +25,47 @@ def options(cls, args: argparse.Namespace, *skip: str) -> dict:
     return {n: getattr(args, n) for n in cls.__dataclass_fields__ if hasattr(args, n) and n not in skip}
 
 
-def add_embedding_columns(p: argparse.ArgumentParser) -> None:
-    """FEATURES may be another tool's embeddings (a Parquet file or folder) rather than catdog's OUT."""
-    p.add_argument("--features-column", help="FEATURES is another tool's embeddings Parquet: its column of vectors "
-                   "(a list of floats, e.g. clip-retrieval's 'embedding')")
-    p.add_argument("--path-column", default="path", help="with --features-column: the column of image paths or URIs")
-    p.add_argument("--label-column", help="with --features-column: the class column (default: label, if there)")
-    p.add_argument("--split-column", help="with --features-column: the split column (default: split, if there)")
+def add_options(p: argparse.ArgumentParser, cls, *skip: str) -> None:
+    """A flag for each setting of config class `cls` (not in `skip`): its name, type, default, choices
+    and help from the field itself. A required setting is a positional argument, or a required flag
+    where the field names one."""
+    for field in dataclasses.fields(cls):
+        meta = field.metadata
+        if field.name in skip or not meta or meta.get("flag") is False:
+            continue
+        name = meta.get("flag") or "--" + field.name.replace("_", "-")
+        kinds = [k.strip() for k in str(field.type).split("|") if k.strip() != "None"]
+        extra = {"choices": meta["choices"]} if meta.get("choices") else {}
+        if meta.get("metavar"):
+            extra["metavar"] = meta["metavar"]
+        if meta.get("positional"):
+            if meta.get("flag"):
+                p.add_argument(name, dest=field.name, required=True, help=meta["help"], **extra)
+            else:
+                p.add_argument(field.name, help=meta["help"], **extra)
+            continue
+        default = field.default
+        if kinds == ["bool"]:
+            if default:
+                p.add_argument("--no-" + field.name.replace("_", "-"), dest=field.name, action="store_false",
+                               help=f"not: {meta['help']}")
+            else:
+                p.add_argument(name, dest=field.name, action="store_true", help=meta["help"])
+            continue
+        parse = {"int": int, "float": float, "str": str, "tuple[str, ...]": _names}[kinds[0]]
+        if meta.get("parse") == "bytes":
+            parse = parse_bytes
+        said = default is None or default == () or "default" in meta["help"]
+        shown = "" if said else f" (default: {_shown(default, meta)})"
+        p.add_argument(name, dest=field.name, type=parse, default=default, help=meta["help"] + shown, **extra)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
+
+
+def _shown(default, meta) -> str:
+    if meta.get("parse") == "bytes":
+        unit = next(u for u in ("T", "G", "M", "K", "") if default % UNITS[u] == 0)
+        return f"{default // UNITS[unit]}{unit}"
+    return str(default)

@@ -47,7 +47,8 @@ def reference(root: str, backbone: str, precision: str) -> dict:
     ready uint8 batches, decoded beforehand, through its tf.function."""
     from catdog import storage
     from catdog.config import ExtractConfig
-    from catdog.extraction import convbase, imagefolder, images
+    from catdog.extraction import imagefolder
+    from catdog.vision import convbase, images
 
     config = ExtractConfig(root=root, out="", backbone=backbone, weights="none", precision=precision, batch_size=BATCH)
     folder = storage.resolve(root)

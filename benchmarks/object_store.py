@@ -26,7 +26,7 @@ sys.path.insert(0, PROJECT)
 from benchmarks import photos_cli  # noqa: E402
 from catdog import storage
 from catdog.config import DecodeConfig  # noqa: E402
-from catdog.extraction import images  # noqa: E402
+from catdog.vision import images  # noqa: E402
 from tests import s3server  # noqa: E402
 from tests.faultproxy import Proxy  # noqa: E402
 

@@ -43,7 +43,7 @@ def files(root: str, n: int | None = None) -> list:
 
 def decoded_pixels(root: str, n: int, size: int = SIZE) -> np.ndarray:
     from catdog.config import DecodeConfig
-    from catdog.extraction.images import decode_files
+    from catdog.vision.images import decode_files
 
     return decode_files(files(root, n), DecodeConfig(size)).pixels
 
@@ -55,7 +55,7 @@ def reference(root: str, n: int, precision: str, size: int = SIZE) -> dict:
     import keras
     import tensorflow as tf
 
-    from catdog.extraction.convbase import POLICIES
+    from catdog.vision.convbase import POLICIES
 
     pixels = decoded_pixels(root, n, size)
     keras.mixed_precision.set_global_policy(POLICIES[precision])
@@ -75,7 +75,7 @@ def decode_time(root: str, n: int) -> dict:
     of a 256-photo shard at 64 px decoded in one thread and in as many as the machine has cores, as an
     embedding actor holding them all decodes its shards (alternating, the median of five each)."""
     from catdog.config import DecodeConfig
-    from catdog.extraction.images import decode_files
+    from catdog.vision.images import decode_files
 
     chosen = files(root, n)
     decode_files(chosen[:10], DecodeConfig(SIZE))  # warm the page cache and Pillow's imports
@@ -118,7 +118,7 @@ def pillow_loop(root: str, size: int, passes: int = 3) -> dict:
 def _zero_cost_model() -> None:
     """Runs in every Ray worker of the zero-cost part (a worker_process_setup_hook): the conv base
     is replaced by zeros of the right shape, so only the pipeline around it is left to measure."""
-    from catdog.extraction import convbase
+    from catdog.vision import convbase
 
     class ZeroCost:
         def __init__(self, weights, config) -> None:
@@ -184,8 +184,8 @@ def jpeg_draft(root: str, n: int) -> dict:
     decode: CPU time per photo, and the cosine of the conv base's features (random weights, fp32)."""
 
     from catdog.config import DecodeConfig, EmbedConfig
-    from catdog.extraction import convbase
-    from catdog.extraction.images import decode_files
+    from catdog.vision import convbase
+    from catdog.vision.images import decode_files
 
     chosen = files(root, n)
     results = {}
@@ -665,7 +665,7 @@ def machine() -> dict:
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("tensorflow", "keras", "ray", "pyarrow", "pillow"))
-    from catdog.extraction.convbase import cpu
+    from catdog.vision.convbase import cpu
 
     _, flags = cpu()  # the flags --precision auto reads
     extras = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f in flags]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Iterator
 
-from catdog import backbones
 from catdog.config import (
     PILLOW_MAX_PIXELS,
     AuditConfig,
@@ -28,6 +27,7 @@ from catdog.config import (
     SimilarConfig,
     TrainConfig,
 )
+from catdog.vision import backbones
 
 if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
     import numpy as np

@@ -6,95 +6,32 @@
 
 from __future__ import annotations
 
-import dataclasses
-import numbers
-import os
 from dataclasses import dataclass
 
-from catdog import backbones
 from catdog.errors import CatdogError
+from catdog.settings import Settings, choice, flag, option, positive
+from catdog.vision import backbones
+from catdog.vision.settings import (  # noqa: F401  (the stage configs and choices, named here with the rest)
+    COMPUTE_PRECISIONS,
+    DTYPES,
+    INTERPOLATIONS,
+    MIN_IMAGE_SIZE,
+    PILLOW_MAX_PIXELS,
+    PRECISIONS,
+    PREPROCESSING,
+    DecodeConfig,
+    EmbedConfig,
+    check_image_size,
+)
 
-# catdog.layers.preprocess: vgg16 is Keras' "caffe" mode, tf [-1, 1], torch ImageNet mean/std, none
-# 0-255 as they are (the model preprocesses), rescale the tutorial's 1/255.
-PREPROCESSING = ("vgg16", "rescale", "tf", "torch", "none")
-INTERPOLATIONS = ("bilinear", "nearest")
-DTYPES = ("float32", "float16")
-COMPUTE_PRECISIONS = ("fp32", "bf16", "fp16")
-PRECISIONS = (*COMPUTE_PRECISIONS, "auto")  # auto: decided per run from the devices (catdog.extraction.convbase.auto_precision)
 HEAD_MODELS = ("logreg", "dense")
 EXECUTORS = ("auto", "local", "ray")  # catdog.extraction.executor
-MIN_IMAGE_SIZE = 32  # five 2x2 poolings (or strides): below 32 pixels nothing is left
-PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
-
-
 SHARED_FS_HELP = ("local ROOT/OUT paths are on a filesystem every node mounts at the same path; without it, "
                   "tasks reading or writing local paths run on this node")
-_REQUIRED = dataclasses.MISSING
-
-
-def option(default=_REQUIRED, help: str = "", *, positional: str = "", choices: tuple | None = None,
-           metavar: str | None = None, flag: "str | bool | None" = None, parse: str | None = None):
-    """A setting, defined once for the Python API and the command line: its default and help, and how
-    its flag reads (`catdog.commands.arguments.add_options`). `positional`: the help of a required
-    argument; `flag`: another flag name, or False for none."""
-    metadata = {"help": positional or help, "positional": bool(positional), "choices": choices, "metavar": metavar,
-                "flag": flag, "parse": parse}
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-class _Config:
-    """Every field is checked against its annotation before the class's own checks (`_validate`):
-    a wrong type from the Python API or a hand-edited head.json is one line, not a TypeError deep
-    inside a job."""
-
-    def __post_init__(self) -> None:
-        _check_types(self)
-        self._validate()
-
-    def _validate(self) -> None:
-        pass
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
-class DecodeConfig(_Config):
-    """How an image file becomes an S x S x 3 uint8 array."""
-
-    image_size: int = 150
-    interpolation: str = "bilinear"
-    max_pixels: int = PILLOW_MAX_PIXELS
-    jpeg_draft: bool = False  # let libjpeg scale down while decoding (1/2, 1/4, 1/8) when the photo is 2x the size or more
-
-    def _validate(self) -> None:
-        _image_size(self.image_size)
-        _choice("interpolation", self.interpolation, INTERPOLATIONS)
-        _positive(self, "max_pixels")
-
-
-@dataclass(frozen=True)
-class EmbedConfig(_Config):
-    """How the conv base turns pixels into features."""
-
-    image_size: int = 150
-    batch_size: int | None = None  # None: 32 on a CPU, larger on a GPU (convbase.default_batch_size)
-    preprocess: str = "vgg16"
-    precision: str = "fp32"  # "auto" is resolved before a stage gets its config
-    backbone: str = backbones.DEFAULT
-    pooling: str = "flatten"
-
-    def _validate(self) -> None:
-        _image_size(self.image_size, backbones.get(self.backbone))
-        if self.batch_size is not None:
-            _positive(self, "batch_size")
-        _choice("preprocess", self.preprocess, PREPROCESSING)
-        _choice("precision", self.precision, COMPUTE_PRECISIONS)
-        _choice("pooling", self.pooling, backbones.POOLINGS)
-
-
-@dataclass(frozen=True)
-class ExtractConfig(_Config):
+class ExtractConfig(Settings):
     root: str = option(positional="image folder (local path or s3://, gs://, ... URI), or with from_table a table")
     out: str = option(positional="output folder (path or URI)")
     weights: str = option("imagenet", "imagenet (default: Keras' download), none (random, --seed), or a notop weights "
@@ -150,12 +87,12 @@ class ExtractConfig(_Config):
         object.__setattr__(self, "class_names", tuple(self.class_names))
         if any(not n or "," in n for n in self.class_names) or len(set(self.class_names)) < len(self.class_names):
             raise CatdogError(f"--class-names must be distinct non-empty names, got {','.join(self.class_names)!r}")
-        _choice("precision", self.precision, PRECISIONS)
+        choice("precision", self.precision, PRECISIONS)
         _ = self.decode, self.replace(precision="fp32").embed if self.precision == "auto" else self.embed  # validates both
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("executor", self.executor, EXECUTORS)
+        choice("dtype", self.dtype, DTYPES)
+        choice("executor", self.executor, EXECUTORS)
         if self.shard_size is not None:
-            _positive(self, "shard_size")
+            positive(self, "shard_size")
         if self.num_actors is not None and self.num_actors < 1:
             raise CatdogError("--num-actors must be at least 1")
         if self.stall_timeout is not None and self.stall_timeout <= 0:
@@ -167,7 +104,7 @@ class ExtractConfig(_Config):
         for name in ("gpus_per_actor", "cpus_per_actor"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise CatdogError(f"--{_flag(name)} cannot be negative")
+                raise CatdogError(f"--{flag(name)} cannot be negative")
 
     @property
     def decode(self) -> DecodeConfig:
@@ -179,7 +116,7 @@ class ExtractConfig(_Config):
 
 
 @dataclass(frozen=True)
-class HeadConfig(_Config):
+class HeadConfig(Settings):
     features: str = option(positional="the OUT folder of `catdog extract`")
     model_dir: str = option(positional="where the model, report and figures go", flag="--model-dir")
     model: str = option("logreg", "logreg (scikit-learn) or dense (the recipe's Dense(256) -> Dropout -> Dense)",
@@ -198,15 +135,15 @@ class HeadConfig(_Config):
     test_split: float | None = option(None, "a folder without splits: the share held out for test (default 0.2)")
 
     def _validate(self) -> None:
-        _choice("model", self.model, HEAD_MODELS)
+        choice("model", self.model, HEAD_MODELS)
         for name in ("epochs", "batch_size", "units", "max_memory", "learning_rate"):
-            _positive(self, name)
+            positive(self, name)
         if not 0 <= self.dropout < 1:
             raise CatdogError(f"--dropout must be in [0, 1), got {self.dropout}")
         for name in ("validation_split", "test_split"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
-                raise CatdogError(f"--{_flag(name)} must be in [0, 1), got {value}")
+                raise CatdogError(f"--{flag(name)} must be in [0, 1), got {value}")
         if (self.validation_split or 0) + (self.test_split or 0) >= 1:
             raise CatdogError("--validation-split and --test-split leave no training images")
 
@@ -222,7 +159,7 @@ SIMILAR_METHODS = ("auto", "exact", "approximate")
 
 
 @dataclass(frozen=True)
-class SimilarConfig(_Config):
+class SimilarConfig(Settings):
     features: str = option(positional="the OUT folder of `catdog extract` (or, with --features-column, embeddings "
                            "another tool wrote)")
     report_dir: str | None = option(None, "folder for similar.csv, similar.json, similar.png (default OUT/similar)",
@@ -246,8 +183,8 @@ class SimilarConfig(_Config):
         _check_columns(self)
         if not -1 <= self.threshold <= 1:
             raise CatdogError(f"--threshold is a cosine similarity in [-1, 1], got {self.threshold}")
-        _positive(self, "top")
-        _positive(self, "probes")
+        positive(self, "top")
+        positive(self, "probes")
         if self.method not in SIMILAR_METHODS:
             raise CatdogError(f"--method is one of {', '.join(SIMILAR_METHODS)}, got {self.method!r}")
         if self.pca_dims is not None and self.pca_dims < 0:
@@ -255,7 +192,7 @@ class SimilarConfig(_Config):
 
 
 @dataclass(frozen=True)
-class AuditConfig(_Config):
+class AuditConfig(Settings):
     features: str = option(positional="the OUT folder of `catdog extract` (or, with --features-column, embeddings "
                            "another tool wrote)")
     report_dir: str | None = option(None, "folder for label_issues.csv, outliers.csv, duplicates.csv, audit.json and "
@@ -277,12 +214,12 @@ class AuditConfig(_Config):
             raise CatdogError(f"--duplicate-threshold is a cosine similarity in [-1, 1], got {self.duplicate_threshold}")
         if self.folds < 2:
             raise CatdogError(f"--folds must be at least 2, got {self.folds}")
-        _positive(self, "neighbours")
-        _positive(self, "outlier_z")
+        positive(self, "neighbours")
+        positive(self, "outlier_z")
 
 
 @dataclass(frozen=True)
-class TrainConfig(_Config):
+class TrainConfig(Settings):
     root: str = option(positional="image folder with train/ and validation/ class folders")
     out: str = option(positional="run folder: checkpoints, model/ and curves", flag="--out")
     num_workers: int = option(2, "Ray Train workers")
@@ -313,7 +250,7 @@ class TrainConfig(_Config):
         _resolve_backbone(self)
         _ = self.decode, self.embed  # building both validates them
         for name in ("num_workers", "epochs", "batch_size", "learning_rate", "fine_tune_epochs", "fine_tune_learning_rate"):
-            _positive(self, name)
+            positive(self, name)
         if self.max_failures < 0:
             raise CatdogError("--max-failures cannot be negative")
 
@@ -345,46 +282,3 @@ def _resolve_backbone(config) -> None:
             object.__setattr__(config, name, default)  # a frozen dataclass sets its own fields only here
 
 
-_TYPES = {"int": (numbers.Integral,), "float": (numbers.Real,), "str": (str,), "bool": (bool,)}  # numpy's numbers too
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
-
-
-def _check_types(config) -> None:
-    """Each field's value is of its annotated type (`int`, `float`, `str`, `bool`, `X | None`,
-    `tuple[str, ...]`); bools are not integers here, integers are numbers."""
-    for field in dataclasses.fields(config):
-        value, kinds = getattr(config, field.name), [k.strip() for k in str(field.type).split("|")]
-        if "str" in kinds and hasattr(value, "__fspath__"):  # a pathlib.Path for a path: its string
-            value = os.fspath(value)
-            object.__setattr__(config, field.name, value)
-        if value is None and "None" in kinds:
-            continue
-        if "tuple[str, ...]" in kinds and isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
-            continue
-        allowed = tuple(t for k in kinds for t in _TYPES.get(k, ()))
-        if isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed):
-            continue
-        words = [_TYPE_WORDS.get(k, k.replace("tuple[str, ...]", "a list of strings")) for k in kinds if k != "None"]
-        expected = " or ".join(words) + (" or None" if "None" in kinds else "")
-        raise CatdogError(f"{field.name} must be {expected}, got {value!r} ({type(value).__name__})")
-
-
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise CatdogError(f"--{_flag(name)} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _positive(config, name: str) -> None:
-    if getattr(config, name) <= 0:
-        raise CatdogError(f"--{_flag(name)} must be positive, got {getattr(config, name)}")
-
-
-def _image_size(size: int, backbone: backbones.Backbone | None = None) -> None:
-    smallest = backbone.min_size if backbone else MIN_IMAGE_SIZE
-    if size < smallest:
-        which = f" for {backbone.name}" if backbone and backbone.min_size > MIN_IMAGE_SIZE else ""
-        raise CatdogError(f"--image-size must be at least {smallest}{which}, got {size}")

@@ -10,8 +10,9 @@ from PIL import Image
 
 from catdog import storage, synthetic
 from catdog.config import EmbedConfig, ExtractConfig
-from catdog.extraction import convbase, imagefolder, images
+from catdog.extraction import imagefolder
 from catdog.store import features
+from catdog.vision import convbase, images
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")

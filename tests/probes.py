@@ -86,7 +86,7 @@ def cases(tmp: Path) -> list[Case]:
     out, _ = write_dataset(tmp, {("train", "a.parquet"): ([0, 1] * 10, 2), ("test", "b.parquet"): ([0, 1] * 5, 4)})
     model = tmp / "model"
     catdog.fit_head(out.path, str(model))
-    from catdog.extraction import convbase
+    from catdog.vision import convbase
 
     # The features written here name random weights as an older catdog did; a model folder made now
     # names them as `--weights none` does today, so that loading it gets as far as the images.

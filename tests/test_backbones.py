@@ -8,11 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from catdog import backbones, synthetic
+from catdog import storage, synthetic
 from catdog.config import EmbedConfig, ExtractConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, images
-from catdog import storage
+from catdog.vision import backbones, convbase, images
 
 SIZE = 64
 
@@ -117,9 +116,9 @@ def test_a_resnet50_run_then_a_head_predict_and_explain_and_no_other_backbone_on
     them, predictions that equal the head on the stored features, Grad-CAM on ResNet50's last conv
     block; a re-run with another backbone is refused in one line."""
     from catdog import commands
+    from catdog.config import HeadConfig
     from catdog.extraction import extract
     from catdog.heads import explain, fit_head, predict
-    from catdog.config import HeadConfig
     from catdog.store import features
 
     root = tmp_path / "photos"

@@ -3,7 +3,6 @@
 import pytest
 
 import catdog
-
 from catdog.config import (
     DecodeConfig,
     EmbedConfig,

@@ -9,8 +9,8 @@ import pytest
 
 from catdog.config import EmbedConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase
-from catdog.layers import preprocess
+from catdog.vision import convbase
+from catdog.vision.layers import preprocess
 
 
 @pytest.mark.parametrize("size, side", [(150, 4), (64, 2), (32, 1), (100, 3)])

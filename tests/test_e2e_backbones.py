@@ -5,10 +5,10 @@ and fine-tuning unfreezes from a layer of that network."""
 import numpy as np
 import pytest
 
-from catdog import layers
 from catdog.config import TrainConfig
 from catdog.e2e import model as e2e
 from catdog.errors import CatdogError
+from catdog.vision import layers
 
 
 @pytest.mark.parametrize("mode", ["vgg16", "rescale", "tf", "torch", "none"])

@@ -10,7 +10,7 @@ from PIL import Image
 
 from catdog import storage
 from catdog.config import DecodeConfig
-from catdog.extraction import images
+from catdog.vision import images
 from tests.conftest import random_pixels
 
 

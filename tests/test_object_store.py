@@ -15,10 +15,11 @@ import pytest
 from catdog import cluster, commands, storage, synthetic
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
-from catdog.extraction import extract, images
+from catdog.extraction import extract
 from catdog.heads import fit_head, predict
 from catdog.store import features, files, layout, lock
 from catdog.store.lock import locked
+from catdog.vision import images
 from tests.conftest import (
     assert_rows_match,
     demo_with_a_broken_file,

@@ -9,8 +9,8 @@ from catdog.config import DecodeConfig, ExtractConfig
 from catdog.e2e import training
 from catdog.extraction import metadata, pipeline, stages
 from catdog.extraction.imagefolder import ImageSet, Shard
-from catdog.extraction.images import decode
 from catdog.store import features, layout
+from catdog.vision.images import decode
 from tests.conftest import random_pixels, save_image
 
 
@@ -77,8 +77,9 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     import time
 
     from catdog import synthetic
-    from catdog.extraction import convbase, imagefolder
+    from catdog.extraction import imagefolder
     from catdog.extraction.feed import Feed
+    from catdog.vision import convbase
 
     synthetic.make_demo_folder(str(tmp_path / "in"), per_class=60, size=40, splits={"train": 1.0})
     root, out = storage.resolve(str(tmp_path / "in")), storage.resolve(str(tmp_path / "out"))

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from catdog import commands, storage, synthetic
-from catdog.errors import CatdogError
 from catdog.config import ExtractConfig
+from catdog.errors import CatdogError
 from catdog.extraction import extract
 from catdog.store import features, files, layout, manifest
 from tests.conftest import embedder_pids, random_pixels, wait_for_shards
@@ -94,7 +94,7 @@ AS_NOBODY = r"""
 import os, sys
 from catdog import storage
 from catdog.config import DecodeConfig
-from catdog.extraction import images
+from catdog.vision import images
 readable, secret = (storage.resolve(p) for p in sys.argv[1:])
 images.decode_files([readable], DecodeConfig(32))  # everything a decode loads, loaded as root
 os.setgid(65534)

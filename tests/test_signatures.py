@@ -11,7 +11,13 @@ import pytest
 
 import catdog
 from catdog import commands
-from catdog.config import AuditConfig, ExtractConfig, HeadConfig, SimilarConfig, TrainConfig
+from catdog.config import (
+    AuditConfig,
+    ExtractConfig,
+    HeadConfig,
+    SimilarConfig,
+    TrainConfig,
+)
 
 DOCS = os.path.join(os.path.dirname(__file__), "..")
 FUNCTIONS = [(catdog.extract, ExtractConfig, ()), (catdog.estimate, ExtractConfig, ("out",)),

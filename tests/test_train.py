@@ -13,8 +13,8 @@ from catdog import storage, synthetic
 from catdog.config import EmbedConfig, TrainConfig
 from catdog.e2e import fit_e2e, training
 from catdog.e2e import model as e2e
-from catdog.extraction import convbase
 from catdog.heads import explain, model_folder, predict
+from catdog.vision import convbase
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 
 from catdog import commands
 from catdog.errors import CatdogError
-from catdog.extraction import convbase
+from catdog.vision import convbase
 
 pytestmark = pytest.mark.slow  # builds VGG16 networks
 
@@ -54,9 +54,8 @@ def mirrored(tmp_path, monkeypatch):
     model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
     model.save_weights(str(tmp_path / "made.weights.h5"))
     # Keras' legacy h5 layout, the one its download serves, written by Keras' own legacy saver.
-    from keras.src.legacy.saving import legacy_h5_format
-
     import h5py
+    from keras.src.legacy.saving import legacy_h5_format
     with h5py.File(served / convbase.IMAGENET_FILE, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
     data = (served / convbase.IMAGENET_FILE).read_bytes()

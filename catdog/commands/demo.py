@@ -10,7 +10,8 @@ import os
 from dataclasses import asdict
 
 import catdog
-from catdog import backbones, synthetic
+from catdog import synthetic
+from catdog.vision import backbones
 
 
 def add(commands, common: argparse.ArgumentParser) -> None:

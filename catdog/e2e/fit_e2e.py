@@ -18,8 +18,9 @@ from catdog.config import TrainConfig
 from catdog.e2e import model as e2e_model
 from catdog.e2e import training
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, imagefolder, metadata
+from catdog.extraction import imagefolder, metadata
 from catdog.heads import model_folder
+from catdog.vision import convbase
 
 
 @dataclass(frozen=True)

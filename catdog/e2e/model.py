@@ -1,4 +1,4 @@
-"""The end-to-end model: the frozen conv base (VGG16, or any catdog.backbones network) plus the
+"""The end-to-end model: the frozen conv base (VGG16, or any catdog.vision.backbones network) plus the
 tutorial's head, trained on augmented
 pixels, under any tf.distribute strategy. Plain Keras and TensorFlow: Ray Train drives it from
 `catdog.e2e.training.train_worker`.
@@ -15,12 +15,11 @@ from typing import Iterable
 
 import numpy as np
 
-from catdog import layers
 from catdog.config import TrainConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase
 from catdog.heads.metrics import CLIP
 from catdog.heads.model_folder import PIXEL_MODEL
+from catdog.vision import convbase, layers
 
 MODEL_FILE = PIXEL_MODEL  # the whole model, preprocessing inside: what `catdog predict` loads
 STATE = "state.json"

@@ -15,8 +15,8 @@ from catdog import cluster, storage
 from catdog.cluster import Placement
 from catdog.config import DecodeConfig, TrainConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, images
 from catdog.storage import Location
+from catdog.vision import convbase, images
 
 if TYPE_CHECKING:  # Ray is imported where a stage runs, not when this module is
     import ray.train

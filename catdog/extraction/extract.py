@@ -24,7 +24,7 @@ from tqdm import tqdm
 from catdog import cluster, storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, executor, imagefolder, listing, local, metadata, pipeline
+from catdog.extraction import executor, imagefolder, listing, local, metadata, pipeline
 from catdog.extraction.cost import Cost, Estimate
 from catdog.extraction.feed import Feed
 from catdog.extraction.imagefolder import Shard, Source
@@ -34,6 +34,7 @@ from catdog.store import features, generation, index, layout, manifest, verify
 from catdog.store.lock import locked
 from catdog.store.manifest import Manifest
 from catdog.version import __version__
+from catdog.vision import convbase
 
 STEADY_MIN_SHARDS = 4  # a rate needs a few shards after the first; with fewer there is no steady state
 ESTIMATE_SHARDS_PER_ACTOR = 2  # --estimate's sample: at least this many shards per actor (and a steady rate)

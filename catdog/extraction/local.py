@@ -10,11 +10,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
 from catdog.config import ExtractConfig
-from catdog.extraction import convbase, stages
+from catdog.extraction import stages
 from catdog.extraction.feed import Feed
 from catdog.extraction.stages import WrittenRow
 from catdog.storage import Location
 from catdog.store.features import ShardWriter
+from catdog.vision import convbase
 
 NODE = "local"  # a written shard's node: this process's machine
 

@@ -3,12 +3,11 @@ Parquet metadata, docs/output-format.md), and which of it pins an OUT."""
 
 from __future__ import annotations
 
-from catdog import backbones
 from catdog.config import ExtractConfig
-from catdog.extraction import convbase
 from catdog.extraction.imagefolder import Source
 from catdog.storage import Location
 from catdog.version import __version__
+from catdog.vision import backbones, convbase
 
 
 def feature_metadata(config: ExtractConfig, source: Source, weights_identity: dict) -> dict:

@@ -8,8 +8,8 @@ import numpy as np
 
 from catdog import storage
 from catdog.extraction import listing
-from catdog.extraction.images import decode_files
 from catdog.store import manifest
+from catdog.vision.images import decode_files
 
 
 def settings(out: storage.Location) -> dict | None:

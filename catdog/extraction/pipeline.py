@@ -28,11 +28,12 @@ from catdog import cluster, storage
 from catdog.cluster import Placement, Resources
 from catdog.config import EmbedConfig, ExtractConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, images, stages
+from catdog.extraction import stages
 from catdog.extraction.feed import Feed
 from catdog.extraction.stages import WrittenRow
 from catdog.storage import Location
 from catdog.store.features import ShardWriter
+from catdog.vision import convbase, images
 
 logger = logging.getLogger(__name__)
 

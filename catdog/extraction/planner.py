@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from catdog import storage
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, imagefolder, images
+from catdog.extraction import imagefolder
 from catdog.extraction.imagefolder import Listed, PlanDigest, Shard, Source
 from catdog.storage import Location
 from catdog.store import features, index, layout
+from catdog.vision import convbase, images
 
 if TYPE_CHECKING:
     from catdog.extraction.pipeline import WrittenRow

@@ -15,10 +15,11 @@ import numpy as np
 
 from catdog import storage
 from catdog.config import DecodeConfig, EmbedConfig
-from catdog.extraction import convbase, images, webdataset
+from catdog.extraction import webdataset
 from catdog.extraction.imagefolder import Shard
 from catdog.storage import Location
 from catdog.store.features import NO_LABEL, ShardWriter
+from catdog.vision import convbase, images
 
 
 class ShardRow(TypedDict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catdog import backbones, storage
+from catdog import storage
 from catdog.errors import CatdogError
 from catdog.extraction import listing
 from catdog.store import index, layout, manifest
@@ -13,6 +13,7 @@ from catdog.store import verify as checks
 from catdog.store.index import Changes
 from catdog.store.manifest import Manifest
 from catdog.store.verify import Damage
+from catdog.vision import backbones
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,11 @@ from typing import Callable
 
 import numpy as np
 
-from catdog import figures, layers, storage
+from catdog import figures, storage
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, imagefolder
+from catdog.extraction import imagefolder
 from catdog.heads import model_folder
+from catdog.vision import convbase, layers
 
 BATCH = 16  # images per gradient pass: bounds the memory of the stored activations
 DEFAULT_DIR = "explain"  # under the model folder, when no folder is given

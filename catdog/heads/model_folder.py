@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import backbones, layers, storage
+from catdog import storage
 from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase
-from catdog.extraction.images import decode_files
 from catdog.heads.models import HEADS, DenseHead, LogRegHead, class_columns
+from catdog.vision import backbones, convbase, layers
+from catdog.vision.images import decode_files
 
 HEAD_JSON = "head.json"
 PIXEL_MODEL = "model.keras"  # an end-to-end model, preprocessing inside

@@ -13,11 +13,12 @@ import numpy as np
 from catdog import storage
 from catdog.config import ExtractConfig
 from catdog.errors import CatdogError
-from catdog.extraction import convbase, extract, imagefolder
-from catdog.extraction.images import decode_files
+from catdog.extraction import extract, imagefolder
 from catdog.heads import model_folder
 from catdog.storage import Location
 from catdog.store import features
+from catdog.vision import convbase
+from catdog.vision.images import decode_files
 
 
 @dataclass(frozen=True)

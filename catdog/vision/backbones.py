@@ -1,7 +1,7 @@
 """The conv bases catdog extracts with: every `keras.applications` network, by catdog's name.
 
 Each with the input side Keras trained it at (VGG16's default is the recipe's 150), the smallest
-side Keras accepts, its preprocessing (`catdog.layers.preprocess`: the mode of that network's own
+side Keras accepts, its preprocessing (`catdog.vision.layers.preprocess`: the mode of that network's own
 `preprocess_input`, or "none" where Keras builds it into the model — EfficientNet, EfficientNetV2,
 ConvNeXt, MobileNetV3 take 0–255 pixels), and its default pooling: the recipe flattens VGG's 4×4×512
 map; the others' maps are pooled to one vector per image, as Keras' `pooling="avg"` does.
@@ -28,7 +28,7 @@ class Backbone:
     module: str  # its module there, whose preprocess_input the preprocessing matches
     size: int  # default input side
     min_size: int  # smallest input side Keras builds it for
-    preprocess: str  # catdog.layers.preprocess mode
+    preprocess: str  # catdog.vision.layers.preprocess mode
     pooling: str = "avg"
 
 

@@ -1,4 +1,4 @@
-"""The conv base (VGG16, the recipe's, or any `catdog.backbones` network): where its weights come
+"""The conv base (VGG16, the recipe's, or any `catdog.vision.backbones` network): where its weights come
 from, how it is placed on a device, how it embeds.
 
 TensorFlow is imported inside functions only: workers that merely decode or write must not pay
@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import backbones, storage
-from catdog.config import EmbedConfig
+from catdog import storage
 from catdog.errors import CatdogError
-from catdog.layers import preprocess
+from catdog.vision import backbones
+from catdog.vision.layers import preprocess
+from catdog.vision.settings import EmbedConfig
 
 CHANNELS = 512
 # Keras' own VGG16 "notop" file and the md5 its loader verifies (keras/src/applications/vgg16.py).

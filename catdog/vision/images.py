@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from catdog import storage
-from catdog.config import DecodeConfig
 from catdog.storage import Location
+from catdog.vision.settings import DecodeConfig
 
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})

@@ -22,11 +22,11 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 
 
 def pytest_collection_modifyitems(items):
-    """A test that needs the embedded Ray is slow by definition; others mark themselves. Files with
+    """A test that needs the embedded Ray or the S3 server is slow by definition; others mark themselves. Files with
     the most slow tests run first, so that the two test processes end on short files together
     rather than one on a long file alone (within a file, and between equals, the order stays)."""
     for item in items:
-        if "ray_local" in getattr(item, "fixturenames", ()):
+        if {"ray_local", "s3", "s3_server"} & set(getattr(item, "fixturenames", ())):  # Ray, or a real S3 server
             item.add_marker(pytest.mark.slow)
     slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow[item.path])

@@ -13,6 +13,8 @@ from catdog.config import EmbedConfig, ExtractConfig
 from catdog.errors import CatdogError
 from catdog.vision import backbones, convbase, images
 
+pytestmark = pytest.mark.slow  # builds Keras networks
+
 SIZE = 64
 
 

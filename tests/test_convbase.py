@@ -12,6 +12,8 @@ from catdog.errors import CatdogError
 from catdog.vision import convbase
 from catdog.vision.layers import preprocess
 
+pytestmark = pytest.mark.slow  # builds Keras networks
+
 
 @pytest.mark.parametrize("size, side", [(150, 4), (64, 2), (32, 1), (100, 3)])
 def test_feature_shape_follows_five_floor_halvings(size, side):

@@ -10,6 +10,8 @@ from catdog.e2e import model as e2e
 from catdog.errors import CatdogError
 from catdog.vision import layers
 
+pytestmark = pytest.mark.slow  # builds Keras networks
+
 
 @pytest.mark.parametrize("mode", ["vgg16", "rescale", "tf", "torch", "none"])
 def test_the_saved_models_preprocessing_layer_is_the_graphs(mode):

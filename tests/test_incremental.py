@@ -147,7 +147,7 @@ def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local,
         save_image(photos / "train" / "cats" / f"more.{i:02d}.png", random_pixels(200 + i))
     os.remove(photos / "train" / "dogs" / "dog.0.jpg")
     command = [sys.executable, "-m", "catdog.commands", "extract", str(photos), "--out", str(out), "--weights", "none",
-               "--image-size", "32", "--shard-size", "2", "--no-progress"]
+               "--image-size", "32", "--shard-size", "2", "--no-progress", "--executor", "ray"]
     stage = out / layout.STAGING / "gen-2" / "features"
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

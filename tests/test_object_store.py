@@ -135,7 +135,7 @@ def test_killed_s3_job_resumes_to_exactly_once_with_the_features_of_each_image(s
     synthetic.make_demo_folder(str(root_dir), per_class=30, size=40, splits={"train": 1.0})
     root, out = s3.upload(root_dir, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
     command = [sys.executable, "-m", "catdog.commands", "extract", root, "--out", out, "--weights", "none",
-               "--image-size", "32", "--shard-size", "2", "--no-progress"]
+               "--image-size", "32", "--shard-size", "2", "--no-progress", "--executor", "ray"]
     job = subprocess.Popen(command, start_new_session=True, env={**os.environ, **s3.env},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -261,15 +261,17 @@ def test_a_store_that_refuses_writes_gets_no_model_and_no_success_line(s3, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("executor", ["ray", "local"])
 def test_an_extraction_whose_shard_writes_are_refused_stops_in_one_line_then_resumes(s3, ray_local, tmp_path,
-                                                                                      monkeypatch, capsys):
+                                                                                      monkeypatch, capsys, executor):
     """The store takes the lock and the manifest but refuses the shards: one line, exit 2, no summary;
     once it takes them again, the same command finishes with every image once."""
     from tests.faultproxy import Proxy
 
     root = synthetic.make_demo_folder(str(tmp_path / "in"), per_class=6, size=40, splits={"train": 1.0})
     out = f"s3://{s3.prefix}/features"
-    argv = ["extract", root, "--weights", "none", "--image-size", "32", "--shard-size", "4", "--no-progress"]
+    argv = ["extract", root, "--weights", "none", "--image-size", "32", "--shard-size", "4", "--no-progress",
+            "--executor", executor]
     with Proxy(s3.endpoint, refuse_writes=True, pattern=b"/features/split") as proxy:  # "=" is percent-encoded in the path
         # The endpoint in the URI, not the environment: the writers (Ray workers) must go through the proxy too.
         through_proxy = f"{out}?endpoint_override=127.0.0.1:{proxy.port}&scheme=http"

@@ -121,7 +121,8 @@ def test_unreadable_file_is_an_error_row_for_a_user_without_access(tmp_path):
 KILLED_JOB = r"""
 import json, sys
 import catdog
-done = catdog.extract(sys.argv[1], sys.argv[2], weights="none", image_size=32, shard_size=2, batch_size=2, progress=False)
+done = catdog.extract(sys.argv[1], sys.argv[2], weights="none", image_size=32, shard_size=2, batch_size=2, progress=False,
+                      executor="ray")
 print(json.dumps({"images": done.images, "actors": sorted({a["pid"] for a in done.embedders})}))
 """
 
@@ -226,7 +227,7 @@ def test_ctrl_c_and_sigterm_stop_in_one_line_and_the_job_resumes(tmp_path, signa
     # The signal follows the first committed shard; 300 photos at 96 px in shards of 2 leave the job
     # seconds of work after it (fp32, about 40 photos/s on two cores).
     argv = [sys.executable, "-c", INTERRUPTIBLE, "extract", str(root), "--out", str(out), "--weights", "none",
-            "--image-size", "96", "--shard-size", "2", "--no-progress"]
+            "--image-size", "96", "--shard-size", "2", "--no-progress", "--executor", "ray"]
     job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 180
@@ -271,7 +272,7 @@ def test_a_job_that_stops_moving_is_stopped_in_one_line_then_resumes(ray_local, 
     assert not (tmp_path / "out" / layout.LOCK).exists()
     # The same job on the CPU, as a user re-runs it: in a process of its own (with a Ray of its own).
     again = subprocess.run([sys.executable, "-m", "catdog.commands", "extract", str(root), "--out", config.out, "--weights",
-                            "none", "--image-size", "32", "--shard-size", "4", "--no-progress"],
+                            "none", "--image-size", "32", "--shard-size", "4", "--no-progress", "--executor", "ray"],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     paths = features.load(config.out).paths

@@ -18,7 +18,7 @@ def test_killed_run_resumes_to_exactly_once(ray_local, tmp_path):
     out = tmp_path / "out"
     config = ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, shard_size=2, progress=False)
     command = [sys.executable, "-m", "catdog.commands", "extract", config.root, "--out", config.out,
-               "--weights", "none", "--image-size", "32", "--shard-size", "2", "--no-progress"]
+               "--weights", "none", "--image-size", "32", "--shard-size", "2", "--no-progress", "--executor", "ray"]
     # A session of its own, so the kill takes the embedded Ray (raylet, workers) down with it.
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

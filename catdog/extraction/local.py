@@ -40,9 +40,13 @@ def extract_shards(shards: Feed, root: Location, config: ExtractConfig, weights:
         pending = decoding(shards.next())
         try:
             while pending is not None:
-                decoded = pending.result()
-                pending = decoding(shards.next())  # the next shard decodes while this one is embedded
-                yield stages.write_stage(embed(decoded), writer=writer, node=NODE)
+                try:
+                    decoded = pending.result()
+                    pending = decoding(shards.next())  # the next shard decodes while this one is embedded
+                    written = stages.write_stage(embed(decoded), writer=writer, node=NODE)
+                except OSError as exc:  # a store's or disk's refusal: one line, as on Ray
+                    raise stages.refused(exc, writer) from None
+                yield written
         finally:
             if pending is not None:
                 pending.cancel()

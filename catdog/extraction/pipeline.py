@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Iterator
 
-from catdog import cluster, storage
+from catdog import cluster
 from catdog.cluster import Placement, Resources
 from catdog.config import EmbedConfig, ExtractConfig
 from catdog.errors import CatdogError
@@ -33,7 +33,7 @@ from catdog.extraction.feed import Feed
 from catdog.extraction.stages import WrittenRow
 from catdog.storage import Location
 from catdog.store.features import ShardWriter
-from catdog.vision import convbase, images
+from catdog.vision import convbase
 
 logger = logging.getLogger(__name__)
 
@@ -261,14 +261,10 @@ def _lost(exc: Exception) -> bool:
 
 
 def _refused(exc, writer: ShardWriter) -> Exception:
-    """A store or disk that refused a write (no space, an error answer), or a store that did not
-    answer a read, is the user's to fix, in one line; every shard committed before it is kept.
-    Anything else is a fault of catdog's."""
+    """A store or disk that refused a write, or a store that did not answer a read, is the user's to
+    fix, in one line (`stages.refused`); anything else is a fault of catdog's."""
     cause = cluster.cause(exc, OSError)
-    if cause is None:
-        return exc
-    what = str(cause) if isinstance(cause, images.StoreError) else f"cannot write to {writer.out}: {storage.store_error(cause)}"
-    return CatdogError(f"{what}; the shards written so far are kept: run the same command again to resume")
+    return exc if cause is None else stages.refused(cause, writer)
 
 
 def _first_line(exc: Exception) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from catdog import storage
 from catdog.config import DecodeConfig, EmbedConfig
+from catdog.errors import CatdogError
 from catdog.extraction import webdataset
 from catdog.extraction.imagefolder import Shard
 from catdog.storage import Location
@@ -149,3 +150,10 @@ def write_stage(row: EmbeddedRow, *, writer: ShardWriter, node: str = "") -> Wri
             "paths": list(row["paths"]) + list(row["error_paths"]), "digests": list(row["digests"]) + list(row["error_digests"]),
             "embedder": row["embedder"], "decode_s": row["decode_s"], "embed_s": row["embed_s"],
             "write_s": time.perf_counter() - began}
+
+
+def refused(cause: OSError, writer: ShardWriter) -> CatdogError:
+    """A store or disk that refused a write (no space, an error answer), or a store that did not
+    answer a read, said in one line; every shard committed before it is kept."""
+    what = str(cause) if isinstance(cause, images.StoreError) else f"cannot write to {writer.out}: {storage.store_error(cause)}"
+    return CatdogError(f"{what}; the shards written so far are kept: run the same command again to resume")

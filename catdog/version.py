@@ -1,3 +1,3 @@
 """The package version, in a module of its own: the code that records it imports nothing else of catdog."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -94,7 +94,12 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
                                    Placement(None, None, 1))
     assert next(rows)["rows"] == 20
     rows.close()
-    time.sleep(5)  # the shards on the actor, had they kept running, would be written by now
+    # The embedding actor's CPUs back: it is dead (killed, not finished), and its writer was killed
+    # with it; a shard the writer had in hand when killed may have landed, none after.
+    deadline = time.monotonic() + 120
+    while ray_local.available_resources().get("CPU") != 2.0:
+        assert time.monotonic() < deadline, "the job's embedding actor is still alive"
+        time.sleep(0.05)
     written = features.committed(out)
     # When the first came back, the next two were on the actor (its slot refilled at once): left running
     # they both land (3 written, as without the kill); killed, at most one caught at its write does.

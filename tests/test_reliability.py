@@ -265,10 +265,8 @@ def test_a_job_that_stops_moving_is_stopped_in_one_line_then_resumes(ray_local, 
     synthetic.make_demo_folder(str(root), per_class=6, size=40)
     config = ExtractConfig(root=str(root), out=str(tmp_path / "out"), weights="none", image_size=32, shard_size=4,
                            progress=False, stall_timeout=6)
-    started = time.monotonic()
     with pytest.raises(CatdogError, match="no shard finished in 6 s: the cluster is not making progress"):
-        extract.run(config.replace(gpus_per_actor=1))
-    assert time.monotonic() - started < 60
+        extract.run(config.replace(gpus_per_actor=1))  # a hang would be ended by the test's timeout
     assert not (tmp_path / "out" / layout.LOCK).exists()
     # The same job on the CPU, as a user re-runs it: in a process of its own (with a Ray of its own).
     again = subprocess.run([sys.executable, "-m", "catdog.commands", "extract", str(root), "--out", config.out, "--weights",

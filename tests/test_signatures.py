@@ -32,7 +32,10 @@ def test_api_parameters_are_the_config_fields(function, cls, skip):
     parameters = inspect.signature(function).parameters
     assert all(p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters.values())
     fields = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in skip}
-    assert list(parameters) == list(fields)
+    assert set(parameters) == set(fields)
+    required = [p for p in parameters.values() if p.default is p.empty]
+    assert all(p.kind == p.POSITIONAL_OR_KEYWORD for p in required)
+    assert all(p.kind == p.KEYWORD_ONLY for p in parameters.values() if p.default is not p.empty)
     for name, default in fields.items():
         expected = inspect.Parameter.empty if default is dataclasses.MISSING else default
         assert parameters[name].default == expected, name

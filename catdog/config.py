@@ -235,3 +235,29 @@ class TrainConfig(ImageSettings):
         return ExtractConfig(root=self.root, out=self.out, **self.image_options())
 
 
+@dataclass(frozen=True)
+class ReportConfig(Settings):
+    features: str = option(positional="the OUT folder of `catdog extract`")
+    model: str | None = option(None, "a model folder of `catdog head` (or train-e2e): adds its metrics, the most "
+                               "confidently wrong images and their Grad-CAM heatmaps", metavar="M")
+    report_dir: str | None = option(None, "folder of the site: index.html, thumbnails and data (default OUT/report; "
+                                    "a URI writes it to a store)", flag="--out")
+    map_points: int = option(2000, "images on the feature map (a sample, every class in proportion)")
+    neighbours: int = option(5, "nearest images shown beside each flagged one")
+    seed: int = option(0, "seed of the feature map's sample and projection")
+
+    def _validate(self) -> None:
+        positive(self, "map_points")
+        positive(self, "neighbours")
+
+
+@dataclass(frozen=True)
+class SearchConfig(Settings):
+    features: str = option(positional="the OUT folder of `catdog extract` to search")
+    images: tuple[str, ...] = option(positional="photos (files or folders) to search for", flag=False)
+    top: int = option(5, "stored images listed per photo, the nearest first")
+    out: str | None = option(None, "write the results as a CSV (query, rank, path, cosine) here instead of printing")
+    weights: str | None = option(None, "where OUT's conv base weights file is now, if moved since the extraction")
+
+    def _validate(self) -> None:
+        positive(self, "top")

@@ -74,3 +74,43 @@ def embeddings(n: int, dim: int, duplicates: int = 0, clusters: int = 1000, spre
     X[copies] = X[originals] + rng.normal(0, 0.05, (duplicates, dim)).astype(np.float32) * X[originals].std(axis=1, keepdims=True)
     which[copies] = which[originals]
     return Embeddings(X, np.stack([copies, originals], axis=1), which)
+
+
+def features_out(folder, n: int, dim: int = 16, classes: int = 5, images: bool = False, seed: int = 0):
+    """An OUT of `n` rows written through catdog's own writer and manifest, as `catdog extract` would
+    leave it: `classes` overlapping classes of Gaussian vectors (thousands of likely label errors at
+    100,000 rows, few copies), 80 % train and 20 % test. With `images`, a small picture behind every
+    row (for thumbnails); without, the rows name files that are not there."""
+    from catdog import storage
+    from catdog.config import ExtractConfig
+    from catdog.extraction.imagefolder import ImageSet
+    from catdog.extraction.metadata import compat_settings, feature_metadata
+    from catdog.store import features, manifest
+    from catdog.store.manifest import Manifest
+
+    names = tuple(f"c{k}" for k in range(classes))
+    config = ExtractConfig(root=str(folder / "images"), out=str(folder / "out"), weights="none", image_size=32,
+                           backbone="mobilenet_v3_small")
+    meta = feature_metadata(config, ImageSet(storage.resolve(config.root), "split", names, (), (), ()),
+                            {"source": "none", "seed": 0})
+    meta["feature_dim"], meta["feature_shape"] = dim, [dim]
+    out = storage.resolve(config.out)
+    writer = features.ShardWriter(out, features.feature_schema(meta), names)
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 0.6, (classes, dim))
+    step = 20_000
+    for start in range(0, n, step):
+        rows = min(step, n - start)
+        y = rng.integers(0, classes, rows)
+        X = (centres[y] + rng.normal(0, 1, (rows, dim))).astype(np.float32)
+        split = "train" if start < n * 0.8 else "test"
+        paths = [f"{split}/{names[k]}/{start + i:07d}.jpg" for i, k in enumerate(y)]
+        if images:
+            for path, k in zip(paths, y):
+                os.makedirs(os.path.join(config.root, os.path.dirname(path)), exist_ok=True)
+                shape_image(int(k), 32, rng).save(os.path.join(config.root, path), quality=80)
+        writer.write(split, f"part-{start:07d}.parquet", paths, y, X, [])
+    manifest.write(out, Manifest(compat=compat_settings(config, meta, out), features=meta,
+                                 config={"root": config.root, "out": config.out, "weights": "none", "image_size": 32},
+                                 status="complete"))
+    return out

@@ -22,9 +22,9 @@ from catdog.config import (
 DOCS = os.path.join(os.path.dirname(__file__), "..")
 FUNCTIONS = [(catdog.extract, ExtractConfig, ()), (catdog.estimate, ExtractConfig, ("out",)),
              (catdog.fit_head, HeadConfig, ()), (catdog.similar, SimilarConfig, ()), (catdog.audit, AuditConfig, ()),
-             (catdog.fit_e2e, TrainConfig, ())]
+             (catdog.fit_e2e, TrainConfig, ()), (catdog.report, ReportConfig, ()), (catdog.search, SearchConfig, ())]
 COMMANDS = {"extract": ExtractConfig, "head": HeadConfig, "similar": SimilarConfig, "audit": AuditConfig,
-            "train-e2e": TrainConfig}
+            "train-e2e": TrainConfig, "report": ReportConfig, "search": SearchConfig}
 
 
 @pytest.mark.parametrize("function, cls, skip", FUNCTIONS, ids=lambda x: getattr(x, "__name__", ""))

@@ -15,6 +15,8 @@ from catdog.config import (
     AuditConfig,
     ExtractConfig,
     HeadConfig,
+    ReportConfig,
+    SearchConfig,
     SimilarConfig,
     TrainConfig,
 )

@@ -2,7 +2,7 @@
 precision and recall of the flagged images against the planted ones, at 10,000 and 100,000 rows
 and 2, 5 and 10 % noise; each run in a fresh process, all in one run.
 
-The embeddings are synthetic (`catdog.synthetic.embeddings`: 10 overlapping classes of ReLU'd
+The embeddings are synthetic (`tests.generators.embeddings`: 10 overlapping classes of ReLU'd
 Gaussian vectors, 256 floats; the out-of-fold accuracy against the given labels is in the table),
 written to Parquet as another tool writes them and read by `catdog audit --features-column`. A
 planted error is a row whose label was changed to another class at random.
@@ -26,6 +26,7 @@ sys.path.insert(0, PROJECT)
 
 from benchmarks.parts import command, peak_rss_gib, run_part  # noqa: E402
 from benchmarks.throughput import machine  # noqa: E402  one description of the machine for the benchmarks
+from tests import generators  # noqa: E402
 
 RUNS = ((10_000, 0.02), (10_000, 0.05), (10_000, 0.10), (100_000, 0.05))
 DIM, CLASSES, SPREAD = 256, 10, 0.5
@@ -35,9 +36,8 @@ def write(n: int, noise: float, folder: str, seed: int = 0) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from catdog import synthetic
 
-    data = synthetic.embeddings(n, DIM, clusters=CLASSES, spread=SPREAD, seed=seed)
+    data = generators.embeddings(n, DIM, clusters=CLASSES, spread=SPREAD, seed=seed)
     rng = np.random.default_rng(seed + 1)
     flipped = np.sort(rng.choice(n, int(n * noise), replace=False))
     labels = data.centres.copy()

@@ -22,6 +22,7 @@ SECTIONS = (
     ("estimate.py", "estimate.json", "Estimates against runs"),
     ("similar.py", "similar.json", "Near-duplicates at a million images, and the feature map"),
     ("audit.py", "audit.json", "Label errors found by the audit"),
+    ("report.py", "report.json", "The HTML report"),
     ("train_startup.py", "train_startup.json", "End-to-end training start-up"),
 )
 HEADER = """# Benchmarks

@@ -2,7 +2,7 @@
 memory, recall), the run after a small change (incremental), and map.png's PCA + t-SNE; each job in
 a fresh process, all in one run.
 
-The embeddings are synthetic (`catdog.synthetic.embeddings`: ReLU'd Gaussian vectors around 1,000
+The embeddings are synthetic (`tests.generators.embeddings`: ReLU'd Gaussian vectors around 1,000
 centres, 1 % of them near-copies of others, cosine about 0.99), written to Parquet as another tool
 writes them and read by `catdog similar --features-column`: the whole command is timed, reading
 included. The recall of planted copies is counted here against what was planted; the recall the
@@ -28,6 +28,7 @@ sys.path.insert(0, PROJECT)
 
 from benchmarks.parts import command, peak_rss_gib, run_part  # noqa: E402
 from benchmarks.throughput import machine  # noqa: E402  one description of the machine for the benchmarks
+from tests import generators  # noqa: E402
 
 SETS = ((100_000, 512, ("exact", "approximate")), (1_000_000, 512, ("approximate",)), (25_000, 8192, ("exact", "approximate")))
 CHANGED = 0.001  # of the rows replaced, and as many added, before the incremental run
@@ -39,9 +40,8 @@ def write(n: int, dim: int, folder: str, seed: int = 0) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from catdog import synthetic
 
-    X, planted, _ = synthetic.embeddings(n, dim, duplicates=n // 100, seed=seed)
+    X, planted, _ = generators.embeddings(n, dim, duplicates=n // 100, seed=seed)
     paths = np.array([f"img{i:07d}.jpg" for i in range(n)])
     np.save(os.path.join(folder, "planted.npy"), paths[planted])
 
@@ -51,7 +51,7 @@ def write(n: int, dim: int, folder: str, seed: int = 0) -> str:
     pq.write_table(table(X, paths), os.path.join(folder, "embeddings.parquet"), row_group_size=65536)
     changed = int(n * CHANGED)
     rng = np.random.default_rng(seed + 1)
-    fresh = synthetic.embeddings(2 * changed, dim, seed=seed + 2).X
+    fresh = generators.embeddings(2 * changed, dim, seed=seed + 2).X
     free = np.setdiff1d(np.arange(n), planted.ravel())  # neither copy nor original: the planted pairs stay
     X[rng.choice(free, changed, replace=False)] = fresh[:changed]
     pq.write_table(table(np.concatenate([X, fresh[changed:]]), np.concatenate([paths, [f"new{i}.jpg" for i in range(changed)]])),
@@ -80,10 +80,9 @@ def part_run(folder: str, name: str, report: str, method: str) -> dict:
 
 def part_exact_rate(n: int, dim: int) -> dict:
     """Exact neighbours of EXACT_QUERIES rows among n: the full search's time projected from them."""
-    from catdog import synthetic
     from catdog.insight import neighbours
 
-    X = synthetic.embeddings(n, dim).X
+    X = generators.embeddings(n, dim).X
     U = neighbours.unit(X, copy=False)
     start = time.perf_counter()
     neighbours.exact(U[:EXACT_QUERIES], U, 6)
@@ -95,9 +94,8 @@ def part_map(n: int) -> dict:
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    from catdog import synthetic
 
-    X = synthetic.embeddings(n, 8192, clusters=10).X
+    X = generators.embeddings(n, 8192, clusters=10).X
     start = time.perf_counter()
     reduced = PCA(n_components=50, random_state=0).fit_transform(X)
     pca = time.perf_counter() - start

@@ -24,6 +24,8 @@ from catdog.config import (
     AuditConfig,
     ExtractConfig,
     HeadConfig,
+    ReportConfig,
+    SearchConfig,
     SimilarConfig,
     TrainConfig,
 )
@@ -40,7 +42,9 @@ if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
     from catdog.heads.fit_head import HeadReport
     from catdog.heads.predict import Model
     from catdog.insight.audit import AuditReport
+    from catdog.insight.search import SearchResult
     from catdog.insight.similar import SimilarReport
+    from catdog.html.build import ReportResult
     from catdog.store.features import Features
 
 
@@ -239,6 +243,34 @@ def fit_e2e(
     return job.run(TrainConfig(**_settings(locals())))
 
 
+def report(features: str, *, model: str | None = None, report_dir: str | None = None, map_points: int = 2000,
+           neighbours: int = 5, seed: int = 0) -> ReportResult:
+    """A static site of what catdog found in `features` (an OUT): an overview, label issues and
+    outliers beside their nearest images (running `audit` when it has not run), near-duplicates and
+    leakage, with `model` its metrics and most confidently wrong images with Grad-CAM, the feature
+    map and the unreadable images; written to `report_dir` (default OUT/report), opened from disk.
+
+    >>> catdog.report("features", model="model").index
+    'features/report/index.html'
+    """
+    from catdog.html import build as job
+
+    return job.run(ReportConfig(**_settings(locals())))
+
+
+def search(features: str, images: list[str], *, top: int = 5, out: str | None = None,
+           weights: str | None = None) -> SearchResult:
+    """The stored images of `features` nearest to each photo in `images` (files or folders), the
+    photos' features made exactly as the stored ones were; `out` writes a CSV (query, rank, path,
+    cosine).
+
+    >>> [(m.rank, m.path) for m in catdog.search("features", ["new_cat.jpg"], top=3).matches]
+    """
+    from catdog.insight import search as job
+
+    return job.run(SearchConfig(**_settings({**locals(), "images": tuple(images) if isinstance(images, (list, tuple)) else (images,)})))
+
+
 def _settings(arguments: dict) -> dict:
     """A call's arguments as a config's fields (the job module each function imports is left out)."""
     return {k: v for k, v in arguments.items() if k != "job"}
@@ -257,5 +289,6 @@ def _document(function, cls, *skip: str) -> None:
 
 
 for _function, _cls, _skip in ((extract, ExtractConfig, ()), (estimate, ExtractConfig, ("out",)), (audit, AuditConfig, ()),
-                               (fit_head, HeadConfig, ()), (similar, SimilarConfig, ()), (fit_e2e, TrainConfig, ())):
+                               (fit_head, HeadConfig, ()), (similar, SimilarConfig, ()), (fit_e2e, TrainConfig, ()),
+                               (report, ReportConfig, ()), (search, SearchConfig, ())):
     _document(_function, _cls, *_skip)

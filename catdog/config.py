@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from catdog.errors import CatdogError
 from catdog.settings import Settings, choice, flag, option, positive
-from catdog.vision import backbones
 from catdog.vision.settings import (  # noqa: F401  (the stage configs and choices, named here with the rest)
     COMPUTE_PRECISIONS,
     DTYPES,
@@ -21,6 +20,7 @@ from catdog.vision.settings import (  # noqa: F401  (the stage configs and choic
     PREPROCESSING,
     DecodeConfig,
     EmbedConfig,
+    ImageSettings,
     check_image_size,
 )
 
@@ -31,31 +31,15 @@ SHARED_FS_HELP = ("local ROOT/OUT paths are on a filesystem every node mounts at
 
 
 @dataclass(frozen=True)
-class ExtractConfig(Settings):
+class ExtractConfig(ImageSettings):
     root: str = option(positional="image folder (local path or s3://, gs://, ... URI), or with from_table a table")
     out: str = option(positional="output folder (path or URI)")
-    weights: str = option("imagenet", "imagenet (default: Keras' download), none (random, --seed), or a notop weights "
-                          "file of the backbone")
-    weights_mirror: str | None = option(None, "with --weights imagenet: a mirror of Keras' weight files, a base URL or "
-                                        "folder (default: $CATDOG_WEIGHTS_MIRROR)", metavar="URL_OR_DIR")
-    seed: int = option(0, "seed of the random weights with --weights none")
-    backbone: str = option(backbones.DEFAULT, "the keras.applications conv base: vgg16 (default, the recipe's), "
-                           "resnet50, efficientnetv2_b0, convnext_tiny, ... (docs/commands.md lists them)",
-                           choices=tuple(backbones.BACKBONES), metavar="NAME")
-    image_size: int | None = option(None, "input side S (default: the backbone's; vgg16: 150)")
     batch_size: int | None = option(None, "images per model call (default 32 on a CPU, up to 256 on a GPU)")
-    preprocess: str | None = option(None, "default: the backbone's own (vgg16 is Keras' caffe mode); rescale is the "
-                                    "tutorial's 1/255", choices=PREPROCESSING)
-    pooling: str | None = option(None, "flatten the conv map (vgg16's default: 4x4x512 = 8192 at 150 px) or pool it "
-                                 "to one vector (avg, the others' default; max; gem)", choices=backbones.POOLINGS)
-    interpolation: str = option("bilinear", "resizing filter (Pillow's)", choices=INTERPOLATIONS)
     dtype: str = option("float32", "stored feature type", choices=DTYPES)
     precision: str = option("fp32", "compute precision of the conv base; auto: fp16 on GPUs, bf16 on CPUs with fast "
                             "bf16, else fp32", choices=PRECISIONS)
     shard_size: int | None = option(None, "images per output file and per unit of resume (default 256 on CPU actors, "
                                     "1024 on GPU ones; a resume keeps its run's)")
-    max_pixels: int = option(PILLOW_MAX_PIXELS, "refuse larger images (decompression bombs): an error row each")
-    jpeg_draft: bool = option(False, "decode large JPEGs at 1/2, 1/4 or 1/8 scale (faster)")
     num_actors: int | None = option(None, "default: one per GPU, else CPU actors filling the cluster")
     gpus_per_actor: float | None = option(None, "fractions share a GPU (default 1 when the cluster has GPUs)")
     cpus_per_actor: float | None = option(None, "CPUs each embedding actor reserves (default: by the cluster)")
@@ -83,7 +67,7 @@ class ExtractConfig(Settings):
                                           "... (without it: unlabeled)", metavar="A,B,...")
 
     def _validate(self) -> None:
-        _resolve_backbone(self)
+        super()._validate()
         object.__setattr__(self, "class_names", tuple(self.class_names))
         if any(not n or "," in n for n in self.class_names) or len(set(self.class_names)) < len(self.class_names):
             raise CatdogError(f"--class-names must be distinct non-empty names, got {','.join(self.class_names)!r}")
@@ -105,10 +89,6 @@ class ExtractConfig(Settings):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise CatdogError(f"--{flag(name)} cannot be negative")
-
-    @property
-    def decode(self) -> DecodeConfig:
-        return DecodeConfig(self.image_size, self.interpolation, self.max_pixels, self.jpeg_draft)
 
     @property
     def embed(self) -> EmbedConfig:
@@ -219,7 +199,7 @@ class AuditConfig(Settings):
 
 
 @dataclass(frozen=True)
-class TrainConfig(Settings):
+class TrainConfig(ImageSettings):
     root: str = option(positional="image folder with train/ and validation/ class folders")
     out: str = option(positional="run folder: checkpoints, model/ and curves", flag="--out")
     num_workers: int = option(2, "Ray Train workers")
@@ -227,18 +207,6 @@ class TrainConfig(Settings):
     epochs: int = option(30, "epochs with the conv base frozen")
     batch_size: int = option(20, "images per step per worker")
     learning_rate: float = option(2e-5, "RMSprop's learning rate (the recipe's)")
-    weights: str = option("imagenet", "imagenet (default), none (random, --seed), or a notop weights file")
-    weights_mirror: str | None = option(None, "with --weights imagenet: a mirror of Keras' weight files, a base URL "
-                                        "or folder (default: $CATDOG_WEIGHTS_MIRROR)", metavar="URL_OR_DIR")
-    seed: int = option(0, "seed of the random weights, the head and the augmentation")
-    backbone: str = option(backbones.DEFAULT, "the conv base (default vgg16, the recipe's; any `catdog extract "
-                           "--backbone` name)", choices=tuple(backbones.BACKBONES), metavar="NAME")
-    image_size: int | None = option(None, "default: the backbone's (vgg16: 150)")
-    preprocess: str | None = option(None, "default: the backbone's own", choices=PREPROCESSING)
-    pooling: str | None = option(None, "default: the backbone's (vgg16: flatten)", choices=backbones.POOLINGS)
-    interpolation: str = option("bilinear", "resizing filter (Pillow's)", choices=INTERPOLATIONS)
-    max_pixels: int = option(PILLOW_MAX_PIXELS, "skip larger images (decompression bombs)")
-    jpeg_draft: bool = option(False, "decode large JPEGs at reduced scale, as extract does")
     fine_tune_from: str | None = option(None, "e.g. block5_conv1: then unfreeze from there for --fine-tune-epochs")
     fine_tune_epochs: int = option(10, "epochs after unfreezing")
     fine_tune_learning_rate: float = option(1e-5, "learning rate after unfreezing")
@@ -247,16 +215,12 @@ class TrainConfig(Settings):
     shared_fs: bool = option(False, SHARED_FS_HELP)
 
     def _validate(self) -> None:
-        _resolve_backbone(self)
-        _ = self.decode, self.embed  # building both validates them
+        super()._validate()
+        _ = self.embed  # building it validates it
         for name in ("num_workers", "epochs", "batch_size", "learning_rate", "fine_tune_epochs", "fine_tune_learning_rate"):
             positive(self, name)
         if self.max_failures < 0:
             raise CatdogError("--max-failures cannot be negative")
-
-    @property
-    def decode(self) -> DecodeConfig:
-        return DecodeConfig(self.image_size, self.interpolation, self.max_pixels, self.jpeg_draft)
 
     @property
     def embed(self) -> EmbedConfig:
@@ -268,17 +232,32 @@ class TrainConfig(Settings):
 
     def extract_config(self) -> ExtractConfig:
         """The extraction settings the same images would have, recorded for `catdog predict`."""
-        return ExtractConfig(root=self.root, out=self.out, weights=self.weights, weights_mirror=self.weights_mirror,
-                             seed=self.seed, backbone=self.backbone,
-                             image_size=self.image_size, preprocess=self.preprocess, pooling=self.pooling,
-                             interpolation=self.interpolation, max_pixels=self.max_pixels, jpeg_draft=self.jpeg_draft)
+        return ExtractConfig(root=self.root, out=self.out, **self.image_options())
 
 
-def _resolve_backbone(config) -> None:
-    """Settings left None take the backbone's own, and are recorded as such."""
-    backbone = backbones.get(config.backbone)
-    for name, default in (("image_size", backbone.size), ("preprocess", backbone.preprocess), ("pooling", backbone.pooling)):
-        if getattr(config, name) is None:
-            object.__setattr__(config, name, default)  # a frozen dataclass sets its own fields only here
+@dataclass(frozen=True)
+class ReportConfig(Settings):
+    features: str = option(positional="the OUT folder of `catdog extract`")
+    model: str | None = option(None, "a model folder of `catdog head` (or train-e2e): adds its metrics, the most "
+                               "confidently wrong images and their Grad-CAM heatmaps", metavar="M")
+    report_dir: str | None = option(None, "folder of the site: index.html, thumbnails and data (default OUT/report; "
+                                    "a URI writes it to a store)", flag="--out")
+    map_points: int = option(2000, "images on the feature map (a sample, every class in proportion)")
+    neighbours: int = option(5, "nearest images shown beside each flagged one")
+    seed: int = option(0, "seed of the feature map's sample and projection")
+
+    def _validate(self) -> None:
+        positive(self, "map_points")
+        positive(self, "neighbours")
 
 
+@dataclass(frozen=True)
+class SearchConfig(Settings):
+    features: str = option(positional="the OUT folder of `catdog extract` to search")
+    images: tuple[str, ...] = option(positional="photos (files or folders) to search for", flag=False)
+    top: int = option(5, "stored images listed per photo, the nearest first")
+    out: str | None = option(None, "write the results as a CSV (query, rank, path, cosine) here instead of printing")
+    weights: str | None = option(None, "where OUT's conv base weights file is now, if moved since the extraction")
+
+    def _validate(self) -> None:
+        positive(self, "top")

@@ -12,11 +12,12 @@ import shutil
 import numpy as np
 import pytest
 
-from catdog import commands, synthetic
+from catdog import commands
 from catdog.config import AuditConfig, ExtractConfig, SimilarConfig
 from catdog.errors import CatdogError
 from catdog.insight import audit
 from catdog.store import features
+from tests import generators
 
 # Floors measured on this set (4 shape classes, 40 each, 5 % misfiled, random-weight VGG16 at 32 px,
 # 5 folds): precision 0.89 (8 of 9 flagged), recall 1.00 (8 of 8) when this test was written; the floors
@@ -57,8 +58,8 @@ def test_planted_label_errors_and_outliers_are_found(ray_local, tmp_path, capsys
     from catdog.extraction import extract
 
     root = tmp_path / "shapes"
-    synthetic.make_shapes_folder(str(root), classes=4, per_class=40, size=40, seed=3)
-    classes = synthetic.shape_classes(4)
+    generators.make_shapes_folder(str(root), classes=4, per_class=40, size=40, seed=3)
+    classes = generators.shape_classes(4)
     moved = plant(root, classes, 0.05, seed=1)
     original = next(p for p in sorted((root / "train" / classes[0]).iterdir()) if not p.name.startswith("moved"))
     copy = root / "test" / classes[0] / "copy.png"

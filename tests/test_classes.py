@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog import commands, synthetic
+from catdog import commands
 from catdog.config import ExtractConfig, HeadConfig, SimilarConfig
 from catdog.errors import CatdogError
 from catdog.extraction import extract
 from catdog.heads import explain, fit_head, metrics, model_folder, predict
 from catdog.insight import similar
 from catdog.store import features
+from tests import generators
 
-CLASSES = synthetic.shape_classes(10)
+CLASSES = generators.shape_classes(10)
 COPY = "test/hue0-disc/copy-of-train-0000.jpg"
 
 
@@ -26,7 +27,7 @@ COPY = "test/hue0-disc/copy-of-train-0000.jpg"
 def shapes(ray_local, tmp_path_factory):
     base = tmp_path_factory.mktemp("classes")
     root = base / "images"
-    synthetic.make_shapes_folder(str(root), classes=10, per_class=12, size=40)
+    generators.make_shapes_folder(str(root), classes=10, per_class=12, size=40)
     # A near-duplicate across splits, as the Kaggle set has: a train image saved again, re-encoded, under test.
     Image.open(root / "train" / "hue0-disc" / "0000.png").save(root / COPY, quality=95)
     config = ExtractConfig(root=str(root), out=str(base / "features"), weights="none", image_size=32, shard_size=32,
@@ -143,7 +144,7 @@ def test_similar_finds_the_copy_across_splits(shapes, tmp_path):
 
 def test_a_class_missing_from_test_is_said_not_fatal(ray_local, tmp_path):
     root = tmp_path / "images"
-    synthetic.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
+    generators.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
     shutil.rmtree(root / "test" / "hue2-ring")
     out = tmp_path / "features"
     extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False))
@@ -159,7 +160,7 @@ def test_a_class_missing_from_test_is_said_not_fatal(ray_local, tmp_path):
 ])
 def test_folders_a_classifier_cannot_learn_from_are_one_line(ray_local, tmp_path, capsys, layout, message):
     root = tmp_path / "images"
-    synthetic.make_shapes_folder(str(root), classes=1, per_class=4, size=40)
+    generators.make_shapes_folder(str(root), classes=1, per_class=4, size=40)
     if layout == "no labels":
         for split in ("train", "validation", "test"):
             for f in (root / split / "hue0-disc").iterdir():

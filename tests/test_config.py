@@ -70,3 +70,27 @@ def test_numpy_numbers_and_paths_are_taken_as_they_mean():
 
     config = ExtractConfig(root=pathlib.Path("photos"), out="out", image_size=np.int64(64), batch_size=np.int32(8))
     assert config.root == "photos" and config.image_size == 64 and HeadConfig("f", "m", learning_rate=1).learning_rate == 1
+
+
+def test_one_image_settings_type_for_extraction_training_and_model_folders():
+    """ExtractConfig and TrainConfig are ImageSettings; a model folder's metadata gives the same
+    settings back; the backbone's defaults are filled in once, in ImageSettings."""
+    import dataclasses
+
+    from catdog import storage
+    from catdog.config import ImageSettings
+    from catdog.extraction.imagefolder import ImageSet
+    from catdog.extraction.metadata import feature_metadata
+
+    image = {f.name for f in dataclasses.fields(ImageSettings)}
+    for cls in (ExtractConfig, TrainConfig):
+        assert issubclass(cls, ImageSettings) and image <= {f.name for f in dataclasses.fields(cls)}
+    train = TrainConfig(root="r", out="o", backbone="resnet50", interpolation="nearest", jpeg_draft=True, seed=3,
+                        weights="none")
+    extract = train.extract_config()
+    assert extract.image_options() == train.image_options()
+    assert (extract.image_size, extract.pooling, extract.preprocess) == (224, "avg", "vgg16")
+    meta = feature_metadata(extract, ImageSet(storage.resolve("r"), "split", ("a", "b"), (), (), ()),
+                            {"source": "none", "seed": 3})
+    again = ImageSettings.from_metadata(meta, {"max_pixels": extract.max_pixels})
+    assert again == extract.image_options()

@@ -30,10 +30,17 @@ def listing(n):
 ])
 def test_auto_runs_small_inputs_here_and_the_rest_on_ray(monkeypatch, changes, images, expected):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(executor, "joined_ray", lambda: False)  # this test process may hold the suite's Ray
     entries, calls = listing(images)
     chosen = executor.choose(ExtractConfig(root="r", out="o", **changes), entries)
     assert chosen.name == expected, chosen
     assert len(calls) <= 1  # the listing is read once at most (and only for auto)
+
+
+def test_a_ray_this_process_joined_is_used(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(executor, "joined_ray", lambda: True)
+    assert executor.choose(ExtractConfig(root="r", out="o"), listing(3)[0]) == executor.Choice("ray", "this process's Ray")
 
 
 def test_the_environment_s_ray_address_means_ray(monkeypatch):

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -21,6 +20,7 @@ from tests.conftest import (
     fresh_extraction,
     random_pixels,
     save_image,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -151,9 +151,8 @@ def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local,
     stage = out / layout.STAGING / "gen-2" / "features"
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 420  # a loaded 2-core machine takes minutes to start Ray and the model
-        while time.time() < deadline and job.poll() is None and len(list(stage.rglob("*.parquet"))) < 3:
-            time.sleep(0.2)
+        # A loaded 2-core machine takes minutes to start Ray and the model.
+        wait_until(lambda: job.poll() is not None or len(list(stage.rglob("*.parquet"))) >= 3, 420)
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()

@@ -21,7 +21,7 @@ from catdog import synthetic
 from catdog.config import ExtractConfig
 from catdog.extraction import extract
 from catdog.store import features
-from tests.conftest import fresh_extraction
+from tests.conftest import fresh_extraction, wait_until
 from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -103,10 +103,7 @@ def node_ids(env) -> dict[str, str]:
 
 
 def _wait_for_nodes(env, count: int) -> None:
-    deadline = time.time() + 120
-    while len(node_ids(env)) < count:
-        assert time.time() < deadline, "the second Ray node did not join"
-        time.sleep(0.5)
+    assert wait_until(lambda: len(node_ids(env)) >= count, 120, 0.5), "the second Ray node did not join"
 
 
 def jobs(env):
@@ -118,17 +115,18 @@ def jobs(env):
 
 
 def _wait_until_ready(process, env, temp: str) -> None:
-    deadline, problem = time.time() + 120, "its first job did not succeed"
-    # Ready when it takes a job: the dashboard answers before its job agent does.
-    while True:
+    problem = ["its first job did not succeed"]
+
+    def takes_a_job() -> bool:  # ready when it takes a job: the dashboard answers before its job agent does
+        assert process.poll() is None, f"the Ray head ended: {problem[-1]}\n{_agent_log(temp)}"
         try:
             client = jobs(env)
-            if wait_for(client, client.submit_job(entrypoint="python -c pass"), 60) == "SUCCEEDED":
-                return
+            return wait_for(client, client.submit_job(entrypoint="python -c pass"), 60) == "SUCCEEDED"
         except (ConnectionError, RuntimeError) as exc:  # the SDK's ways of saying the head is not up yet
-            problem = exc
-        assert time.time() < deadline and process.poll() is None, f"the Ray head did not come up: {problem}\n{_agent_log(temp)}"
-        time.sleep(2)
+            problem.append(exc)
+            return False
+
+    assert wait_until(takes_a_job, 120, 2), f"the Ray head did not come up: {problem[-1]}\n{_agent_log(temp)}"
 
 
 def _agent_log(temp: str) -> str:
@@ -145,12 +143,9 @@ def _agent_log(temp: str) -> str:
 
 def wait_for(client, job_id: str, timeout: float) -> str | None:
     """The job's final status (SUCCEEDED, FAILED or STOPPED), or None if it has not ended in time."""
-    deadline = time.time() + timeout
-    while not (status := client.get_job_status(job_id)).is_terminal():
-        if time.time() > deadline:
-            return None
-        time.sleep(0.5)
-    return status.value
+    if not wait_until(lambda: client.get_job_status(job_id).is_terminal(), timeout, 0.5):
+        return None
+    return client.get_job_status(job_id).value
 
 
 def submit(env, script_args, working_dir=PROJECT, timeout=300, env_vars=None):

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from catdog.errors import CatdogError
 from catdog.store import layout, manifest
 from catdog.store.lock import locked
 from catdog.store.manifest import Manifest
+from tests.conftest import wait_until
 
 
 def test_differences_name_each_changed_setting():
@@ -74,9 +74,7 @@ def test_second_extract_process_is_refused_while_the_first_runs(tmp_path):
                "--image-size", "32", "--shard-size", "2", "--no-progress"]
     first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 120
-        while not (out / layout.LOCK).exists() and first.poll() is None and time.time() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: (out / layout.LOCK).exists() or first.poll() is not None, 120)
         assert first.poll() is None, "the first job should still be running"
         second = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert first.poll() is None, "the refusal must come while the first job holds the lock"

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from catdog import synthetic
 from catdog.insight import neighbours
+from tests import generators
 
 
 def features_with_copies(n=600, dim=64, seed=0):
@@ -45,7 +45,7 @@ def test_auto_is_exact_while_quick_and_approximate_beyond(monkeypatch):
 
 @pytest.mark.slow
 def test_approximate_search_finds_planted_duplicates_among_60000_rows_and_reports_its_recall():
-    X, planted, _ = synthetic.embeddings(60_000, 64, duplicates=300, clusters=200, seed=1)
+    X, planted, _ = generators.embeddings(60_000, 64, duplicates=300, clusters=200, seed=1)
     U = neighbours.unit(X)
     indices, sim, how = neighbours.search(U, 5, method="approximate", threshold=0.95)
     assert how.method == "approximate" and how.lists >= 512 and how.probes == 16 and how.pca_dims == 0
@@ -67,7 +67,7 @@ def test_approximate_search_finds_planted_duplicates_among_60000_rows_and_report
 
 
 def test_wide_vectors_are_searched_through_a_pca_and_re_ranked_on_the_full_vectors():
-    X, planted, _ = synthetic.embeddings(6_000, 1024, duplicates=60, clusters=50, seed=2)
+    X, planted, _ = generators.embeddings(6_000, 1024, duplicates=60, clusters=50, seed=2)
     U = neighbours.unit(X)
     indices, sim, how = neighbours.search(U, 5, method="approximate", threshold=0.95)
     assert how.pca_dims == neighbours.PCA_DIMS and how.dimensions == neighbours.PCA_DIMS and 0 < how.pca_variance < 1

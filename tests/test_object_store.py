@@ -27,6 +27,7 @@ from tests.conftest import (
     fresh_extraction,
     random_pixels,
     save_image,
+    wait_for_shards,
 )
 
 
@@ -139,15 +140,12 @@ def test_killed_s3_job_resumes_to_exactly_once_with_the_features_of_each_image(s
     job = subprocess.Popen(command, start_new_session=True, env={**os.environ, **s3.env},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and len(features.committed(out)) < 3 and job.poll() is None:
-            time.sleep(0.2)
+        wait_for_shards(out, 3, job, 240)
         actors = embedder_pids(job.pid)
         assert actors, "the job's embedding actor, to kill"
         for pid in actors:
             os.kill(pid, signal.SIGKILL)  # an actor first: Ray restarts it and the job goes on
-        while time.time() < deadline and len(features.committed(out)) < 8 and job.poll() is None:
-            time.sleep(0.2)
+        wait_for_shards(out, 8, job, 240)
     finally:
         os.killpg(job.pid, signal.SIGKILL)  # then the driver, with its embedded Ray
         job.wait()

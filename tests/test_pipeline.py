@@ -11,7 +11,7 @@ from catdog.extraction import metadata, pipeline, stages
 from catdog.extraction.imagefolder import ImageSet, Shard
 from catdog.store import features, layout
 from catdog.vision.images import decode
-from tests.conftest import random_pixels, save_image
+from tests.conftest import random_pixels, save_image, wait_until
 
 
 def test_decode_then_write_stage_commit_one_shard(tmp_path):
@@ -74,7 +74,6 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     """Closing the stream (an interrupt, an error downstream) kills the actors at once: the shards on
     them stop, except one caught at its write, which lands whole and once; their CPUs are free for the
     next job in this Ray."""
-    import time
 
     from catdog import synthetic
     from catdog.extraction import imagefolder
@@ -96,10 +95,7 @@ def test_cpu_actors_stop_when_the_job_stops_taking_shards(ray_local, tmp_path):
     rows.close()
     # The embedding actor's CPUs back: it is dead (killed, not finished), and its writer was killed
     # with it; a shard the writer had in hand when killed may have landed, none after.
-    deadline = time.monotonic() + 120
-    while ray_local.available_resources().get("CPU") != 2.0:
-        assert time.monotonic() < deadline, "the job's embedding actor is still alive"
-        time.sleep(0.05)
+    assert wait_until(lambda: ray_local.available_resources().get("CPU") == 2.0, 120), "the embedding actor lives on"
     written = features.committed(out)
     # When the first came back, the next two were on the actor (its slot refilled at once): left running
     # they both land (3 written, as without the kill); killed, at most one caught at its write does.

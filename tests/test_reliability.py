@@ -230,12 +230,10 @@ def test_ctrl_c_and_sigterm_stop_in_one_line_and_the_job_resumes(tmp_path, signa
             "--image-size", "96", "--shard-size", "2", "--no-progress", "--executor", "ray"]
     job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.time() + 180
-        while not features.committed(str(out)) and time.time() < deadline:
-            time.sleep(0.2)
+        wait_for_shards(out, 1, job, 180)
         for sent in signals:
             job.send_signal(sent)
-            time.sleep(0.2)
+            time.sleep(0.2)  # a user's pace between presses, not a wait for anything: signals do not queue
         stdout, err = job.communicate(timeout=120)
     finally:
         if job.poll() is None:

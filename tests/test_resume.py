@@ -4,12 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from catdog import synthetic
 from catdog.config import ExtractConfig
 from catdog.extraction import extract
 from catdog.store import features
+from tests.conftest import wait_for_shards
 
 
 def test_killed_run_resumes_to_exactly_once(ray_local, tmp_path):
@@ -22,9 +22,7 @@ def test_killed_run_resumes_to_exactly_once(ray_local, tmp_path):
     # A session of its own, so the kill takes the embedded Ray (raylet, workers) down with it.
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and len(features.committed(config.out)) < 3 and job.poll() is None:
-            time.sleep(0.2)
+        wait_for_shards(config.out, 3, job, 240)
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()

@@ -15,6 +15,8 @@ from catdog.config import (
     AuditConfig,
     ExtractConfig,
     HeadConfig,
+    ReportConfig,
+    SearchConfig,
     SimilarConfig,
     TrainConfig,
 )
@@ -22,9 +24,9 @@ from catdog.config import (
 DOCS = os.path.join(os.path.dirname(__file__), "..")
 FUNCTIONS = [(catdog.extract, ExtractConfig, ()), (catdog.estimate, ExtractConfig, ("out",)),
              (catdog.fit_head, HeadConfig, ()), (catdog.similar, SimilarConfig, ()), (catdog.audit, AuditConfig, ()),
-             (catdog.fit_e2e, TrainConfig, ())]
+             (catdog.fit_e2e, TrainConfig, ()), (catdog.report, ReportConfig, ()), (catdog.search, SearchConfig, ())]
 COMMANDS = {"extract": ExtractConfig, "head": HeadConfig, "similar": SimilarConfig, "audit": AuditConfig,
-            "train-e2e": TrainConfig}
+            "train-e2e": TrainConfig, "report": ReportConfig, "search": SearchConfig}
 
 
 @pytest.mark.parametrize("function, cls, skip", FUNCTIONS, ids=lambda x: getattr(x, "__name__", ""))
@@ -32,7 +34,10 @@ def test_api_parameters_are_the_config_fields(function, cls, skip):
     parameters = inspect.signature(function).parameters
     assert all(p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters.values())
     fields = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in skip}
-    assert list(parameters) == list(fields)
+    assert set(parameters) == set(fields)
+    required = [p for p in parameters.values() if p.default is p.empty]
+    assert all(p.kind == p.POSITIONAL_OR_KEYWORD for p in required)
+    assert all(p.kind == p.KEYWORD_ONLY for p in parameters.values() if p.default is not p.empty)
     for name, default in fields.items():
         expected = inspect.Parameter.empty if default is dataclasses.MISSING else default
         assert parameters[name].default == expected, name

@@ -15,6 +15,7 @@ from catdog.e2e import fit_e2e, training
 from catdog.e2e import model as e2e
 from catdog.heads import explain, model_folder, predict
 from catdog.vision import convbase
+from tests import generators
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +30,8 @@ def config_for(root, out, **changes) -> TrainConfig:
 def shapes(tmp_path_factory):
     """Three classes of shapes, with one truncated JPEG among the training images."""
     root = tmp_path_factory.mktemp("e2e") / "shapes"
-    synthetic.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
-    (root / "train" / synthetic.shape_classes(3)[0] / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
+    generators.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
+    (root / "train" / generators.shape_classes(3)[0] / "broken.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")
     return root
 
 
@@ -91,7 +92,7 @@ def test_three_classes_predict_on_files_and_a_folder_and_explain(tuned, shapes, 
     """N classes: a softmax head, every class's probability from catdog predict, Grad-CAM on the model."""
     net = model_folder.load(tuned.model_dir).model.model
     assert net.output_shape == (None, 3)
-    classes = synthetic.shape_classes(3)
+    classes = generators.shape_classes(3)
     one = sorted((shapes / "test" / classes[1]).iterdir())[0]
     folder = sorted((shapes / "test" / classes[0]).iterdir())
     predictions = predict.load_model(tuned.model_dir).predictions([str(one), str(shapes / "test" / classes[0])])
@@ -177,7 +178,7 @@ def test_another_backbone_trains_end_to_end_and_predict_and_explain_read_it(ray_
     assert folder.feature_metadata["backbone"] == "mobilenet_v2" and folder.feature_metadata["preprocess"] == "tf"
     base = [layer for layer in folder.model.model.layers if layer.name.startswith("mobilenetv2")][0]
     assert not base.trainable_weights  # frozen
-    files = sorted((shapes / "test" / synthetic.shape_classes(3)[2]).iterdir())
+    files = sorted((shapes / "test" / generators.shape_classes(3)[2]).iterdir())
     predictions = predict.load_model(done.model_dir).predictions([str(f) for f in files])
     expected = keras_probabilities(os.path.join(done.model_dir, "model.keras"), files)
     np.testing.assert_allclose([list(p.probabilities.values()) for p in predictions], expected, rtol=1e-5, atol=1e-6)

@@ -14,6 +14,8 @@ from catdog.commands import (
     extract,
     head,
     predict,
+    report,
+    search,
     similar,
     status,
     terminal,
@@ -21,7 +23,7 @@ from catdog.commands import (
 )
 from catdog.errors import CatdogError
 
-COMMANDS = (extract, status, head, predict, explain, similar, audit, train_e2e, demo)
+COMMANDS = (extract, status, head, predict, explain, similar, audit, report, search, train_e2e, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

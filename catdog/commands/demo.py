@@ -60,7 +60,10 @@ def demo(folder: str = "demo", per_class: int = 20, weights: str = "none", image
     lines.append(f"model and report.json: {model}")
     # Random weights make every photo look alike: a copy stands out only above 0.995.
     audit = catdog.audit(features, duplicate_threshold=0.995 if weights == "none" else 0.95)
-    return lines + ["", *audit.lines(), *(found(audit, planted) if planted else [])]
+    lines += ["", *audit.lines(), *(found(audit, planted) if planted else [])]
+    site = catdog.report(features, model=model)  # the audit just written is the one it shows
+    return lines + ["", f"report: {site.index} (open it in a browser: label issues, outliers, near-duplicates, "
+                        "the model's mistakes, the feature map)"]
 
 
 def found(audit, planted: dict) -> list[str]:

@@ -22,6 +22,13 @@ class Choice:
     why: str
 
 
+def joined_ray() -> bool:
+    """This process already joined a Ray (a notebook's `ray.init()`): its jobs go there. Ray is
+    asked only if whoever called imported it: catdog does not import it to find out."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
 def choose(config: ExtractConfig, entries) -> Choice:
     """`entries`: a callable listing the input (only called for auto, and read no further than
     LOCAL_MAX_IMAGES + 1 entries)."""
@@ -32,10 +39,9 @@ def choose(config: ExtractConfig, entries) -> Choice:
         if address:
             raise CatdogError(f"--executor local runs in this process; it cannot use the Ray cluster at {address}")
         return Choice("local", "--executor local")
-    ray = sys.modules.get("ray")  # imported already, by whoever called: is there a session to join?
     if address:
         return Choice("ray", "a Ray address")
-    if ray is not None and ray.is_initialized():
+    if joined_ray():
         return Choice("ray", "this process's Ray")
     if config.num_actors not in (None, 1) or config.gpus_per_actor or config.cpus_per_actor or config.shared_fs:
         return Choice("ray", "actor options")

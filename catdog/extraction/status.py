@@ -99,16 +99,6 @@ def status(out: str, root: str | None = None, verify: bool = False) -> Status:
     return Status(out, recorded, _state(recorded), rerun, unfinished, damage)
 
 
-def require_complete(out: storage.Location) -> None:
-    """Refuse features an extraction has not finished writing: a head or a similarity search on them
-    would quietly miss images (or whole splits). Features without a manifest (written by another
-    tool) are taken as they are."""
-    recorded = manifest.read(out)
-    if recorded is not None and not recorded.complete:
-        raise CatdogError(f"{out} is not complete: its last `catdog extract` was interrupted; run the same "
-                          "command again to finish it")
-
-
 def _state(recorded: Manifest) -> str:
     if recorded.committing:
         return f"interrupted while committing generation {recorded.committing['generation']} (the next run finishes it)"

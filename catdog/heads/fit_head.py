@@ -14,10 +14,11 @@ import numpy as np
 from catdog import figures, storage
 from catdog.config import HeadConfig
 from catdog.errors import CatdogError
-from catdog.extraction import originals, status
+from catdog.extraction import originals
 from catdog.heads import metrics, model_folder
 from catdog.heads.models import HEADS, predict_split
 from catdog.heads.splits import FeatureSplits
+from catdog.store import manifest
 
 REPORT = "report.json"
 MANY_CLASSES = 1000  # above this the dense head's last layer is large: said, not refused
@@ -66,7 +67,7 @@ def run(config: HeadConfig) -> HeadReport:
 
 
 def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> HeadReport:
-    status.require_complete(out)
+    manifest.require_complete(out)
     data = FeatureSplits(out, config.max_memory, config.validation_split, config.test_split, config.seed)
     validation = next((s for s in ("validation", "val") if s in data.splits), None)
     notes = _check(config, data, validation)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from catdog import storage
-from catdog.config import DecodeConfig, ExtractConfig, HeadConfig
+from catdog.config import DecodeConfig, ExtractConfig, HeadConfig, ImageSettings
 from catdog.errors import CatdogError
 from catdog.heads.models import HEADS, DenseHead, LogRegHead, class_columns
 from catdog.vision import backbones, convbase, layers
@@ -74,23 +74,9 @@ class ModelFolder:
     def extract_config(self, root: str = "", out: str = "", weights: str | None = None) -> ExtractConfig:
         """The extraction settings recorded with the model; `weights` relocates the weights file."""
         meta, recorded = self.feature_metadata, self.info.get("extract") or {}
-        defaults = ExtractConfig(root=root, out=out)
-        return ExtractConfig(
-            root=root, out=out,
-            weights=weights or recorded.get("weights") or meta["weights"]["source"],
-            seed=meta["weights"].get("seed", 0),
-            backbone=meta.get("backbone", backbones.UNRECORDED["backbone"]),
-            pooling=meta.get("pooling", backbones.UNRECORDED["pooling"]),
-            image_size=meta["input_size"][0],
-            batch_size=recorded.get("batch_size", defaults.batch_size),
-            preprocess=meta["preprocess"],
-            interpolation=meta["interpolation"],
-            jpeg_draft=meta.get("jpeg_draft", False),
-            dtype=meta["dtype"],
-            precision=meta["precision"],
-            max_pixels=recorded.get("max_pixels", defaults.max_pixels),
-            progress=False,
-        )
+        image = ImageSettings.from_metadata(meta, recorded, weights)
+        return ExtractConfig(root=root, out=out, **image, dtype=meta["dtype"], precision=meta["precision"],
+                             batch_size=recorded.get("batch_size"), progress=False)
 
     @property
     def decode_config(self) -> DecodeConfig:

@@ -13,8 +13,7 @@ import pyarrow.fs as pafs
 
 from catdog import storage
 from catdog.errors import CatdogError
-from catdog.extraction import status
-from catdog.store import features
+from catdog.store import features, manifest
 from catdog.store.features import NO_LABEL, Features
 
 BATCH_ROWS = 16_384  # read at once, one batch ahead: 32 MiB of 512-float vectors
@@ -24,7 +23,7 @@ def load(config) -> Features:
     """The features `config` names (a SimilarConfig or an AuditConfig): every row, with its split."""
     source = storage.resolve(config.features)
     if config.features_column is None:
-        status.require_complete(source)
+        manifest.require_complete(source)
         if not features.splits(source):
             raise CatdogError(f"no features under {source}: run `catdog extract` first")
         return features.load(source)

@@ -100,3 +100,13 @@ def prepare(out: Location, compat: dict, overwrite: bool) -> None:
 
 def clear_tmp(out: Location) -> None:
     out.join(layout.TMP_DIR).delete()
+
+
+def require_complete(out: Location) -> None:
+    """Refuse features an extraction has not finished writing: a head or a similarity search on them
+    would quietly miss images (or whole splits). Features without a manifest (written by another
+    tool) are taken as they are."""
+    recorded = read(out)
+    if recorded is not None and not recorded.complete:
+        raise CatdogError(f"{out} is not complete: its last `catdog extract` was interrupted; run the same "
+                          "command again to finish it")

@@ -41,10 +41,10 @@ if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
     from catdog.heads.explain import Explanation
     from catdog.heads.fit_head import HeadReport
     from catdog.heads.predict import Model
+    from catdog.html.build import ReportResult
     from catdog.insight.audit import AuditReport
     from catdog.insight.search import SearchResult
     from catdog.insight.similar import SimilarReport
-    from catdog.html.build import ReportResult
     from catdog.store.features import Features
 
 
@@ -244,11 +244,13 @@ def fit_e2e(
 
 
 def report(features: str, *, model: str | None = None, report_dir: str | None = None, map_points: int = 2000,
-           neighbours: int = 5, seed: int = 0) -> ReportResult:
+           neighbours: int = 5, seed: int = 0, features_column: str | None = None, path_column: str = "path",
+           label_column: str | None = None, split_column: str | None = None) -> ReportResult:
     """A static site of what catdog found in `features` (an OUT): an overview, label issues and
     outliers beside their nearest images (running `audit` when it has not run), near-duplicates and
     leakage, with `model` its metrics and most confidently wrong images with Grad-CAM, the feature
     map and the unreadable images; written to `report_dir` (default OUT/report), opened from disk.
+    Another tool's embeddings Parquet too (`features_column`, ...): its paths read as they are.
 
     >>> catdog.report("features", model="model").index
     'features/report/index.html'

@@ -245,8 +245,14 @@ class ReportConfig(Settings):
     map_points: int = option(2000, "images on the feature map (a sample, every class in proportion)")
     neighbours: int = option(5, "nearest images shown beside each flagged one")
     seed: int = option(0, "seed of the feature map's sample and projection")
+    features_column: str | None = option(None, "FEATURES is another tool's embeddings Parquet: its column of vectors "
+                                         "(a list of floats, e.g. clip-retrieval's 'embedding')")
+    path_column: str = option("path", "with --features-column: the column of image paths or URIs")
+    label_column: str | None = option(None, "with --features-column: the class column (default: label, if there)")
+    split_column: str | None = option(None, "with --features-column: the split column (default: split, if there)")
 
     def _validate(self) -> None:
+        _check_columns(self)
         positive(self, "map_points")
         positive(self, "neighbours")
 

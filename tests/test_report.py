@@ -7,6 +7,7 @@ import csv
 import os
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -140,3 +141,28 @@ def _screenshot(page: Page, name: str) -> None:
     if folder:
         page.tab.set_viewport_size({"width": 1100, "height": 700})
         page.tab.screenshot(path=os.path.join(folder, f"report-{name}.png"))
+
+
+def test_a_report_of_another_tool_s_embeddings_reads_its_paths_or_says_why(tmp_path):
+    """clip-retrieval-like embeddings: absolute image paths, labels; thumbnails read from those paths.
+    The same vectors naming paths that are not here: the pages say there are no images, and why."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    synthetic.make_demo_folder(str(tmp_path / "photos"), per_class=10, size=40)
+    files = sorted(str(p) for p in (tmp_path / "photos").rglob("*.jpg"))
+    rng = np.random.default_rng(0)
+    labels = ["dogs" if "/dogs/" in f else "cats" for f in files]
+    X = (rng.normal(0, 1, (len(files), 8)) + np.array([[2.0 if y == "dogs" else 0.0] * 8 for y in labels])).astype(np.float32)
+    for name, paths in (("here", files), ("elsewhere", [f"/nowhere/{i}.jpg" for i in range(len(files))])):
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table({"image_path": paths, "label": labels, "embedding": list(X)}), path)
+        result = catdog.report(str(path), features_column="embedding", path_column="image_path",
+                               report_dir=str(tmp_path / name))
+        assert os.path.isfile(os.path.join(tmp_path, name, "index.html")) and result.counts["map"] == len(files)
+        if name == "here":
+            assert result.thumbnails == len(files) and not result.notes  # every image shows on the map
+        else:
+            assert result.thumbnails == 0 and result.notes == ["no thumbnails: the embeddings' paths are not images "
+                                                               "readable here"]
+

@@ -5,6 +5,7 @@ import io
 import os
 import tarfile
 
+import numpy as np
 import pytest
 
 from catdog import storage, synthetic
@@ -151,3 +152,22 @@ def test_a_webdataset_on_the_bucket(s3, ray_local, tmp_path):
     expected, _ = fresh_extraction(config.replace(root=str(photos), out=str(tmp_path / "o"), class_names=()))
     stored = features.load(config.out)
     assert_rows_match([where[p] for p in stored.paths], stored.X, expected)
+
+
+def test_the_images_behind_webdataset_rows_are_read_from_inside_their_tars(tmp_path):
+    """The report's thumbnails and the figures read a row's image from its tar, each tar once, decoded
+    as the extraction decoded it."""
+    from catdog.config import DecodeConfig
+    from catdog.extraction import originals
+    from catdog.vision.images import decode
+
+    photos = tmp_path / "photos"
+    synthetic.make_demo_folder(str(photos), per_class=6, size=40)
+    root = tmp_path / "wds"
+    where = tars_from_folder(photos, root, per_tar=5)
+    rows = sorted(where)[:2] + [sorted(where)[-1], "00000.tar/no-such-key"]
+    recorded = {"root": str(root), "out": str(tmp_path / "out"), "image_size": 32, "class_names": ["cats", "dogs"]}
+    pictures, note = originals.decode(recorded, rows)
+    assert note is None and sorted(pictures) == [0, 1, 2]
+    for i in (0, 1, 2):
+        np.testing.assert_array_equal(pictures[i], decode((photos / where[rows[i]]).read_bytes(), DecodeConfig(32)))

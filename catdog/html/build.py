@@ -25,9 +25,9 @@ from catdog import storage
 from catdog.config import AuditConfig, ReportConfig
 from catdog.errors import CatdogError
 from catdog.extraction import originals
-from catdog.insight import audit as audit_job
-from catdog.insight import neighbours
 from catdog.html import projection, thumbnails
+from catdog.insight import audit as audit_job
+from catdog.insight import embeddings, neighbours, similar
 from catdog.store import features, manifest
 
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
@@ -55,15 +55,18 @@ class ReportResult:
 def run(config: ReportConfig) -> ReportResult:
     started = time.perf_counter()
     out = storage.resolve(config.features)
-    recorded = manifest.read(out)
-    if recorded is None:
-        raise CatdogError(f"{out} holds no catdog output (no manifest.json): run `catdog extract` first")
-    manifest.require_complete(out)
-    data = features.load(out)
-    audit_dir = out.join(audit_job.DEFAULT_DIR)
+    foreign = config.features_column is not None  # another tool's embeddings: no manifest, no extraction
+    recorded = None if foreign else manifest.read(out)
+    if recorded is None and not foreign:
+        raise CatdogError(f"{out} holds no catdog output (no manifest.json): run `catdog extract` first "
+                          "(or give --features-column for another tool's embeddings)")
+    data = embeddings.load(config)
+    columns = {k: getattr(config, k) for k in ("features_column", "path_column", "label_column", "split_column")}
+    audit_dir = similar.beside(out, config).join(audit_job.DEFAULT_DIR)
     notes: list[str] = []
-    if not audit_dir.join(audit_job.REPORT).exists():
-        audit_job.run(AuditConfig(features=config.features))  # the report shows the audit's findings: run it once
+    now = audit_job.source_state(out, config, len(data.paths))
+    if _audited(audit_dir) != now:  # the report shows the audit of these features as they are: run it when missing or old
+        audit_job.run(AuditConfig(features=config.features, **columns))
     issues = _read_csv(audit_dir.join(audit_job.LABEL_ISSUES))
     outliers = _read_csv(audit_dir.join(audit_job.OUTLIERS))
     duplicates = _read_csv(audit_dir.join(audit_job.DUPLICATES))
@@ -78,9 +81,9 @@ def run(config: ReportConfig) -> ReportResult:
     shown = ({r["path"] for r in issues + outliers} | {data.paths[j] for i in flagged for j, _ in near.get(i, [])}
              | {r["path_a"] for r in duplicates} | {r["path_b"] for r in duplicates} | set(shown_extra)
              | set(data.paths[sample].tolist()))
-    report_dir = storage.resolve(config.report_dir) if config.report_dir else out.join(DEFAULT_DIR)
+    report_dir = storage.resolve(config.report_dir) if config.report_dir else similar.beside(out, config).join(DEFAULT_DIR)
     with storage.writable_folder(report_dir, last="index.html") as local:
-        thumbs, note = thumbnails.make(recorded.config, sorted(shown), os.path.join(local, "thumbs"))
+        thumbs, note = thumbnails.make(recorded.config if recorded else None, sorted(shown), os.path.join(local, "thumbs"))
         if note:
             notes.append(f"no thumbnails: {note}")
         thumb = lambda p: thumbnails_path(thumbs, p)  # noqa: E731
@@ -105,7 +108,7 @@ def run(config: ReportConfig) -> ReportResult:
                     "rows": [[round(float(x), 4), round(float(y), 4), label(i), str(data.splits[i]), data.paths[i],
                               thumb(data.paths[i])] for (x, y), i in zip(xy, sample)]},
             "unreadable": {"columns": ["path", "error", "message"],
-                           "rows": [list(e) for e in features.read_errors(out)]},
+                           "rows": [] if foreign else [list(e) for e in features.read_errors(out)]},
         }
         model_page = _with_thumbnails(model_page, thumb)
         if model_page.get("gradcam") and model_page["rows"]:
@@ -127,6 +130,12 @@ def run(config: ReportConfig) -> ReportResult:
 def thumbnails_path(made: dict[str, str], path: str) -> str:
     """The thumbnail's link relative to index.html, or "" where the image could not be read here."""
     return f"thumbs/{made[path]}" if path in made else ""
+
+
+def _audited(audit_dir: storage.Location) -> dict | None:
+    """What the audit in `audit_dir` was made of, None where there is none."""
+    record = audit_dir.join(audit_job.REPORT)
+    return json.loads(record.read_bytes()).get("source") if record.exists() else None
 
 
 def _read_csv(location: storage.Location) -> list[dict]:
@@ -204,7 +213,8 @@ def _gradcam(config: ReportConfig, page: dict, local: str, notes: list[str]) -> 
 
 
 def _overview(out, recorded, data, audit_record: dict, pages: dict, notes: list[str]) -> dict:
-    meta = recorded.features
+    meta = recorded.features if recorded else {"backbone": "another tool's embeddings", "pooling": "",
+                                               "feature_dim": int(data.X.shape[1]), **(data.metadata or {})}
     splits = sorted(set(data.splits.tolist()))
     counts = {s: {c: int(((data.splits == s) & (data.y == k)).sum()) for k, c in enumerate(data.classes)}
               for s in splits}
@@ -214,7 +224,7 @@ def _overview(out, recorded, data, audit_record: dict, pages: dict, notes: list[
         "features": {k: meta.get(k) for k in ("backbone", "pooling", "input_size", "preprocess", "feature_dim", "dtype",
                                                 "precision", "weights", "catdog_version")},
         "last_run": {"updated": recorded.updated, "generation": recorded.generation, "cost": recorded.cost,
-                     "timeline": recorded.timeline},
+                     "timeline": recorded.timeline} if recorded else {"updated": "", "generation": "-", "cost": {}},
         "audit": {k: audit_record.get(k) for k in ("label_issues", "outliers", "duplicates", "across_splits", "health")},
         "notes": notes,
     }

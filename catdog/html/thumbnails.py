@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from catdog import storage
+from catdog.errors import CatdogError
 from catdog.extraction import originals
 
 SIZE = 128
@@ -20,6 +22,20 @@ BATCH = 64  # images decoded per task
 def name(path: str) -> str:
     """The thumbnail's file name (relative to the report's thumbs/ folder)."""
     return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:20] + ".jpg"
+
+
+def _read_as_given(paths: list[str]) -> tuple[dict, str | None]:
+    """Another tool's embeddings: their paths read as they are (local paths or URIs)."""
+    from catdog.vision.images import decode_files
+    from catdog.vision.settings import DecodeConfig
+
+    try:
+        decoded = decode_files([storage.resolve(p) for p in paths], DecodeConfig(SIZE))
+    except CatdogError as exc:
+        return {}, f"the embeddings' paths are not images readable here ({exc})"
+    if not decoded.ok:
+        return {}, "the embeddings' paths are not images readable here"
+    return dict(zip(decoded.ok, decoded.pixels)), None
 
 
 def make(recorded: dict | None, paths: list[str], folder: str, threads: int = 2) -> tuple[dict[str, str], str | None]:
@@ -32,7 +48,7 @@ def make(recorded: dict | None, paths: list[str], folder: str, threads: int = 2)
     notes: list[str] = []
 
     def batch(chunk: list[str]) -> dict[str, str]:
-        pictures, note = originals.decode(recorded, chunk)
+        pictures, note = originals.decode(recorded, chunk) if recorded else _read_as_given(chunk)
         if note:
             notes.append(note)
         made = {}

@@ -101,7 +101,8 @@ class AuditReport:
 
 def run(config: AuditConfig) -> AuditReport:
     out = storage.resolve(config.features)
-    data, left_out = embeddings.usable(embeddings.load(config), out, "an audit")
+    loaded = embeddings.load(config)
+    data, left_out = embeddings.usable(loaded, out, "an audit")
     notes = [left_out] if left_out else []
     labeled = data.y >= 0
     X, y, paths, splits = data.X[labeled], data.y[labeled], data.paths[labeled], data.splits[labeled]
@@ -159,10 +160,21 @@ def run(config: AuditConfig) -> AuditReport:
                   "outliers": len(found), "duplicates": len(duplicates), "across_splits": report.across_splits,
                   "seconds": seconds, "sheets": list(sheets), "health": health, "balance": balance, "notes": notes,
                   "duplicate_search": asdict(search) if search else None, "duplicate_update": asdict(update) if update else None,
-                  "settings": asdict(config) | {"folds": folds}, "method": _method()}
+                  "settings": asdict(config) | {"folds": folds}, "method": _method(),
+                  "source": source_state(out, config, len(loaded))}
         with open(os.path.join(local, REPORT), "w") as f:
             json.dump(record, f, indent=2)
     return report
+
+
+def source_state(out: storage.Location, config, rows: int) -> dict:
+    """What the audit was made of: the features (and columns) read, their rows, and OUT's generation,
+    so that a report can tell an audit of these features as they are now from an older one."""
+    from catdog.store import manifest
+
+    recorded = None if config.features_column else manifest.read(out)
+    return {"features": str(out), "features_column": config.features_column, "rows": rows,
+            "generation": recorded.generation if recorded else None}
 
 
 def out_of_fold(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:

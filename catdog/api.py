@@ -244,7 +244,8 @@ def fit_e2e(
 
 
 def report(features: str, *, model: str | None = None, report_dir: str | None = None, map_points: int = 2000,
-           neighbours: int = 5, seed: int = 0, features_column: str | None = None, path_column: str = "path",
+           neighbours: int = 5, seed: int = 0, executor: str = "auto", address: str | None = None,
+           shared_fs: bool = False, features_column: str | None = None, path_column: str = "path",
            label_column: str | None = None, split_column: str | None = None) -> ReportResult:
     """A static site of what catdog found in `features` (an OUT): an overview, label issues and
     outliers beside their nearest images (running `audit` when it has not run), near-duplicates and

@@ -142,6 +142,21 @@ def ray_session(address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
+def map_in_tasks(fn, items: list, address: str | None, local_disk: bool) -> Iterator:
+    """fn over items in Ray tasks of one CPU each, on the cluster of `address` (or RAY_ADDRESS, or
+    this process's Ray, or a local one), on this node only where the items are its own disk; the
+    results as the tasks finish."""
+    import ray
+
+    with ray_session(address):
+        here = on_node(ray.get_runtime_context().get_node_id()) if local_disk and node_count() > 1 else {}
+        task = ray.remote(fn).options(num_cpus=1, **here)
+        pending = [task.remote(item) for item in items]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+
+
 def _sigterm_handler():
     """The application's own Python SIGTERM handler, if it installed one (and can: main thread only)."""
     if threading.current_thread() is not threading.main_thread():

@@ -245,6 +245,11 @@ class ReportConfig(Settings):
     map_points: int = option(2000, "images on the feature map (a sample, every class in proportion)")
     neighbours: int = option(5, "nearest images shown beside each flagged one")
     seed: int = option(0, "seed of the feature map's sample and projection")
+    executor: str = option("auto", "where thumbnails are made: ray (tasks on the cluster), local (threads here), auto "
+                           f"(Ray beyond {4096:,} new thumbnails, or with an address or this process's Ray)",
+                           choices=EXECUTORS)
+    address: str | None = option(None, "Ray address for the thumbnails (default: RAY_ADDRESS, else a local Ray)")
+    shared_fs: bool = option(False, SHARED_FS_HELP)
     features_column: str | None = option(None, "FEATURES is another tool's embeddings Parquet: its column of vectors "
                                          "(a list of floats, e.g. clip-retrieval's 'embedding')")
     path_column: str = option("path", "with --features-column: the column of image paths or URIs")
@@ -253,6 +258,7 @@ class ReportConfig(Settings):
 
     def _validate(self) -> None:
         _check_columns(self)
+        choice("executor", self.executor, EXECUTORS)
         positive(self, "map_points")
         positive(self, "neighbours")
 

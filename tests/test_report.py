@@ -166,3 +166,17 @@ def test_a_report_of_another_tool_s_embeddings_reads_its_paths_or_says_why(tmp_p
             assert result.thumbnails == 0 and result.notes == ["no thumbnails: the embeddings' paths are not images "
                                                                "readable here"]
 
+
+
+def test_thumbnails_made_in_ray_tasks_are_those_threads_make(tmp_path, ray_local):
+    """The same thumbnails, byte for byte, from Ray tasks (the suite's Ray) as from threads here."""
+    from catdog.html import thumbnails
+
+    root = synthetic.make_demo_folder(str(tmp_path / "images"), per_class=6, size=40)
+    recorded = {"root": root, "out": str(tmp_path / "out"), "image_size": 32}
+    paths = sorted(str(p.relative_to(root)) for p in (tmp_path / "images").rglob("*.jpg"))
+    here, _ = thumbnails.make(recorded, paths, str(tmp_path / "threads"))
+    there, _ = thumbnails.make(recorded, paths, str(tmp_path / "ray"), on_ray=True)
+    assert sorted(here) == sorted(there) == paths
+    for path in paths:
+        assert (tmp_path / "threads" / here[path]).read_bytes() == (tmp_path / "ray" / there[path]).read_bytes()

@@ -24,7 +24,7 @@ import numpy as np
 from catdog import storage
 from catdog.config import AuditConfig, ReportConfig
 from catdog.errors import CatdogError
-from catdog.extraction import originals
+from catdog.extraction import executor, originals
 from catdog.html import projection, thumbnails
 from catdog.insight import audit as audit_job
 from catdog.insight import embeddings, neighbours, similar
@@ -32,6 +32,7 @@ from catdog.store import features, manifest
 
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 DEFAULT_DIR = "report"
+RAY_THUMBNAILS = 4096  # new thumbnails beyond which `auto` makes them in Ray tasks
 WRONG = 24  # most confidently wrong images on the model page (each with its Grad-CAM)
 PAGES = ("overview", "label_issues", "outliers", "duplicates", "model", "map", "unreadable")
 
@@ -83,7 +84,11 @@ def run(config: ReportConfig) -> ReportResult:
              | set(data.paths[sample].tolist()))
     report_dir = storage.resolve(config.report_dir) if config.report_dir else similar.beside(out, config).join(DEFAULT_DIR)
     with storage.writable_folder(report_dir, last="index.html") as local:
-        thumbs, note = thumbnails.make(recorded.config if recorded else None, sorted(shown), os.path.join(local, "thumbs"))
+        folder = os.path.join(local, "thumbs")
+        on_ray = _thumbnails_on_ray(config, len(thumbnails.missing(shown, folder)))
+        local_disk = not config.shared_fs and (recorded is None or storage.resolve(recorded.config["root"]).is_local)
+        thumbs, note = thumbnails.make(recorded.config if recorded else None, sorted(shown), folder, on_ray,
+                                       config.address, local_disk)
         if note:
             notes.append(f"no thumbnails: {note}")
         thumb = lambda p: thumbnails_path(thumbs, p)  # noqa: E731
@@ -125,6 +130,13 @@ def run(config: ReportConfig) -> ReportResult:
     counts["model wrong"] = len(model_page.get("rows", []))
     return ReportResult(str(report_dir), str(report_dir.join("index.html")), counts, len(thumbs),
                         round(time.perf_counter() - started, 2), notes)
+
+
+def _thumbnails_on_ray(config: ReportConfig, new: int) -> bool:
+    """Ray for many new thumbnails, or where a cluster is named or already joined; else threads here."""
+    if config.executor != "auto":
+        return config.executor == "ray"
+    return new > RAY_THUMBNAILS or bool(config.address or os.environ.get("RAY_ADDRESS")) or executor.joined_ray()
 
 
 def thumbnails_path(made: dict[str, str], path: str) -> str:

@@ -4,6 +4,7 @@ an incremental extract makes only the new ones."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from catdog import storage
+from catdog import cluster, storage
 from catdog.errors import CatdogError
 from catdog.extraction import originals
 
@@ -38,30 +39,46 @@ def _read_as_given(paths: list[str]) -> tuple[dict, str | None]:
     return dict(zip(decoded.ok, decoded.pixels)), None
 
 
-def make(recorded: dict | None, paths: list[str], folder: str, threads: int = 2) -> tuple[dict[str, str], str | None]:
+def missing(paths, folder: str) -> list[str]:
+    """The paths without a thumbnail in `folder` yet."""
+    return [p for p in sorted(set(paths)) if not os.path.exists(os.path.join(folder, name(p)))]
+
+
+def render(recorded: dict | None, chunk: list[str]) -> tuple[list[tuple[str, bytes]], str | None]:
+    """A chunk of images as (path, JPEG bytes) thumbnails, and why none could be read, if none could.
+    Plain code, run in a thread here or in a Ray task on the cluster (`make`)."""
+    pictures, note = originals.decode(recorded, chunk) if recorded else _read_as_given(chunk)
+    made = []
+    for i, pixels in sorted(pictures.items()):
+        data = io.BytesIO()
+        Image.fromarray(pixels).resize((SIZE, SIZE), Image.BILINEAR).save(data, "JPEG", quality=85)
+        made.append((chunk[i], data.getvalue()))
+    return made, note
+
+
+def make(recorded: dict | None, paths: list[str], folder: str, on_ray: bool = False, address: str | None = None,
+         local_disk: bool = True, threads: int = 2) -> tuple[dict[str, str], str | None]:
     """{path: thumbnail name} for every image readable here (existing thumbnails kept), and a note
-    when none could be read (images on another machine's disk, another tool's embeddings)."""
+    when none could be read (images on another machine's disk, another tool's embeddings). `on_ray`:
+    the chunks are rendered in Ray tasks (on this node where the images are its own disk), else in
+    threads of this process; the files are written here either way."""
     os.makedirs(folder, exist_ok=True)
-    wanted = sorted(set(paths))
-    done = {p: name(p) for p in wanted if os.path.exists(os.path.join(folder, name(p)))}
-    todo = [p for p in wanted if p not in done]
+    todo = missing(paths, folder)
+    new = set(todo)
+    done = {p: name(p) for p in set(paths) if p not in new}
+    chunks = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
     notes: list[str] = []
-
-    def batch(chunk: list[str]) -> dict[str, str]:
-        pictures, note = originals.decode(recorded, chunk) if recorded else _read_as_given(chunk)
-        if note:
-            notes.append(note)
-        made = {}
-        for i, pixels in pictures.items():
-            image = Image.fromarray(pixels).resize((SIZE, SIZE), Image.BILINEAR)
-            data = io.BytesIO()
-            image.save(data, "JPEG", quality=85)
-            with open(os.path.join(folder, name(chunk[i])), "wb") as f:
-                f.write(data.getvalue())
-            made[chunk[i]] = name(chunk[i])
-        return made
-
-    with ThreadPoolExecutor(threads) as pool:
-        for made in pool.map(batch, [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]):
-            done.update(made)
+    if on_ray:
+        results = cluster.map_in_tasks(functools.partial(render, recorded), chunks, address, local_disk)
+    else:
+        pool = ThreadPoolExecutor(threads)
+        results = pool.map(functools.partial(render, recorded), chunks)
+    for made, note in results:
+        notes += [note] if note else []
+        for path, data in made:
+            with open(os.path.join(folder, name(path)), "wb") as f:
+                f.write(data)
+            done[path] = name(path)
+    if not on_ray:
+        pool.shutdown()
     return done, (notes[0] if notes and not done else None)

@@ -150,11 +150,16 @@ def map_in_tasks(fn, items: list, address: str | None, local_disk: bool) -> Iter
 
     with ray_session(address):
         here = on_node(ray.get_runtime_context().get_node_id()) if local_disk and node_count() > 1 else {}
-        task = ray.remote(fn).options(num_cpus=1, **here)
-        pending = [task.remote(item) for item in items]
+        task = ray.remote(_apply).options(num_cpus=1, **here)
+        pending = [task.remote(fn, item) for item in items]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
+
+
+def _apply(fn, item):
+    """A Ray task's body: any callable (a functools.partial too) on one item."""
+    return fn(item)
 
 
 def _sigterm_handler():

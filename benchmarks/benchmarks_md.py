@@ -27,12 +27,11 @@ SECTIONS = (
 )
 HEADER = """# Benchmarks
 
-The current figures, one section per benchmark script, written by `python benchmarks/benchmarks_md.py`
-from the results files in `benchmarks/` (one per script). Every figure was measured by the script
-named in its section, and every speed claim is a ratio of two measurements taken side by side in one
-run on one machine: figures from different machines or days are not comparable. How the benchmarks
-work and how to read them: [docs/performance.md](docs/performance.md). GPU speed cannot be measured
-where these ran (no GPU); the GPU path is sized there on paper.
+The current figures, one section per benchmark script, written by `python benchmarks/benchmarks_md.py` from the
+results files in `benchmarks/` (one per script). Every figure was measured by the script named in its section, and
+every speed claim is a ratio of two measurements taken side by side in one run on one machine: figures from
+different machines or days are not comparable. How to read them: [docs/performance.md](docs/performance.md).
+GPU speed cannot be measured where these ran (no GPU); the GPU path is sized there on paper.
 """
 
 
@@ -46,7 +45,7 @@ def section(script: str, results: str, title: str) -> str:
     for block in done.stdout.strip().split("\n### "):  # a script's own sub-headings: one table per kind of machine
         heading, _, text = block.partition("\n") if block.startswith("### ") or parts[1:] else ("", "", block)
         parts.append((f"### {heading.removeprefix('### ')}\n\n" if heading else "") + f"```text\n{text.strip()}\n```\n")
-    return "\n".join(parts)
+    return "".join(parts)  # a table right under its text: BENCHMARKS.md stays short
 
 
 def markdown() -> str:

@@ -84,7 +84,7 @@ def measure() -> dict:
 
 def table(r: dict) -> str:
     m = r["machine"]
-    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}", "",
+    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}",
              "| rows | label issues | thumbnails | audit | report | re-run | site | first page | label issues page | peak RSS |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["runs"]:

@@ -128,18 +128,28 @@ class HeadConfig(Settings):
             raise CatdogError("--validation-split and --test-split leave no training images")
 
 
-def _check_columns(config) -> None:
-    """The columns of a foreign embeddings file are named only with its features column."""
-    if config.features_column is None and (config.label_column or config.split_column or config.path_column != "path"):
-        raise CatdogError("--path-column, --label-column and --split-column go with --features-column (embeddings "
-                          "written by another tool)")
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingColumns(Settings):
+    """FEATURES may be another tool's embeddings Parquet rather than catdog's OUT: its columns."""
+
+    features_column: str | None = option(None, "FEATURES is another tool's embeddings Parquet: its column of vectors "
+                                         "(a list of floats, e.g. clip-retrieval's 'embedding')")
+    path_column: str = option("path", "with --features-column: the column of image paths or URIs")
+    label_column: str | None = option(None, "with --features-column: the class column (default: label, if there)")
+    split_column: str | None = option(None, "with --features-column: the split column (default: split, if there)")
+
+    def _validate(self) -> None:
+        """The columns of a foreign embeddings file are named only with its features column."""
+        if self.features_column is None and (self.label_column or self.split_column or self.path_column != "path"):
+            raise CatdogError("--path-column, --label-column and --split-column go with --features-column (embeddings "
+                              "written by another tool)")
 
 
 SIMILAR_METHODS = ("auto", "exact", "approximate")
 
 
 @dataclass(frozen=True)
-class SimilarConfig(Settings):
+class SimilarConfig(EmbeddingColumns):
     features: str = option(positional="the OUT folder of `catdog extract` (or, with --features-column, embeddings "
                            "another tool wrote)")
     report_dir: str | None = option(None, "folder for similar.csv, similar.json, similar.png (default OUT/similar)",
@@ -153,14 +163,9 @@ class SimilarConfig(Settings):
                                   "512; 0: none)")
     full: bool = option(False, "search every image again (default: only what changed since the last run into the "
                         "same --out)")
-    features_column: str | None = option(None, "FEATURES is another tool's embeddings Parquet: its column of vectors "
-                                         "(a list of floats, e.g. clip-retrieval's 'embedding')")
-    path_column: str = option("path", "with --features-column: the column of image paths or URIs")
-    label_column: str | None = option(None, "with --features-column: the class column (default: label, if there)")
-    split_column: str | None = option(None, "with --features-column: the split column (default: split, if there)")
 
     def _validate(self) -> None:
-        _check_columns(self)
+        super()._validate()
         if not -1 <= self.threshold <= 1:
             raise CatdogError(f"--threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         positive(self, "top")
@@ -172,7 +177,7 @@ class SimilarConfig(Settings):
 
 
 @dataclass(frozen=True)
-class AuditConfig(Settings):
+class AuditConfig(EmbeddingColumns):
     features: str = option(positional="the OUT folder of `catdog extract` (or, with --features-column, embeddings "
                            "another tool wrote)")
     report_dir: str | None = option(None, "folder for label_issues.csv, outliers.csv, duplicates.csv, audit.json and "
@@ -182,14 +187,9 @@ class AuditConfig(Settings):
     outlier_z: float = option(3.5, "robust z-score of that distance within the class above which it is an outlier")
     seed: int = option(0, "seed of the folds and the heads")
     duplicate_threshold: float = option(0.95, "cosine similarity of a near-duplicate pair (as `catdog similar`'s)")
-    features_column: str | None = option(None, "FEATURES is another tool's embeddings Parquet: its column of vectors "
-                                         "(a list of floats, e.g. clip-retrieval's 'embedding')")
-    path_column: str = option("path", "with --features-column: the column of image paths or URIs")
-    label_column: str | None = option(None, "with --features-column: the class column (default: label, if there)")
-    split_column: str | None = option(None, "with --features-column: the split column (default: split, if there)")
 
     def _validate(self) -> None:
-        _check_columns(self)
+        super()._validate()
         if not -1 <= self.duplicate_threshold <= 1:
             raise CatdogError(f"--duplicate-threshold is a cosine similarity in [-1, 1], got {self.duplicate_threshold}")
         if self.folds < 2:
@@ -236,7 +236,7 @@ class TrainConfig(ImageSettings):
 
 
 @dataclass(frozen=True)
-class ReportConfig(Settings):
+class ReportConfig(EmbeddingColumns):
     features: str = option(positional="the OUT folder of `catdog extract`")
     model: str | None = option(None, "a model folder of `catdog head` (or train-e2e): adds its metrics, the most "
                                "confidently wrong images and their Grad-CAM heatmaps", metavar="M")
@@ -250,14 +250,9 @@ class ReportConfig(Settings):
                            choices=EXECUTORS)
     address: str | None = option(None, "Ray address for the thumbnails (default: RAY_ADDRESS, else a local Ray)")
     shared_fs: bool = option(False, SHARED_FS_HELP)
-    features_column: str | None = option(None, "FEATURES is another tool's embeddings Parquet: its column of vectors "
-                                         "(a list of floats, e.g. clip-retrieval's 'embedding')")
-    path_column: str = option("path", "with --features-column: the column of image paths or URIs")
-    label_column: str | None = option(None, "with --features-column: the class column (default: label, if there)")
-    split_column: str | None = option(None, "with --features-column: the split column (default: split, if there)")
 
     def _validate(self) -> None:
-        _check_columns(self)
+        super()._validate()
         choice("executor", self.executor, EXECUTORS)
         positive(self, "map_points")
         positive(self, "neighbours")

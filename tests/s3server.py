@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 import pyarrow.fs as pafs
@@ -80,14 +79,17 @@ def start(folder: str, timeout: float = 60, volumes: int = 100) -> S3Server:
     log = open(os.path.join(folder, "weed.log"), "wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = S3Server(f"http://127.0.0.1:{s3}", process, folder)
-    deadline = time.time() + timeout
-    while True:
+    from tests.conftest import wait_until
+
+    def answers() -> bool:  # up when it takes a bucket; a server that ended will not
         try:
             server.make_bucket("ready-probe")
-            return server
+            return True
         except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                log_text = open(os.path.join(folder, "weed.log"), errors="replace").read()[-3000:]
-                server.stop()
-                raise RuntimeError(f"SeaweedFS did not start:\n{log_text}")
-            time.sleep(0.5)
+            return process.poll() is not None
+
+    if not wait_until(answers, timeout, 0.5) or process.poll() is not None:
+        log_text = open(os.path.join(folder, "weed.log"), errors="replace").read()[-3000:]
+        server.stop()
+        raise RuntimeError(f"SeaweedFS did not start:\n{log_text}")
+    return server

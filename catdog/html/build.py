@@ -24,7 +24,7 @@ import numpy as np
 from catdog import storage
 from catdog.config import AuditConfig, ReportConfig
 from catdog.errors import CatdogError
-from catdog.extraction import executor, originals
+from catdog.extraction import executor, listing
 from catdog.html import projection, thumbnails
 from catdog.insight import audit as audit_job
 from catdog.insight import embeddings, neighbours, similar
@@ -117,7 +117,10 @@ def run(config: ReportConfig) -> ReportResult:
         }
         model_page = _with_thumbnails(model_page, thumb)
         if model_page.get("gradcam") and model_page["rows"]:
-            _gradcam(config, model_page, local, notes)
+            if recorded:
+                _gradcam(config, recorded.config, model_page, local, notes)
+            else:
+                notes.append("no Grad-CAM: another tool's embeddings do not say how to read their images for the model")
         pages["model"] = model_page
         pages["overview"] = _overview(out, recorded, data, audit_record, pages, notes)
         os.makedirs(os.path.join(local, "data"), exist_ok=True)
@@ -202,15 +205,12 @@ def _with_thumbnails(page: dict, thumb) -> dict:
     return page
 
 
-def _gradcam(config: ReportConfig, page: dict, local: str, notes: list[str]) -> None:
-    """Grad-CAM heatmaps of the wrong images, where the images can be read here."""
+def _gradcam(config: ReportConfig, recorded: dict, page: dict, local: str, notes: list[str]) -> None:
+    """Grad-CAM heatmaps of the wrong images (OUT's extraction settings `recorded` say where they
+    are), where the images can be read here."""
     from catdog.heads import explain
 
-    recorded = originals.settings(storage.resolve(config.features))
-    from catdog.extraction import listing
-
-    extraction = listing.recorded_config(recorded)
-    root = storage.resolve(extraction.root)
+    root = storage.resolve(listing.recorded_config(recorded).root)
     files = [str(root.join(r[1])) for r in page["rows"]]
     readable = [f for f in files if storage.resolve(f).exists()]
     if not readable:

@@ -68,17 +68,14 @@ def make(recorded: dict | None, paths: list[str], folder: str, on_ray: bool = Fa
     done = {p: name(p) for p in set(paths) if p not in new}
     chunks = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
     notes: list[str] = []
-    if on_ray:
-        results = cluster.map_in_tasks(functools.partial(render, recorded), chunks, address, local_disk)
-    else:
-        pool = ThreadPoolExecutor(threads)
-        results = pool.map(functools.partial(render, recorded), chunks)
-    for made, note in results:
-        notes += [note] if note else []
-        for path, data in made:
-            with open(os.path.join(folder, name(path)), "wb") as f:
-                f.write(data)
-            done[path] = name(path)
-    if not on_ray:
-        pool.shutdown()
+    chunk_thumbnails = functools.partial(render, recorded)
+    with ThreadPoolExecutor(threads) as pool:  # its threads start only if it is given work
+        results = (cluster.map_in_tasks(chunk_thumbnails, chunks, address, local_disk) if on_ray
+                   else pool.map(chunk_thumbnails, chunks))
+        for made, note in results:
+            notes += [note] if note else []
+            for path, data in made:
+                with open(os.path.join(folder, name(path)), "wb") as f:
+                    f.write(data)
+                done[path] = name(path)
     return done, (notes[0] if notes and not done else None)

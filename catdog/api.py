@@ -205,12 +205,14 @@ def explain(model_dir: str, images: list[str], out_dir: str | None = None, class
 def similar(
     features: str, *,
     report_dir: str | None = None, threshold: float = 0.95, top: int = 5, method: str = "auto", probes: int = 16,
-    pca_dims: int | None = None, full: bool = False, features_column: str | None = None, path_column: str = "path",
+    pca_dims: int | None = None, full: bool = False, executor: str = "auto", address: str | None = None,
+    task_memory: float = 512.0, shared_fs: bool = False, features_column: str | None = None, path_column: str = "path",
     label_column: str | None = None, split_column: str | None = None,
 ) -> SimilarReport:
     """Near-duplicate images by cosine similarity of their stored features, and the pairs that leak
     across splits; writes similar.csv, similar.json and similar.png (default: FEATURES/similar), and
-    the neighbour lists that let the next run into the same folder search only what changed.
+    the neighbour lists that let the next run into the same folder search only what changed. Past
+    1 GiB of vectors (or with `executor="ray"`) Ray tasks search, each holding a slice of them.
 
     >>> catdog.similar("features", threshold=0.98).across_splits
     3

@@ -146,20 +146,43 @@ def map_in_tasks(fn, items: list, address: str | None, local_disk: bool) -> Iter
     """fn over items in Ray tasks of one CPU each, on the cluster of `address` (or RAY_ADDRESS, or
     this process's Ray, or a local one), on this node only where the items are its own disk; the
     results as the tasks finish."""
+    with ray_session(address):
+        for _, result in tasks(fn, items, local_disk):
+            yield result
+
+
+def tasks(fn, items: list, local_disk: bool) -> Iterator[tuple[str, object]]:
+    """fn over items in Ray tasks of one CPU each on the Ray this process joined (`ray_session`), on
+    this node only where they read or write its own disk: (the node a task ran on, its result) as
+    the tasks finish. Ray retries a task lost with its node; a task's own error is raised here as
+    it was raised there (a CatdogError stays one line)."""
     import ray
 
-    with ray_session(address):
-        here = on_node(ray.get_runtime_context().get_node_id()) if local_disk and node_count() > 1 else {}
-        task = ray.remote(_apply).options(num_cpus=1, **here)
-        pending = [task.remote(fn, item) for item in items]
+    # Spread over the nodes (Ray would fill this node first): the tasks are data-parallel, each reads its own part.
+    here = on_node(ray.get_runtime_context().get_node_id()) if local_disk and node_count() > 1 else \
+        {"scheduling_strategy": "SPREAD"}
+    task = ray.remote(_apply).options(num_cpus=1, **here)
+    pending = [task.remote(fn, item) for item in items]
+    try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            try:
+                yield ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:
+                own = cause(exc, CatdogError)
+                if own is not None:
+                    raise CatdogError(str(own)) from None
+                raise
+    finally:
+        for ref in pending:  # the caller stopped (an error, Ctrl-C): the rest are not wanted
+            ray.cancel(ref)
 
 
 def _apply(fn, item):
-    """A Ray task's body: any callable (a functools.partial too) on one item."""
-    return fn(item)
+    """A Ray task's body: any callable (a functools.partial too) on one item, and where it ran."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), fn(item)
 
 
 def _sigterm_handler():

@@ -163,9 +163,19 @@ class SimilarConfig(EmbeddingColumns):
                                   "512; 0: none)")
     full: bool = option(False, "search every image again (default: only what changed since the last run into the "
                         "same --out)")
+    executor: str = option("auto", "local (every vector in this process; later runs search only what changed), ray "
+                           "(tasks on the cluster each holding a slice: the driver holds none; every run searches "
+                           "all), auto (Ray beyond 1 GiB of vectors, or with an address or this process's Ray)",
+                           choices=EXECUTORS)
+    address: str | None = option(None, "Ray address for --executor ray (default: RAY_ADDRESS, else a local Ray)")
+    task_memory: float = option(512.0, "on Ray: MiB of vectors each search task holds (its index adds half as much); "
+                                "smaller: more, smaller tasks", metavar="MIB")
+    shared_fs: bool = option(False, SHARED_FS_HELP)
 
     def _validate(self) -> None:
         super()._validate()
+        choice("executor", self.executor, EXECUTORS)
+        positive(self, "task_memory")
         if not -1 <= self.threshold <= 1:
             raise CatdogError(f"--threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         positive(self, "top")

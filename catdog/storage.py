@@ -55,8 +55,7 @@ class Location:
         return self.name
 
     def join(self, *parts: str) -> "Location":
-        name, query = self.name.partition("?")[::2]  # a URI's query (?endpoint_override=...) stays at the end
-        return Location(self.fs, join(self.path, *parts), join(name, *parts) + (f"?{query}" if query else ""))
+        return Location(self.fs, join(self.path, *parts), join_name(self.name, *parts))
 
     def parent(self) -> "Location":
         name, query = self.name.partition("?")[::2]
@@ -278,6 +277,12 @@ def os_path(path: str) -> str:
 
 def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts if p)
+
+
+def join_name(name: str, *parts: str) -> str:
+    """A path or URI with parts added; a URI's query (?endpoint_override=...) stays at the end."""
+    name, query = name.partition("?")[::2]
+    return join(name, *parts) + (f"?{query}" if query else "")
 
 
 @contextmanager

@@ -6,7 +6,9 @@ delay (a real store's latency), and listings (LIST requests) by a delay of their
 - `slow_down`: that fraction of requests (chosen by a seeded draw) is answered `503 SlowDown`, a
   store's throttling;
 - `reset`: that fraction of requests gets no answer: the connection is reset;
-- `stall`: that fraction of requests is held without an answer for as long as the client waits.
+- `stall`: that fraction of requests is held without an answer for as long as the client waits;
+- `hold`: every PUT whose request line holds these bytes waits until `release()` (counted in
+  `held`): the writers are caught mid-task, for as long as a test needs.
 A faulted request's connection is closed."""
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
 class Proxy:
     def __init__(self, upstream: str, delay_s: float = 0.0, refuse_writes: bool = False, pattern: bytes = b"",
                  slow_down: float = 0.0, reset: float = 0.0, stall: float = 0.0, seed: int = 0,
-                 list_delay_s: float = 0.0) -> None:
+                 list_delay_s: float = 0.0, hold: bytes = b"") -> None:
         """`upstream` is the server's endpoint (http://HOST:PORT)."""
+        self.hold, self.held = hold, 0
         self.list_delay_s, self.listings = list_delay_s, 0
         self.slow_down, self.reset, self.stall, self.random = slow_down, reset, stall, random.Random(seed)
         self.faults = 0
@@ -41,6 +44,7 @@ class Proxy:
         self.requests = self.refused = 0
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
+        self.gate = asyncio.Event()
         ready = threading.Event()
         self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
         self.thread.start()
@@ -65,6 +69,9 @@ class Proxy:
 
         async def pipe(reader, writer, requests: bool) -> None:
             while data := await reader.read(1 << 16):
+                if requests and self.hold and data.startswith(b"PUT ") and self.hold in data.split(b"\r\n", 1)[0]:
+                    self.held += 1
+                    await self.gate.wait()
                 if requests and self._refused(data):  # a request line at the start of a read
                     self.refused += 1
                     client_w.write(REFUSAL % (len(BODY), BODY))
@@ -90,6 +97,10 @@ class Proxy:
             writer.close()
 
         await asyncio.gather(pipe(client_r, up_w, True), pipe(up_r, client_w, False), return_exceptions=True)
+
+    def release(self) -> None:
+        """Let every held request (and any later one) through."""
+        self.loop.call_soon_threadsafe(self.gate.set)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

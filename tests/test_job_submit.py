@@ -326,3 +326,41 @@ def test_cpu_actors_on_both_nodes_read_a_local_root_through_the_driver_node(head
     mine = features.load(str(out))
     assert list(mine.paths) == list(local.paths)
     np.testing.assert_allclose(mine.X, local.X, rtol=1e-4, atol=1e-4)
+
+
+def test_similar_on_both_nodes_equals_the_search_in_one_process(head, s3, tmp_path):
+    """Embeddings in a bucket, searched exactly by `catdog similar --executor ray` on the two-node
+    cluster in tasks of 1 MiB of vectors (6 shards, 6 blocks): the pairs and every neighbour list
+    equal the search in one process; the summary says the tasks ran on both nodes."""
+    import pyarrow.parquet as pq
+
+    import catdog
+    from catdog import storage
+    from tests import generators
+    from tests.test_sharded import write_embeddings
+
+    data = generators.embeddings(6_000, 256, duplicates=60, clusters=50, seed=7)
+    splits = np.where(np.arange(6_000) % 4 == 0, "test", "train").astype(object)
+    folder = write_embeddings(tmp_path / "emb", data.X, splits, files=6, row_group=500)
+    emb, report = s3.upload(folder, f"{s3.prefix}/emb"), f"s3://{s3.prefix}/similar"
+    done = subprocess.run([sys.executable, "-m", "catdog.commands", "similar", emb, "--features-column", "embedding",
+                           "--method", "exact", "--executor", "ray", "--task-memory", "1", "--threshold", "0.95",
+                           "--address", head["CATDOG_TEST_RAY_ADDRESS"], "--out", report], env={**head, **s3.env},
+                          capture_output=True, text=True, timeout=300, cwd=PROJECT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = re.search(r"ran on Ray \(--executor ray\): (\d+) tasks on 2 nodes \((.*)\)", done.stdout)
+    assert ran and int(ran.group(1)) == 6 + 6 + 6, done.stdout  # footers, shards, blocks
+    rows = [int(r.replace(",", "")) for r in re.findall(r"([\d,]+) rows", ran.group(2))]
+    assert len(rows) == 2 and sum(rows) == 2 * 6_000  # each row searched in a shard and merged in a block
+    here = catdog.similar(str(folder), features_column="embedding", method="exact", executor="local", threshold=0.95,
+                          report_dir=str(tmp_path / "here"))
+    theirs = storage.resolve(report).join("similar.csv").read_bytes().decode().splitlines()
+    mine = open(tmp_path / "here" / "similar.csv").read().splitlines()
+    # The same pairs (cosines equal but for the last bits, which may order two of them differently).
+    assert len(mine) > 60 and sorted(r.rsplit(",", 2)[0] for r in theirs) == sorted(r.rsplit(",", 2)[0] for r in mine)
+    lists = storage.resolve(report).join("neighbours")
+    table = pq.read_table(lists.path, filesystem=lists.fs).sort_by("row")
+    kept = pq.read_table(tmp_path / "here" / "neighbours.parquet")
+    assert table.column("path").to_pylist() == kept.column("path").to_pylist()
+    np.testing.assert_allclose(np.stack(table.column("similarity").to_numpy(zero_copy_only=False)),
+                               np.stack(kept.column("similarity").to_numpy(zero_copy_only=False)), atol=1e-5)

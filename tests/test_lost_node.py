@@ -11,7 +11,7 @@ import pytest
 
 from catdog import synthetic
 from catdog.store import features
-from tests.conftest import wait_for_shards
+from tests.conftest import wait_for_shards, wait_until
 from tests.test_job_submit import two_nodes
 
 pytestmark = pytest.mark.slow
@@ -65,3 +65,44 @@ def test_a_lost_worker_node_is_survived_and_every_image_is_written_once(tmp_path
     paths = features.load(str(out)).paths
     expected = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
     assert sorted(paths) == expected and len(set(paths)) == len(paths) == json.loads(stdout.splitlines()[-1])["images"]
+
+
+def test_similar_survives_a_lost_worker_node_and_equals_the_search_in_one_process(s3, tmp_path):
+    """`catdog similar --executor ray` on embeddings in a bucket, reached through a proxy that holds
+    every write of a merged neighbour list: once all six merge tasks are caught writing, on both
+    nodes, the second node is killed and the writes let through. Ray runs the lost node's tasks
+    again on the head; the pairs equal the exact search in one process."""
+    import re
+
+    import catdog
+    from catdog import storage
+    from tests import generators
+    from tests.faultproxy import Proxy
+    from tests.test_sharded import write_embeddings
+
+    data = generators.embeddings(6_000, 256, duplicates=60, clusters=50, seed=8)
+    folder = write_embeddings(tmp_path / "emb", data.X, files=6, row_group=500)
+    emb, report = s3.upload(folder, f"{s3.prefix}/emb"), f"s3://{s3.prefix}/similar"
+    with two_nodes(gpus=0) as (env, temps), Proxy(s3.endpoint, hold=b"/neighbours/part-") as proxy:
+        via = f"?endpoint_override=127.0.0.1:{proxy.port}&scheme=http"
+        job = subprocess.Popen([sys.executable, "-m", "catdog.commands", "similar", emb + via, "--features-column",
+                                "embedding", "--method", "exact", "--executor", "ray", "--task-memory", "1",
+                                "--address", env["CATDOG_TEST_RAY_ADDRESS"], "--out", report + via],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, **s3.env})
+        try:
+            wait_until(lambda: proxy.held >= 6 or job.poll() is not None, 240)
+            assert proxy.held >= 6, job.communicate()[1][-3000:]
+            assert _kill_node(temps[1]) > 0
+            proxy.release()
+            stdout, stderr = job.communicate(timeout=300)
+        finally:
+            job.kill()
+    assert job.returncode == 0, stderr[-3000:]
+    assert re.search(r"ran on Ray \(--executor ray\): \d+ tasks on 2 nodes", stdout), stdout
+    assert proxy.held > 6  # the lost node's merges wrote again, from the head
+    here = catdog.similar(str(folder), features_column="embedding", method="exact", executor="local",
+                          report_dir=str(tmp_path / "here"))
+    theirs = storage.resolve(report).join("similar.csv").read_bytes().decode().splitlines()
+    mine = open(tmp_path / "here" / "similar.csv").read().splitlines()
+    assert len(mine) > 60 and sorted(r.rsplit(",", 2)[0] for r in theirs) == sorted(r.rsplit(",", 2)[0] for r in mine)
+    assert here.images == 6_000

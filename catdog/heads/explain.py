@@ -134,7 +134,7 @@ def explain(model_dir: str, inputs: list[str], out_dir: str | None = None, class
                            f"predicted {model.classes[best]}")
                 figures.plot_heatmap(pixels[i], maps[i], caption, os.path.join(local, name))
                 results.append(Explanation(str(file), model.classes[k], float(P[i, k]), model.classes[best], maps[i],
-                                           storage.join(out_dir, name)))
+                                           storage.join_name(out_dir, name)))
     return results
 
 

@@ -63,7 +63,7 @@ def run(config: HeadConfig) -> HeadReport:
         with open(os.path.join(model_dir, REPORT), "w") as f:
             json.dump({k: v for k, v in asdict(report).items() if k not in ("model_dir", "figures")}, f, indent=2)
         present = [name for name in FIGURES if os.path.exists(os.path.join(model_dir, name))]
-    return dataclasses.replace(report, figures=[storage.join(config.model_dir, name) for name in present])
+    return dataclasses.replace(report, figures=[storage.join_name(config.model_dir, name) for name in present])
 
 
 def _fit(config: HeadConfig, out: storage.Location, model_dir: str) -> HeadReport:

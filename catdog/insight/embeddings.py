@@ -40,13 +40,17 @@ def usable(data: Features, source: storage.Location, what: str) -> tuple[Feature
     finite = np.isfinite(data.X).all(axis=1)
     note = None
     if not finite.all():
-        bad = data.paths[~finite]
-        named = ", ".join(map(str, bad[:NAMED])) + (f" and {len(bad) - NAMED:,} more" if len(bad) > NAMED else "")
-        note = f"{len(bad):,} images left out: their vectors hold NaN or infinite values ({named})"
+        note = left_out_note(data.paths[~finite])
         data = Features(data.X[finite], data.y[finite], data.paths[finite], data.splits[finite], data.classes, data.metadata)
     if len(data) < 2:
         raise CatdogError(f"{what} needs at least two images with finite vectors; {source} has {len(data)}")
     return data, note
+
+
+def left_out_note(bad) -> str:
+    """The note that counts and names the rows left out for NaN or infinite values."""
+    named = ", ".join(map(str, bad[:NAMED])) + (f" and {len(bad) - NAMED:,} more" if len(bad) > NAMED else "")
+    return f"{len(bad):,} images left out: their vectors hold NaN or infinite values ({named})"
 
 
 def foreign(source: storage.Location, features_column: str, path_column: str = "path", label_column: str | None = None,
@@ -73,13 +77,13 @@ def foreign(source: storage.Location, features_column: str, path_column: str = "
                                      fragment_readahead=1):
             if not batch.num_rows:
                 continue
-            vectors = _vectors(batch.column(features_column), features_column, source)
+            batch_vectors = vectors(batch.column(features_column), features_column, source)
             if X is None:
-                X = np.empty((rows, vectors.shape[1]), np.float32)
-            elif vectors.shape[1] != X.shape[1]:
+                X = np.empty((rows, batch_vectors.shape[1]), np.float32)
+            elif batch_vectors.shape[1] != X.shape[1]:
                 raise CatdogError(f"column {features_column!r} of {source} holds vectors of different lengths")
-            X[start : start + len(vectors)] = vectors
-            start += len(vectors)
+            X[start : start + len(batch_vectors)] = batch_vectors
+            start += len(batch_vectors)
             others.append(batch.select(kept))
     except (OSError, pa.ArrowException) as exc:
         raise CatdogError(f"cannot read {source}: {' '.join(str(exc).split())[:300]}") from None
@@ -93,7 +97,7 @@ def foreign(source: storage.Location, features_column: str, path_column: str = "
     return Features(X, y, paths, splits, classes, {"source": str(source), "features_column": features_column})
 
 
-def _vectors(column: pa.Array, name: str, source) -> np.ndarray:
+def vectors(column: pa.Array, name: str, source) -> np.ndarray:
     """One batch's vectors as a (rows, dim) float32 array."""
     if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
             or pa.types.is_fixed_size_list(column.type)):

@@ -88,58 +88,115 @@ def search(X: np.ndarray, top: int, *, method: str = "auto", probes: int = 16, c
     wanted = max(candidates or 4 * top, top + 1)
     _, found = index.search(search_space, wanted)
     del search_space
-    indices, similarity = rerank(X, found, top)
+    indices, similarity = rerank(X, X, found, top, np.arange(len(X)))
     return indices, similarity, _with_recall(replace(how, candidates=wanted), X, indices, similarity, top, threshold, seed)
 
 
-def _ivf(X: np.ndarray, probes: int, pca_dims: int | None, seed: int):
-    """An IVF index of half-precision codes on X, or on X's PCA; the vectors it searches with."""
+@dataclass(frozen=True)
+class Quantiser:
+    """An IVF index's coarse quantiser: its cells' centroids, in the space of a PCA for wide vectors.
+    Fitted once on a sample; every index made from it (one, or one per shard) assigns rows alike."""
+
+    centroids: np.ndarray  # (lists, dims) float32
+    pca: object | None  # a fitted sklearn PCA, or None: the vectors are searched as they are
+    how: Search  # "approximate", its index, lists, PCA dimensions, variance and sample
+
+    def project(self, X: np.ndarray) -> np.ndarray:
+        """Unit vectors X in the index's space: their PCA, scaled to unit length (cosine stays the
+        inner product), in blocks; X itself without a PCA."""
+        if self.pca is None:
+            return X
+        space = np.empty((len(X), self.centroids.shape[1]), np.float32)
+        for start in range(0, len(X), BLOCK):
+            space[start : start + BLOCK] = self.pca.transform(X[start : start + BLOCK])
+        return unit(space, copy=False)
+
+    def index(self, probes: int):
+        """An empty IVF index of half-precision codes on these cells, looking in `probes` of them."""
+        import faiss
+
+        lists, dims = self.centroids.shape
+        quantizer = faiss.IndexFlatIP(dims)
+        quantizer.add(self.centroids)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dims, lists, faiss.ScalarQuantizer.QT_fp16,
+                                              faiss.METRIC_INNER_PRODUCT)
+        index.train(self.centroids)  # the quantiser holds its cells already: this trains the fp16 codes (nothing to learn)
+        index.nprobe = min(probes, lists)
+        return index
+
+
+def cells(n: int) -> int:
+    """IVF cells for n rows: about 4 sqrt(n), a power of two, at least TRAIN_PER_LIST rows each."""
+    return int(min(max(1, n // TRAIN_PER_LIST), 2 ** round(np.log2(4 * np.sqrt(n)))))
+
+
+def sample_rows(n: int) -> int:
+    """Rows a quantiser for n rows is fitted on (`fit_quantiser` uses no more)."""
+    return max(PCA_SAMPLE, cells(n) * TRAIN_PER_LIST)
+
+
+def fit_quantiser(sample: np.ndarray, n: int, pca_dims: int | None, seed: int) -> Quantiser:
+    """The coarse quantiser for n rows, fitted on a sample of their unit vectors (PCA_SAMPLE rows
+    for the PCA, TRAIN_PER_LIST per cell for the k-means: at most those are used)."""
     import faiss
 
-    n, d = X.shape
+    d = sample.shape[1]
     rng = np.random.default_rng(seed)
-    pca, variance, sample_size, space = None, 0.0, 0, X
+    pca, variance, pca_rows = None, 0.0, 0
     dims = (PCA_DIMS if d > PCA_ABOVE else 0) if pca_dims is None else pca_dims
     if 0 < dims < d:
         from sklearn.decomposition import PCA
 
         # Randomised SVD on a sample: faiss' own PCA decomposes the full d x d covariance (minutes at 8,192).
-        sample = X[np.sort(rng.choice(n, min(n, PCA_SAMPLE), replace=False))]
-        pca = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit(sample)
-        variance, sample_size = float(pca.explained_variance_ratio_.sum()), len(sample)
-        del sample
-        space = np.empty((n, dims), np.float32)
-        for start in range(0, n, BLOCK):
-            space[start : start + BLOCK] = pca.transform(X[start : start + BLOCK])
-        space = unit(space, copy=False)  # cosine in the reduced space: unit vectors for the inner product
-    lists = int(min(max(1, n // TRAIN_PER_LIST), 2 ** round(np.log2(4 * np.sqrt(n)))))  # about 4 sqrt(n)
-    quantizer = faiss.IndexFlatIP(space.shape[1])
-    index = faiss.IndexIVFScalarQuantizer(quantizer, space.shape[1], lists, faiss.ScalarQuantizer.QT_fp16,
-                                          faiss.METRIC_INNER_PRODUCT)
+        rows = sample[np.sort(rng.choice(len(sample), min(len(sample), PCA_SAMPLE), replace=False))]
+        pca = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit(rows)
+        variance, pca_rows = float(pca.explained_variance_ratio_.sum()), len(rows)
+        del rows
+    lists = cells(n)
+    space_dims = dims if pca is not None else d
+    train = sample[np.sort(rng.choice(len(sample), min(len(sample), lists * TRAIN_PER_LIST), replace=False))]
+    quantiser = Quantiser(np.zeros((0, space_dims), np.float32), pca, Search("approximate", space_dims))
+    train = quantiser.project(np.ascontiguousarray(train))
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(space_dims), space_dims, lists,
+                                          faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
-    train = space[np.sort(rng.choice(n, min(n, lists * TRAIN_PER_LIST), replace=False))]
-    index.train(train)
-    index.add(space)
-    index.nprobe = min(probes, lists)
-    how = Search("approximate", space.shape[1], f"IVF{lists},SQfp16", lists, index.nprobe, 0,
-                 dims if pca is not None else 0, round(variance, 4), sample_size)
-    return index, space, how
+    index.train(train)  # faiss' k-means, assigning by inner product as the index searches
+    centroids = index.quantizer.reconstruct_n(0, lists).astype(np.float32)
+    how = Search("approximate", space_dims, f"IVF{lists},SQfp16", lists, 0, 0, dims if pca is not None else 0,
+                 round(variance, 4), pca_rows)
+    return Quantiser(centroids, pca, how)
 
 
-def rerank(X: np.ndarray, found: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `top` best of each row's candidates by exact cosine, the row itself left out."""
+def _ivf(X: np.ndarray, probes: int, pca_dims: int | None, seed: int):
+    """An IVF index of half-precision codes on X, or on X's PCA; the vectors it searches with."""
     n = len(X)
+    sample = X[np.sort(np.random.default_rng(seed).choice(n, min(n, sample_rows(n)), replace=False))]
+    quantiser = fit_quantiser(sample, n, pca_dims, seed)
+    del sample
+    space = quantiser.project(X)
+    index = quantiser.index(probes)
+    index.add(space)
+    return index, space, replace(quantiser.how, probes=index.nprobe)
+
+
+def rerank(queries: np.ndarray, base: np.ndarray, found: np.ndarray, top: int, rows: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The `top` best of each query's candidates (`found`: rows of `base`, -1 for none) by exact
+    cosine, best first; -inf where there are fewer. `rows`: each query's own row of `base`, left out."""
+    n = len(queries)
     indices = np.zeros((n, top), np.int64)
     similarity = np.full((n, top), -np.inf, np.float32)
     for start in range(0, n, BLOCK):
-        rows = slice(start, min(n, start + BLOCK))
-        candidates = found[rows]
-        valid = (candidates >= 0) & (candidates != np.arange(rows.start, rows.stop)[:, None])
-        cosines = np.einsum("ij,ikj->ik", X[rows], X[np.where(valid, candidates, 0)])
+        block = slice(start, min(n, start + BLOCK))
+        candidates = found[block]
+        valid = candidates >= 0
+        if rows is not None:
+            valid &= candidates != rows[block, None]
+        cosines = np.einsum("ij,ikj->ik", queries[block], base[np.where(valid, candidates, 0)])
         cosines[~valid] = -np.inf
         best = np.argsort(-cosines, axis=1, kind="stable")[:, :top]
-        indices[rows] = np.take_along_axis(np.where(valid, candidates, 0), best, 1)
-        similarity[rows] = np.take_along_axis(cosines, best, 1)
+        indices[block] = np.take_along_axis(np.where(valid, candidates, 0), best, 1)
+        similarity[block] = np.take_along_axis(cosines, best, 1)
     return indices, similarity
 
 

@@ -20,13 +20,15 @@ import numpy as np
 
 from catdog import figures, storage
 from catdog.config import SimilarConfig
-from catdog.extraction import originals
-from catdog.insight import embeddings, neighbour_lists, neighbours
+from catdog.errors import CatdogError
+from catdog.extraction import executor, originals
+from catdog.insight import embeddings, neighbour_lists, neighbours, sharded
 from catdog.store import layout
 
 SHEET_PAIRS = 12
 CSV, SHEET = "similar.csv", "similar.png"
 NO_SHEETS = "another tool's embeddings: no contact sheets (catdog finds the images from its own manifest)"
+LOCAL_MAX_BYTES = 1 << 30  # auto: vectors up to this size are searched in this process
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,26 @@ class SimilarReport:
     contact_sheet: bool = False  # similar.png written (there were pairs, and their images could be read)
     search: neighbours.Search | None = None  # how the neighbours were found (exact, or approximate with its recall)
     update: neighbour_lists.Update | None = None  # an incremental run: what it searched (None: every image)
+    executor: str = "local"  # "local" (this process) or "ray" (tasks on the cluster)
+    why: str = ""  # why that executor
+    tasks: dict[str, dict[str, int]] | None = None  # on Ray: node -> {"tasks": n, "rows": rows} (searched and merged)
 
     def lines(self) -> list[str]:
         return [f"{self.images:,} images, {self.top} nearest each: {len(self.pairs):,} pairs with cosine "
                 f">= {self.threshold} ({self.seconds} s)", self.how(),
                 f"across splits (leakage): {self.across_splits:,}"
                 + "".join(f"\n  {k}: {v:,}" for k, v in self.by_split_pair.items()),
-                *(f"note: {n}" for n in self.notes),
-                f"pairs in {storage.join(self.report_dir, CSV)}" + (f", contact sheet {SHEET}" if self.contact_sheet else "")]
+                self.where(), *(f"note: {n}" for n in self.notes),
+                f"pairs in {storage.join_name(self.report_dir, CSV)}" + (f", contact sheet {SHEET}" if self.contact_sheet else "")]
+
+    def where(self) -> str:
+        """Where the search ran, in a line."""
+        if self.executor != "ray":
+            return f"ran in this process ({self.why})"
+        nodes = self.tasks or {}
+        each = "; ".join(f"node {node[:8]}: {t['tasks']} tasks, {t['rows']:,} rows" for node, t in sorted(nodes.items()))
+        return (f"ran on Ray ({self.why}): {sum(t['tasks'] for t in nodes.values())} tasks on {len(nodes)} "
+                f"node{'s' * (len(nodes) != 1)} ({each})")
 
     def how(self) -> str:
         """How the neighbours were found, in a line."""
@@ -102,10 +116,15 @@ class SimilarReport:
 def run(config: SimilarConfig) -> SimilarReport:
     """Find the near-duplicates of OUT and write similar.csv, similar.json and similar.png to the report folder."""
     out = storage.resolve(config.features)
+    report_dir = config.report_dir or str(beside(out, config).join(layout.SIMILAR))  # a URI's query stays at its end
+    source = sharded.Source(out, config.features_column, config.path_column, config.split_column)
+    where, why = choose(config, source)
+    if where == "ray":
+        return _on_ray(config, out, source, report_dir, why)
     data, left_out = embeddings.usable(embeddings.load(config), out, "a near-duplicate search")
     paths, splits = data.paths, data.splits
-    report_dir = config.report_dir or str(beside(out, config).join(layout.SIMILAR))  # a URI's query stays at its end
     notes = [left_out] if left_out else []
+    storage.resolve(report_dir).join(sharded.LISTS).delete()  # a Ray run's lists: this run's are neighbours.parquet
     with storage.writable_folder(storage.resolve(report_dir)) as local:
         started = time.perf_counter()
         X = neighbours.unit(data.X, copy=False)  # the loaded vectors are this job's own: scaled in place
@@ -115,16 +134,62 @@ def run(config: SimilarConfig) -> SimilarReport:
             threshold=config.threshold)
         found = pairs(indices, similarity, config.threshold, paths, splits)
         seconds = round(time.perf_counter() - started, 2)
-        across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)
-        write_csv(found, os.path.join(local, CSV))
-        note = NO_SHEETS if config.features_column else contact_sheet(out, found, os.path.join(local, SHEET))
-        notes += [note] if note else []
-        report = SimilarReport(report_dir, int(len(paths)), config.threshold, config.top, found, sum(across.values()),
-                               dict(across.most_common()), seconds, notes, os.path.exists(os.path.join(local, SHEET)),
-                               search, update)
-        record = {k: v for k, v in asdict(report).items() if k not in ("pairs", "report_dir")}
-        with open(os.path.join(local, "similar.json"), "w") as f:
-            json.dump({**record, "pairs": len(found), "pairs_listed": [asdict(p) for p in found[:1000]]}, f, indent=2)
+        return _report(config, out, local, report_dir, int(len(paths)), found, seconds, notes, search, update,
+                       "local", why)
+
+
+def choose(config: SimilarConfig, source: sharded.Source) -> tuple[str, str]:
+    """Where the search runs, and why: in this process while the vectors fit it comfortably."""
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if config.executor == "local":
+        if config.address:
+            raise CatdogError(f"--executor local runs in this process; it cannot use the Ray cluster at {config.address}")
+        return "local", "--executor local"
+    if config.executor == "ray":
+        return "ray", "--executor ray"
+    if address:
+        return "ray", "a Ray address"
+    if executor.joined_ray():
+        return "ray", "this process's Ray"
+    rows, width = sharded.size(source)
+    size = f"{rows:,} x {width} vectors, {rows * width * 4 / 2**30:.1f} GiB"
+    return ("ray", f"{size}: more than {LOCAL_MAX_BYTES / 2**30:.0f} GiB") if rows * width * 4 > LOCAL_MAX_BYTES \
+        else ("local", size)
+
+
+def _on_ray(config: SimilarConfig, out: storage.Location, source: sharded.Source, report_dir: str, why: str) -> SimilarReport:
+    """The search in Ray tasks (`catdog.insight.sharded`): the vectors are read by the tasks, never here."""
+    from catdog import cluster
+
+    report = storage.resolve(report_dir)
+    local_disk = (out.is_local or report.is_local) and not config.shared_fs
+    started = time.perf_counter()
+    with cluster.ray_session(config.address):
+        found = sharded.search(source, report, lambda fn, items: cluster.tasks(fn, items, local_disk), top=config.top,
+                               method=config.method, probes=config.probes, pca_dims=config.pca_dims,
+                               threshold=config.threshold, shard_bytes=int(config.task_memory * 2**20))
+    seconds = round(time.perf_counter() - started, 2)
+    listed = [Pair(a, b, split_a, split_b, cosine) for a, split_a, b, split_b, cosine in found.pairs]
+    notes = [embeddings.left_out_note(found.non_finite)] if found.non_finite else []
+    report.join(neighbour_lists.FILE).delete()  # a local run's lists: this run's are in neighbours/
+    with storage.writable_folder(report) as local:
+        return _report(config, out, local, report_dir, found.rows, listed, seconds, notes, found.search, None, "ray",
+                       why, {node: dict(t) for node, t in found.tasks.items()})
+
+
+def _report(config: SimilarConfig, out: storage.Location, local: str, report_dir: str, images: int, found: list[Pair],
+            seconds: float, notes: list[str], search, update, where: str, why: str, tasks=None) -> SimilarReport:
+    """similar.csv, similar.png and similar.json written into `local`, and the report."""
+    across = Counter(" / ".join(sorted((p.split_a, p.split_b))) for p in found if p.across)
+    write_csv(found, os.path.join(local, CSV))
+    note = NO_SHEETS if config.features_column else contact_sheet(out, found, os.path.join(local, SHEET))
+    notes += [note] if note else []
+    report = SimilarReport(report_dir, images, config.threshold, config.top, found, sum(across.values()),
+                           dict(across.most_common()), seconds, notes, os.path.exists(os.path.join(local, SHEET)),
+                           search, update, where, why, tasks)
+    record = {k: v for k, v in asdict(report).items() if k not in ("pairs", "report_dir")}
+    with open(os.path.join(local, "similar.json"), "w") as f:
+        json.dump({**record, "pairs": len(found), "pairs_listed": [asdict(p) for p in found[:1000]]}, f, indent=2)
     return report
 
 

@@ -151,17 +151,21 @@ def map_in_tasks(fn, items: list, address: str | None, local_disk: bool) -> Iter
             yield result
 
 
-def tasks(fn, items: list, local_disk: bool) -> Iterator[tuple[str, object]]:
-    """fn over items in Ray tasks of one CPU each on the Ray this process joined (`ray_session`), on
-    this node only where they read or write its own disk: (the node a task ran on, its result) as
-    the tasks finish. Ray retries a task lost with its node; a task's own error is raised here as
-    it was raised there (a CatdogError stays one line)."""
+def tasks(fn, items: list, local_disk: bool, whole_node: bool = False) -> Iterator[tuple[str, object]]:
+    """fn over items in Ray tasks of one CPU each (`whole_node`: as many as the largest node has, up
+    to MAX_CPUS_PER_ACTOR) on the Ray this process joined (`ray_session`), on this node only where
+    they read or write its own disk: (the node a task ran on, its result) as the tasks finish. Ray
+    retries a task lost with its node; a task's own error is raised here as it was raised there (a
+    CatdogError stays one line)."""
     import ray
 
+    node = ray.get_runtime_context().get_node_id()
     # Spread over the nodes (Ray would fill this node first): the tasks are data-parallel, each reads its own part.
-    here = on_node(ray.get_runtime_context().get_node_id()) if local_disk and node_count() > 1 else \
-        {"scheduling_strategy": "SPREAD"}
-    task = ray.remote(_apply).options(num_cpus=1, **here)
+    here = on_node(node) if local_disk and node_count() > 1 else {"scheduling_strategy": "SPREAD"}
+    if whole_node:
+        mine = [n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive") and n["NodeID"] == node]
+        cpus = mine[0] if "label_selector" in here and mine else cluster_size().largest_node_cpus
+    task = ray.remote(_apply).options(num_cpus=min(MAX_CPUS_PER_ACTOR, max(1, int(cpus))) if whole_node else 1, **here)
     pending = [task.remote(fn, item) for item in items]
     try:
         while pending:

@@ -4,7 +4,8 @@ of `neighbours`, cut into tasks that each hold a slice of them.
 Rows are numbered in the order of the Parquet row groups that hold them (`pieces`). A *shard* is a
 run of row groups whose vectors fit one task's memory (SHARD_BYTES), a *block* a run of about
 BLOCK_ROWS rows. The approximate search's coarse quantiser (IVF centroids, and the PCA of wide
-vectors) is fitted on a sample by one task. Then one task per shard loads its vectors, indexes them
+vectors) is fitted on a sample by one task, and one task per block finds the cells each of its rows
+is looked up in. Then one task per shard loads its vectors, indexes them
 (exact: all of them; approximate: IVF cells of half-precision codes on the shared centroids) and
 streams every block through that index: each row's best `top + 1` in the shard, by exact cosine on
 the full vectors, one Parquet file per block. Then one task per block merges the shards' files into
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
@@ -41,14 +43,24 @@ BLOCK_ROWS = 65_536  # queries streamed through a shard at once
 STAGING, LISTS = "_shards", "neighbours"  # in the report folder: the shards' files, then the merged lists
 LIST_FILES = "part-{:05d}.parquet"
 
-# A map over tasks: fn over items, yielding (where it ran, its result) as the tasks finish.
-Mapper = Callable[[Callable, list], Iterator[tuple[str, object]]]
+# A map over tasks: fn over items, yielding (where it ran, its result) as the tasks finish; with
+# whole_node, each task may use every core of a node (the quantiser's k-means: nothing else runs then).
+Mapper = Callable[..., Iterator[tuple[str, object]]]
 
 
-def here(fn, items) -> Iterator[tuple[str, object]]:
+def here(fn, items, whole_node: bool = False) -> Iterator[tuple[str, object]]:
     """The map that runs every task in this process, one after another."""
     for item in items:
         yield "this process", fn(item)
+
+
+def _threads() -> None:
+    """faiss' threads as many as the CPUs the task was given: Ray sets OMP_NUM_THREADS per task, but
+    a worker process that ran an earlier task keeps the thread count OpenMP started with."""
+    import faiss
+
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        faiss.omp_set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @dataclass(frozen=True)
@@ -189,6 +201,7 @@ def split_runs(pieces_: list[Piece], rows: int) -> list[list[Piece]]:
 
 def fit(source: Source, pieces_: list[Piece], n: int, pca_dims: int | None, seed: int) -> neighbours.Quantiser:
     """A task: the coarse quantiser, fitted on the rows of pieces drawn at random (as many as it uses)."""
+    _threads()
     order = np.random.default_rng(seed).permutation(len(pieces_))
     chosen, size, wanted = [], 0, neighbours.sample_rows(n)
     for i in order:
@@ -222,12 +235,31 @@ class ShardDone:
     truth: tuple[np.ndarray, np.ndarray, np.ndarray]  # (sample rows, their exact best rows here, cosines)
 
 
+def cells_file(staging: storage.Location, block: int) -> storage.Location:
+    return staging.join(f"block-{block:05d}", "cells.npz")
+
+
+def assign_block(plan: Plan, job: tuple[int, list[Piece]]) -> int:
+    """A task: the cells each row of one block is looked up in (its `probes` nearest centroids),
+    found once for every shard: on wide or many rows this lookup costs as much as the search."""
+    _threads()
+    number, block = job
+    queries = read(plan.source, block)
+    index = plan.quantiser.index(plan.probes)
+    distances, cells = index.quantizer.search(plan.quantiser.project(queries.X), index.nprobe)
+    data = io.BytesIO()
+    np.savez(data, cells=cells, distances=distances)
+    _write_bytes(cells_file(plan.staging, number), data.getvalue())
+    return len(queries.numbers)
+
+
 def shard_file(staging: storage.Location, shard: int, block: int) -> storage.Location:
     return staging.join(f"block-{block:05d}", f"shard-{shard:05d}.parquet")
 
 
 def search_shard(plan: Plan, job: tuple[int, list[Piece]]) -> ShardDone:
     """A task: one shard indexed, every block searched against it, one file per block."""
+    _threads()
     number, run = job
     base = read(plan.source, run)
     keep = plan.top + 1  # the row itself may be among them: the merge leaves it out
@@ -238,7 +270,11 @@ def search_shard(plan: Plan, job: tuple[int, list[Piece]]) -> ShardDone:
     truth = ([], [], [])
     for b, block in enumerate(plan.blocks):
         queries = read(plan.source, block)
-        found, cosines = _best(queries.X, base.X, index, plan.quantiser, keep, plan.candidates)
+        cells = None
+        if index is not None:
+            with np.load(io.BytesIO(cells_file(plan.staging, b).read_bytes())) as assigned:
+                cells = (assigned["cells"], assigned["distances"])
+        found, cosines = _best(queries.X, base.X, index, plan.quantiser, keep, plan.candidates, cells)
         paired = cosines >= plan.threshold
         if len(base.numbers):
             rows = np.where(found >= 0, base.numbers[np.maximum(found, 0)], -1)
@@ -266,14 +302,15 @@ def search_shard(plan: Plan, job: tuple[int, list[Piece]]) -> ShardDone:
     return ShardDone(len(base.numbers), base.non_finite, stacked)
 
 
-def _best(queries, base, index, quantiser, keep, candidates) -> tuple[np.ndarray, np.ndarray]:
-    """Each query's best `keep` rows of `base` (-1, -inf where there are fewer), exact cosines."""
+def _best(queries, base, index, quantiser, keep, candidates, cells=None) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's best `keep` rows of `base` (-1, -inf where there are fewer), exact cosines;
+    `cells`: the queries' cells and their distances (`assign_block`), for an approximate index."""
     if not len(base) or not len(queries):
         return np.full((len(queries), keep), -1, np.int64), np.full((len(queries), keep), -np.inf, np.float32)
     if index is None:
         found, cosines = neighbours.exact(queries, base, keep)
         return _pad(found, keep, -1), _pad(cosines, keep, -np.inf)
-    _, found = index.search(quantiser.project(queries), max(candidates, keep))
+    _, found = index.search_preassigned(quantiser.project(queries), max(candidates, keep), *cells)
     return neighbours.rerank(queries, base, found, keep)
 
 
@@ -289,9 +326,13 @@ def _write(where: storage.Location, table: pa.Table) -> None:
     """A whole file or none (`Location.write_bytes`): a task killed while writing leaves no half file."""
     data = io.BytesIO()
     pq.write_table(table, data)
+    _write_bytes(where, data.getvalue())
+
+
+def _write_bytes(where: storage.Location, data: bytes) -> None:
     if where.is_local:
         where.fs.create_dir(where.parent().path, recursive=True)
-    where.write_bytes(data.getvalue())
+    where.write_bytes(data)
 
 
 @dataclass(frozen=True)
@@ -376,8 +417,8 @@ def search(source: Source, report: storage.Location, map_: Mapper, *, top: int, 
     most BLOCK_ROWS)."""
     tasks: dict[str, Counter] = {}
 
-    def counted(fn, items):  # every task counted where it ran
-        for where, result in map_(fn, items):
+    def counted(fn, items, whole_node=False):  # every task counted where it ran
+        for where, result in map_(fn, items, whole_node=whole_node):
             tasks.setdefault(where, Counter())["tasks"] += 1
             yield where, result
 
@@ -395,7 +436,7 @@ def search(source: Source, report: storage.Location, map_: Mapper, *, top: int, 
     exact = method == "exact" or (method == "auto" and float(n) * n * d <= neighbours.EXACT_WORK)
     quantiser, how = None, neighbours.Search("exact", d)
     if not exact:
-        [(_, quantiser)] = list(counted(functools.partial(fit, source, listed, n, pca_dims), [seed]))
+        [(_, quantiser)] = list(counted(functools.partial(fit, source, listed, n, pca_dims), [seed], whole_node=True))
         how = quantiser.how
     shard_rows = max(1, shard_bytes // (4 * d))
     shards = split_runs(listed, shard_rows)
@@ -407,6 +448,9 @@ def search(source: Source, report: storage.Location, map_: Mapper, *, top: int, 
         old.delete()  # a previous run's files: a smaller run must not leave blocks of a larger one
     candidates = max(4 * top, top + 1)
     plan = Plan(source, staging, blocks, top, threshold, quantiser, probes, candidates, sample)
+    if quantiser is not None:
+        for where, rows in counted(functools.partial(assign_block, plan), list(enumerate(blocks))):
+            tally(where, rows)
     truth, non_finite = [], []
     for where, done in counted(functools.partial(search_shard, plan), list(enumerate(shards))):
         tally(where, done.rows)
@@ -432,9 +476,15 @@ def search(source: Source, report: storage.Location, map_: Mapper, *, top: int, 
 
 
 def _width(file: pq.ParquetFile, source: Source) -> int:
-    """The vectors' length, from the first row of the first file."""
-    first = file.read_row_group(0, columns=[source.column]).column(source.column).slice(0, 1).combine_chunks()
-    return vectors(first, source.column, source.location).shape[1]
+    """The vectors' length: a fixed-size list's from the schema, else from the first row (one small
+    batch read: a row group of vectors is hundreds of MiB)."""
+    if source.column not in file.schema_arrow.names:
+        raise CatdogError(f"no column {source.column!r} in {source.location} (it has: {', '.join(file.schema_arrow.names)})")
+    kind = file.schema_arrow.field(source.column).type
+    if pa.types.is_fixed_size_list(kind):
+        return kind.list_size
+    first = next(file.iter_batches(batch_size=1, columns=[source.column]))
+    return vectors(first.column(0), source.column, source.location).shape[1]
 
 
 def _recall(truth: Iterable[tuple], found: list[tuple], top: int, threshold: float) -> neighbours.Recall:

@@ -10,6 +10,7 @@ in the report folder, so that the run after an incremental extract searches only
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import time
@@ -165,7 +166,7 @@ def _on_ray(config: SimilarConfig, out: storage.Location, source: sharded.Source
     local_disk = (out.is_local or report.is_local) and not config.shared_fs
     started = time.perf_counter()
     with cluster.ray_session(config.address):
-        found = sharded.search(source, report, lambda fn, items: cluster.tasks(fn, items, local_disk), top=config.top,
+        found = sharded.search(source, report, functools.partial(cluster.tasks, local_disk=local_disk), top=config.top,
                                method=config.method, probes=config.probes, pca_dims=config.pca_dims,
                                threshold=config.threshold, shard_bytes=int(config.task_memory * 2**20))
     seconds = round(time.perf_counter() - started, 2)

@@ -21,6 +21,7 @@ SECTIONS = (
     ("scale.py", "scale.json", "The driver at scale"),
     ("estimate.py", "estimate.json", "Estimates against runs"),
     ("similar.py", "similar.json", "Near-duplicates at a million images, and the feature map"),
+    ("similar_ray.py", "similar_ray.json", "Near-duplicates on Ray: the driver holds no vector"),
     ("audit.py", "audit.json", "Label errors found by the audit"),
     ("report.py", "report.json", "The HTML report"),
     ("train_startup.py", "train_startup.json", "End-to-end training start-up"),

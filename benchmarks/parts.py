@@ -22,8 +22,14 @@ def run_part(script: str, *args: str) -> dict:
 
 
 def peak_rss_gib() -> float:
-    """This process's peak resident memory so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    """This process's peak resident memory so far: VmHWM, the high-water mark of its own memory.
+    Not getrusage's ru_maxrss, which Linux carries across fork and exec: a part started by a parent
+    holding gigabytes (the data it generated) would report the parent's peak as its own."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 2**20  # kB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux, bytes on macOS (~)
 
 
 def command(doc: str, part, measure, table) -> None:

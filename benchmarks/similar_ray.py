@@ -30,8 +30,10 @@ from benchmarks.parts import command, peak_rss_gib, run_part  # noqa: E402
 from benchmarks.throughput import machine  # noqa: E402
 from tests import generators  # noqa: E402
 
-# (rows, dims, executors): the search in one process is measured beside Ray's where it fits here.
-SETS = ((1_000_000, 512, ("local", "ray")), (3_000_000, 256, ("ray",)))
+# (rows, dims, executors, MiB of vectors per Ray task): the search in one process is measured beside
+# Ray's where it fits here. At 3 M, tasks of 1.5 GiB: every shard visits each row's cells once, so
+# fewer, larger shards cost less where the workers have the memory (`--task-memory`).
+SETS = ((1_000_000, 512, ("local", "ray"), 512.0), (3_000_000, 256, ("ray",), 1536.0))
 THRESHOLD, FILE_ROWS, CHUNK = 0.95, 262_144, 131_072
 
 
@@ -74,7 +76,7 @@ class WorkerMemory(threading.Thread):
                     self.peaks[p.pid] = max(self.peaks.get(p.pid, 0), p.info["memory_info"].rss / 2**30)
 
 
-def part_run(folder: str, executor: str) -> dict:
+def part_run(folder: str, executor: str, task_memory: str) -> dict:
     from catdog.config import SimilarConfig
     from catdog.insight import similar
 
@@ -83,13 +85,13 @@ def part_run(folder: str, executor: str) -> dict:
     start = time.perf_counter()
     result = similar.run(SimilarConfig(features=os.path.join(folder, "emb"), features_column="embedding",
                                        report_dir=os.path.join(folder, f"report-{executor}"), threshold=THRESHOLD,
-                                       method="approximate", executor=executor))
+                                       method="approximate", executor=executor, task_memory=float(task_memory)))
     seconds = time.perf_counter() - start
     workers.done.set()
     planted = {tuple(sorted(p)) for p in np.load(os.path.join(folder, "planted.npy")).tolist()}
     found = {(p.a, p.b) for p in result.pairs}
     s = result.search
-    return {"executor": executor, "images": result.images, "seconds": seconds, "driver_peak_gib": peak_rss_gib(),
+    return {"executor": executor, "task_memory_mib": float(task_memory), "images": result.images, "seconds": seconds, "driver_peak_gib": peak_rss_gib(),
             "worker_peak_gib": max(workers.peaks.values(), default=0.0), "workers": len(workers.peaks),
             "tasks": result.tasks, "pairs": len(found), "planted_found": len(planted & found) / len(planted),
             "index": s.index, "probes": s.probes, "pca_dims": s.pca_dims, "recall": s.recall.__dict__}
@@ -101,12 +103,12 @@ def part(kind: str, *values: str) -> dict:
 
 def measure() -> dict:
     results = {"machine": machine(), "threshold": THRESHOLD, "sets": []}
-    for n, dim, executors in SETS:
+    for n, dim, executors, task_memory in SETS:
         with tempfile.TemporaryDirectory() as folder:
             write(n, dim, folder)
             runs = []
             for executor in executors:
-                runs.append(run_part(__file__, "run", folder, executor))
+                runs.append(run_part(__file__, "run", folder, executor, str(task_memory)))
                 print(json.dumps(runs[-1]), flush=True)
         results["sets"].append({"images": n, "dim": dim, "features_gib": n * dim * 4 / 2**30, "runs": runs})
     return results
@@ -116,7 +118,7 @@ def table(r: dict) -> str:
     m = r["machine"]
     lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}", "",
              f"`catdog similar --method approximate` (top 5, threshold {r['threshold']}) in one process and on a local "
-             "Ray, the same embeddings in the same run.", "",
+             "Ray, the same embeddings in the same run; peaks are each process's own high-water mark (VmHWM).", "",
              "| images × dims | executor | wall | driver peak | largest worker peak | tasks | recall (sample): "
              "neighbours / pairs | planted pairs found |", "|---|---|---|---|---|---|---|---|"]
     for entry in r["sets"]:
@@ -124,7 +126,7 @@ def table(r: dict) -> str:
             recall = run["recall"]
             pairs = f"{recall['pairs_found']:.3f}" if recall["pairs_found"] is not None else "no pair"
             tasks = sum(t["tasks"] for t in run["tasks"].values()) if run["tasks"] else ""
-            worker = f"{run['worker_peak_gib']:.2f} GiB" if run["executor"] == "ray" else ""
+            worker = f"{run['worker_peak_gib']:.2f} GiB ({run['task_memory_mib']:.0f} MiB tasks)" if run["executor"] == "ray" else ""
             lines.append(f"| {entry['images']:,} × {entry['dim']} ({entry['features_gib']:.1f} GiB) | {run['executor']} "
                          f"| {run['seconds']:.0f} s | {run['driver_peak_gib']:.2f} GiB | {worker} | {tasks} "
                          f"| {recall['neighbours']:.3f} / {pairs} | {run['planted_found']:.4f} |")

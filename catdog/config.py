@@ -168,8 +168,8 @@ class SimilarConfig(EmbeddingColumns):
                            "all), auto (Ray beyond 1 GiB of vectors, or with an address or this process's Ray)",
                            choices=EXECUTORS)
     address: str | None = option(None, "Ray address for --executor ray (default: RAY_ADDRESS, else a local Ray)")
-    task_memory: float = option(512.0, "on Ray: MiB of vectors each search task holds (its index adds half as much); "
-                                "smaller: more, smaller tasks", metavar="MIB")
+    task_memory: float = option(512.0, "on Ray: MiB of vectors each search task holds (its worker peaks at about 4 "
+                                "to 5 times this); smaller: more, smaller tasks", metavar="MIB")
     shared_fs: bool = option(False, SHARED_FS_HELP)
 
     def _validate(self) -> None:

@@ -78,6 +78,14 @@ def test_similar_table_from_committed_results():
             assert run["images"] >= entry["images"] and run["planted_found"] <= 1
 
 
+def test_similar_on_ray_table_from_committed_results():
+    out, r = printed("similar_ray.py", os.path.join(PROJECT, "benchmarks", "similar_ray.json"))
+    for entry in r["sets"]:
+        for run in entry["runs"]:
+            assert f"| {run['executor']} | {run['seconds']:.0f} s | {run['driver_peak_gib']:.2f} GiB |" in out
+            assert run["images"] == entry["images"] and 0 < run["planted_found"] <= 1
+
+
 def test_audit_table_from_committed_results():
     out, r = printed("audit.py", os.path.join(PROJECT, "benchmarks", "audit.json"))
     for run in r["runs"]:

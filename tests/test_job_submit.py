@@ -329,9 +329,9 @@ def test_cpu_actors_on_both_nodes_read_a_local_root_through_the_driver_node(head
 
 
 def test_similar_on_both_nodes_equals_the_search_in_one_process(head, s3, tmp_path):
-    """Embeddings in a bucket, searched exactly by `catdog similar --executor ray` on the two-node
-    cluster in tasks of 1 MiB of vectors (6 shards, 6 blocks): the pairs and every neighbour list
-    equal the search in one process; the summary says the tasks ran on both nodes."""
+    """Embeddings in a bucket, searched exactly by jobs/find_similar.py under `ray job submit` on the
+    two-node cluster, in tasks of 1 MiB of vectors (6 shards, 6 blocks): the pairs and every neighbour
+    list equal the search in one process; the summary says the tasks ran on both nodes."""
     import pyarrow.parquet as pq
 
     import catdog
@@ -343,13 +343,12 @@ def test_similar_on_both_nodes_equals_the_search_in_one_process(head, s3, tmp_pa
     splits = np.where(np.arange(6_000) % 4 == 0, "test", "train").astype(object)
     folder = write_embeddings(tmp_path / "emb", data.X, splits, files=6, row_group=500)
     emb, report = s3.upload(folder, f"{s3.prefix}/emb"), f"s3://{s3.prefix}/similar"
-    done = subprocess.run([sys.executable, "-m", "catdog.commands", "similar", emb, "--features-column", "embedding",
-                           "--method", "exact", "--executor", "ray", "--task-memory", "1", "--threshold", "0.95",
-                           "--address", head["CATDOG_TEST_RAY_ADDRESS"], "--out", report], env={**head, **s3.env},
-                          capture_output=True, text=True, timeout=300, cwd=PROJECT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ran = re.search(r"ran on Ray \(--executor ray\): (\d+) tasks on 2 nodes \((.*)\)", done.stdout)
-    assert ran and int(ran.group(1)) == 6 + 6 + 6, done.stdout  # footers, shards, blocks
+    status, logs = submit(head, ["jobs/find_similar.py", emb, "--features-column", "embedding", "--method", "exact",
+                                 "--task-memory", "1", "--threshold", "0.95", "--out", report], env_vars=s3.env)
+    assert status == "SUCCEEDED", logs
+    # Under `ray job submit` (RAY_ADDRESS set) auto picks Ray.
+    ran = re.search(r"ran on Ray \(a Ray address\): (\d+) tasks on 2 nodes \((.*)\)", logs)
+    assert ran and int(ran.group(1)) == 1 + 6 + 6, logs  # footers, shards, blocks
     rows = [int(r.replace(",", "")) for r in re.findall(r"([\d,]+) rows", ran.group(2))]
     assert len(rows) == 2 and sum(rows) == 2 * 6_000  # each row searched in a shard and merged in a block
     here = catdog.similar(str(folder), features_column="embedding", method="exact", executor="local", threshold=0.95,

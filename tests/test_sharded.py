@@ -54,7 +54,7 @@ def test_exact_shards_and_blocks_equal_the_in_memory_exact_search(tmp_path):
     listed = sharded.pieces(source, sharded.here)
     shards, blocks = sharded.split_runs(listed, 200), sharded.split_runs(listed, 300)
     assert len(shards) > 3 and len(blocks) > 3 and len(found.pairs) >= 40
-    assert found.tasks["this process"]["tasks"] == 3 + len(shards) + len(blocks)  # a footer task per file
+    assert found.tasks["this process"]["tasks"] == 1 + len(shards) + len(blocks)  # one task reads the footers
     assert not (tmp_path / "report" / sharded.STAGING).exists()
 
 
@@ -112,3 +112,19 @@ def test_fewer_than_two_rows_is_one_line(tmp_path):
                             "embedding")
     with pytest.raises(CatdogError, match="needs at least two images"):
         sharded.search(source, storage.resolve(str(tmp_path / "r")), sharded.here, top=3)
+
+
+def test_auto_searches_here_while_the_vectors_are_small_and_on_ray_beyond(tmp_path, monkeypatch):
+    X = generators.embeddings(500, 16, seed=2).X
+    folder = str(write_embeddings(tmp_path / "emb", X))
+    config = similar.SimilarConfig(features=folder, features_column="embedding")
+    source = sharded.Source(storage.resolve(folder), "embedding")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    where, why = similar.choose(config, source)
+    assert where == "local" and why.startswith(f"500 x 16 vectors, {500 * 16 * 4 / 2**30:.1f} GiB")
+    monkeypatch.setattr(similar, "LOCAL_MAX_BYTES", 500 * 16 * 4 - 1)
+    assert similar.choose(config, source)[0] == "ray"
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    assert similar.choose(config.replace(executor="auto"), source) == ("ray", "a Ray address")
+    with pytest.raises(CatdogError, match="--executor local runs in this process"):
+        similar.choose(config.replace(executor="local", address="127.0.0.1:1"), source)

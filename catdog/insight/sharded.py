@@ -38,10 +38,11 @@ from catdog.insight import neighbours
 from catdog.insight.embeddings import vectors
 from catdog.store import features, layout, manifest
 
-SHARD_BYTES = 512 << 20  # float32 vectors a shard task holds (its index adds half as much again)
+SHARD_BYTES = 512 << 20  # float32 vectors a shard task holds (its worker peaks at 4-5 times this: BENCHMARKS.md)
 BLOCK_ROWS = 65_536  # queries streamed through a shard at once
 STAGING, LISTS = "_shards", "neighbours"  # in the report folder: the shards' files, then the merged lists
 LIST_FILES = "part-{:05d}.parquet"
+FOOTERS_PER_TASK = 256  # files whose footers one task reads (catdog's OUT has a file per 256 images)
 
 # A map over tasks: fn over items, yielding (where it ran, its result) as the tasks finish; with
 # whole_node, each task may use every core of a node (the quantiser's k-means: nothing else runs then).
@@ -104,12 +105,14 @@ class Piece:
     split: str | None
 
 
-def row_groups(source: Source, file: tuple[str, str | None]) -> list[tuple[str, int, int, str | None]]:
-    """A task: (file, row group, rows, split) of one file's row groups, read from its footer."""
-    path, split = file
-    with source.location.fs.open_input_file(path) as f:
-        meta = pq.ParquetFile(f).metadata
-    return [(path, g, meta.row_group(g).num_rows, split) for g in range(meta.num_row_groups)]
+def row_groups(source: Source, files: list[tuple[str, str | None]]) -> list[tuple[str, int, int, str | None]]:
+    """A task: (file, row group, rows, split) of some files' row groups, read from their footers."""
+    found = []
+    for path, split in files:
+        with source.location.fs.open_input_file(path) as f:
+            meta = pq.ParquetFile(f).metadata
+        found += [(path, g, meta.row_group(g).num_rows, split) for g in range(meta.num_row_groups)]
+    return found
 
 
 def size(source: Source) -> tuple[int, int]:
@@ -131,7 +134,8 @@ def pieces(source: Source, map_: Mapper) -> list[Piece]:
     if not files:
         raise CatdogError(f"no features under {source.location}: run `catdog extract` first")
     found = {}
-    for _, groups in map_(functools.partial(row_groups, source), files):
+    chunks = [files[i : i + FOOTERS_PER_TASK] for i in range(0, len(files), FOOTERS_PER_TASK)]
+    for _, groups in map_(functools.partial(row_groups, source), chunks):
         for path, group, rows, split in groups:
             found[(path, group)] = (rows, split)
     order = {path: i for i, (path, _) in enumerate(files)}

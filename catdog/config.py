@@ -165,7 +165,7 @@ class SimilarConfig(EmbeddingColumns):
                         "same --out)")
     executor: str = option("auto", "local (every vector in this process; later runs search only what changed), ray "
                            "(tasks on the cluster each holding a slice: the driver holds none; every run searches "
-                           "all), auto (Ray beyond 1 GiB of vectors, or with an address or this process's Ray)",
+                           "all), auto (Ray beyond 1 GiB of vectors or with a Ray address)",
                            choices=EXECUTORS)
     address: str | None = option(None, "Ray address for --executor ray (default: RAY_ADDRESS, else a local Ray)")
     task_memory: float = option(512.0, "on Ray: MiB of vectors each search task holds (its worker peaks at about 4 "

@@ -22,7 +22,7 @@ import numpy as np
 from catdog import figures, storage
 from catdog.config import SimilarConfig
 from catdog.errors import CatdogError
-from catdog.extraction import executor, originals
+from catdog.extraction import originals
 from catdog.insight import embeddings, neighbour_lists, neighbours, sharded
 from catdog.store import layout
 
@@ -140,7 +140,8 @@ def run(config: SimilarConfig) -> SimilarReport:
 
 
 def choose(config: SimilarConfig, source: sharded.Source) -> tuple[str, str]:
-    """Where the search runs, and why: in this process while the vectors fit it comfortably."""
+    """Where the search runs, and why: in this process while the vectors fit it comfortably, unless
+    a Ray address is given."""
     address = config.address or os.environ.get("RAY_ADDRESS")
     if config.executor == "local":
         if config.address:
@@ -150,8 +151,8 @@ def choose(config: SimilarConfig, source: sharded.Source) -> tuple[str, str]:
         return "ray", "--executor ray"
     if address:
         return "ray", "a Ray address"
-    if executor.joined_ray():
-        return "ray", "this process's Ray"
+    # A Ray this process joined (a notebook's) is not reason enough: vectors that fit here are searched
+    # here, where a later run updates only what changed.
     rows, width = sharded.size(source)
     size = f"{rows:,} x {width} vectors, {rows * width * 4 / 2**30:.1f} GiB"
     return ("ray", f"{size}: more than {LOCAL_MAX_BYTES / 2**30:.0f} GiB") if rows * width * 4 > LOCAL_MAX_BYTES \

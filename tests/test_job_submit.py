@@ -351,7 +351,7 @@ def test_similar_on_both_nodes_equals_the_search_in_one_process(head, s3, tmp_pa
     assert ran and int(ran.group(1)) == 1 + 6 + 6, logs  # footers, shards, blocks
     rows = [int(r.replace(",", "")) for r in re.findall(r"([\d,]+) rows", ran.group(2))]
     assert len(rows) == 2 and sum(rows) == 2 * 6_000  # each row searched in a shard and merged in a block
-    here = catdog.similar(str(folder), features_column="embedding", method="exact", executor="local", threshold=0.95,
+    catdog.similar(str(folder), features_column="embedding", method="exact", executor="local", threshold=0.95,
                           report_dir=str(tmp_path / "here"))
     theirs = storage.resolve(report).join("similar.csv").read_bytes().decode().splitlines()
     mine = open(tmp_path / "here" / "similar.csv").read().splitlines()

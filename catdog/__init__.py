@@ -10,6 +10,8 @@ from catdog.api import (  # noqa: E402
            fit_head,
            load,
            load_model,
+           predict,
+           read_predictions,
            report,
            search,
            similar,
@@ -19,5 +21,5 @@ from catdog.api import (  # noqa: E402
 from catdog.errors import CatdogError  # noqa: E402
 from catdog.version import __version__  # noqa: E402
 
-__all__ = ["CatdogError", "__version__", "audit", "estimate", "explain", "extract", "fit_e2e", "fit_head", "load", "load_model", "report", "search", "similar", "status",
+__all__ = ["CatdogError", "__version__", "audit", "estimate", "explain", "extract", "fit_e2e", "fit_head", "load", "load_model", "predict", "read_predictions", "report", "search", "similar", "status",
            "stream"]

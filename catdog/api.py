@@ -24,6 +24,7 @@ from catdog.config import (
     AuditConfig,
     ExtractConfig,
     HeadConfig,
+    PredictConfig,
     ReportConfig,
     SearchConfig,
     SimilarConfig,
@@ -33,6 +34,7 @@ from catdog.vision import backbones
 
 if TYPE_CHECKING:  # for type checkers only: importing catdog stays cheap
     import numpy as np
+    import pyarrow as pa
 
     from catdog.e2e.fit_e2e import TrainResult
     from catdog.extraction.cost import Estimate
@@ -187,6 +189,32 @@ def load_model(model_dir: str, weights: str | None = None, address: str | None =
     return predict.load_model(model_dir, weights, address)
 
 
+def predict(model_dir: str, root: str, out: str, *, weights: str | None = None, address: str | None = None,
+            executor: str = "auto", from_table: bool = False, path_column: str = "path", label_column: str | None = None,
+            split_column: str | None = None, shard_size: int | None = None, num_actors: int | None = None,
+            gpus_per_actor: float | None = None, cpus_per_actor: float | None = None, shared_fs: bool = False,
+            overwrite: bool = False, progress: bool = True) -> ExtractResult:
+    """Every image of a folder, bucket or table classified by a head of `fit_head`, written as Parquet
+    under OUT/predictions (read it back with `read_predictions`): extraction's job with the head in
+    its actors, resumable, exactly once, and incremental (a later run classifies only new or changed
+    images) like `extract`. For a few files, `load_model(...).predictions` answers in memory.
+
+    >>> catdog.predict("model", "s3://bucket/photos", "s3://bucket/predictions").images
+    1000000
+    """
+    from catdog.heads import predict_parquet as job
+
+    return job.run(PredictConfig(**_settings(locals())))
+
+
+def read_predictions(out: str, split: str | None = None) -> pa.Table:
+    """The predictions `predict` wrote (path, label, label_name, predicted, probability, probabilities,
+    split), sorted by split and path; `table.to_pandas()` for a DataFrame."""
+    from catdog.store import predictions
+
+    return predictions.read(out, split)
+
+
 def explain(model_dir: str, images: list[str], out_dir: str | None = None, class_name: str | None = None,
             weights: str | None = None, layer: str | None = None) -> list[Explanation]:
     """Grad-CAM heatmaps of images (files or folders) under a saved model, each saved as
@@ -295,5 +323,6 @@ def _document(function, cls, *skip: str) -> None:
 
 for _function, _cls, _skip in ((extract, ExtractConfig, ()), (estimate, ExtractConfig, ("out",)), (audit, AuditConfig, ()),
                                (fit_head, HeadConfig, ()), (similar, SimilarConfig, ()), (fit_e2e, TrainConfig, ()),
-                               (report, ReportConfig, ()), (search, SearchConfig, ())):
+                               (report, ReportConfig, ()), (search, SearchConfig, ()),
+                               (predict, PredictConfig, ())):
     _document(_function, _cls, *_skip)

@@ -269,6 +269,42 @@ class ReportConfig(EmbeddingColumns):
 
 
 @dataclass(frozen=True)
+class PredictConfig(Settings):
+    """`catdog predict MODEL ROOT --out DIR`: every image of a folder, bucket or table classified by
+    extraction's pipeline with the model's head in its actors, written as Parquet (resumable,
+    incremental); the settings of the images' features are the model's own."""
+
+    model_dir: str = option(positional="a model folder of `catdog head`")
+    root: str = option(positional="image folder (local path or URI), or with from_table a table")
+    out: str = option(positional="folder of the Parquet predictions (path or URI)", flag="--out")
+    weights: str | None = option(None, "where the conv base weights are now, if moved since training")
+    address: str | None = option(None, "Ray address; 'auto' joins a running cluster (default: RAY_ADDRESS, else a "
+                                 "local Ray or this process)")
+    executor: str = option("auto", "ray (actors, on a cluster or a local Ray), local (this process), auto (this "
+                           "process for up to 512 images with no cluster, address or actor options; else Ray)",
+                           choices=EXECUTORS)
+    from_table: bool = option(False, "ROOT is a Parquet or CSV table with a row per image (a path or URI, "
+                              "optionally a class and a split), not a folder")
+    path_column: str = option("path", "with --from-table: the column of image paths or URIs")
+    label_column: str | None = option(None, "with --from-table: the class column (default: label, if there)")
+    split_column: str | None = option(None, "with --from-table: the split column (default: split, if there)")
+    shard_size: int | None = option(None, "images per output file and per unit of resume (default as extract's)")
+    num_actors: int | None = option(None, "default: one per GPU, else CPU actors filling the cluster")
+    gpus_per_actor: float | None = option(None, "fractions share a GPU (default 1 when the cluster has GPUs)")
+    cpus_per_actor: float | None = option(None, "CPUs each actor reserves (default: by the cluster)")
+    shared_fs: bool = option(False, SHARED_FS_HELP)
+    overwrite: bool = option(False, "replace a DIR written by another model or with other settings")
+    progress: bool = option(True, "a progress bar on stderr")
+
+    def _validate(self) -> None:
+        choice("executor", self.executor, EXECUTORS)
+
+    def extract_options(self) -> dict:
+        """The settings an extraction of ROOT into DIR takes from these (the image settings are the model's)."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in ("model_dir", "weights")}
+
+
+@dataclass(frozen=True)
 class SearchConfig(Settings):
     features: str = option(positional="the OUT folder of `catdog extract` to search")
     images: tuple[str, ...] = option(positional="photos (files or folders) to search for", flag=False)

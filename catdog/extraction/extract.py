@@ -17,7 +17,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
 
 from tqdm import tqdm
 
@@ -30,7 +32,7 @@ from catdog.extraction.feed import Feed
 from catdog.extraction.imagefolder import Shard, Source
 from catdog.extraction.planner import Planner, Run
 from catdog.storage import Location
-from catdog.store import features, generation, index, layout, manifest, verify
+from catdog.store import features, generation, index, layout, manifest, predictions, verify
 from catdog.store.lock import locked
 from catdog.store.manifest import Manifest
 from catdog.version import __version__
@@ -38,6 +40,16 @@ from catdog.vision import convbase
 
 STEADY_MIN_SHARDS = 4  # a rate needs a few shards after the first; with fewer there is no steady state
 ESTIMATE_SHARDS_PER_ACTOR = 2  # --estimate's sample: at least this many shards per actor (and a steady rate)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """A predictions run (`catdog predict MODEL ROOT --out DIR`): the model's head applied to the
+    features where they are made, its answers written instead of the features."""
+
+    transform: Callable[[np.ndarray], np.ndarray]  # (n, dim) features -> (n, K) probabilities; picklable
+    model: dict  # what the model is (recorded with the predictions and pinning DIR like any setting)
+    classes: tuple[str, ...]  # the model's classes, the order of the probabilities
 
 
 @dataclass(frozen=True)
@@ -103,7 +115,8 @@ class Progress:
 NOTHING = Progress(0, 0.0, (), {}, {}, {})
 
 
-def run(config: ExtractConfig) -> ExtractResult:
+def run(config: ExtractConfig, answering: Answering | None = None) -> ExtractResult:
+    """Extract ROOT's features into OUT; with `answering`, write a model's predictions instead."""
     started = time.perf_counter()
     marks = {}
     cluster.check_address(config.address)
@@ -125,14 +138,15 @@ def run(config: ExtractConfig) -> ExtractResult:
             previous = manifest.read(out)  # under the lock: unchanged until _plan marks OUT as running
             config = _resolve_shard_size(config, resources, previous)
             with _writing(out):
-                plan, record = _plan(config, root, out, source, making_weights.result(), precision, previous)
+                plan, record = _plan(config, root, out, source, making_weights.result(), precision, previous, answering)
             planner = Planner(plan, config.shard_size, out)
             try:
                 with Feed(planner.shards()) as feed:
                     marks["pipeline"] = time.time()
                     began = time.perf_counter()
                     startup = began - started
-                    progress = _embed_pending(config, plan, feed, planner, resources, chosen.name) if feed.first() else NOTHING
+                    progress = _embed_pending(config, plan, feed, planner, resources, chosen.name, answering) \
+                        if feed.first() else NOTHING
                     seconds = time.perf_counter() - began
                 committing = time.perf_counter()
                 with _writing(out):
@@ -161,9 +175,9 @@ def run(config: ExtractConfig) -> ExtractResult:
             cost=spent if progress.processed else None,
             executor=f"{chosen.name} ({chosen.why})",
         )
-        done = features.committed(out)  # listed once: on an object store each listing is requests
+        done = features.committed(out, plan.rows)  # listed once: on an object store each listing is requests
         totals = {"images": summary.images, "errors": summary.errors, "shards": len(done), "actors": list(progress.embedders)}
-        written = _writers(out, done, {**record.written_by, **progress.writers})
+        written = _writers(out, done, {**record.written_by, **progress.writers}, plan.rows)
         with _writing(out):
             manifest.write(out, record.replace(status="complete", totals=totals, written_by=written, timeline=summary.timeline,
                                                plan=planner.digest.record(), cost=spent.record() if summary.cost else {}))
@@ -288,11 +302,13 @@ def _since_process_start(marks: dict[str, float], embedders: tuple[dict, ...]) -
     return {k: round(marks[k] - start, 2) for k in TIMELINE if k in marks}
 
 
-def _plan(config: ExtractConfig, root: Location, out: Location, source: Source,
-          weights: convbase.Weights, precision_auto: str, previous: Manifest | None) -> tuple[Run, Manifest]:
+def _plan(config: ExtractConfig, root: Location, out: Location, source: Source, weights: convbase.Weights,
+          precision_auto: str, previous: Manifest | None, answering: Answering | None = None) -> tuple[Run, Manifest]:
     """Check OUT against this run's settings (`previous`: its manifest), finish a commit a killed run
     left, and mark OUT as running."""
     feature_meta = metadata.feature_metadata(config, source, weights.identity)
+    if answering is not None:  # pinned like every setting: another model's answers are not mixed in
+        feature_meta["predictions"] = answering.model
     compat = metadata.compat_settings(config, feature_meta, root)
     manifest.prepare(out, compat, config.overwrite)
     earlier = None if config.overwrite else previous  # --overwrite has just deleted it
@@ -306,7 +322,7 @@ def _plan(config: ExtractConfig, root: Location, out: Location, source: Source,
     incremental = index.exists(out)
     target = out.join(layout.staging(number + 1)) if incremental else out
     plan = Run(source, target, number + 1 if incremental else 1, incremental, weights, feature_meta,
-               config.verify_content, repaired)
+               config.verify_content, repaired, layout.PREDICTIONS_DIR if answering else layout.FEATURES_DIR)
     record = Manifest(
         compat=compat,
         features=feature_meta,
@@ -359,29 +375,34 @@ def _refuse_out_in_root(root: Location, out: Location) -> None:
         raise CatdogError(f"--out {out} is inside the input folder {root}: put the output somewhere else")
 
 
-def _writers(out: Location, done: set[tuple[str, str]], known: dict[str, str]) -> dict[str, str]:
+def _writers(out: Location, done: set[tuple[str, str]], known: dict[str, str], kind: str) -> dict[str, str]:
     """Which node wrote each shard file: this run's and earlier runs' records, and for files a killed
     run committed without recording them (or a commit rewrote), the node their footer names."""
-    return {f"{split}/{name}": known.get(f"{split}/{name}") or features.written_by(out, split, name)
+    return {f"{split}/{name}": known.get(f"{split}/{name}") or features.written_by(out, split, name, kind)
             for split, name in sorted(done)}
 
 
 def _embed_pending(config: ExtractConfig, plan: Run, feed: Feed, planner: Planner, resources: cluster.Resources,
-                   runner: str = "ray") -> Progress:
+                   runner: str = "ray", answering: Answering | None = None) -> Progress:
     """Run the pipeline over the shards as the feed hands them out, on Ray or in this process
     (`runner`), with a progress bar over images (its total grows while the listing goes on); gather
     the actors' reports."""
-    writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.source.classes)
+    if answering is None:
+        writer = features.ShardWriter(plan.target, features.feature_schema(plan.metadata), plan.source.classes)
+    else:
+        writer = predictions.PredictionWriter(plan.target, predictions.schema(plan.metadata, answering.classes),
+                                              plan.source.classes, answering.classes)
+    transform = answering.transform if answering else None
     if runner == "local":
-        rows = local.extract_shards(feed, plan.source.root, config, plan.weights, writer)
+        rows = local.extract_shards(feed, plan.source.root, config, plan.weights, writer, transform)
     else:
         where = cluster.placement(plan.source.local, plan.target.is_local, config.shared_fs)
         rows = pipeline.extract_shards(feed, plan.source.root, config, plan.weights, writer, resources, where,
-                                       config.stall_timeout)
+                                       config.stall_timeout, transform)
     processed, seen, first, second, shards, writers = 0, set(), None, None, 0, {}
     stages = dict.fromkeys(("decode", "embed", "write"), 0.0)
     # rows is closed on any exit, before the Ray session ends (see pipeline.extract_shards).
-    with closing(rows), tqdm(total=None, unit="img", desc="extract", disable=not config.progress, file=sys.stderr) as bar:
+    with closing(rows), tqdm(total=None, unit="img", desc="predict" if answering else "extract", disable=not config.progress, file=sys.stderr) as bar:
         for row in rows:
             count = int(row["rows"]) + int(row["errors"])
             processed += count

@@ -26,13 +26,13 @@ def cpus() -> int:
 
 
 def extract_shards(shards: Feed, root: Location, config: ExtractConfig, weights: convbase.Weights,
-                   writer: ShardWriter) -> Iterator[WrittenRow]:
+                   writer: ShardWriter, transform=None) -> Iterator[WrittenRow]:
     """decode -> embed -> write over the shards in this process; yields each shard as it is written.
     The model keeps TensorFlow's own thread settings (this process is the caller's: its threads are
     not catdog's to set); decoding takes half the cores, as in a Ray CPU actor."""
     decode = {"root": root, "config": config.decode, "classes": len(config.class_names), "threads": max(1, cpus() // 2)}
     where = {"node": NODE, "ray_gpu_ids": [], "intra_op_threads": cpus()}  # TensorFlow's default: a thread per core
-    embed = stages.EmbedStage(weights, config.embed, config.dtype, where)
+    embed = stages.EmbedStage(weights, config.embed, config.dtype, where, transform)
     with ThreadPoolExecutor(1, thread_name_prefix="catdog-decode") as pool:
         def decoding(shard) -> Future | None:
             return pool.submit(stages.decode_stage, stages.shard_row(shard), **decode) if shard is not None else None

@@ -46,7 +46,8 @@ EMBEDDER_ENV = {"RAY_worker_niceness": "0"}
 class Embedder:
     """Actor: one conv base per actor (`stages.EmbedStage`), loaded once, applied to whole shards."""
 
-    def __init__(self, config: EmbedConfig, dtype: str, cpus: float, decode: dict | None = None) -> None:
+    def __init__(self, config: EmbedConfig, dtype: str, cpus: float, decode: dict | None = None,
+                 transform=None) -> None:
         import ray
 
         # decode_stage's arguments when this actor decodes its own shards. It runs its shards in flight
@@ -54,7 +55,7 @@ class Embedder:
         # other, on half the cores it holds: the model keeps them all busy (benchmarks/throughput.py).
         self.decode = None if decode is None else {**decode, "threads": max(1, int(cpus) // 2)}
         self.model_lock = threading.Lock()  # one shard at a time on the model: two would split its threads
-        self.config, self.dtype, self.stage = config, dtype, None
+        self.config, self.dtype, self.transform, self.stage = config, dtype, transform, None
         self.devices = convbase.configure_devices(cpus)  # this actor's own process: its threads are the job's
         self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
 
@@ -66,7 +67,7 @@ class Embedder:
         import ray
 
         where = {"node": ray.get_runtime_context().get_node_id(), "ray_gpu_ids": self.gpu_ids, **self.devices}
-        self.stage = stages.EmbedStage(ray.get(weights[0]), self.config, self.dtype, where)
+        self.stage = stages.EmbedStage(ray.get(weights[0]), self.config, self.dtype, where, self.transform)
 
     def ready(self) -> bool:
         return True
@@ -155,8 +156,10 @@ class Watchdog:
 
 
 def extract_shards(shards: Feed, root: Location, config: ExtractConfig, weights: convbase.Weights, writer: ShardWriter,
-                   resources: Resources, placement: Placement, stall_timeout: float | None = None) -> Iterator[WrittenRow]:
-    """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed.
+                   resources: Resources, placement: Placement, stall_timeout: float | None = None,
+                   transform=None) -> Iterator[WrittenRow]:
+    """Run decode -> embed -> write over the shards on Ray; yields each shard as it is committed
+    (`transform`: applied to the features in the embedding actors, `stages.EmbedStage`).
     The shards come from a feed whose listing may still be running: a free actor takes the next one
     as soon as it is cut.
 
@@ -181,7 +184,7 @@ def extract_shards(shards: Feed, root: Location, config: ExtractConfig, weights:
                                             max_concurrency=resources.shards_in_flight, max_restarts=0,
                                             runtime_env={"env_vars": EMBEDDER_ENV},
                                             **cluster.on_node(placement.decode_node if inside else None)).remote(
-            config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None)
+            config.embed, config.dtype, resources.cpus_per_actor, decode if inside else None, transform)
 
     embedders = [embedder() for _ in range(resources.num_actors)]
     writers = [_resident_actor(_write_here, {"writer": writer}, placement.write_node) for _ in embedders]

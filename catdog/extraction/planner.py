@@ -34,6 +34,7 @@ class Run:
     metadata: dict
     verify_content: bool = False
     repaired: tuple[str, ...] = ()
+    rows: str = layout.FEATURES_DIR  # where its shards' rows go: features, or a model's predictions
 
 
 class Planner:
@@ -54,7 +55,7 @@ class Planner:
             content = (lambda paths: dict(zip(paths, images.digests([locate(p) for p in paths])))) \
                 if plan.verify_content else None
             self.comparison = index.Comparison(index.rows(out), content)
-        self.done = features.committed(plan.target) if only is None else set()
+        self.done = features.committed(plan.target, plan.rows) if only is None else set()
         self.errors_done = features.committed(plan.target, layout.ERRORS_DIR) if only is None else set()
         self.spool = index.Spool()
         self.lock = threading.Lock()
@@ -149,13 +150,13 @@ class Planner:
 
     def _rows_written(self, shard: Shard, row: WrittenRow) -> list[index.Row]:
         n = int(row["rows"])
-        where = {p: (d, layout.shard_file(layout.FEATURES_DIR if i < n else layout.ERRORS_DIR, shard.split, shard.name))
+        where = {p: (d, layout.shard_file(self.plan.rows if i < n else layout.ERRORS_DIR, shard.split, shard.name))
                  for i, (p, d) in enumerate(zip(row["paths"], row["digests"]))}
         return [(p, index.Entry(*stamp, *where[p])) for p, stamp in self._stamped(shard, where)]
 
     def _rows_from_files(self, shard: Shard) -> list[index.Row]:
         """A shard committed by a killed run: its rows read back from its files (their digests unknown)."""
-        kinds = [layout.FEATURES_DIR] + ([layout.ERRORS_DIR] if (shard.split, shard.name) in self.errors_done else [])
+        kinds = [self.plan.rows] + ([layout.ERRORS_DIR] if (shard.split, shard.name) in self.errors_done else [])
         where = {}
         for kind in kinds:
             file = layout.shard_file(kind, shard.split, shard.name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TypedDict
+from typing import Callable, TypedDict
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class EmbeddedRow(TypedDict):
     name: str
     paths: list[str]
     labels: list[int]
-    features: np.ndarray  # (len(paths), dim) in the stored dtype
+    features: np.ndarray  # (len(paths), dim) in the stored dtype (with a transform: what it answered)
     digests: list[str]
     error_paths: list[str]
     error_digests: list[str]
@@ -119,11 +119,14 @@ def _decode_tar(tar: str, locate: storage.Resolver, config: DecodeConfig, classe
 
 
 class EmbedStage:
-    """One conv base, built once, applied to whole shards' pixels."""
+    """One conv base, built once, applied to whole shards' pixels; with `transform` (a model's head,
+    `catdog predict`), the features it makes are turned into what the transform answers (class
+    probabilities) before they leave the process."""
 
-    def __init__(self, weights: convbase.Weights, config: EmbedConfig, dtype: str, where: dict) -> None:
+    def __init__(self, weights: convbase.Weights, config: EmbedConfig, dtype: str, where: dict,
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.base = convbase.ConvBase(weights, config)
-        self.config, self.dtype = config, dtype
+        self.config, self.dtype, self.transform = config, dtype, transform
         # Travels with each shard to the driver, which reports which actors and devices did the work.
         self.identity = json.dumps({"pid": os.getpid(), **where, "batch_size": self.base.batch_size,
                                     "niceness": os.getpriority(os.PRIO_PROCESS, 0), "loaded_at": time.time()})
@@ -133,6 +136,8 @@ class EmbedStage:
         pixels = np.asarray(row["pixels"], dtype=np.uint8).reshape(-1, size, size, 3)
         began = time.perf_counter()
         features = self.base.embed(pixels).astype(self.dtype, copy=False)
+        if self.transform is not None:
+            features = self.transform(features)
         seconds = time.perf_counter() - began
         embedded = {k: v for k, v in row.items() if k != "pixels"}
         return {**embedded, "features": features, "embedder": self.identity, "embed_s": seconds}
@@ -140,10 +145,8 @@ class EmbedStage:
 
 def write_stage(row: EmbeddedRow, *, writer: ShardWriter, node: str = "") -> WrittenRow:
     """A shard's rows and errors committed by the writer; `node`: where (the Ray node, or "")."""
-    dim = writer.schema.field("features").type.list_size
-    dtype = writer.schema.field("features").type.value_type.to_pandas_dtype()
     errors = list(zip(row["error_paths"], row["error_types"], row["error_messages"]))
-    features = np.asarray(row["features"], dtype=dtype).reshape(-1, dim)
+    features = np.asarray(row["features"], dtype=writer.dtype).reshape(-1, writer.width)
     began = time.perf_counter()
     rows = writer.write(row["split"], row["name"], list(row["paths"]), np.asarray(row["labels"]), features, errors, node)
     return {"split": row["split"], "name": row["name"], "node": node, "rows": rows, "errors": len(errors),

@@ -48,37 +48,45 @@ def shard_path(out: Location, kind: str, split: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class ShardWriter:
-    """Commits one shard's files under OUT: its errors, then its features (the features file is the
-    marker that the shard is done, so it goes last)."""
+    """Commits one shard's files under OUT: its errors, then its rows (the rows file is the marker
+    that the shard is done, so it goes last). The rows are features (`features/`); a subclass writes
+    other rows of the same shape (`catdog.store.predictions`)."""
 
     out: Location
     schema: pa.Schema
     classes: tuple[str, ...]
+    rows_dir = FEATURES_DIR
 
-    def write(self, split: str, name: str, paths: list[str], labels: np.ndarray, features: np.ndarray,
+    @property
+    def width(self) -> int:
+        """Values per image the writer takes (the feature dimension)."""
+        return self.schema.field("features").type.list_size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.schema.field("features").type.value_type.to_pandas_dtype())
+
+    def write(self, split: str, name: str, paths: list[str], labels: np.ndarray, values: np.ndarray,
               errors: list[tuple[str, str, str]], written_by: str = "") -> int:
-        """`features` is (n, dim) in the stored dtype; `errors` holds (path, error, message) rows."""
+        """`values` is (n, width) in `dtype`; `errors` holds (path, error, message) rows."""
         if errors:
             table = pa.table([pa.array(list(column), pa.string()) for column in zip(*errors)], schema=ERROR_SCHEMA)
             self._commit(shard_path(self.out, ERRORS_DIR, split, name), table)
         labels = np.asarray(labels, dtype=np.int64)
-        storage_type = self.schema.field("features").type
-        table = pa.table(
-            [
-                pa.array(paths, pa.string()),
-                pa.array(labels, mask=labels == NO_LABEL),
-                pa.array([None if y == NO_LABEL else self.classes[y] for y in labels], pa.string()),
-                pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), storage_type.list_size),
-            ],
-            schema=self.schema,
-        )
+        given = [pa.array(paths, pa.string()), pa.array(labels, mask=labels == NO_LABEL),
+                 pa.array([None if y == NO_LABEL else self.classes[y] for y in labels], pa.string())]
+        table = pa.table(given + self.columns(values), schema=self.schema)
         table = table.replace_schema_metadata({**self.schema.metadata, WRITTEN_BY_KEY: written_by})
-        self._commit(shard_path(self.out, FEATURES_DIR, split, name), table)
+        self._commit(shard_path(self.out, self.rows_dir, split, name), table)
         return table.num_rows
+
+    def columns(self, values: np.ndarray) -> list[pa.Array]:
+        """The columns after path, label and label_name."""
+        return [pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), self.width)]
 
     def _commit(self, final: str, table: pa.Table) -> None:
         commit(self.out, final, lambda tmp: pq.write_table(
-            table, tmp, filesystem=self.out.fs, compression=COMPRESSION, use_dictionary=["label_name"]))
+            table, tmp, filesystem=self.out.fs, compression=COMPRESSION, use_dictionary=["label_name", "predicted"]))
 
 
 def committed(out: str | Location, kind: str = FEATURES_DIR) -> set[tuple[str, str]]:
@@ -301,10 +309,10 @@ def damaged(out: Location, file: str) -> bool:
     return False
 
 
-def written_by(out: str | Location, split: str, name: str) -> str:
-    """The node recorded in one committed features file (its footer alone is read)."""
+def written_by(out: str | Location, split: str, name: str, kind: str = FEATURES_DIR) -> str:
+    """The node recorded in one committed rows file (its footer alone is read)."""
     out = storage.resolve(out)
-    schema = pq.read_schema(shard_path(out, FEATURES_DIR, split, name), filesystem=out.fs)
+    schema = pq.read_schema(shard_path(out, kind, split, name), filesystem=out.fs)
     return (schema.metadata or {}).get(WRITTEN_BY_KEY, b"").decode()
 
 

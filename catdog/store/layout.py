@@ -3,6 +3,7 @@
   features/split=SPLIT/part-NNNNN-DIGEST.parquet   one file per shard, committed whole (part-gN-... from
                                                    incremental run N, ...-rN.parquet rewritten by it)
   errors/split=SPLIT/part-NNNNN-DIGEST.parquet     the images of that shard that could not be decoded
+  predictions/split=SPLIT/part-...parquet          instead of features/: `catdog predict`'s Parquet output
   index.parquet                                    which file holds each image's row, and its stamp
   manifest.json                                    the settings OUT is pinned to, the last run, totals
   .catdog.lock                                     held by the one job writing OUT
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 FEATURES_DIR = "features"
 ERRORS_DIR = "errors"
-KINDS = (FEATURES_DIR, ERRORS_DIR)
+PREDICTIONS_DIR = "predictions"  # a predictions folder's rows: a model's answers instead of features
+KINDS = (FEATURES_DIR, ERRORS_DIR, PREDICTIONS_DIR)
 INDEX = "index.parquet"
 MANIFEST = "manifest.json"
 LOCK = ".catdog.lock"

@@ -20,6 +20,7 @@ SECTIONS = (
     ("incremental.py", "incremental.json", "Incremental runs"),
     ("scale.py", "scale.json", "The driver at scale"),
     ("estimate.py", "estimate.json", "Estimates against runs"),
+    ("predict.py", "predict.json", "Predictions at scale: the head in the extraction actors"),
     ("similar.py", "similar.json", "Near-duplicates at a million images, and the feature map"),
     ("similar_ray.py", "similar_ray.json", "Near-duplicates on Ray: the driver holds no vector"),
     ("audit.py", "audit.json", "Label errors found by the audit"),

@@ -86,6 +86,16 @@ def test_similar_on_ray_table_from_committed_results():
             assert run["images"] == entry["images"] and 0 < run["planted_found"] <= 1
 
 
+def test_predict_table_from_committed_results():
+    out, r = printed("predict.py", os.path.join(PROJECT, "benchmarks", "predict.json"))
+    extracts = [x["steady_images_per_second"] for x in r["runs"] if x["kind"] == "extract"]
+    predicted = [x["steady_images_per_second"] for x in r["runs"] if x["kind"] == "predict"]
+    assert f"{predicted[0] / (sum(extracts) / len(extracts)):.3f}" in out
+    for x in r["runs"]:
+        assert f"| {x['kind']} | {x['images']:,} | {x['seconds']:.1f} s | {x['steady_images_per_second']:.1f} images/s" in out
+        assert x["images"] == r["images"] and x["errors"] == 0
+
+
 def test_audit_table_from_committed_results():
     out, r = printed("audit.py", os.path.join(PROJECT, "benchmarks", "audit.json"))
     for run in r["runs"]:

@@ -65,6 +65,11 @@ def test_predictions_equal_the_head_on_stored_features_and_a_rerun_or_a_grown_fo
     assert [p for p, _, _ in features.read_errors(out)] == ["train/cats/broken.jpg"]
     assert not os.path.exists(os.path.join(out, layout.FEATURES_DIR))  # answers only, never the features
 
+    said = catdog.status(out).lines()
+    assert any(line.startswith("predictions logreg model's answers") and line.endswith("classes cats, dogs")
+               for line in said), said
+    files = len(list((tmp_path / "preds" / layout.PREDICTIONS_DIR).rglob("*.parquet")))
+    assert f"rows        {len(expected)} images, 1 errors, {files} files" in said, said
     again = catdog.predict(model_dir, str(root), out, executor="local", progress=False)
     assert again.processed == 0
     check(catdog.read_predictions(out), expected, classes)

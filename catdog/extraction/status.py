@@ -50,6 +50,8 @@ class Status:
             f"{meta.get('precision')} -> {meta.get('dtype')}, weights {weights.get('source')}"
             + (f" (sha256 {weights['sha256'][:12]})" if weights.get("sha256") else ""),
             f"classes     {', '.join(meta.get('classes', [])) or 'none'}",
+            *([f"predictions {meta['predictions'].get('kind')} model's answers (sha256 {meta['predictions'].get('sha256', '')[:12]}), "
+               f"classes {', '.join(meta['predictions'].get('classes', []))}"] if meta.get("predictions") else []),
             f"rows        {totals.get('images', '?')} images, {totals.get('errors', '?')} errors, {totals.get('shards', '?')} files",
             f"last run    {self.state}, {m.updated or '?'}, generation {m.generation}"
             + (f" ({m.last_changes})" if m.last_changes else ""),

@@ -240,10 +240,30 @@ def test_driver_hands_its_store_settings_to_a_cluster_started_without_them(head,
     assert json.loads(features.storage.resolve(out).join("manifest.json").read_bytes())["compat"]["shard_size"] == 1024
 
 
-def test_job_submit_head_training(head, local_out, tmp_path):
-    status, logs = submit(head, ["jobs/train_head.py", local_out, "--model", "logreg", "--model-dir", str(tmp_path / "m")])
+def test_job_submit_head_training_then_parquet_predictions_by_actors_on_both_nodes(head, images, local, local_out, tmp_path):
+    model = tmp_path / "m"
+    status, logs = submit(head, ["jobs/train_head.py", local_out, "--model", "logreg", "--model-dir", str(model)])
     assert status == "SUCCEEDED", logs
-    assert "accuracy" in logs and (tmp_path / "m" / "report.json").exists() and (tmp_path / "m" / "head.skops").exists()
+    assert "accuracy" in logs and (model / "report.json").exists() and (model / "head.skops").exists()
+
+    # The folder's predictions by the cluster's 4 GPU actors (2 per node), the head in each: the same
+    # answers as the head gives here on this process's features of the same images.
+    preds = tmp_path / "preds"
+    status, logs = submit(head, ["jobs/predict.py", str(model), str(images), "--out", str(preds), "--shard-size", "2",
+                                 "--no-progress"])
+    assert status == "SUCCEEDED", logs
+    from catdog.heads import model_folder
+    from catdog.store import predictions
+
+    expected = dict(zip(local.paths, model_folder.load(str(model)).predict_proba(local.X)))
+    table = predictions.read(str(preds)).to_pydict()
+    assert sorted(table["path"]) == sorted(expected)
+    for path, answered, predicted in zip(table["path"], table["probabilities"], table["predicted"]):
+        np.testing.assert_allclose(answered, expected[path], atol=1e-3, err_msg=path)  # features from other batches
+        assert predicted == ["cats", "dogs"][int(np.argmax(answered))]
+    recorded = json.load(open(preds / "manifest.json"))
+    assert {a["node"] for a in recorded["totals"]["actors"]} == set(node_ids(head).values())
+    assert not (preds / "features").exists()
 
 
 def test_default_actors_follow_gpus_on_both_nodes_and_local_out_stays_on_the_driver_node(head, images, tmp_path):

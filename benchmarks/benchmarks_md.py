@@ -43,7 +43,7 @@ def section(script: str, results: str, title: str) -> str:
     done = subprocess.run([sys.executable, path, "--table", os.path.join(HERE, results)], capture_output=True,
                           text=True, check=True, cwd=PROJECT)
     what = " ".join(doc.split("\n\n")[0].split())  # the docstring's first paragraph: what the script measures
-    parts = [f"## {title}\n\n{what} (`benchmarks/{script}`, results in `benchmarks/{results}`.)\n"]
+    parts = [f"## {title}\n{what} (`benchmarks/{script}`, results in `benchmarks/{results}`.)\n"]
     for block in done.stdout.strip().split("\n### "):  # a script's own sub-headings: one table per kind of machine
         heading, _, text = block.partition("\n") if block.startswith("### ") or parts[1:] else ("", "", block)
         parts.append((f"### {heading.removeprefix('### ')}\n\n" if heading else "") + f"```text\n{text.strip()}\n```\n")

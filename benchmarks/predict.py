@@ -91,14 +91,14 @@ def ratio(r: dict) -> float:
 
 def table(r: dict) -> str:
     m = r["machine"]
-    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}", "",
+    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}",
              f"{r['images']:,} photos, VGG16 at 150 px (fp32), shards of {r['shard_size']}, on a local Ray; runs in "
-             "this order:", "",
+             "this order:",
              "| run | images | wall | steady rate | actors | written |", "|---|---|---|---|---|---|"]
     for x in r["runs"]:
         lines.append(f"| {x['kind']} | {x['images']:,} | {x['seconds']:.1f} s | {x['steady_images_per_second']:.1f} "
                      f"images/s | {x['actors']} | {x['written_mib']:.1f} MiB |")
-    lines += ["", f"predict's steady rate / extract's (mean of the runs before and after): {ratio(r):.3f}"]
+    lines += [f"predict's steady rate / extract's (mean of the runs before and after): {ratio(r):.3f}"]
     return "\n".join(lines)
 
 

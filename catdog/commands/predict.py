@@ -14,7 +14,7 @@ from catdog.heads.predict import write_csv
 
 # Flags of the Parquet output only (the folder's run); the others are the printed and CSV answers' too.
 RUN_ONLY = ("executor", "from_table", "path_column", "label_column", "split_column", "shard_size", "num_actors",
-            "gpus_per_actor", "cpus_per_actor", "shared_fs", "overwrite", "progress")
+            "gpus_per_actor", "cpus_per_actor", "shared_fs", "overwrite")
 
 
 def add(commands, common: argparse.ArgumentParser) -> None:

@@ -402,7 +402,8 @@ def _embed_pending(config: ExtractConfig, plan: Run, feed: Feed, planner: Planne
     processed, seen, first, second, shards, writers = 0, set(), None, None, 0, {}
     stages = dict.fromkeys(("decode", "embed", "write"), 0.0)
     # rows is closed on any exit, before the Ray session ends (see pipeline.extract_shards).
-    with closing(rows), tqdm(total=None, unit="img", desc="predict" if answering else "extract", disable=not config.progress, file=sys.stderr) as bar:
+    desc = "predict" if answering else "extract"
+    with closing(rows), tqdm(total=None, unit="img", desc=desc, disable=not config.progress, file=sys.stderr) as bar:
         for row in rows:
             count = int(row["rows"]) + int(row["errors"])
             processed += count

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from catdog.errors import CatdogError
-from catdog.settings import Settings, choice, flag, option, positive
+from catdog.settings import Settings, choice, flag, option, positive, same_as
 from catdog.vision.settings import (  # noqa: F401  (the stage configs and choices, named here with the rest)
     COMPUTE_PRECISIONS,
     DTYPES,
@@ -278,23 +278,20 @@ class PredictConfig(Settings):
     root: str = option(positional="image folder (local path or URI), or with from_table a table")
     out: str = option(positional="folder of the Parquet predictions (path or URI)", flag="--out")
     weights: str | None = option(None, "where the conv base weights are now, if moved since training")
-    address: str | None = option(None, "Ray address; 'auto' joins a running cluster (default: RAY_ADDRESS, else a "
-                                 "local Ray or this process)")
-    executor: str = option("auto", "ray (actors, on a cluster or a local Ray), local (this process), auto (this "
-                           "process for up to 512 images with no cluster, address or actor options; else Ray)",
-                           choices=EXECUTORS)
-    from_table: bool = option(False, "ROOT is a Parquet or CSV table with a row per image (a path or URI, "
-                              "optionally a class and a split), not a folder")
-    path_column: str = option("path", "with --from-table: the column of image paths or URIs")
-    label_column: str | None = option(None, "with --from-table: the class column (default: label, if there)")
-    split_column: str | None = option(None, "with --from-table: the split column (default: split, if there)")
-    shard_size: int | None = option(None, "images per output file and per unit of resume (default as extract's)")
-    num_actors: int | None = option(None, "default: one per GPU, else CPU actors filling the cluster")
-    gpus_per_actor: float | None = option(None, "fractions share a GPU (default 1 when the cluster has GPUs)")
-    cpus_per_actor: float | None = option(None, "CPUs each actor reserves (default: by the cluster)")
-    shared_fs: bool = option(False, SHARED_FS_HELP)
+    # The run's settings are extraction's own (the same job runs): defined there.
+    address: str | None = same_as(ExtractConfig, "address")
+    executor: str = same_as(ExtractConfig, "executor")
+    from_table: bool = same_as(ExtractConfig, "from_table", flag=None)
+    path_column: str = same_as(ExtractConfig, "path_column")
+    label_column: str | None = same_as(ExtractConfig, "label_column")
+    split_column: str | None = same_as(ExtractConfig, "split_column")
+    shard_size: int | None = same_as(ExtractConfig, "shard_size")
+    num_actors: int | None = same_as(ExtractConfig, "num_actors")
+    gpus_per_actor: float | None = same_as(ExtractConfig, "gpus_per_actor")
+    cpus_per_actor: float | None = same_as(ExtractConfig, "cpus_per_actor")
+    shared_fs: bool = same_as(ExtractConfig, "shared_fs")
     overwrite: bool = option(False, "replace a DIR written by another model or with other settings")
-    progress: bool = option(True, "a progress bar on stderr")
+    progress: bool = same_as(ExtractConfig, "progress")
 
     def _validate(self) -> None:
         choice("executor", self.executor, EXECUTORS)

@@ -62,6 +62,13 @@ def check_types(config) -> None:
         raise CatdogError(f"{field.name} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
+def same_as(cls, name: str, **metadata):
+    """Another config class's setting, where a command takes it too: its default, help and flag come
+    from the one definition (`metadata` changes some, e.g. flag=None to give it its own flag)."""
+    field = cls.__dataclass_fields__[name]
+    return dataclasses.field(default=field.default, metadata={**field.metadata, **metadata})
+
+
 def flag(name: str) -> str:
     return name.replace("_", "-")
 

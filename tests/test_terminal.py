@@ -44,7 +44,7 @@ def test_verbose_or_outside_the_block_stderr_is_the_real_one():
 
 
 WRITER = r"""
-import os, sys, threading, time
+import os, sys, threading
 import catdog
 from catdog import synthetic
 
@@ -58,7 +58,7 @@ def write():
         sys.stderr.flush()                   # and Ray's log thread may print between them
         written.append(n)
         n += 1
-        time.sleep(0.02)
+        stop.wait(0.02)  # the writer's pace; it ends as soon as the job does
 thread = threading.Thread(target=write)
 thread.start()
 summary = catdog.extract(root, sys.argv[1] + "/out", weights="none", image_size=32, progress=False)

@@ -56,15 +56,16 @@ class ShardWriter:
     schema: pa.Schema
     classes: tuple[str, ...]
     rows_dir = FEATURES_DIR
+    values_column = "features"  # the schema's fixed-size list column of each image's values
 
     @property
     def width(self) -> int:
         """Values per image the writer takes (the feature dimension)."""
-        return self.schema.field("features").type.list_size
+        return self.schema.field(self.values_column).type.list_size
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self.schema.field("features").type.value_type.to_pandas_dtype())
+        return np.dtype(self.schema.field(self.values_column).type.value_type.to_pandas_dtype())
 
     def write(self, split: str, name: str, paths: list[str], labels: np.ndarray, values: np.ndarray,
               errors: list[tuple[str, str, str]], written_by: str = "") -> int:

@@ -42,14 +42,7 @@ class PredictionWriter(features.ShardWriter):
 
     model_classes: tuple[str, ...] = ()
     rows_dir = PREDICTIONS_DIR
-
-    @property
-    def width(self) -> int:
-        return self.schema.field("probabilities").type.list_size
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.float32)
+    values_column = "probabilities"
 
     def columns(self, values: np.ndarray) -> list[pa.Array]:
         best = values.argmax(axis=1) if len(values) else np.zeros(0, dtype=np.int64)

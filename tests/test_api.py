@@ -19,6 +19,8 @@ from catdog.heads import metrics, model_folder
 from catdog.heads.splits import holdout_masks
 from catdog.store import features
 
+pytestmark = pytest.mark.slow  # every test here reads features a conv base extracted
+
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
 
@@ -29,7 +31,7 @@ def readme_example() -> str:
 
 
 @pytest.fixture(scope="module")
-def example(ray_local, tmp_path_factory):
+def example(tmp_path_factory):
     """The README's example, run as written in a folder holding `photos` (the demo's layout)."""
     folder = tmp_path_factory.mktemp("api")
     synthetic.make_demo_folder(str(folder / "photos"), per_class=20)
@@ -85,10 +87,10 @@ def class_layout(root, per_class: int):
     return str(root)
 
 
-def test_a_folder_without_splits_is_split_seeded_and_stratified(ray_local, tmp_path):
+def test_a_folder_without_splits_is_split_seeded_and_stratified(tmp_path):
     root = class_layout(tmp_path / "photos", per_class=20)
     out = str(tmp_path / "features")
-    catdog.extract(root, out, weights="none", image_size=32, progress=False)
+    catdog.extract(root, out, weights="none", image_size=32, progress=False, executor="local")
     first = catdog.fit_head(out, str(tmp_path / "m1"))
     again = catdog.fit_head(out, str(tmp_path / "m2"))
     other = catdog.fit_head(out, str(tmp_path / "m3"), seed=1, validation_split=0.25, test_split=0.25)

@@ -19,19 +19,21 @@ from catdog.insight import similar
 from catdog.store import features
 from tests import generators
 
+pytestmark = pytest.mark.slow  # every test here reads features a conv base extracted
+
 CLASSES = generators.shape_classes(10)
 COPY = "test/hue0-disc/copy-of-train-0000.jpg"
 
 
 @pytest.fixture(scope="module")
-def shapes(ray_local, tmp_path_factory):
+def shapes(tmp_path_factory):
     base = tmp_path_factory.mktemp("classes")
     root = base / "images"
     generators.make_shapes_folder(str(root), classes=10, per_class=12, size=40)
     # A near-duplicate across splits, as the Kaggle set has: a train image saved again, re-encoded, under test.
     Image.open(root / "train" / "hue0-disc" / "0000.png").save(root / COPY, quality=95)
     config = ExtractConfig(root=str(root), out=str(base / "features"), weights="none", image_size=32, shard_size=32,
-                           progress=False)
+                           progress=False, executor="local")
     extract.run(config)
     return config
 
@@ -142,12 +144,13 @@ def test_similar_finds_the_copy_across_splits(shapes, tmp_path):
     assert json.load(open(tmp_path / "similar" / "similar.json"))["pairs"] == len(rows)
 
 
-def test_a_class_missing_from_test_is_said_not_fatal(ray_local, tmp_path):
+def test_a_class_missing_from_test_is_said_not_fatal(tmp_path):
     root = tmp_path / "images"
     generators.make_shapes_folder(str(root), classes=3, per_class=8, size=40)
     shutil.rmtree(root / "test" / "hue2-ring")
     out = tmp_path / "features"
-    extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False))
+    extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False,
+                              executor="local"))
     report = fit_head.run(HeadConfig(features=str(out), model_dir=str(tmp_path / "model")))
     assert report.splits["test"]["absent"] == ["hue2-ring"]
     assert report.splits["test"]["per_class"]["hue2-ring"]["support"] == 0
@@ -158,7 +161,7 @@ def test_a_class_missing_from_test_is_said_not_fatal(ray_local, tmp_path):
     ("one class", "only one class (hue0-disc)"),
     ("no labels", "have no labels (no class folders)"),
 ])
-def test_folders_a_classifier_cannot_learn_from_are_one_line(ray_local, tmp_path, capsys, layout, message):
+def test_folders_a_classifier_cannot_learn_from_are_one_line(tmp_path, capsys, layout, message):
     root = tmp_path / "images"
     generators.make_shapes_folder(str(root), classes=1, per_class=4, size=40)
     if layout == "no labels":
@@ -167,7 +170,8 @@ def test_folders_a_classifier_cannot_learn_from_are_one_line(ray_local, tmp_path
                 f.rename(root / split / f.name)
             (root / split / "hue0-disc").rmdir()
     out = tmp_path / "features"
-    extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False))
+    extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False,
+                              executor="local"))
     code = commands.main(["head", str(out), "--model-dir", str(tmp_path / "model")])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1

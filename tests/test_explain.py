@@ -50,7 +50,7 @@ def marked_or_plain(marked: bool, rng: np.random.Generator) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def quadrant(ray_local, local_weights, tmp_path_factory):
+def quadrant(local_weights, tmp_path_factory):
     base = tmp_path_factory.mktemp("quadrant")
     rng = np.random.default_rng(0)
     for split, count in (("train", 20), ("validation", 6), ("test", 6)):
@@ -59,11 +59,12 @@ def quadrant(ray_local, local_weights, tmp_path_factory):
             for i in range(count):
                 marked_or_plain(name == "marked", rng).save(base / "images" / split / name / f"{i}.png")
     config = ExtractConfig(root=str(base / "images"), out=str(base / "features"), weights=local_weights, image_size=SIZE,
-                           progress=False)
+                           progress=False, executor="local")
     extract.run(config)
     return config
 
 
+@pytest.mark.slow
 def test_the_heatmap_falls_on_the_patch_that_decides_the_class(quadrant, tmp_path):
     model_dir = str(tmp_path / "model")
     report = fit_head.run(HeadConfig(features=quadrant.out, model_dir=model_dir))
@@ -78,6 +79,7 @@ def test_the_heatmap_falls_on_the_patch_that_decides_the_class(quadrant, tmp_pat
         assert os.path.getsize(e.figure) > 0
 
 
+@pytest.mark.slow
 def test_heatmaps_equal_an_independent_grad_cam(quadrant, tmp_path):
     """The Keras tutorial's Grad-CAM, written here on a plain Keras model (conv base + the dense
     head's layers with the output taken before its sigmoid), gives the same maps."""

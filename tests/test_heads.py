@@ -16,17 +16,20 @@ from catdog.extraction import extract
 from catdog.heads import fit_head, metrics, model_folder, predict
 from catdog.store import features
 
+pytestmark = pytest.mark.slow  # every test here reads features a conv base extracted
+
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
 
 @pytest.fixture(scope="module")
-def out(ray_local, tmp_path_factory):
+def out(tmp_path_factory):
     root = tmp_path_factory.mktemp("heads") / "images"
     synthetic.make_demo_folder(str(root), per_class=30, size=48)
     # One dog filed under cats: a guaranteed, confident mistake for the grid of wrong images.
     synthetic.synthetic_image(1, 48, np.random.default_rng(99)).save(root / "test" / "cats" / "misfiled.jpg")
     # Small shards, as a large dataset has many: streaming shuffles whole files, then rows within chunks.
-    config = ExtractConfig(root=str(root), out=str(root.parent / "features"), weights="none", image_size=32, shard_size=8, progress=False)
+    config = ExtractConfig(root=str(root), out=str(root.parent / "features"), weights="none", image_size=32, shard_size=8, progress=False,
+                           executor="local")
     extract.run(config)
     return config
 

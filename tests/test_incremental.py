@@ -27,8 +27,10 @@ pytestmark = pytest.mark.slow
 
 
 def config_for(root, out, **changes) -> ExtractConfig:
+    # In this process: what is under test (listing, index, commits) is the code both executors share;
+    # the killed job below runs on Ray.
     return ExtractConfig(**{**dict(root=str(root), out=str(out), weights="none", image_size=32, shard_size=4,
-                                   progress=False), **changes})
+                                   progress=False, executor="local"), **changes})
 
 
 def rows(out) -> dict:
@@ -65,7 +67,7 @@ def photos(tmp_path):
     return root
 
 
-def test_add_change_remove_and_fix_then_nothing(ray_local, photos, tmp_path, capsys):
+def test_add_change_remove_and_fix_then_nothing(photos, tmp_path, capsys):
     out = tmp_path / "out"
     first = extract.run(config_for(photos, out))
     assert first.images == 20 and first.errors == 1 and first.changes == ""
@@ -103,7 +105,7 @@ def test_add_change_remove_and_fix_then_nothing(ray_local, photos, tmp_path, cap
     assert_same_as_fresh(out, photos)
 
 
-def test_verify_content_finds_a_change_under_the_same_size_and_time(ray_local, photos, tmp_path):
+def test_verify_content_finds_a_change_under_the_same_size_and_time(photos, tmp_path):
     out = tmp_path / "out"
     extract.run(config_for(photos, out))
     target = photos / "train" / "dogs" / "dog.2.jpg"
@@ -118,7 +120,7 @@ def test_verify_content_finds_a_change_under_the_same_size_and_time(ray_local, p
     assert_same_as_fresh(out, photos)
 
 
-def test_a_commit_cut_short_is_finished_by_the_next_run(ray_local, photos, tmp_path, monkeypatch, capsys):
+def test_a_commit_cut_short_is_finished_by_the_next_run(photos, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     extract.run(config_for(photos, out))
     os.remove(photos / "train" / "cats" / "cat.1.jpg")
@@ -139,7 +141,7 @@ def test_a_commit_cut_short_is_finished_by_the_next_run(ray_local, photos, tmp_p
     assert_same_as_fresh(out, photos)
 
 
-def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local, photos, tmp_path):
+def test_killed_incremental_run_keeps_the_previous_state_then_resumes(photos, tmp_path):
     out = tmp_path / "out"
     extract.run(config_for(photos, out, shard_size=2))
     before = rows(out)
@@ -168,7 +170,7 @@ def test_killed_incremental_run_keeps_the_previous_state_then_resumes(ray_local,
     assert_same_as_fresh(out, photos)
 
 
-def test_a_damaged_file_is_named_and_repair_extracts_its_images_again(ray_local, photos, tmp_path, capsys):
+def test_a_damaged_file_is_named_and_repair_extracts_its_images_again(photos, tmp_path, capsys):
     out = tmp_path / "out"
     extract.run(config_for(photos, out))
     os.remove(photos / "train" / "dogs" / "dog.1.jpg")
@@ -190,7 +192,7 @@ def test_a_damaged_file_is_named_and_repair_extracts_its_images_again(ray_local,
     assert_same_as_fresh(out, photos)
 
 
-def test_status_verify_names_a_damaged_file_and_a_re_run_that_must_rewrite_it_says_so(ray_local, photos, tmp_path, capsys):
+def test_status_verify_names_a_damaged_file_and_a_re_run_that_must_rewrite_it_says_so(photos, tmp_path, capsys):
     """`status` reads no data file; `status --verify` reads them all, names the damaged one and exits
     1. A plain re-run whose commit must rewrite that file (one of its images was removed) stops in
     one line naming it and --repair, and --repair then finishes that commit and extracts it again."""
@@ -209,7 +211,7 @@ def test_status_verify_names_a_damaged_file_and_a_re_run_that_must_rewrite_it_sa
     assert f"damaged     {damaged.relative_to(out)}" in said and "--repair" in said and "1 damaged, 0 missing" in said
     assert "has nothing to do" not in said and "leaves the damage: use --repair" in said
     os.remove(photos / inside[0])
-    args = ["extract", str(photos), "--out", str(out), "--weights", "none", "--image-size", "32", "--shard-size", "4"]
+    args = ["extract", str(photos), "--out", str(out), "--weights", "none", "--image-size", "32", "--shard-size", "4", "--executor", "local"]
     assert commands.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and damaged.name in err and "--repair" in err
@@ -233,7 +235,7 @@ while not stop.exists():
 """
 
 
-def test_a_reader_during_commits_sees_the_previous_or_the_next_state_never_a_failure(ray_local, photos, tmp_path):
+def test_a_reader_during_commits_sees_the_previous_or_the_next_state_never_a_failure(photos, tmp_path):
     """A reader loops over catdog.load in a process of its own while three incremental runs each
     remove an image (their commits rewrite the files that held them): every read succeeds and sees
     one whole state, never a mix of two."""

@@ -15,16 +15,18 @@ from catdog.extraction import extract
 from catdog.heads import fit_head, model_folder, predict
 from catdog.store import features
 
+pytestmark = pytest.mark.slow  # every test here reads features a conv base extracted
+
 SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def trained(ray_local, weights_file, tmp_path_factory):
+def trained(weights_file, tmp_path_factory):
     """Features from a weights file, and a logreg head trained on them."""
     base = tmp_path_factory.mktemp("predict")
     synthetic.make_demo_folder(str(base / "images"), per_class=6, size=40)
     config = ExtractConfig(root=str(base / "images"), out=str(base / "features"), weights=weights_file, image_size=SIZE,
-                           progress=False)
+                           progress=False, executor="local")
     extract.run(config)
     fit_head.run(HeadConfig(features=config.out, model_dir=str(base / "model")))
     return config, str(base / "model")

@@ -113,10 +113,11 @@ def test_backbone_settings_default_and_are_checked():
 
 
 @pytest.mark.slow
-def test_a_resnet50_run_then_a_head_predict_and_explain_and_no_other_backbone_on_its_out(ray_local, tmp_path, capsys):
-    """Features of another backbone all the way down: extracted on Ray, recorded, a head trained on
-    them, predictions that equal the head on the stored features, Grad-CAM on ResNet50's last conv
-    block; a re-run with another backbone is refused in one line."""
+def test_a_resnet50_run_then_a_head_predict_and_explain_and_no_other_backbone_on_its_out(tmp_path, capsys):
+    """Features of another backbone all the way down: extracted (in this process: the stages are the
+    executors' shared code), recorded, a head trained on them, predictions that equal the head on
+    the stored features, Grad-CAM on ResNet50's last conv block; a re-run with another backbone is
+    refused in one line."""
     from catdog import commands
     from catdog.config import HeadConfig
     from catdog.extraction import extract
@@ -127,7 +128,7 @@ def test_a_resnet50_run_then_a_head_predict_and_explain_and_no_other_backbone_on
     synthetic.make_demo_folder(str(root), per_class=6, size=80)
     out = str(tmp_path / "out")
     config = ExtractConfig(root=str(root), out=out, backbone="resnet50", weights="none", image_size=SIZE, shard_size=4,
-                           progress=False)
+                           progress=False, executor="local")
     done = extract.run(config)
     meta = features.read_metadata(out)
     assert meta["backbone"] == "resnet50" and meta["pooling"] == "avg" and meta["feature_dim"] == 2048

@@ -172,10 +172,11 @@ def images(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local_out(images, ray_local, tmp_path_factory) -> str:
-    """The same folder extracted in this process, on the tests' own Ray, for the jobs to match."""
+def local_out(images, tmp_path_factory) -> str:
+    """The same folder extracted in this process, for the jobs to match."""
     out = str(tmp_path_factory.mktemp("local") / "features")
-    extract.run(ExtractConfig(root=str(images), out=out, weights="none", image_size=32, shard_size=4, progress=False))
+    extract.run(ExtractConfig(root=str(images), out=out, weights="none", image_size=32, shard_size=4, progress=False,
+                              executor="local"))
     return out
 
 
@@ -185,8 +186,8 @@ def local(local_out) -> features.Features:
 
 
 def test_job_submit_extract_matches_local_run_and_a_cpu_run_grows_it_with_its_shard_size(head, images, local, tmp_path):
-    """No --shard-size: the GPU actor takes shards of 1024. A later run on a CPU-only Ray (the tests'
-    own) continues that OUT with them instead of refusing it for the CPU default."""
+    """No --shard-size: the GPU actor takes shards of 1024. A later run on this machine's CPU
+    continues that OUT with them instead of refusing it for the CPU default."""
     root, out = tmp_path / "photos", tmp_path / "job"
     shutil.copytree(images, root)
     status, logs = submit(head, ["jobs/extract_features.py", str(root), "--out", str(out), "--weights", "none",
@@ -200,7 +201,8 @@ def test_job_submit_extract_matches_local_run_and_a_cpu_run_grows_it_with_its_sh
     assert json.load(open(out / "manifest.json"))["compat"]["shard_size"] == 1024
 
     shutil.copy(root / "train" / "cats" / sorted(os.listdir(root / "train" / "cats"))[0], root / "train" / "cats" / "new.jpg")
-    summary = extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False))
+    summary = extract.run(ExtractConfig(root=str(root), out=str(out), weights="none", image_size=32, progress=False,
+                                        executor="local"))
     assert summary.processed == 1 and summary.images == 17
     assert json.load(open(out / "manifest.json"))["compat"]["shard_size"] == 1024
 
@@ -266,12 +268,19 @@ def test_job_submit_head_training_then_parquet_predictions_by_actors_on_both_nod
     assert not (preds / "features").exists()
 
 
-def test_default_actors_follow_gpus_on_both_nodes_and_local_out_stays_on_the_driver_node(head, images, tmp_path):
+def test_default_actors_follow_gpus_on_both_nodes_with_weights_from_the_working_dir_and_local_out_on_the_driver_node(
+        head, images, weights_file, tmp_path):
     """2 nodes x 2 fake GPUs: 4 actors by default, each seeing only the GPU id Ray gave it on its
-    node; OUT is a local path, so every shard is written on the driver's node (the head)."""
+    node. A relative --weights is found in the working dir the job uploaded: the features are those
+    of the same file given by its path, computed in this process. OUT is a local path, so every
+    shard is written on the driver's node (the head)."""
+    workdir = tmp_path / "workdir"
+    shutil.copytree(os.path.join(PROJECT, "catdog"), workdir / "catdog")
+    shutil.copytree(os.path.join(PROJECT, "jobs"), workdir / "jobs")
+    shutil.copy(weights_file, workdir / "vgg16.weights.h5")
     out = tmp_path / "gpu"
-    status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", str(out), "--weights", "none",
-                                 "--image-size", "32", "--shard-size", "1"])
+    status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", str(out), "--weights", "vgg16.weights.h5",
+                                 "--image-size", "32", "--shard-size", "1"], working_dir=str(workdir))
     assert status == "SUCCEEDED", logs
     nodes = node_ids(head)
     recorded = json.load(open(out / "manifest.json"))
@@ -285,24 +294,10 @@ def test_default_actors_follow_gpus_on_both_nodes_and_local_out_stays_on_the_dri
                      r"node \w{8}: GPUs 0, 1 \(TensorFlow saw no GPU: ran on the CPU\)\)", logs), logs
     written = recorded["written_by"]
     assert len(written) == 16 and set(written.values()) == {nodes["head_node"]}
-
-
-def test_weights_file_in_the_jobs_working_dir(head, images, weights_file, tmp_path):
-    """A relative --weights is found in the working dir the job uploaded; the features are those of
-    the same file given by its path, computed in this process."""
-    workdir = tmp_path / "workdir"
-    shutil.copytree(os.path.join(PROJECT, "catdog"), workdir / "catdog")
-    shutil.copytree(os.path.join(PROJECT, "jobs"), workdir / "jobs")
-    shutil.copy(weights_file, workdir / "vgg16.weights.h5")
-    out = str(tmp_path / "a")
-    status, logs = submit(head, ["jobs/extract_features.py", str(images), "--out", out, "--weights",
-                                 "vgg16.weights.h5", "--image-size", "32", "--num-actors", "1", "--gpus-per-actor", "1"],
-                          working_dir=str(workdir))
-    assert status == "SUCCEEDED", logs
-    recorded = features.read_metadata(out)["weights"]
-    assert recorded["source"] == "file" and recorded["sha256"] == hashlib.sha256(open(weights_file, "rb").read()).hexdigest()
+    weights = features.read_metadata(str(out))["weights"]
+    assert weights["source"] == "file" and weights["sha256"] == hashlib.sha256(open(weights_file, "rb").read()).hexdigest()
     expected, _ = fresh_extraction(ExtractConfig(root=str(images), out="", weights=weights_file, image_size=32))
-    job = features.load(out)
+    job = features.load(str(out))
     np.testing.assert_allclose(job.X, [expected[p] for p in job.paths], rtol=1e-4, atol=1e-4)
 
 

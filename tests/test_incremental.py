@@ -27,8 +27,8 @@ pytestmark = pytest.mark.slow
 
 
 def config_for(root, out, **changes) -> ExtractConfig:
-    # In this process: what is under test (listing, index, commits) is the code both executors share;
-    # the killed job below runs on Ray.
+    # In this process: what is under test (listing, index, commits) is the code both executors share
+    # (a killed job on Ray: tests/test_resume.py).
     return ExtractConfig(**{**dict(root=str(root), out=str(out), weights="none", image_size=32, shard_size=4,
                                    progress=False, executor="local"), **changes})
 
@@ -150,11 +150,11 @@ def test_killed_incremental_run_keeps_the_previous_state_then_resumes(photos, tm
         save_image(photos / "train" / "cats" / f"more.{i:02d}.png", random_pixels(200 + i))
     os.remove(photos / "train" / "dogs" / "dog.0.jpg")
     command = [sys.executable, "-m", "catdog.commands", "extract", str(photos), "--out", str(out), "--weights", "none",
-               "--image-size", "32", "--shard-size", "2", "--no-progress", "--executor", "ray"]
+               "--image-size", "32", "--shard-size", "2", "--no-progress", "--executor", "local"]
     stage = out / layout.STAGING / "gen-2" / "features"
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # A loaded 2-core machine takes minutes to start Ray and the model; once it writes, shards
+        # A loaded 2-core machine takes a while to load TensorFlow and the model; once it writes, shards
         # come fast: look often, and freeze every process of the job (SIGSTOP) the moment 3 are seen.
         wait_until(lambda: job.poll() is not None or len(list(stage.rglob("*.parquet"))) >= 3, 420, interval=0.01)
         os.killpg(job.pid, signal.SIGSTOP)

@@ -248,11 +248,11 @@ def test_job_submit_head_training_then_parquet_predictions_by_actors_on_both_nod
     assert status == "SUCCEEDED", logs
     assert "accuracy" in logs and (model / "report.json").exists() and (model / "head.skops").exists()
 
-    # The folder's predictions by the cluster's 4 GPU actors (2 per node), the head in each: the same
-    # answers as the head gives here on this process's features of the same images.
+    # The folder's predictions by two actors of two GPUs each (one per node), the head in each: the
+    # same answers as the head gives here on this process's features of the same images.
     preds = tmp_path / "preds"
     status, logs = submit(head, ["jobs/predict.py", str(model), str(images), "--out", str(preds), "--shard-size", "2",
-                                 "--no-progress"])
+                                 "--gpus-per-actor", "2", "--no-progress"])
     assert status == "SUCCEEDED", logs
     from catdog.heads import model_folder
     from catdog.store import predictions

@@ -178,12 +178,13 @@ def test_killed_s3_job_resumes_to_exactly_once_with_the_features_of_each_image(s
 
 
 @pytest.mark.slow
-def test_head_and_predict_from_and_to_the_bucket(s3, ray_local, photos, weights_file, tmp_path):
+def test_head_and_predict_from_and_to_the_bucket(s3, photos, weights_file, tmp_path):
     root, out = s3.upload(photos, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
     os.makedirs(tmp_path / "w")
     os.symlink(weights_file, tmp_path / "w" / "vgg16.weights.h5")
     weights = s3.upload(tmp_path / "w", f"{s3.prefix}/weights") + "/vgg16.weights.h5"
-    summary = extract.run(ExtractConfig(root=root, out=out, weights=weights, image_size=32, shard_size=4, progress=False))
+    summary = extract.run(ExtractConfig(root=root, out=out, weights=weights, image_size=32, shard_size=4, progress=False,
+                                        executor="local"))  # Ray on a bucket: the killed job and throttling tests
     assert summary.images == len(list(photos.rglob("*.jpg"))) - 1 and summary.errors == 1
     model = f"s3://{s3.prefix}/model"
     report = fit_head.run(HeadConfig(features=out, model_dir=model, model="logreg"))
@@ -223,9 +224,10 @@ def test_the_first_shard_of_a_bucket_is_written_before_its_listing_ends(s3, ray_
 
 
 @pytest.mark.slow
-def test_incremental_run_on_the_bucket(s3, ray_local, photos, tmp_path):
+def test_incremental_run_on_the_bucket(s3, photos, tmp_path):
+    """In this process: the listing's comparison with the bucket's index is the executors' shared code."""
     root, out = s3.upload(photos, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
-    config = ExtractConfig(root=root, out=out, weights="none", image_size=32, shard_size=4, progress=False)
+    config = ExtractConfig(root=root, out=out, weights="none", image_size=32, shard_size=4, progress=False, executor="local")
     first = extract.run(config)
     fs = s3.filesystem()
     fs.delete_file(f"{s3.prefix}/photos/test/cats/" + sorted(p.name for p in (photos / "test" / "cats").iterdir())[0])

@@ -147,7 +147,7 @@ def test_a_folder_and_a_table_together_or_neither_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_extract_from_a_table_of_uris_and_local_paths_then_an_incremental_run(s3, ray_local, tmp_path, capsys):
+def test_extract_from_a_table_of_uris_and_local_paths_then_an_incremental_run(s3, tmp_path, capsys):
     """One table: images on the bucket (URIs), local ones by absolute path and by a path relative to the
     table, and three that cannot be read. Each good image has the features a folder run gives it, with
     the table's class and split; the bad ones are error rows under their table path. Then a row removed,
@@ -171,7 +171,7 @@ def test_extract_from_a_table_of_uris_and_local_paths_then_an_incremental_run(s3
     write_csv(csv, ["path", "label", "split"], rows)
     out = str(tmp_path / "out")
     config = ExtractConfig(root=str(csv), out=out, from_table=True, weights="none", image_size=32, shard_size=4,
-                           progress=False)
+                           progress=False, executor="local")  # the table is read here whatever the executor
     first = extract.run(config)
     assert first.images == len(good) and first.errors == len(bad)
     expected, _ = fresh_extraction(config.replace(root=str(photos), from_table=False))
@@ -199,7 +199,7 @@ def test_extract_from_a_table_of_uris_and_local_paths_then_an_incremental_run(s3
     rows = [(p, ("dogs" if c == "cats" else "cats") if p == relabelled else c, s) for p, c, s in rows if p != removed]
     write_csv(csv, ["path", "label", "split"], rows + [(added, "cats", "train")])
     assert commands.main(["extract", "--from-table", str(csv), "--out", out, "--weights", "none", "--image-size",
-                          "32", "--shard-size", "4", "--no-progress"]) == 0
+                          "32", "--shard-size", "4", "--no-progress", "--executor", "local"]) == 0
     assert "changes     added 1, changed 1, removed 1, unchanged " in capsys.readouterr().out
     again = features.load(out)
     paths = list(again.paths)

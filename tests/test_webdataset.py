@@ -85,18 +85,19 @@ def test_tars_in_root_are_a_webdataset_listed_as_one_shard_each(tmp_path):
 
 
 @pytest.mark.slow
-def test_extract_a_webdataset_then_change_it_then_resume_a_killed_run(ray_local, tmp_path):
+def test_extract_a_webdataset_then_change_it_then_resume_a_killed_run(tmp_path):
     """Three tars of the demo folder's images: each image has the features a folder run gives it and
     its class from KEY.cls; a sample without an image is an error row. Then a tar
     replaced, one removed and one added: only those are read again. Then a first run killed before
-    its index (one shard's files gone with it) resumes with every image once."""
+    its index (one shard's files gone with it) resumes with every image once. In this process: Ray's
+    workers reading tars are the bucket test's."""
     photos = tmp_path / "photos"
     synthetic.make_demo_folder(str(photos), per_class=12, size=40)
     root = tmp_path / "wds"
     where = tars_from_folder(photos, root, per_tar=10)
     write_tar(root / "00002.tar", {**dict(tarfile_members(root / "00002.tar")), "zz.cls": b"1"})  # a sample without image
     config = ExtractConfig(root=str(root), out=str(tmp_path / "out"), weights="none", image_size=32,
-                           class_names=("cats", "dogs"), progress=False)
+                           class_names=("cats", "dogs"), progress=False, executor="local")
     first = extract.run(config)
     assert first.images == len(where) and first.errors == 1 and first.processed == len(where) + 1
     expected, _ = fresh_extraction(config.replace(root=str(photos), out=str(tmp_path / "o2"), class_names=()))

@@ -59,7 +59,7 @@ class Page:
 
     def open(self, page: str = "overview"):
         self.tab.goto(f"{self.index}#{page}")
-        self.tab.wait_for_selector("#main h2")
+        self.tab.wait_for_selector(f'#main[data-page="{page}"]')  # this page drawn, not the one before it
         return self
 
     def column(self, name: str) -> list[str]:

@@ -35,7 +35,10 @@ const catdog = (() => {
     document.getElementById("nav").innerHTML = Object.entries(PAGES)
       .map(([key, title]) => `<a href="#${key}" class="${key === page ? "here" : ""}">${title}</a>`).join("");
     document.title = `catdog report: ${PAGES[page]}`;
-    need(page, () => (page === "overview" ? overview() : page === "map" ? map() : page === "model" ? model() : list(page)));
+    need(page, () => {
+      (page === "overview" ? overview() : page === "map" ? map() : page === "model" ? model() : list(page));
+      main().dataset.page = page;  // drawn: until then #main still holds the page before (a hash change keeps the document)
+    });
   }
 
   function image(src, css = "thumb") {

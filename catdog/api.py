@@ -103,10 +103,13 @@ def audit(
     features: str, *,
     report_dir: str | None = None, folds: int = 5, neighbours: int = 10, outlier_z: float = 3.5, seed: int = 0,
     duplicate_threshold: float = 0.95, features_column: str | None = None, path_column: str = "path",
-    label_column: str | None = None, split_column: str | None = None,
+    label_column: str | None = None, split_column: str | None = None, executor: str = "auto",
+    address: str | None = None, task_memory: float = 512.0, shared_fs: bool = False,
 ) -> AuditReport:
     """Likely label errors (confident learning on out-of-fold probabilities), outliers within each
-    class, and each class's health, written to `report_dir` (default OUT/audit).
+    class, and each class's health, written to `report_dir` (default OUT/audit). `executor` "ray"
+    (or auto beyond 1 GiB of vectors, or with `address`) runs it in Ray tasks that each read their
+    own rows (`task_memory` MiB of vectors each): this process holds no vector.
 
     >>> report = catdog.audit("features")
     >>> [(i.path, i.given, i.suggested) for i in report.label_issues[:3]]

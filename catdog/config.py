@@ -197,9 +197,20 @@ class AuditConfig(EmbeddingColumns):
     outlier_z: float = option(3.5, "robust z-score of that distance within the class above which it is an outlier")
     seed: int = option(0, "seed of the folds and the heads")
     duplicate_threshold: float = option(0.95, "cosine similarity of a near-duplicate pair (as `catdog similar`'s)")
+    executor: str = option("auto", "local (every vector in this process; later runs search only the duplicates that "
+                           "changed), ray (tasks on the cluster each reading their own rows: the driver holds no "
+                           "vector), auto (Ray beyond 1 GiB of vectors or with a Ray address)", choices=EXECUTORS)
+    address: str | None = same_as(SimilarConfig, "address")
+    task_memory: float = option(512.0, "on Ray: MiB of vectors a task holds: a fold's head is fitted in memory up to "
+                                "this and streamed beyond (SGD logistic regression), the duplicates' search tasks "
+                                "hold as much; a class's outliers are found by one task holding that class",
+                                metavar="MIB")
+    shared_fs: bool = same_as(SimilarConfig, "shared_fs")
 
     def _validate(self) -> None:
         super()._validate()
+        choice("executor", self.executor, EXECUTORS)
+        positive(self, "task_memory")
         if not -1 <= self.duplicate_threshold <= 1:
             raise CatdogError(f"--duplicate-threshold is a cosine similarity in [-1, 1], got {self.duplicate_threshold}")
         if self.folds < 2:

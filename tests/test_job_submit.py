@@ -343,6 +343,58 @@ def test_cpu_actors_on_both_nodes_read_a_local_root_through_the_driver_node(head
     np.testing.assert_allclose(mine.X, local.X, rtol=1e-4, atol=1e-4)
 
 
+def test_audit_on_both_nodes_equals_the_audit_in_one_process(head, s3, tmp_path):
+    """Labelled embeddings with 4 % of their labels changed, in a bucket, audited by jobs/audit.py under
+    `ray job submit` on the two-node cluster (tasks of 1.5 MiB of vectors: the folds' heads in memory):
+    the label issues, outliers, class health and near-duplicates equal the audit in one process; the
+    summary says the tasks ran on both nodes."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import catdog
+    from catdog import storage
+    from tests import generators
+
+    data = generators.embeddings(6_000, 64, duplicates=30, clusters=4, spread=0.5, seed=9)
+    rng = np.random.default_rng(9)
+    labels = data.centres.copy()
+    flipped = rng.choice(6_000, 240, replace=False)
+    labels[flipped] = (labels[flipped] + rng.integers(1, 4, 240)) % 4
+    folder = tmp_path / "emb"
+    folder.mkdir()
+    for k, part in enumerate(np.array_split(np.arange(6_000), 6)):
+        pq.write_table(pa.table({"path": [f"img{i:05d}.jpg" for i in part], "label": labels[part],
+                                 "split": np.where(part % 5 == 0, "test", "train"),
+                                 "embedding": pa.FixedSizeListArray.from_arrays(pa.array(data.X[part].ravel()), 64)}),
+                       folder / f"part-{k}.parquet", row_group_size=500)
+    emb, report = s3.upload(folder, f"{s3.prefix}/emb"), f"s3://{s3.prefix}/audit"
+    status, logs = submit(head, ["jobs/audit.py", emb, "--features-column", "embedding", "--task-memory", "1.5",
+                                 "--out", report], env_vars=s3.env)
+    assert status == "SUCCEEDED", logs
+    ran = re.search(r"ran on Ray \(a Ray address\): (\d+) tasks on 2 nodes \((.*)\)", logs)
+    assert ran, logs
+    here = tmp_path / "here"
+    mine = catdog.audit(str(folder), features_column="embedding", executor="local", report_dir=str(here))
+    assert len(mine.label_issues) > 100 and mine.duplicates
+
+    def rows(folder_or_uri, name):
+        text = (storage.resolve(folder_or_uri).join(name).read_bytes().decode())
+        return sorted(csv.DictReader(text.splitlines()), key=lambda r: r.get("path") or r["path_a"])
+
+    theirs, ours = rows(report, "label_issues.csv"), rows(str(here), "label_issues.csv")
+    assert [(r["path"], r["given"], r["suggested"]) for r in theirs] == [(r["path"], r["given"], r["suggested"]) for r in ours]
+    np.testing.assert_allclose([float(r["self_confidence"]) for r in theirs], [float(r["self_confidence"]) for r in ours],
+                               atol=1e-5)
+    assert rows(report, "outliers.csv") == rows(str(here), "outliers.csv")
+    assert [(r["path_a"], r["path_b"]) for r in rows(report, "duplicates.csv")] == \
+        [(r["path_a"], r["path_b"]) for r in rows(str(here), "duplicates.csv")]
+    record = json.loads(storage.resolve(report).join("audit.json").read_bytes())
+    assert record["health"] == mine.health and record["balance"] == mine.balance and record["executor"] == "ray"
+    assert len(record["tasks"]) == 2 and sum(t["tasks"] for t in record["tasks"].values()) == int(ran.group(1))
+
+
 def test_similar_on_both_nodes_equals_the_search_in_one_process(head, s3, tmp_path):
     """Embeddings in a bucket, searched exactly by jobs/find_similar.py under `ray job submit` on the
     two-node cluster, in tasks of 1 MiB of vectors (6 shards, 6 blocks): the pairs and every neighbour

@@ -16,6 +16,9 @@
 Every split is audited together, the split named in each row; unlabeled images are left out of the
 label issues, outliers and class health. The features may be catdog's OUT or another tool's
 embeddings (`catdog.insight.embeddings`).
+
+On a Ray cluster (`--executor ray`, or auto beyond 1 GiB of vectors or with a Ray address) the same
+methods run in tasks that each read their own rows (`audit_tasks`): the driver holds no vector.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import csv
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -32,34 +35,14 @@ from catdog import figures, storage
 from catdog.config import AuditConfig
 from catdog.errors import CatdogError
 from catdog.extraction import originals
-from catdog.heads.models import logreg_pipeline
-from catdog.insight import embeddings, neighbour_lists, neighbours, similar
+from catdog.insight import audit_tasks, embeddings, findings, neighbour_lists, neighbours, sharded, similar
+from catdog.insight.findings import LabelIssue, Outlier
 
 DEFAULT_DIR = "audit"  # under OUT, when no folder is given
 LABEL_ISSUES, OUTLIERS, DUPLICATES, REPORT = "label_issues.csv", "outliers.csv", "duplicates.csv", "audit.json"
 DUPLICATE_NEIGHBOURS = 5  # neighbours looked at per image for near-duplicates (as `catdog similar` by default)
 SHEET = 16  # images per contact sheet
 SHEETS = ("label_issues.png", "outliers.png", "duplicates.png")
-
-
-@dataclass(frozen=True)
-class LabelIssue:
-    path: str
-    split: str
-    given: str
-    suggested: str  # the most probable class out of fold
-    self_confidence: float  # the out-of-fold probability of the given class
-    rank: int  # 1: the most likely mislabeled
-
-
-@dataclass(frozen=True)
-class Outlier:
-    path: str
-    split: str
-    label: str
-    distance: float  # cosine distance to the k-th nearest image of its class
-    score: float  # robust z-score of that distance within the class
-    rank: int
 
 
 @dataclass(frozen=True)
@@ -77,6 +60,9 @@ class AuditReport:
     duplicate_search: neighbours.Search | None = None  # how they were found (None: updated from the last audit's lists)
     duplicate_update: neighbour_lists.Update | None = None  # what an incremental audit searched
     sheets: tuple[str, ...] = ()  # the contact sheets written into report_dir
+    executor: str = "local"  # "local" (this process) or "ray" (tasks on the cluster)
+    why: str = ""  # why that executor
+    tasks: dict[str, dict[str, int]] | None = None  # on Ray: node -> {"tasks": n, "rows": rows read}
 
     @property
     def across_splits(self) -> int:
@@ -94,6 +80,7 @@ class AuditReport:
             f"{self.report_dir}/{DUPLICATES}",
             f"classes     out-of-fold accuracy {self.health['accuracy']:.3f}; lowest recall: {worst} "
             f"({self.health[worst]['recall']:.3f})" if worst else "classes     none",
+            f"where       {sharded.ran(self.executor, self.why, self.tasks)}",
             *(f"note        {note}" for note in self.notes),
             f"report      {self.report_dir}/{REPORT}" + (f" and contact sheets {', '.join(self.sheets)}" if self.sheets else ""),
         ]
@@ -101,6 +88,12 @@ class AuditReport:
 
 def run(config: AuditConfig) -> AuditReport:
     out = storage.resolve(config.features)
+    report_dir = config.report_dir or str(similar.beside(out, config).join(DEFAULT_DIR))
+    report = storage.resolve(report_dir)
+    source = sharded.Source(out, config.features_column, config.path_column, config.split_column, config.label_column)
+    where, why = similar.choose(config, source)
+    if where == "ray":
+        return _on_ray(config, out, source, report_dir, why)
     loaded = embeddings.load(config)
     data, left_out = embeddings.usable(loaded, out, "an audit")
     notes = [left_out] if left_out else []
@@ -125,45 +118,84 @@ def run(config: AuditConfig) -> AuditReport:
                           "out-of-fold probabilities need at least two per class")
     if folds < config.folds:
         notes.append(f"{folds} folds, not {config.folds}: the smallest class has {folds} images")
-    P = out_of_fold(X, y, folds, config.seed)
-    issues = label_issues(P, y, paths, splits, classes)
-    found = outliers(X, y, paths, splits, classes, config.neighbours, config.outlier_z)
-    health = class_health(P, y, classes)
+    P = findings.out_of_fold(X, y, findings.fold_of(y, folds, config.seed), config.seed)
+    issues = findings.label_issues(P, y, paths, splits, classes)
+    found = []
+    for k in range(len(classes)):
+        members = np.flatnonzero(y == k)
+        above, scores, distances = findings.class_outliers(X[members], config.neighbours, config.outlier_z)
+        found += [(float(z), float(d), str(paths[members[i]]), str(splits[members[i]]), classes[k])
+                  for i, z, d in zip(above, scores, distances)]
+    health = findings.class_health(P, y, classes)
     balance = {s: {c: int(((splits == s) & (y == k)).sum()) for k, c in enumerate(classes)} for s in sorted(set(splits))}
-    report_dir = config.report_dir or str(similar.beside(out, config).join(DEFAULT_DIR))
-    with storage.writable_folder(storage.resolve(report_dir)) as local:
+    report.join(sharded.LISTS).delete()  # a Ray run's lists: this run's are neighbours.parquet
+    with storage.writable_folder(report) as local:
         # The duplicates' neighbour lists are kept in the report folder, as `similar` keeps its own:
         # the audit after an incremental extract searches only the images that changed.
         near, similarity, search, update = neighbour_lists.find(
             neighbours.unit(data.X), list(zip(data.splits.tolist(), data.paths.tolist())),
-            storage.resolve(report_dir), local, top=DUPLICATE_NEIGHBOURS, threshold=config.duplicate_threshold)
+            report, local, top=DUPLICATE_NEIGHBOURS, threshold=config.duplicate_threshold)
         duplicates = similar.pairs(near, similarity, config.duplicate_threshold, data.paths, data.splits)
         seconds = round(time.perf_counter() - started, 2)
-        _csv(os.path.join(local, LABEL_ISSUES), issues)
-        _csv(os.path.join(local, OUTLIERS), found)
-        similar.write_csv(duplicates, os.path.join(local, DUPLICATES))
-        if config.features_column:
-            notes.append(similar.NO_SHEETS)
-        elif duplicates:
-            note = similar.contact_sheet(out, duplicates, os.path.join(local, "duplicates.png"))
-            notes += [note] if note else []
-        for name, rows, caption, title in () if config.features_column else (
-                ("label_issues.png", issues, lambda i: f"{i.split}: given {i.given}\nsuggested {i.suggested} "
-                 f"({i.self_confidence:.2f})", "likely label errors (lowest self-confidence first)"),
-                ("outliers.png", found, lambda o: f"{o.split}/{o.label}\nz = {o.score:.1f}", "outliers within their class")):
-            note = _contact_sheet(out, rows[:SHEET], caption, title, os.path.join(local, name))
-            notes += [note] if note else []
-        sheets = tuple(n for n in SHEETS if os.path.exists(os.path.join(local, n)))  # only what was written
-        report = AuditReport(report_dir, int(len(y)), classes, issues, found, health, balance, seconds, notes,
-                             duplicates, search, update, sheets)
-        record = {"images": report.images, "classes": list(classes), "label_issues": len(issues),
-                  "outliers": len(found), "duplicates": len(duplicates), "across_splits": report.across_splits,
-                  "seconds": seconds, "sheets": list(sheets), "health": health, "balance": balance, "notes": notes,
-                  "duplicate_search": asdict(search) if search else None, "duplicate_update": asdict(update) if update else None,
-                  "settings": asdict(config) | {"folds": folds}, "method": _method(),
-                  "source": source_state(out, config, len(loaded))}
-        with open(os.path.join(local, REPORT), "w") as f:
-            json.dump(record, f, indent=2)
+        audited = AuditReport(report_dir, int(len(y)), classes, issues, findings.ranked_outliers(found), health, balance,
+                              seconds, notes, duplicates, search, update, executor="local", why=why)
+        return _write(config, out, local, audited, folds, len(loaded))
+
+
+def _on_ray(config: AuditConfig, out: storage.Location, source: sharded.Source, report_dir: str, why: str) -> AuditReport:
+    """The audit in Ray tasks (`audit_tasks`): the vectors are read by the tasks, never here."""
+    import functools
+
+    from catdog import cluster
+
+    report = storage.resolve(report_dir)
+    local_disk = (out.is_local or report.is_local) and not config.shared_fs
+    started = time.perf_counter()
+    with cluster.ray_session(config.address):
+        found = audit_tasks.find(source, report, functools.partial(cluster.tasks, local_disk=local_disk),
+                                 folds=config.folds, seed=config.seed, neighbours=config.neighbours,
+                                 outlier_z=config.outlier_z, duplicate_top=DUPLICATE_NEIGHBOURS,
+                                 duplicate_threshold=config.duplicate_threshold, memory=int(config.task_memory * 2**20))
+    seconds = round(time.perf_counter() - started, 2)
+    duplicates = [similar.Pair(a, b, split_a, split_b, cosine) for a, split_a, b, split_b, cosine in found.duplicates.pairs]
+    report.join(neighbour_lists.FILE).delete()  # a local run's lists: this run's are in neighbours/
+    with storage.writable_folder(report) as local:
+        audited = AuditReport(report_dir, found.images, found.classes, found.issues, found.outliers, found.health,
+                              found.balance, seconds, found.notes, duplicates, found.duplicates.search, None,
+                              executor="ray", why=why, tasks={node: dict(t) for node, t in found.tasks.items()})
+        return _write(config, out, local, audited, found.folds, found.rows, streamed=found.streamed)
+
+
+def _write(config: AuditConfig, out: storage.Location, local: str, report: AuditReport, folds: int, rows: int,
+           streamed: bool = False) -> AuditReport:
+    """The CSV files, contact sheets and audit.json of `report`, written into `local`."""
+    notes = list(report.notes)
+    _csv(os.path.join(local, LABEL_ISSUES), report.label_issues)
+    _csv(os.path.join(local, OUTLIERS), report.outliers)
+    similar.write_csv(report.duplicates, os.path.join(local, DUPLICATES))
+    if config.features_column:
+        notes.append(similar.NO_SHEETS)
+    elif report.duplicates:
+        note = similar.contact_sheet(out, report.duplicates, os.path.join(local, "duplicates.png"))
+        notes += [note] if note else []
+    for name, rows_, caption, title in () if config.features_column else (
+            ("label_issues.png", report.label_issues, lambda i: f"{i.split}: given {i.given}\nsuggested {i.suggested} "
+             f"({i.self_confidence:.2f})", "likely label errors (lowest self-confidence first)"),
+            ("outliers.png", report.outliers, lambda o: f"{o.split}/{o.label}\nz = {o.score:.1f}", "outliers within their class")):
+        note = _contact_sheet(out, rows_[:SHEET], caption, title, os.path.join(local, name))
+        notes += [note] if note else []
+    sheets = tuple(n for n in SHEETS if os.path.exists(os.path.join(local, n)))  # only what was written
+    report = replace(report, notes=notes, sheets=sheets)
+    search, update = report.duplicate_search, report.duplicate_update
+    record = {"images": report.images, "classes": list(report.classes), "label_issues": len(report.label_issues),
+              "outliers": len(report.outliers), "duplicates": len(report.duplicates), "across_splits": report.across_splits,
+              "seconds": report.seconds, "sheets": list(sheets), "health": report.health, "balance": report.balance,
+              "notes": notes, "duplicate_search": asdict(search) if search else None,
+              "duplicate_update": asdict(update) if update else None, "executor": report.executor, "why": report.why,
+              "tasks": report.tasks, "settings": asdict(config) | {"folds": folds}, "method": _method(streamed),
+              "source": source_state(out, config, rows)}
+    with open(os.path.join(local, REPORT), "w") as f:
+        json.dump(record, f, indent=2)
     return report
 
 
@@ -175,54 +207,6 @@ def source_state(out: storage.Location, config, rows: int) -> dict:
     recorded = None if config.features_column else manifest.read(out)
     return {"features": str(out), "features_column": config.features_column, "rows": rows,
             "generation": recorded.generation if recorded else None}
-
-
-def out_of_fold(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """(n, K) probabilities, each row from the head fitted on the other folds."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return cross_val_predict(logreg_pipeline(1.0, seed), X, y, cv=cv, method="predict_proba")
-
-
-def label_issues(P: np.ndarray, y: np.ndarray, paths, splits, classes) -> list[LabelIssue]:
-    from cleanlab.filter import find_label_issues
-
-    # n_jobs=1: cleanlab's default forks a process pool, which in a process running Ray's threads
-    # (a notebook, the CLI) can deadlock; the work is a few numpy passes over (n, K).
-    ranked = find_label_issues(labels=y, pred_probs=P, return_indices_ranked_by="self_confidence", n_jobs=1)
-    return [LabelIssue(str(paths[i]), str(splits[i]), classes[y[i]], classes[int(P[i].argmax())],
-                       round(float(P[i, y[i]]), 6), rank) for rank, i in enumerate(ranked, 1)]
-
-
-def outliers(X: np.ndarray, y: np.ndarray, paths, splits, classes, k: int, z: float) -> list[Outlier]:
-    found = []
-    for label in np.unique(y):
-        members = np.flatnonzero(y == label)
-        if len(members) < 3:
-            continue
-        n = min(k, len(members) - 1)
-        _, similarity, _ = neighbours.search(neighbours.unit(X[members]), n)
-        kth = 1.0 - similarity[:, n - 1].astype(np.float64)
-        median = np.median(kth)
-        mad = 1.4826 * np.median(np.abs(kth - median)) + 1e-12
-        scores = (kth - median) / mad
-        found += [(float(scores[j]), float(kth[j]), int(i)) for j, i in enumerate(members) if scores[j] > z]
-    found.sort(reverse=True)
-    return [Outlier(str(paths[i]), str(splits[i]), classes[y[i]], round(d, 6), round(s, 3), rank)
-            for rank, (s, d, i) in enumerate(found, 1)]
-
-
-def class_health(P: np.ndarray, y: np.ndarray, classes) -> dict:
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    predicted = P.argmax(axis=1)
-    labels = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(y, predicted, labels=labels, zero_division=0)
-    health = {c: {"images": int(support[k]), "precision": round(float(precision[k]), 4),
-                  "recall": round(float(recall[k]), 4), "f1": round(float(f1[k]), 4)} for k, c in enumerate(classes)}
-    return {**health, "accuracy": round(float((predicted == y).mean()), 4),
-            "confusion": confusion_matrix(y, predicted, labels=labels).tolist()}
 
 
 def _csv(path: str, rows: list) -> None:
@@ -244,8 +228,10 @@ def _contact_sheet(out: storage.Location, rows: list, caption, title: str, path:
     return None
 
 
-def _method() -> dict:
+def _method(streamed: bool = False) -> dict:
     from importlib.metadata import version
 
+    head = (f"SGDClassifier(log_loss, alpha={audit_tasks.STREAM_ALPHA}) streamed, {audit_tasks.STREAM_EPOCHS} passes"
+            if streamed else "LogisticRegression(C=1)")
     return {"label_issues": "confident learning (cleanlab.filter.find_label_issues), ranked by self-confidence",
-            "probabilities": "out-of-fold, StandardScaler + LogisticRegression(C=1)", "cleanlab": version("cleanlab")}
+            "probabilities": f"out-of-fold (stratified folds), StandardScaler + {head}", "cleanlab": version("cleanlab")}

@@ -92,7 +92,7 @@ def foreign(source: storage.Location, features_column: str, path_column: str = "
     table = pa.Table.from_batches(others)
     splits = (table.column(split_column).cast(pa.string()).fill_null("all").to_numpy(zero_copy_only=False)
               if split_column else np.full(len(X), "all", dtype=object))
-    y, classes = _labels(table.column(label_column)) if label_column else (np.full(len(X), NO_LABEL), ())
+    y, classes = labels(table.column(label_column)) if label_column else (np.full(len(X), NO_LABEL), ())
     paths = table.column(path_column).cast(pa.string()).to_numpy(zero_copy_only=False)
     return Features(X, y, paths, splits, classes, {"source": str(source), "features_column": features_column})
 
@@ -111,7 +111,7 @@ def vectors(column: pa.Array, name: str, source) -> np.ndarray:
     return np.asarray(pc.list_flatten(column).to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(column), dim)
 
 
-def _labels(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+def labels(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
     values = [None if v is None or str(v) == "" else v for v in column.to_pylist()]
     present = {v for v in values if v is not None}
     order = sorted(present) if pa.types.is_integer(column.type) else sorted(map(str, present))

@@ -55,6 +55,16 @@ def here(fn, items, whole_node: bool = False) -> Iterator[tuple[str, object]]:
         yield "this process", fn(item)
 
 
+def ran(executor: str, why: str, tasks: dict[str, dict[str, int]] | None) -> str:
+    """Where a job's work ran, in a line: this process, or Ray tasks and their rows on each node."""
+    if executor != "ray":
+        return f"ran in this process ({why})"
+    nodes = tasks or {}
+    each = "; ".join(f"node {node[:8]}: {t['tasks']} tasks, {t['rows']:,} rows" for node, t in sorted(nodes.items()))
+    return (f"ran on Ray ({why}): {sum(t['tasks'] for t in nodes.values())} tasks on {len(nodes)} "
+            f"node{'s' * (len(nodes) != 1)} ({each})")
+
+
 def _threads() -> None:
     """faiss' threads as many as the CPUs the task was given: Ray sets OMP_NUM_THREADS per task, but
     a worker process that ran an earlier task keeps the thread count OpenMP started with."""
@@ -73,6 +83,7 @@ class Source:
     features_column: str | None = None  # None: catdog's OUT
     path_column: str = "path"
     split_column: str | None = None
+    label_column: str | None = None  # another tool's class column (None: "label", if there)
 
     @property
     def column(self) -> str:
@@ -123,7 +134,7 @@ def size(source: Source) -> tuple[int, int]:
     try:
         rows = pads.dataset(files, filesystem=source.location.fs, format="parquet").count_rows()
         with source.location.fs.open_input_file(files[0]) as f:
-            return rows, _width(pq.ParquetFile(f), source)
+            return rows, width(pq.ParquetFile(f), source)
     except (OSError, pa.ArrowException) as exc:
         raise CatdogError(f"cannot read {source.location}: {' '.join(str(exc).split())[:300]}") from None
 
@@ -433,7 +444,7 @@ def search(source: Source, report: storage.Location, map_: Mapper, *, top: int, 
     n = listed[-1].start + listed[-1].rows
     with source.location.fs.open_input_file(listed[0].file) as f:
         first = pq.ParquetFile(f)
-        d = _width(first, source)
+        d = width(first, source)
         if source.features_column and source.split_column is None and "split" in first.schema_arrow.names:
             source = replace(source, split_column="split")  # as `embeddings.foreign` reads it
     top = min(top, n - 1)
@@ -479,7 +490,7 @@ def search(source: Source, report: storage.Location, map_: Mapper, *, top: int, 
     return Found(n - len(non_finite), ordered, how, non_finite, tasks, lists)
 
 
-def _width(file: pq.ParquetFile, source: Source) -> int:
+def width(file: pq.ParquetFile, source: Source) -> int:
     """The vectors' length: a fixed-size list's from the schema, else from the first row (one small
     batch read: a row group of vectors is hundreds of MiB)."""
     if source.column not in file.schema_arrow.names:

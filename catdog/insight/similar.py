@@ -91,12 +91,7 @@ class SimilarReport:
 
     def where(self) -> str:
         """Where the search ran, in a line."""
-        if self.executor != "ray":
-            return f"ran in this process ({self.why})"
-        nodes = self.tasks or {}
-        each = "; ".join(f"node {node[:8]}: {t['tasks']} tasks, {t['rows']:,} rows" for node, t in sorted(nodes.items()))
-        return (f"ran on Ray ({self.why}): {sum(t['tasks'] for t in nodes.values())} tasks on {len(nodes)} "
-                f"node{'s' * (len(nodes) != 1)} ({each})")
+        return sharded.ran(self.executor, self.why, self.tasks)
 
     def how(self) -> str:
         """How the neighbours were found, in a line."""

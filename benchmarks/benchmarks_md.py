@@ -24,15 +24,13 @@ SECTIONS = (
     ("similar.py", "similar.json", "Near-duplicates at a million images, and the feature map"),
     ("similar_ray.py", "similar_ray.json", "Near-duplicates on Ray: the driver holds no vector"),
     ("audit.py", "audit.json", "Label errors found by the audit"),
+    ("audit_ray.py", "audit_ray.json", "The audit on Ray: the driver holds no vector"),
     ("report.py", "report.json", "The HTML report"),
     ("train_startup.py", "train_startup.json", "End-to-end training start-up"),
 )
 HEADER = """# Benchmarks
 
-The current figures, one section per benchmark script, written by `python benchmarks/benchmarks_md.py` from the
-results files in `benchmarks/` (one per script). Every figure was measured by the script named in its section, and
-every speed claim is a ratio of two measurements taken side by side in one run on one machine: figures from
-different machines or days are not comparable. How to read them: [docs/performance.md](docs/performance.md).
+The current figures, one section per benchmark script, written by `python benchmarks/benchmarks_md.py` from the results files in `benchmarks/` (one per script). Every figure was measured by the script named in its section, and every speed claim is a ratio of two measurements taken side by side in one run on one machine: figures from different machines or days are not comparable. How to read them: [docs/performance.md](docs/performance.md).
 GPU speed cannot be measured where these ran (no GPU); the GPU path is sized there on paper.
 """
 

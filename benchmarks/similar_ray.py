@@ -116,9 +116,9 @@ def measure() -> dict:
 
 def table(r: dict) -> str:
     m = r["machine"]
-    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}", "",
+    lines = [f"machine: {m['cpus']} CPUs, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}. "
              f"`catdog similar --method approximate` (top 5, threshold {r['threshold']}) in one process and on a local "
-             "Ray, the same embeddings in the same run; peaks are each process's own high-water mark (VmHWM).", "",
+             "Ray, the same embeddings in the same run; peaks are each process's own high-water mark (VmHWM).",
              "| images × dims | executor | wall | driver peak | largest worker peak | tasks | recall (sample): "
              "neighbours / pairs | planted pairs found |", "|---|---|---|---|---|---|---|---|"]
     for entry in r["sets"]:

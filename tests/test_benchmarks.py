@@ -103,6 +103,17 @@ def test_audit_table_from_committed_results():
         assert run["planted"] == round(run["images"] * run["noise"])
 
 
+def test_audit_on_ray_table_from_committed_results():
+    out, r = printed("audit_ray.py", os.path.join(PROJECT, "benchmarks", "audit_ray.json"))
+    for entry in r["sets"]:
+        for run in entry["runs"]:
+            assert f"| {run['executor']} | {'streamed' if run['streamed'] else 'in memory'} | {run['seconds']:.0f} s " \
+                   f"| {run['driver_peak_gib']:.2f} GiB |" in out
+            assert run["images"] == entry["images"] and run["planted"] == round(entry["images"] * r["noise"])
+        if entry["compared"]:
+            assert f"images, ±{entry['compared']['largest_gap']:.1e} |" in out
+
+
 def test_backbones_table_from_committed_results():
     out, r = printed("backbones.py", os.path.join(PROJECT, "benchmarks", "backbones.json"))
     for row in r["rows"]:

@@ -204,30 +204,10 @@ def names(source: sharded.Source, job: tuple[list[sharded.Piece], np.ndarray]) -
     return found
 
 
-def find(source: sharded.Source, report: storage.Location, map_: sharded.Mapper, *, folds: int, seed: int,
-         neighbours: int, outlier_z: float, duplicate_top: int, duplicate_threshold: float,
-         memory: int) -> Found:
-    """The audit of `source` by tasks that `map_` runs: label issues, outliers, class health and the
-    near-duplicates (their lists under `report`/neighbours)."""
-    tasks: dict[str, Counter] = {}
-
-    def counted(fn, items, whole_node=False):  # every task counted where it ran
-        for where, result in map_(fn, items, whole_node=whole_node):
-            tasks.setdefault(where, Counter())["tasks"] += 1
-            yield where, result
-
-    listed = sharded.pieces(source, counted)
-    n = listed[-1].start + listed[-1].rows
-    with source.location.fs.open_input_file(listed[0].file) as f:
-        first = pq.ParquetFile(f)
-        schema, width = first.schema_arrow, sharded.width(first, source)
-    if source.features_column and source.split_column is None and "split" in schema.names:
-        source = replace(source, split_column="split")  # as `embeddings.foreign` reads it
-    label = "label" if source.features_column is None else source.label_column or ("label" if "label" in schema.names else None)
-    if label and label not in schema.names:
-        raise CatdogError(f"no column {label!r} in {source.location} (it has: {', '.join(schema.names)})")
-
-    # 1. Labels, splits and finite rows, here as one value per row.
+def _row_labels(source: sharded.Source, label: str | None, listed: list[sharded.Piece], n: int, counted: sharded.Mapper,
+                tasks: dict[str, Counter]) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, tuple[str, ...]]:
+    """Every row's finiteness, split (an index into the split names) and label, and the classes,
+    read by a task per run of pieces."""
     answers = []
     for where, done in counted(functools.partial(labels, source, label), sharded.split_runs(listed, RUN_ROWS)):
         tasks[where]["rows"] += len(done.finite)
@@ -245,6 +225,30 @@ def find(source: sharded.Source, report: storage.Location, map_: sharded.Mapper,
         y, classes_all = embeddings.labels(stored)
     else:
         y, classes_all = np.full(n, NO_LABEL), ()
+    return finite, split, split_names, y, classes_all
+
+
+def find(source: sharded.Source, report: storage.Location, map_: sharded.Mapper, *, folds: int, seed: int,
+         neighbours: int, outlier_z: float, duplicate_top: int, duplicate_threshold: float,
+         memory: int) -> Found:
+    """The audit of `source` by tasks that `map_` runs: label issues, outliers, class health and the
+    near-duplicates (their lists under `report`/neighbours)."""
+    tasks: dict[str, Counter] = {}
+    counted = sharded.counting(map_, tasks)
+
+    listed = sharded.pieces(source, counted)
+    n = listed[-1].start + listed[-1].rows
+    with source.location.fs.open_input_file(listed[0].file) as f:
+        first = pq.ParquetFile(f)
+        schema, width = first.schema_arrow, sharded.width(first, source)
+    if source.features_column and source.split_column is None and "split" in schema.names:
+        source = replace(source, split_column="split")  # as `embeddings.foreign` reads it
+    label = "label" if source.features_column is None else source.label_column or ("label" if "label" in schema.names else None)
+    if label and label not in schema.names:
+        raise CatdogError(f"no column {label!r} in {source.location} (it has: {', '.join(schema.names)})")
+
+    # 1. Labels, splits and finite rows, here as one value per row.
+    finite, split, split_names, y, classes_all = _row_labels(source, label, listed, n, counted, tasks)
     notes = []
     if not finite.all():
         bad = names(source, (listed, np.flatnonzero(~finite)))

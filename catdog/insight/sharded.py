@@ -55,6 +55,15 @@ def here(fn, items, whole_node: bool = False) -> Iterator[tuple[str, object]]:
         yield "this process", fn(item)
 
 
+def counting(map_: Mapper, tasks: dict[str, Counter]) -> Mapper:
+    """`map_`, counting in `tasks` every task where it ran."""
+    def counted(fn, items, whole_node=False):
+        for where, result in map_(fn, items, whole_node=whole_node):
+            tasks.setdefault(where, Counter())["tasks"] += 1
+            yield where, result
+    return counted
+
+
 def ran(executor: str, why: str, tasks: dict[str, dict[str, int]] | None) -> str:
     """Where a job's work ran, in a line: this process, or Ray tasks and their rows on each node."""
     if executor != "ray":
@@ -431,11 +440,7 @@ def search(source: Source, report: storage.Location, map_: Mapper, *, top: int, 
     A shard holds `shard_bytes` of vectors; a block `block_rows` queries (default: a shard's rows, at
     most BLOCK_ROWS)."""
     tasks: dict[str, Counter] = {}
-
-    def counted(fn, items, whole_node=False):  # every task counted where it ran
-        for where, result in map_(fn, items, whole_node=whole_node):
-            tasks.setdefault(where, Counter())["tasks"] += 1
-            yield where, result
+    counted = counting(map_, tasks)
 
     def tally(where, rows):
         tasks[where]["rows"] += rows

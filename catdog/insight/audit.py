@@ -33,7 +33,6 @@ import numpy as np
 
 from catdog import figures, storage
 from catdog.config import AuditConfig
-from catdog.errors import CatdogError
 from catdog.extraction import originals
 from catdog.insight import audit_tasks, embeddings, findings, neighbour_lists, neighbours, sharded, similar
 from catdog.insight.findings import LabelIssue, Outlier
@@ -99,25 +98,10 @@ def run(config: AuditConfig) -> AuditReport:
     notes = [left_out] if left_out else []
     labeled = data.y >= 0
     X, y, paths, splits = data.X[labeled], data.y[labeled], data.paths[labeled], data.splits[labeled]
-    counts = np.bincount(y, minlength=len(data.classes))
-    # A class without labeled images (an empty class folder) is left out of the audit: the heads'
-    # probabilities have a column per class they saw, and confident learning one per such column.
-    empty = [c for c, n in zip(data.classes, counts) if not n]
-    if empty:
-        notes.append(f"classes without labeled images left out: {', '.join(empty)}")
-    present = np.flatnonzero(counts)
-    classes = tuple(data.classes[k] for k in present)
-    y = np.searchsorted(present, y)
-    counts = counts[present]
-    if len(classes) < 2:
-        raise CatdogError(f"{out} has fewer than two classes with labeled images: nothing to audit")
     started = time.perf_counter()
-    folds = min(config.folds, int(counts.min()))
-    if folds < 2:
-        raise CatdogError(f"class {classes[int(np.argmin(counts))]} has one image: "
-                          "out-of-fold probabilities need at least two per class")
-    if folds < config.folds:
-        notes.append(f"{folds} folds, not {config.folds}: the smallest class has {folds} images")
+    chosen = findings.audited(y, data.classes, config.folds, out)
+    y, classes, folds = chosen.y, chosen.classes, chosen.folds
+    notes += chosen.notes
     P = findings.out_of_fold(X, y, findings.fold_of(y, folds, config.seed), config.seed)
     issues = findings.label_issues(P, y, paths, splits, classes)
     found = []

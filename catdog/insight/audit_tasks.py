@@ -257,23 +257,11 @@ def find(source: sharded.Source, report: storage.Location, map_: sharded.Mapper,
         raise CatdogError(f"an audit needs at least two images with finite vectors; {source.location} has {int(finite.sum())}")
 
     audited = (y >= 0) & finite
-    counts = np.bincount(y[audited], minlength=len(classes_all))
-    empty = [c for c, m in zip(classes_all, counts) if not m]
-    if empty:
-        notes.append(f"classes without labeled images left out: {', '.join(empty)}")
-    present = np.flatnonzero(counts)
-    classes = tuple(classes_all[k] for k in present)
-    if len(classes) < 2:
-        raise CatdogError(f"{source.location} has fewer than two classes with labeled images: nothing to audit")
+    chosen = findings.audited(y[audited], classes_all, folds, source.location)
+    classes, used = chosen.classes, chosen.folds
+    notes += chosen.notes
     target = np.full(n, -1, np.int16)
-    target[audited] = np.searchsorted(present, y[audited])
-    counts = counts[present]
-    used = min(folds, int(counts.min()))
-    if used < 2:
-        raise CatdogError(f"class {classes[int(np.argmin(counts))]} has one image: "
-                          "out-of-fold probabilities need at least two per class")
-    if used < folds:
-        notes.append(f"{used} folds, not {folds}: the smallest class has {used} images")
+    target[audited] = chosen.y
     fold = np.full(n, -1, np.int8)
     fold[audited] = findings.fold_of(target[audited], used, seed)
     balance = {s: {c: int(((split[audited] == i) & (target[audited] == k)).sum()) for k, c in enumerate(classes)}

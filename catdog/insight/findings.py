@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from catdog.errors import CatdogError
 from catdog.heads.models import logreg_pipeline
 from catdog.insight import neighbours
 
@@ -38,6 +39,40 @@ class Outlier:
     distance: float  # cosine distance to the k-th nearest image of its class
     score: float  # robust z-score of that distance within the class
     rank: int
+
+
+@dataclass(frozen=True)
+class Audited:
+    """The classes an audit looks at, and its folds."""
+
+    y: np.ndarray  # the labeled rows' classes, numbered among `classes`
+    classes: tuple[str, ...]
+    folds: int
+    notes: list[str]
+
+
+def audited(y: np.ndarray, classes: tuple[str, ...], folds: int, source) -> Audited:
+    """The labeled rows' classes (`y`: indices into `classes`, every one >= 0): a class without
+    labeled images (an empty class folder) is left out — the heads' probabilities have a column per
+    class they saw, and confident learning one per such column — and the folds are as many as the
+    smallest class allows. Fewer than two classes, or a class of one image, is one line."""
+    counts = np.bincount(y, minlength=len(classes))
+    notes = []
+    empty = [c for c, n in zip(classes, counts) if not n]
+    if empty:
+        notes.append(f"classes without labeled images left out: {', '.join(empty)}")
+    present = np.flatnonzero(counts)
+    kept = tuple(classes[k] for k in present)
+    if len(kept) < 2:
+        raise CatdogError(f"{source} has fewer than two classes with labeled images: nothing to audit")
+    counts = counts[present]
+    used = min(folds, int(counts.min()))
+    if used < 2:
+        raise CatdogError(f"class {kept[int(np.argmin(counts))]} has one image: "
+                          "out-of-fold probabilities need at least two per class")
+    if used < folds:
+        notes.append(f"{used} folds, not {folds}: the smallest class has {used} images")
+    return Audited(np.searchsorted(present, y), kept, used, notes)
 
 
 def fold_of(y: np.ndarray, folds: int, seed: int) -> np.ndarray:

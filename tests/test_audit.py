@@ -54,7 +54,7 @@ def kth_neighbour_outliers(data, config: AuditConfig) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_planted_label_errors_and_outliers_are_found(ray_local, tmp_path, capsys):
+def test_planted_label_errors_and_outliers_are_found(tmp_path, capsys):
     from catdog.extraction import extract
 
     root = tmp_path / "shapes"
@@ -65,7 +65,8 @@ def test_planted_label_errors_and_outliers_are_found(ray_local, tmp_path, capsys
     copy = root / "test" / classes[0] / "copy.png"
     shutil.copy(original, copy)  # leakage: a train image in test too
     out = str(tmp_path / "out")
-    extract.run(ExtractConfig(root=str(root), out=out, weights="none", image_size=32, shard_size=32, progress=False))
+    extract.run(ExtractConfig(root=str(root), out=out, weights="none", image_size=32, shard_size=32, progress=False,
+                              executor="local"))
 
     assert commands.main(["audit", out]) == 0
     printed = capsys.readouterr().out

@@ -114,3 +114,13 @@ def test_demo_runs_end_to_end_and_quietly(tmp_path):
 def test_explain_similar_predict_mistakes_are_one_line(capsys, tmp_path, argv, message):
     code, _, err = run(capsys, *[str(tmp_path / "nowhere") if a == "NOWHERE" else a for a in argv])
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """`catdog --help` and the parser of every command load no TensorFlow, Ray or scikit-learn: a
+    command loads what it runs, when it runs it (a user's mistake is said in well under a second)."""
+    probe = ("import sys; from catdog import commands; commands.build_parser(); "
+             "print(sorted({'tensorflow', 'keras', 'ray', 'sklearn', 'faiss'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -207,14 +207,19 @@ def test_job_submit_extract_matches_local_run_and_a_cpu_run_grows_it_with_its_sh
     assert json.load(open(out / "manifest.json"))["compat"]["shard_size"] == 1024
 
 
-def test_job_submit_on_s3_with_half_gpu_actors_matches_local_run(head, local, images, s3):
-    """ROOT and OUT in a bucket, the credentials in the job's runtime env, the AWS way; two actors of
-    half a GPU each share one GPU."""
+def test_a_driver_joining_with_store_settings_hands_them_to_half_gpu_actors_on_s3(head, images, local, s3):
+    """ROOT and OUT in a bucket; the cluster's nodes were started with no AWS_* variables, and a driver
+    joining it (--address) with them set, the AWS way, passes them to its workers, which then read and
+    write the bucket. Two actors of half a GPU each share one GPU. No secret in the output or the
+    manifest. (Jobs given them in their runtime env: the audit and similar jobs below.)"""
     root, out = s3.upload(images, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
-    status, logs = submit(head, ["jobs/extract_features.py", root, "--out", out, "--weights", "none", "--image-size", "32",
-                                 "--shard-size", "1", "--num-actors", "2", "--gpus-per-actor", "0.5"], env_vars=s3.env)
-    assert status == "SUCCEEDED", logs
-    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in logs
+    done = subprocess.run([sys.executable, "-m", "catdog.commands", "extract", root, "--out", out, "--weights", "none",
+                           "--image-size", "32", "--shard-size", "1", "--num-actors", "2", "--gpus-per-actor", "0.5",
+                           "--no-progress", "--address", head["CATDOG_TEST_RAY_ADDRESS"]],
+                          env={**head, **s3.env}, capture_output=True, text=True, timeout=300, cwd=PROJECT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "images      16" in done.stdout and "errors      0" in done.stdout
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
     mine = features.load(out)
     assert list(mine.paths) == list(local.paths)
     np.testing.assert_allclose(mine.X, local.X, rtol=1e-4, atol=1e-4)
@@ -224,22 +229,6 @@ def test_job_submit_on_s3_with_half_gpu_actors_matches_local_run(head, local, im
     actors = recorded["totals"]["actors"]
     assert len(actors) == 2 and actors[0]["ray_gpu_ids"] == actors[1]["ray_gpu_ids"]
     assert len({a["pid"] for a in actors}) == 2
-
-
-def test_driver_hands_its_store_settings_to_a_cluster_started_without_them(head, images, s3):
-    """The cluster's nodes were started with no AWS_* variables; a driver joining it with them set
-    passes them to its workers, which then read and write the bucket."""
-    root, out = s3.upload(images, f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
-    env = {**head, **s3.env}
-    done = subprocess.run([sys.executable, "-m", "catdog.commands", "extract", root, "--out", out, "--weights", "none",
-                           "--image-size", "32", "--num-actors", "1", "--gpus-per-actor", "1", "--no-progress",
-                           "--address", head["CATDOG_TEST_RAY_ADDRESS"]], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=PROJECT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "images      16" in done.stdout and "errors      0" in done.stdout
-    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
-    assert len(features.load(out).paths) == 16
-    assert json.loads(features.storage.resolve(out).join("manifest.json").read_bytes())["compat"]["shard_size"] == 1024
 
 
 def test_job_submit_head_training_then_parquet_predictions_by_actors_on_both_nodes(head, images, local, local_out, tmp_path):

@@ -71,14 +71,15 @@ def odd_folder(root) -> tuple[set, dict]:
             {**{p: e for p, (_, e) in bad.items()}, "dogs/broken_link.jpg": "FileNotFoundError"})
 
 
-def test_odd_folder_gives_expected_rows_and_error_rows(ray_local, tmp_path):
+@pytest.mark.slow
+def test_odd_folder_gives_expected_rows_and_error_rows(tmp_path):
     root = tmp_path / "odd"
     good, bad = odd_folder(str(root))
     if not ROOT_USER:  # root reads any file; others cannot read this one
         good.discard("dogs/locked.jpg")
         bad["dogs/locked.jpg"] = "PermissionError"
     config = ExtractConfig(root=str(root), out=str(tmp_path / "out"), weights="none", image_size=32,
-                           shard_size=4, max_pixels=4_000_000, progress=False)
+                           shard_size=4, max_pixels=4_000_000, progress=False, executor="local")
     summary = extract.run(config)
     X, y, paths = features.load(config.out)
     assert sorted(paths) == sorted(good) and len(set(paths)) == len(paths)

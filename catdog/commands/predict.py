@@ -10,7 +10,6 @@ import catdog
 from catdog.commands.arguments import add_options, options
 from catdog.config import PredictConfig
 from catdog.errors import CatdogError
-from catdog.heads.predict import write_csv
 
 # Flags of the Parquet output only (the folder's run); the others are the printed and CSV answers' too.
 RUN_ONLY = ("executor", "from_table", "path_column", "label_column", "split_column", "shard_size", "num_actors",
@@ -47,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     predictions = model.predictions(args.inputs)
     unreadable = sum(1 for p in predictions if p.error)
     if args.out:
+        from catdog.heads.predict import write_csv  # the heads' modules load scikit-learn: not for every command
+
         write_csv(predictions, args.out, list(model.classes_), args.top_k)
         note = f" ({unreadable} could not be read: see the error column)" if unreadable else ""
         print(f"{len(predictions) - unreadable} predictions written to {args.out}{note}")

@@ -321,6 +321,36 @@ def test_a_small_file_read_through_throttling_is_read_again(s3):
     assert throttling.faults >= 5
 
 
+def test_a_dataset_of_many_small_files_is_read_whole_through_throttling(s3, tmp_path):
+    """96 small shard files read through a store answering 5 % of requests with 503 SlowDown. A
+    throttled small read (one file's labels) cannot be retried by the store's client (see
+    `storage.small_reads_retried`), and the whole dataset read again would meet another one almost
+    every time: each file is read again on its own. The rows, the labels alone, the stream and the
+    row groups similar and audit read equal a read without faults."""
+    from catdog.insight import sharded
+    from tests.faultproxy import Proxy
+    from tests.test_features import write_dataset
+
+    out, _ = write_dataset(tmp_path, {("train", f"part-{k:03d}.parquet"): ([0, 1, 1], k) for k in range(96)})
+    uri = s3.upload(out.path, f"{s3.prefix}/out")
+    expected = features.load(uri)
+    with Proxy(s3.endpoint, slow_down=0.05, seed=5) as proxy:
+        via = f"{uri}?endpoint_override=127.0.0.1:{proxy.port}&scheme=http"
+        stored = features.load(via)
+        labels = features.read_labels(via, "train")
+        streamed = list(features.stream(via, "train", chunk_rows=4))
+        # The same files as another tool's embeddings, read a row group at a time as similar and audit do.
+        source = sharded.Source(storage.resolve(f"{uri}/features?{via.split('?')[1]}"), features_column="features")
+        pieces = sharded.read(source, sharded.pieces(source, sharded.here), with_vectors=False)
+    assert proxy.faults >= 5, proxy.requests
+    assert sorted(pieces.paths) == sorted(expected.paths)
+    assert list(stored.paths) == list(expected.paths) and len(expected.paths) == 288
+    np.testing.assert_array_equal(stored.X, expected.X)
+    np.testing.assert_array_equal(labels, expected.y)
+    np.testing.assert_array_equal(np.concatenate([X for X, _ in streamed]), expected.X)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in streamed]), expected.y)
+
+
 def test_a_store_that_does_not_answer_a_read_fails_the_shard_not_the_image(s3, photos, monkeypatch):
     """After AWS_MAX_ATTEMPTS tries, a read the store never answers is the store's error: the shard
     stops (its images are not recorded as bad); a missing object is still the image's own error."""

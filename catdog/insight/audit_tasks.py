@@ -82,14 +82,6 @@ class Found:
     tasks: dict[str, Counter]  # node -> {"tasks": n, "rows": rows read}
 
 
-def read(source: sharded.Source, piece: sharded.Piece, columns: list[str]) -> pa.Table:
-    try:
-        with source.location.fs.open_input_file(piece.file) as f:
-            return pq.ParquetFile(f).read_row_group(piece.row_group, columns=columns)
-    except (OSError, pa.ArrowException) as exc:
-        raise CatdogError(f"cannot read {source.location}: {' '.join(str(exc).split())[:300]}") from None
-
-
 def _splits(source: sharded.Source, piece: sharded.Piece, table: pa.Table) -> np.ndarray:
     if source.split_column:
         return table.column(source.split_column).cast(pa.string()).fill_null("all").to_numpy(zero_copy_only=False)
@@ -101,7 +93,7 @@ def labels(source: sharded.Source, label: str | None, run: list[sharded.Piece]) 
     columns = [source.column] + ([label] if label else []) + ([source.split_column] if source.split_column else [])
     parts, splits, finite = [], [], []
     for piece in run:
-        table = read(source, piece, columns)
+        table = sharded.read_piece(source, piece, columns)
         X = embeddings.vectors(table.column(source.column).combine_chunks(), source.column, source.location)
         finite.append(np.isfinite(X).all(axis=1))
         parts.append(table.column(label).combine_chunks() if label else pa.nulls(table.num_rows, pa.int64()))
@@ -113,7 +105,7 @@ def labels(source: sharded.Source, label: str | None, run: list[sharded.Piece]) 
 
 def _rows(plan: Plan, piece: sharded.Piece, extra: list[str] = ()) -> tuple[np.ndarray, np.ndarray, pa.Table]:
     """A piece's vectors (float32, as stored) and row numbers, and its `extra` columns."""
-    table = read(plan.source, piece, [plan.source.column, *extra])
+    table = sharded.read_piece(plan.source, piece, [plan.source.column, *extra])
     X = embeddings.vectors(table.column(plan.source.column).combine_chunks(), plan.source.column, plan.source.location)
     return X, np.arange(piece.start, piece.start + len(X)), table
 
@@ -197,7 +189,7 @@ def names(source: sharded.Source, job: tuple[list[sharded.Piece], np.ndarray]) -
         here = wanted[(wanted >= piece.start) & (wanted < piece.start + piece.rows)]
         if not len(here):
             continue
-        table = read(source, piece, columns)
+        table = sharded.read_piece(source, piece, columns)
         paths = table.column(source.path_column).cast(pa.string()).to_numpy(zero_copy_only=False)
         splits = _splits(source, piece, table)
         found.update({int(r): (str(paths[r - piece.start]), str(splits[r - piece.start])) for r in here})

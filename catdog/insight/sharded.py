@@ -180,6 +180,19 @@ class Rows:
     non_finite: list[str]  # paths of rows left out: NaN or infinite values
 
 
+def read_piece(source: Source, piece: Piece, columns: list[str]) -> pa.Table:
+    """Some columns of one piece (a row group); a small read broken by throttling is read again
+    (`catdog.storage.small_reads_retried`)."""
+    def read() -> pa.Table:
+        with source.location.fs.open_input_file(piece.file) as f:
+            return pq.ParquetFile(f).read_row_group(piece.row_group, columns=columns)
+
+    try:
+        return storage.small_reads_retried(read, source.location.is_object_store)
+    except (OSError, pa.ArrowException) as exc:
+        raise CatdogError(f"cannot read {source.location}: {' '.join(str(exc).split())[:300]}") from None
+
+
 def read(source: Source, run: list[Piece], with_vectors: bool = True) -> Rows:
     """The rows of some pieces; only the finite ones (a NaN has no cosine)."""
     names = [source.column] if with_vectors else []
@@ -187,8 +200,7 @@ def read(source: Source, run: list[Piece], with_vectors: bool = True) -> Rows:
     parts, numbers, splits = [], [], []
     try:
         for piece in run:
-            with source.location.fs.open_input_file(piece.file) as f:
-                table = pq.ParquetFile(f).read_row_group(piece.row_group, columns=names)
+            table = read_piece(source, piece, names)
             parts.append(table)
             numbers.append(np.arange(piece.start, piece.start + table.num_rows, dtype=np.int64))
             if source.split_column:
@@ -196,7 +208,7 @@ def read(source: Source, run: list[Piece], with_vectors: bool = True) -> Rows:
                               .to_numpy(zero_copy_only=False))
             else:
                 splits.append(np.full(table.num_rows, piece.split or "all", dtype=object))
-    except (OSError, pa.ArrowException) as exc:
+    except pa.ArrowException as exc:  # a split column that is not text
         raise CatdogError(f"cannot read {source.location}: {' '.join(str(exc).split())[:300]}") from None
     table = pa.concat_tables(parts) if parts else pa.table({n: [] for n in names})
     paths = table.column(source.path_column).cast(pa.string()).to_numpy(zero_copy_only=False)

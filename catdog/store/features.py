@@ -172,7 +172,7 @@ def load(out: str | Location, split: str | None = None) -> Features:
     out = storage.resolve(out)
     data = dataset(out)
     filter_ = None if split is None else pads.field("split") == split
-    table = data.to_table(columns=["path", "label", "features", "split"], filter=filter_)
+    table = _read(data, ["path", "label", "features", "split"], filter_)
     if split is not None and table.num_rows == 0 and split not in splits(out):
         raise CatdogError(f"no split {split!r} in {out} (it has: {', '.join(splits(out)) or 'none'})")
     X, y = arrays(table)
@@ -186,7 +186,7 @@ def read_errors(out: str | Location) -> list[tuple[str, str, str]]:
     """(path, error, message) of every image that could not be read, in path order."""
     if not committed(out, ERRORS_DIR):
         return []
-    table = dataset(out, ERRORS_DIR).to_table(columns=["path", "error", "message"]).sort_by("path")
+    table = _read(dataset(out, ERRORS_DIR), ["path", "error", "message"]).sort_by("path")
     return list(zip(*(table.column(c).to_pylist() for c in ("path", "error", "message"))))
 
 
@@ -202,7 +202,21 @@ def read_labels(out: str | Location, split: str) -> np.ndarray:
 
 @reading
 def _column(out: str | Location, split: str, name: str) -> pa.ChunkedArray:
-    return dataset(out).to_table(columns=[name], filter=pads.field("split") == split).column(name)
+    return _read(dataset(out), [name], pads.field("split") == split).column(name)
+
+
+def _read(data: pads.Dataset, columns: list[str], filter_: pads.Expression | None = None) -> pa.Table:
+    """The dataset's rows, read in parallel; where an object store's throttling broke a small read
+    (`storage.small_reads_retried`), read again a file at a time, each file's read tried again on its
+    own: the whole of a dataset of many small files, read again, would meet another throttled read."""
+    try:
+        return data.to_table(columns=columns, filter=filter_)
+    except OSError as exc:
+        if storage.FLUSH_FAILURE not in str(exc):
+            raise
+    parts = [storage.small_reads_retried(lambda f=f: f.to_table(schema=data.schema, columns=columns, filter=filter_), True)
+             for f in data.get_fragments(filter=filter_)]
+    return pa.concat_tables(parts) if parts else data.schema.empty_table().select(columns)
 
 
 def arrays(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -225,6 +239,7 @@ def stream(out: str | Location, split: str, chunk_rows: int, seed: int | None = 
     the split's rows in `load`'s order, keeps only some of them, whatever order the files are read in.
     """
     files = _fragments(out, split)
+    object_store = storage.resolve(out, check=False).is_object_store
     starts = np.cumsum([0] + [f.count_rows() for f in files]) if rows is not None else None
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(files)) if seed is not None else range(len(files))
@@ -232,7 +247,11 @@ def stream(out: str | Location, split: str, chunk_rows: int, seed: int | None = 
     held = 0
     for i in order:
         offset = 0 if rows is None else int(starts[i])
-        for batch in files[i].to_batches(columns=["label", "features"], batch_size=chunk_rows):
+        # A row group at a time (a shard is one): a read broken by throttling is read again.
+        groups = files[i].split_by_row_group()
+        tables = (storage.small_reads_retried(lambda g=g: g.to_table(columns=["label", "features"]), object_store)
+                  for g in groups)
+        for batch in (b for table in tables for b in table.to_batches(max_chunksize=chunk_rows)):
             X, y = arrays(batch)
             if rows is not None:
                 keep = rows[offset : offset + len(y)]

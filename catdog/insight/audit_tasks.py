@@ -82,12 +82,6 @@ class Found:
     tasks: dict[str, Counter]  # node -> {"tasks": n, "rows": rows read}
 
 
-def _splits(source: sharded.Source, piece: sharded.Piece, table: pa.Table) -> np.ndarray:
-    if source.split_column:
-        return table.column(source.split_column).cast(pa.string()).fill_null("all").to_numpy(zero_copy_only=False)
-    return np.full(table.num_rows, piece.split or "all", dtype=object)
-
-
 def labels(source: sharded.Source, label: str | None, run: list[sharded.Piece]) -> Labelled:
     """A task: the labels, splits and finite rows of a run of pieces."""
     columns = [source.column] + ([label] if label else []) + ([source.split_column] if source.split_column else [])
@@ -97,7 +91,7 @@ def labels(source: sharded.Source, label: str | None, run: list[sharded.Piece]) 
         X = embeddings.vectors(table.column(source.column).combine_chunks(), source.column, source.location)
         finite.append(np.isfinite(X).all(axis=1))
         parts.append(table.column(label).combine_chunks() if label else pa.nulls(table.num_rows, pa.int64()))
-        splits.append(_splits(source, piece, table))
+        splits.append(sharded.piece_splits(source, piece, table))
     names, codes = np.unique(np.concatenate(splits), return_inverse=True)
     return Labelled(run[0].start, pa.concat_arrays(parts), tuple(names.tolist()), codes.astype(np.int16),
                     np.concatenate(finite))
@@ -173,7 +167,7 @@ def class_outliers(plan: Plan, k: int) -> tuple[int, int, list[tuple[float, floa
         X, _, table = _rows(plan, piece, extra)
         parts.append(X[mine])
         paths.append(table.column(plan.source.path_column).cast(pa.string()).to_numpy(zero_copy_only=False)[mine])
-        splits.append(_splits(plan.source, piece, table)[mine])
+        splits.append(sharded.piece_splits(plan.source, piece, table)[mine])
     X = np.concatenate(parts)
     above, scores, distances = findings.class_outliers(X, plan.neighbours, plan.outlier_z)
     paths, splits = np.concatenate(paths), np.concatenate(splits)
@@ -191,7 +185,7 @@ def names(source: sharded.Source, job: tuple[list[sharded.Piece], np.ndarray]) -
             continue
         table = sharded.read_piece(source, piece, columns)
         paths = table.column(source.path_column).cast(pa.string()).to_numpy(zero_copy_only=False)
-        splits = _splits(source, piece, table)
+        splits = sharded.piece_splits(source, piece, table)
         found.update({int(r): (str(paths[r - piece.start]), str(splits[r - piece.start])) for r in here})
     return found
 

@@ -193,23 +193,26 @@ def read_piece(source: Source, piece: Piece, columns: list[str]) -> pa.Table:
         raise CatdogError(f"cannot read {source.location}: {' '.join(str(exc).split())[:300]}") from None
 
 
+def piece_splits(source: Source, piece: Piece, table: pa.Table) -> np.ndarray:
+    """The split of each row of a piece's `table`: its split column as text, else the piece's folder's."""
+    if not source.split_column:
+        return np.full(table.num_rows, piece.split or "all", dtype=object)
+    try:
+        return table.column(source.split_column).cast(pa.string()).fill_null("all").to_numpy(zero_copy_only=False)
+    except pa.ArrowException as exc:  # a split column that is not text
+        raise CatdogError(f"cannot read {source.location}: {' '.join(str(exc).split())[:300]}") from None
+
+
 def read(source: Source, run: list[Piece], with_vectors: bool = True) -> Rows:
     """The rows of some pieces; only the finite ones (a NaN has no cosine)."""
     names = [source.column] if with_vectors else []
     names += [source.path_column] + ([source.split_column] if source.split_column else [])
     parts, numbers, splits = [], [], []
-    try:
-        for piece in run:
-            table = read_piece(source, piece, names)
-            parts.append(table)
-            numbers.append(np.arange(piece.start, piece.start + table.num_rows, dtype=np.int64))
-            if source.split_column:
-                splits.append(table.column(source.split_column).cast(pa.string()).fill_null("all")
-                              .to_numpy(zero_copy_only=False))
-            else:
-                splits.append(np.full(table.num_rows, piece.split or "all", dtype=object))
-    except pa.ArrowException as exc:  # a split column that is not text
-        raise CatdogError(f"cannot read {source.location}: {' '.join(str(exc).split())[:300]}") from None
+    for piece in run:
+        table = read_piece(source, piece, names)
+        parts.append(table)
+        numbers.append(np.arange(piece.start, piece.start + table.num_rows, dtype=np.int64))
+        splits.append(piece_splits(source, piece, table))
     table = pa.concat_tables(parts) if parts else pa.table({n: [] for n in names})
     paths = table.column(source.path_column).cast(pa.string()).to_numpy(zero_copy_only=False)
     number = np.concatenate(numbers) if numbers else np.zeros(0, np.int64)

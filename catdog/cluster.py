@@ -116,9 +116,11 @@ def cluster_size() -> ClusterSize:
 
 
 @contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
+def ray_session(address: str | None, state_api: bool = False) -> Iterator[None]:
     """Join the given cluster (or RAY_ADDRESS, as under `ray job submit`), else start a local Ray.
-    A Ray this process already joined (a notebook's `ray.init()`) is used as it is and left running."""
+    A Ray this process already joined (a notebook's `ray.init()`) is used as it is and left running.
+    A local Ray starts without its dashboard (seconds of start-up for a page nobody opens) unless
+    `state_api`: Ray Train watches its controller through the State API, which the dashboard serves."""
     import ray
 
     if ray.is_initialized():
@@ -126,7 +128,7 @@ def ray_session(address: str | None) -> Iterator[None]:
         return
     application_handler = _sigterm_handler()
     try:
-        ray.init(address=address, logging_level=quiet.ray_log_level(), include_dashboard=False, log_to_driver=True,
+        ray.init(address=address, logging_level=quiet.ray_log_level(), include_dashboard=state_api, log_to_driver=True,
                  runtime_env=worker_runtime_env())
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise CatdogError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None

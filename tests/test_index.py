@@ -1,5 +1,7 @@
 """The index: written and read back, and ROOT's listing compared against it path by path."""
 
+import os
+import tempfile
 import threading
 
 import pytest
@@ -106,6 +108,16 @@ def test_the_index_merged_after_a_commit_streams_in_order(tmp_path):
     with pytest.raises(ValueError, match="out of order"):
         index.write_batches(out, backwards.batches())
     backwards.close()
+
+
+def test_a_spool_leaves_no_file_behind_even_when_its_run_is_killed(tmp_path, monkeypatch):
+    """A run's spool has no name in the temporary folder: a killed driver cannot leave it there."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spool = index.Spool()
+    spool.add([(f"cats/{i}.png", Entry(i, i, f"s{i}", "features/split=all/part-1.parquet")) for i in range(5)])
+    assert os.listdir(tmp_path) == []  # as a SIGKILL would find it, mid-run
+    assert [p for p, _ in spool.rows()] == [f"cats/{i}.png" for i in range(5)]
+    spool.close()
 
 
 def test_a_reader_sees_the_old_or_the_new_index_while_it_is_replaced(tmp_path):

@@ -173,3 +173,22 @@ def test_store_faults_are_one_line_and_leave_no_model(s3, ray_local, tmp_path, c
             fit_e2e.run(config_for(root, via, num_workers=1, max_failures=0))
     assert checkpoints.refused >= 1
     assert not [k for k in s3.keys(f"{s3.prefix}/run") if k.startswith("model/") or "/checkpoint_" in k]
+
+
+def test_the_training_datasets_are_quiet_unless_verbose_and_leave_this_process_s_context_alone(ray_local, monkeypatch):
+    """Ray Data would draw progress bars and print its plan for every epoch of every split: off on the
+    datasets' own context, on with --verbose; the process's DataContext (a notebook's) is not touched."""
+    import ray.data
+
+    from catdog import cluster, quiet
+    from catdog.config import DecodeConfig
+
+    process = ray.data.DataContext.get_current()
+    before = (process.enable_progress_bars, process.print_on_execution_start)
+    rows = {"train": [{"path": "cats/a.jpg", "label": 0}], "validation": [{"path": "dogs/b.jpg", "label": 1}]}
+    anywhere = cluster.Placement(None, None, 1)
+    for verbose in (False, True):
+        monkeypatch.setenv(quiet.VERBOSE_ENV, "1" if verbose else "0")
+        for split in training.datasets(rows, storage.resolve("/nowhere"), DecodeConfig(), anywhere).values():
+            assert split.context.enable_progress_bars is split.context.print_on_execution_start is verbose
+    assert (process.enable_progress_bars, process.print_on_execution_start) == before == (True, True)

@@ -55,7 +55,7 @@ def run(config: TrainConfig) -> TrainResult:
     weights = convbase.resolve_weights(config.weights, config.seed, config.image_size, config.backbone, config.pooling,
                                        config.weights_mirror)
     storage.check_writable(out.join(training.RUN_NAME))
-    with cluster.ray_session(config.address):
+    with cluster.ray_session(config.address, state_api=True):
         placement = cluster.placement(root.is_local, out.is_local, config.shared_fs)
         if out.is_local and not config.shared_fs and placement.nodes > 1:
             raise CatdogError(f"on a cluster of {placement.nodes} nodes every worker writes checkpoints to --out: "

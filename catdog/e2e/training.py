@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog import cluster, storage
+from catdog import cluster, quiet, storage
 from catdog.cluster import Placement
 from catdog.config import DecodeConfig, TrainConfig
 from catdog.errors import CatdogError
@@ -41,11 +41,17 @@ def decode_stage(batch: dict, *, root: Location, config: DecodeConfig) -> dict:
 def datasets(rows: dict[str, list[dict]], root: Location, config: DecodeConfig, placement: Placement) -> dict:
     import ray
 
-    # Workers hold the CPUs; decoding shares them unreserved, a few tasks at a time.
-    return {split: ray.data.from_items(r).map_batches(
-                decode_stage, fn_kwargs={"root": root, "config": config}, batch_size=DECODE_BATCH,
-                num_cpus=0, compute=ray.data.TaskPoolStrategy(size=2), **cluster.on_node(placement.decode_node))
-            for split, r in rows.items()}
+    def dataset(split_rows: list[dict]):
+        items = ray.data.from_items(split_rows)
+        # Its own copy of Ray Data's context (the process's stays as it is): no progress bars and no
+        # execution plan for every epoch of every split; the epoch lines are catdog's. --verbose shows them.
+        items.context.enable_progress_bars = items.context.print_on_execution_start = quiet.verbose()
+        # Workers hold the CPUs; decoding shares them unreserved, a few tasks at a time.
+        return items.map_batches(decode_stage, fn_kwargs={"root": root, "config": config}, batch_size=DECODE_BATCH,
+                                 num_cpus=0, compute=ray.data.TaskPoolStrategy(size=2),
+                                 **cluster.on_node(placement.decode_node))
+
+    return {split: dataset(r) for split, r in rows.items()}
 
 
 def train(config: TrainConfig, rows: dict[str, list[dict]], root: Location, out: Location, weights: convbase.Weights,
@@ -67,6 +73,7 @@ def train(config: TrainConfig, rows: dict[str, list[dict]], root: Location, out:
             name=RUN_NAME, storage_path=out.path, storage_filesystem=None if out.is_local else out.fs,
             failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            logging_config=ray.train.LoggingConfig("INFO" if quiet.verbose() else "WARNING"),
             # The workers keep Ray's niceness (no catdog.extraction.pipeline.EMBEDDER_ENV): unlike the
             # embedding actor, running them at the driver's priority did not make training faster.
         ),
@@ -107,6 +114,8 @@ def train_worker(loop_config: dict) -> None:
         model as e2e_model,  # on the worker: the driver never loads Keras for a run
     )
 
+    if not quiet.verbose():  # this worker is the run's own process: TensorFlow's INFO lines (each all-reduce) are for --verbose
+        tf.get_logger().setLevel("WARNING")
     config = TrainConfig(**loop_config["config"])
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     checkpoint = ray.train.get_checkpoint()

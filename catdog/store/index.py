@@ -212,9 +212,9 @@ class Spool:
     """A run's new index rows, in order, in a local temporary file until its commit reads them back."""
 
     def __init__(self) -> None:
-        handle, self.path = tempfile.mkstemp(prefix="catdog-index-", suffix=".parquet")
-        os.close(handle)
-        self.writer = pq.ParquetWriter(self.path, SCHEMA)
+        # A file without a name: a run that is killed (SIGKILL, a lost node) leaves nothing behind.
+        self.file = tempfile.TemporaryFile(prefix="catdog-index-", suffix=".parquet")
+        self.writer = pq.ParquetWriter(self.file, SCHEMA)
         self.batch: list[Row] = []
         self.count = 0
 
@@ -236,12 +236,12 @@ class Spool:
     def batches(self) -> Iterator[pa.RecordBatch]:
         self._flush()
         self.writer.close()
-        yield from pq.ParquetFile(self.path).iter_batches(BATCH_ROWS)
+        self.file.seek(0)
+        yield from pq.ParquetFile(self.file).iter_batches(BATCH_ROWS)
 
     def close(self) -> None:
         self.writer.close()
-        if os.path.exists(self.path):
-            os.unlink(self.path)
+        self.file.close()
 
 
 def entries(stamps: Stamps, file: str, paths: Iterable[str], digests: Iterable[str]) -> list[Row]:

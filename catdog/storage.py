@@ -20,11 +20,15 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 import pyarrow.fs as pafs
 
 from catdog.errors import CatdogError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
 
 T = TypeVar("T")
 
@@ -206,6 +210,23 @@ def small_reads_retried(read: Callable[[], T], object_store: bool) -> T:
                 raise
             time.sleep(random.uniform(0, min(MAX_BACKOFF_S, BACKOFF_S * 2**attempt)))
     raise AssertionError("unreachable")
+
+
+def read_dataset(data: pads.Dataset, columns: list[str] | None = None, filter_: pads.Expression | None = None) -> pa.Table:
+    """A pyarrow dataset's rows, read in parallel; where an object store's throttling broke a small
+    read (`small_reads_retried`), read again a file at a time, each file's read tried again on its
+    own: the whole of a dataset of many small files, read again, would meet another throttled read."""
+    try:
+        return data.to_table(columns=columns, filter=filter_)
+    except OSError as exc:
+        if FLUSH_FAILURE not in str(exc):
+            raise
+    import pyarrow as pa
+
+    parts = [small_reads_retried(lambda f=f: f.to_table(schema=data.schema, columns=columns, filter=filter_), True)
+             for f in data.get_fragments(filter=filter_)]
+    empty = data.schema.empty_table()
+    return pa.concat_tables(parts) if parts else (empty.select(columns) if columns is not None else empty)
 
 
 def s3_filesystem(options: dict) -> pafs.FileSystem:

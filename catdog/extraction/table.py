@@ -133,7 +133,7 @@ def read(table: str | Location, path_column: str = "path", label_column: str | N
 def _sorted(data: pads.Dataset, columns: list[str], path_column: str, split_column: str | None, table: Location) -> pa.Table:
     """A table not in (split, path) order, sorted in memory (and checked for an image twice)."""
     try:
-        rows = data.to_table(columns=columns)
+        rows = storage.read_dataset(data, columns)
     except (OSError, pa.ArrowException) as exc:
         raise CatdogError(f"cannot read {table}: {' '.join(str(exc).split())[:300]}") from None
     rows = _as_strings(rows)

@@ -56,7 +56,7 @@ def read(folder: storage.Location, settings: dict) -> Lists | None:
     where = folder.join(FILE)
     if where.kind() != pafs.FileType.File:
         return None
-    table = pq.read_table(where.path, filesystem=where.fs)
+    table = storage.small_reads_retried(lambda: pq.read_table(where.path, filesystem=where.fs), where.is_object_store)
     saved = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"catdog.")}
     if saved != _metadata(settings):
         return None

@@ -172,7 +172,7 @@ def load(out: str | Location, split: str | None = None) -> Features:
     out = storage.resolve(out)
     data = dataset(out)
     filter_ = None if split is None else pads.field("split") == split
-    table = _read(data, ["path", "label", "features", "split"], filter_)
+    table = storage.read_dataset(data, ["path", "label", "features", "split"], filter_)
     if split is not None and table.num_rows == 0 and split not in splits(out):
         raise CatdogError(f"no split {split!r} in {out} (it has: {', '.join(splits(out)) or 'none'})")
     X, y = arrays(table)
@@ -186,7 +186,7 @@ def read_errors(out: str | Location) -> list[tuple[str, str, str]]:
     """(path, error, message) of every image that could not be read, in path order."""
     if not committed(out, ERRORS_DIR):
         return []
-    table = _read(dataset(out, ERRORS_DIR), ["path", "error", "message"]).sort_by("path")
+    table = storage.read_dataset(dataset(out, ERRORS_DIR), ["path", "error", "message"]).sort_by("path")
     return list(zip(*(table.column(c).to_pylist() for c in ("path", "error", "message"))))
 
 
@@ -202,21 +202,7 @@ def read_labels(out: str | Location, split: str) -> np.ndarray:
 
 @reading
 def _column(out: str | Location, split: str, name: str) -> pa.ChunkedArray:
-    return _read(dataset(out), [name], pads.field("split") == split).column(name)
-
-
-def _read(data: pads.Dataset, columns: list[str], filter_: pads.Expression | None = None) -> pa.Table:
-    """The dataset's rows, read in parallel; where an object store's throttling broke a small read
-    (`storage.small_reads_retried`), read again a file at a time, each file's read tried again on its
-    own: the whole of a dataset of many small files, read again, would meet another throttled read."""
-    try:
-        return data.to_table(columns=columns, filter=filter_)
-    except OSError as exc:
-        if storage.FLUSH_FAILURE not in str(exc):
-            raise
-    parts = [storage.small_reads_retried(lambda f=f: f.to_table(schema=data.schema, columns=columns, filter=filter_), True)
-             for f in data.get_fragments(filter=filter_)]
-    return pa.concat_tables(parts) if parts else data.schema.empty_table().select(columns)
+    return storage.read_dataset(dataset(out), [name], pads.field("split") == split).column(name)
 
 
 def arrays(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:

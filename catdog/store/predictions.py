@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from catdog import storage
 from catdog.storage import Location
 from catdog.store import features
 from catdog.store.layout import PREDICTIONS_DIR
@@ -57,5 +58,5 @@ class PredictionWriter(features.ShardWriter):
 def read(out: str | Location, split: str | None = None) -> pa.Table:
     """Every prediction a folder holds (those its index names), with its split, sorted by split and path."""
     data = features.dataset(out, PREDICTIONS_DIR)
-    table = data.to_table(filter=None if split is None else pc.field("split") == split)
+    table = storage.read_dataset(data, filter_=None if split is None else pc.field("split") == split)
     return table.sort_by([("split", "ascending"), ("path", "ascending")])

@@ -2,7 +2,9 @@
 object-store benchmark. It counts the HTTP requests it passes on and can hold each back by a fixed
 delay (a real store's latency), and listings (LIST requests) by a delay of their own. Faults:
 - `refuse_writes`: every request whose method is PUT or POST (and whose request line holds `pattern`,
-  if given) is answered `500 InternalError`, as SeaweedFS answers when it has no volume left;
+  if given) is answered `500 InternalError`, as SeaweedFS answers when it has no volume left (the
+  client tries again, backing off), or with `deny`, `403 AccessDenied`, as a bucket policy answers
+  (the client gives up at once);
 - `slow_down`: that fraction of requests (chosen by a seeded draw) is answered `503 SlowDown`, a
   store's throttling;
 - `reset`: that fraction of requests gets no answer: the connection is reset;
@@ -23,6 +25,9 @@ REFUSAL = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml
            b"Content-Length: %d\r\n\r\n%s")
 BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
         b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+DENIAL = (b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+          b"Content-Length: %d\r\n\r\n%s")
+DENIAL_BODY = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>'
 SLOW_DOWN = (b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
              b"Content-Length: %d\r\n\r\n%s")
 SLOW_BODY = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>'
@@ -32,7 +37,7 @@ METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
 class Proxy:
     def __init__(self, upstream: str, delay_s: float = 0.0, refuse_writes: bool = False, pattern: bytes = b"",
                  slow_down: float = 0.0, reset: float = 0.0, stall: float = 0.0, seed: int = 0,
-                 list_delay_s: float = 0.0, hold: bytes = b"") -> None:
+                 list_delay_s: float = 0.0, hold: bytes = b"", deny: bool = False) -> None:
         """`upstream` is the server's endpoint (http://HOST:PORT)."""
         self.hold, self.held = hold, 0
         self.list_delay_s, self.listings = list_delay_s, 0
@@ -40,7 +45,7 @@ class Proxy:
         self.faults = 0
         self.upstream_host, port = upstream.split("://", 1)[-1].rsplit(":", 1)
         self.upstream_port = int(port)
-        self.delay_s, self.refuse_writes, self.pattern = delay_s, refuse_writes, pattern
+        self.delay_s, self.refuse_writes, self.pattern, self.deny = delay_s, refuse_writes, pattern, deny
         self.requests = self.refused = 0
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
@@ -74,7 +79,7 @@ class Proxy:
                     await self.gate.wait()
                 if requests and self._refused(data):  # a request line at the start of a read
                     self.refused += 1
-                    client_w.write(REFUSAL % (len(BODY), BODY))
+                    client_w.write(DENIAL % (len(DENIAL_BODY), DENIAL_BODY) if self.deny else REFUSAL % (len(BODY), BODY))
                     break
                 if requests and data.startswith(METHODS) and (self.slow_down or self.reset or self.stall):
                     draw = self.random.random()

@@ -149,9 +149,10 @@ def test_another_backbone_on_a_bucket_checkpoints_resumes_stays_frozen_and_predi
 
 
 def test_store_faults_are_one_line_and_leave_no_model(s3, ray_local, tmp_path, capsys):
-    """A store refusing every write: one line before Ray Train starts. Refusing the model files only (a
-    checkpoint's upload, which Ray Train's own copy would report as done): one line, no checkpoint,
-    no model folder. (A run through throttling and resets completes: the bucket test above.)"""
+    """A store refusing every write: one line before Ray Train starts. Denying the model files only (a
+    checkpoint's upload, which Ray Train's own copy would report as done; a denial is not tried again
+    as a refusal is, after a back-off of seconds): one line, no checkpoint, no model folder. (A run
+    through throttling and resets completes: the bucket test above.)"""
     from catdog import commands
     from catdog.errors import CatdogError
     from tests.faultproxy import Proxy
@@ -166,10 +167,10 @@ def test_store_faults_are_one_line_and_leave_no_model(s3, ray_local, tmp_path, c
     assert code == 2 and everything.refused >= 1
     assert captured.err.startswith(f"catdog: error: cannot write to {out}/train-e2e?endpoint_override=") and \
         captured.err.count("\n") == 1 and "model (for catdog predict)" not in captured.out
-    with Proxy(s3.endpoint, refuse_writes=True, pattern=b"/model.keras") as checkpoints:
+    with Proxy(s3.endpoint, refuse_writes=True, pattern=b"/model.keras", deny=True) as checkpoints:
         via = f"{out}?endpoint_override=127.0.0.1:{checkpoints.port}&scheme=http"
         with pytest.raises(CatdogError, match=r"cannot write s3://.*/train-e2e/checkpoint_[^/]*/model.keras.*"
-                                              r"INTERNAL_FAILURE.*run the same command again to resume"):
+                                              r"ACCESS_DENIED.*run the same command again to resume"):
             fit_e2e.run(config_for(root, via, num_workers=1, max_failures=0))
     assert checkpoints.refused >= 1
     assert not [k for k in s3.keys(f"{s3.prefix}/run") if k.startswith("model/") or "/checkpoint_" in k]

@@ -47,6 +47,7 @@ class Proxy:
         self.upstream_port = int(port)
         self.delay_s, self.refuse_writes, self.pattern, self.deny = delay_s, refuse_writes, pattern, deny
         self.requests = self.refused = 0
+        self.connections: set = set()  # every stream opened, closed with the proxy (no socket left to the GC)
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self.gate = asyncio.Event()
@@ -61,7 +62,7 @@ class Proxy:
 
     def _serve(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
         ready.set()
         self.loop.run_forever()
 
@@ -70,7 +71,9 @@ class Proxy:
                 and self.pattern in data.split(b"\r\n", 1)[0])
 
     async def _handle(self, client_r, client_w) -> None:
+        self.connections.add(client_w)
         up_r, up_w = await asyncio.open_connection(self.upstream_host, self.upstream_port)
+        self.connections.add(up_w)
 
         async def pipe(reader, writer, requests: bool) -> None:
             while data := await reader.read(1 << 16):
@@ -108,6 +111,12 @@ class Proxy:
         self.loop.call_soon_threadsafe(self.gate.set)
 
     def close(self) -> None:
+        async def shut() -> None:
+            self.server.close()
+            for writer in self.connections:
+                writer.transport.abort()
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 

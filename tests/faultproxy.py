@@ -10,7 +10,11 @@ delay (a real store's latency), and listings (LIST requests) by a delay of their
 - `reset`: that fraction of requests gets no answer: the connection is reset;
 - `stall`: that fraction of requests is held without an answer for as long as the client waits;
 - `hold`: every PUT whose request line holds these bytes waits until `release()` (counted in
-  `held`): the writers are caught mid-task, for as long as a test needs.
+  `held`): the writers are caught mid-task, for as long as a test needs;
+- `hold_listings_after`: of the listings whose request line holds `listing_pattern`, the answers
+  to those after that many come with their headers, then a byte of their body every half second,
+  until `release()`, a PUT whose request line holds `release_on`, or a minute: a listing still going
+  on for as long as a test needs (a client gives up on an answer that stops coming).
 A faulted request's connection is closed."""
 
 from __future__ import annotations
@@ -31,15 +35,19 @@ DENIAL_BODY = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied<
 SLOW_DOWN = (b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
              b"Content-Length: %d\r\n\r\n%s")
 SLOW_BODY = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>'
+HOLD_LISTINGS_S = 60.0  # then a held listing goes on: a test of code that waits for it fails, not hangs
 METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
 
 
 class Proxy:
     def __init__(self, upstream: str, delay_s: float = 0.0, refuse_writes: bool = False, pattern: bytes = b"",
                  slow_down: float = 0.0, reset: float = 0.0, stall: float = 0.0, seed: int = 0,
-                 list_delay_s: float = 0.0, hold: bytes = b"", deny: bool = False) -> None:
+                 list_delay_s: float = 0.0, hold: bytes = b"", deny: bool = False,
+                 hold_listings_after: int | None = None, listing_pattern: bytes = b"", release_on: bytes = b"") -> None:
         """`upstream` is the server's endpoint (http://HOST:PORT)."""
         self.hold, self.held = hold, 0
+        self.hold_listings_after, self.listing_pattern, self.release_on = hold_listings_after, listing_pattern, release_on
+        self.held_listings = 0  # listings that hold listing_pattern, counted for hold_listings_after
         self.list_delay_s, self.listings = list_delay_s, 0
         self.slow_down, self.reset, self.stall, self.random = slow_down, reset, stall, random.Random(seed)
         self.faults = 0
@@ -74,9 +82,23 @@ class Proxy:
         self.connections.add(client_w)
         up_r, up_w = await asyncio.open_connection(self.upstream_host, self.upstream_port)
         self.connections.add(up_w)
+        trickle = [False]  # this connection's answer to a held listing
 
         async def pipe(reader, writer, requests: bool) -> None:
             while data := await reader.read(1 << 16):
+                if not requests and trickle[0] and b"\r\n\r\n" in data:  # the headers at once: a client times
+                    head, _, data = data.partition(b"\r\n\r\n")         # out on a body that does not come
+                    writer.write(head + b"\r\n\r\n")
+                while not requests and trickle[0] and not self.gate.is_set() and len(data) > 1:
+                    writer.write(data[:1])
+                    data = data[1:]
+                    await writer.drain()
+                    try:
+                        await asyncio.wait_for(self.gate.wait(), 0.5)
+                    except TimeoutError:
+                        pass
+                if requests and self.release_on and data.startswith(b"PUT ") and self.release_on in data.split(b"\r\n", 1)[0]:
+                    self.gate.set()
                 if requests and self.hold and data.startswith(b"PUT ") and self.hold in data.split(b"\r\n", 1)[0]:
                     self.held += 1
                     await self.gate.wait()
@@ -99,6 +121,13 @@ class Proxy:
                     self.requests += data.count(b" HTTP/1.1\r\n")
                     listing = data.startswith(b"GET ") and b"list-type=2" in data.split(b"\r\n", 1)[0]
                     self.listings += listing
+                    if listing and self.hold_listings_after is not None and self.listing_pattern in data.split(b"\r\n", 1)[0]:
+                        self.held_listings += 1
+                        trickle[0] = self.held_listings > self.hold_listings_after
+                        if self.held_listings == self.hold_listings_after + 1:  # the first held: at most a minute
+                            self.loop.call_later(HOLD_LISTINGS_S, self.gate.set)
+                    else:
+                        trickle[0] = False
                     await asyncio.sleep(self.delay_s + (self.list_delay_s if listing else 0.0))
                 writer.write(data)
                 await writer.drain()

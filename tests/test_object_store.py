@@ -200,25 +200,28 @@ def test_head_and_predict_from_and_to_the_bucket(s3, photos, weights_file, tmp_p
 
 @pytest.mark.slow
 def test_the_first_shard_of_a_bucket_is_written_before_its_listing_ends(s3, ray_local, tmp_path, monkeypatch):
-    """A folder of 32 sub-folders on the bucket, each LIST call held 1 s by a proxy (a large bucket's
-    listing, short): the first shards are extracted while it is still being listed, and the run
-    writes every image once with the features a run on the local copy gives."""
+    """A folder of 32 sub-folders on the bucket, listed through a proxy that holds the answers to its
+    LIST calls after the first 12 until a shard's file is written, and each for 0.5 s after that (a large
+    bucket's listing, still going on): the run does not wait for its listing to end, and writes every
+    image once with the features a run on the local copy gives."""
     from tests.faultproxy import Proxy
 
     for k in range(32):
         save_image(tmp_path / "in" / ("cats" if k % 2 else "dogs") / f"{k:02d}" / "a.png", random_pixels(k), format="PNG")
-    root = s3.upload(tmp_path / "in", f"{s3.prefix}/photos")
+    root, out = s3.upload(tmp_path / "in", f"{s3.prefix}/photos"), f"s3://{s3.prefix}/features"
     monkeypatch.setattr("catdog.extraction.imagefolder.LOOKAHEAD", 2)
-    with Proxy(s3.endpoint, list_delay_s=1.0) as proxy:
+    # The first 12 of ROOT: the layout's look at it, then the walk's first folders (a shard of 2 needs two).
+    with Proxy(s3.endpoint, list_delay_s=0.5, hold_listings_after=12, listing_pattern=b"photos",
+               release_on=b"/features/split") as proxy:
         query = f"?endpoint_override=127.0.0.1:{proxy.port}&scheme=http"
-        config = ExtractConfig(root=root + query, out=f"s3://{s3.prefix}/features", weights="none", image_size=32,
-                               shard_size=2, progress=False)
+        config = ExtractConfig(root=root + query, out=out + query, weights="none", image_size=32, shard_size=2,
+                               progress=False)
         done = extract.run(config)
     assert proxy.listings >= 34  # the bucket, two classes, 32 folders
     assert done.timeline["first_shard"] < done.timeline["listed"], done.timeline
-    assert done.cost.stages["listing"] > 8
+    assert done.cost.stages["listing"] > 5  # 20 and more listings after the first shard's file, 0.5 s each, 2 at a time
     expected, _ = fresh_extraction(config.replace(root=str(tmp_path / "in"), out=str(tmp_path / "local")))
-    stored = features.load(config.out)
+    stored = features.load(out)
     assert len(stored.paths) == len(set(stored.paths)) == 32
     assert_rows_match(list(stored.paths), stored.X, expected)
 

@@ -47,7 +47,7 @@ class Proxy:
         """`upstream` is the server's endpoint (http://HOST:PORT)."""
         self.hold, self.held = hold, 0
         self.hold_listings_after, self.listing_pattern, self.release_on = hold_listings_after, listing_pattern, release_on
-        self.held_listings = 0  # listings that hold listing_pattern, counted for hold_listings_after
+        self.matched_listings = 0  # listings whose request line holds listing_pattern
         self.list_delay_s, self.listings = list_delay_s, 0
         self.slow_down, self.reset, self.stall, self.random = slow_down, reset, stall, random.Random(seed)
         self.faults = 0
@@ -122,9 +122,9 @@ class Proxy:
                     listing = data.startswith(b"GET ") and b"list-type=2" in data.split(b"\r\n", 1)[0]
                     self.listings += listing
                     if listing and self.hold_listings_after is not None and self.listing_pattern in data.split(b"\r\n", 1)[0]:
-                        self.held_listings += 1
-                        trickle[0] = self.held_listings > self.hold_listings_after
-                        if self.held_listings == self.hold_listings_after + 1:  # the first held: at most a minute
+                        self.matched_listings += 1
+                        trickle[0] = self.matched_listings > self.hold_listings_after
+                        if self.matched_listings == self.hold_listings_after + 1:  # the first held: at most a minute
                             self.loop.call_later(HOLD_LISTINGS_S, self.gate.set)
                     else:
                         trickle[0] = False

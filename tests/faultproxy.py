@@ -86,20 +86,12 @@ class Proxy:
 
         async def pipe(reader, writer, requests: bool) -> None:
             while data := await reader.read(1 << 16):
-                if not requests and trickle[0] and b"\r\n\r\n" in data:  # the headers at once: a client times
-                    head, _, data = data.partition(b"\r\n\r\n")         # out on a body that does not come
-                    writer.write(head + b"\r\n\r\n")
-                while not requests and trickle[0] and not self.gate.is_set() and len(data) > 1:
-                    writer.write(data[:1])
-                    data = data[1:]
-                    await writer.drain()
-                    try:
-                        await asyncio.wait_for(self.gate.wait(), 0.5)
-                    except TimeoutError:
-                        pass
-                if requests and self.release_on and data.startswith(b"PUT ") and self.release_on in data.split(b"\r\n", 1)[0]:
+                line = data.split(b"\r\n", 1)[0]  # a request line, if a request starts this read
+                if not requests and trickle[0]:
+                    data = await self._trickle(data, writer)
+                if requests and self.release_on and data.startswith(b"PUT ") and self.release_on in line:
                     self.gate.set()
-                if requests and self.hold and data.startswith(b"PUT ") and self.hold in data.split(b"\r\n", 1)[0]:
+                if requests and self.hold and data.startswith(b"PUT ") and self.hold in line:
                     self.held += 1
                     await self.gate.wait()
                 if requests and self._refused(data):  # a request line at the start of a read
@@ -119,9 +111,9 @@ class Proxy:
                         break
                 if requests and b" HTTP/1.1\r\n" in data:
                     self.requests += data.count(b" HTTP/1.1\r\n")
-                    listing = data.startswith(b"GET ") and b"list-type=2" in data.split(b"\r\n", 1)[0]
+                    listing = data.startswith(b"GET ") and b"list-type=2" in line
                     self.listings += listing
-                    if listing and self.hold_listings_after is not None and self.listing_pattern in data.split(b"\r\n", 1)[0]:
+                    if listing and self.hold_listings_after is not None and self.listing_pattern in line:
                         self.matched_listings += 1
                         trickle[0] = self.matched_listings > self.hold_listings_after
                         if self.matched_listings == self.hold_listings_after + 1:  # the first held: at most a minute
@@ -134,6 +126,22 @@ class Proxy:
             writer.close()
 
         await asyncio.gather(pipe(client_r, up_w, True), pipe(up_r, client_w, False), return_exceptions=True)
+
+    async def _trickle(self, data: bytes, writer) -> bytes:
+        """Pass on an answer's headers at once (a client times out on a body that does not come), then
+        its body a byte every half second until the gate opens; returns what is left to pass on."""
+        if b"\r\n\r\n" in data:
+            head, _, data = data.partition(b"\r\n\r\n")
+            writer.write(head + b"\r\n\r\n")
+        while not self.gate.is_set() and len(data) > 1:
+            writer.write(data[:1])
+            data = data[1:]
+            await writer.drain()
+            try:
+                await asyncio.wait_for(self.gate.wait(), 0.5)
+            except TimeoutError:
+                pass
+        return data
 
     def release(self) -> None:
         """Let every held request (and any later one) through."""
